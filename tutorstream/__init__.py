@@ -1,0 +1,3 @@
+"""tutorstream wiring: settings, the command line and the embedded stack launcher."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,25 @@
+"""The ``tutorstream`` command line; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from tutorstream.cli import bench, db, model, produce, stack, topics
+
+app = typer.Typer(
+    name="tutorstream",
+    help="Learning events in, tutor-reviewed metacognitive interventions out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(stack.app, name="stack")
+app.add_typer(topics.app, name="topics")
+app.add_typer(model.app, name="model")
+app.add_typer(db.app, name="db")
+app.add_typer(bench.app, name="bench")
+app.command("produce")(produce.produce)
+
+
+def main() -> None:
+    """Run the command line."""
+    app()
