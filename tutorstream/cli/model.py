@@ -1,7 +1,276 @@
-"""`tutorstream model` commands."""
+"""`tutorstream model`: train, export, list, show and evaluate learner models.
+
+``train`` and ``export`` need the ``train`` extra (torch, transformers); ``list``, ``show`` and
+``eval`` run on the core install, from the ONNX files.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="model commands.")
+from inference.registry import (
+    CARD_FILE,
+    DEFAULT_MODEL,
+    PACKAGED_MODELS,
+    IntegrityError,
+    ModelRegistry,
+    RegistryError,
+)
+
+app = typer.Typer(no_args_is_help=True, help="Train, export, list, show and evaluate models.")
+
+RegistryOption = Annotated[
+    Path,
+    typer.Option(
+        "--registry",
+        envvar="TUTORSTREAM_MODEL_REGISTRY",
+        help="Registry root for new models and searched before the packaged models "
+        "(TUTORSTREAM_MODEL_REGISTRY).",
+    ),
+]
+DEFAULT_REGISTRY = Path(".state/models")
+
+
+def _registry(root: Path) -> ModelRegistry:
+    return ModelRegistry.with_packaged([root])
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def train(
+    name: Annotated[str, typer.Option(help="Model name.")] = DEFAULT_MODEL,
+    version: Annotated[
+        str | None, typer.Option(help="Model version (default: next number).")
+    ] = None,
+    registry: RegistryOption = DEFAULT_REGISTRY,
+    family: Annotated[str, typer.Option(help="Simulator family: bkt or irt.")] = "bkt",
+    learners: Annotated[int, typer.Option(min=2, help="Training learners.")] = 600,
+    val_learners: Annotated[int, typer.Option(min=2, help="Validation learners.")] = 150,
+    seed: Annotated[int, typer.Option(help="Seed of the data and of every draw.")] = 20240601,
+    encoder: Annotated[str, typer.Option(help="gru or transformer.")] = "gru",
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare-encoders",
+            help="Also train the other encoder on the same data; keep the better.",
+        ),
+    ] = False,
+    hidden_size: Annotated[int, typer.Option(min=4)] = 48,
+    layers: Annotated[int, typer.Option(min=1)] = 1,
+    epochs: Annotated[int, typer.Option(min=1)] = 6,
+    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    learning_rate: Annotated[float, typer.Option()] = 3e-3,
+    threads: Annotated[int, typer.Option(min=1, help="Torch threads.")] = 2,
+    evaluate: Annotated[
+        bool, typer.Option("--eval/--no-eval", help="Evaluate on unseen learners afterwards.")
+    ] = True,
+    eval_learners: Annotated[int, typer.Option(min=2, help="Learners per eval cohort.")] = 200,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing version.")] = False,
+) -> None:
+    """Simulate learners, train the model, export ONNX, evaluate and register it."""
+    # spinning OpenMP workers collapse throughput when the cores are shared; set before torch
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from inference.train import TrainOptions, compare_encoders
+    from inference.train import train as train_model
+
+    reg = _registry(registry)
+    version = version or reg.next_version(name)
+    options = TrainOptions(
+        family=family,
+        n_learners=learners,
+        val_learners=val_learners,
+        seed=seed,
+        encoder=encoder,
+        hidden_size=hidden_size,
+        num_layers=layers,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        threads=threads,
+    )
+    result, train_data, val_data = train_model(options)
+    comparison = None
+    if compare:
+        result, comparison = compare_encoders(result, options, train_data, val_data)
+    _register(reg, registry, name, version, result, val_data, comparison, evaluate,
+              eval_learners, overwrite)  # fmt: skip
+
+
+def _register(
+    reg: ModelRegistry,
+    root: Path,
+    name: str,
+    version: str,
+    result: Any,
+    val_data: Any,
+    comparison: dict[str, Any] | None,
+    evaluate: bool,
+    eval_learners: int,
+    overwrite: bool,
+) -> None:
+    from inference.release import refresh_card, write_model_folder
+
+    folder = root / name / version
+    try:
+        metrics = write_model_folder(
+            result, folder, val_data, name, version, encoder_comparison=comparison,
+            overwrite=overwrite,
+        )  # fmt: skip
+    except RegistryError as err:
+        _fail(str(err))
+    typer.echo(
+        f"trained {name}@{version} in {result.train_seconds:.0f} s; parity max abs diff "
+        f"{metrics['parity']['max_abs_diff']:.2e}; wrote {folder}"
+    )
+    if evaluate:
+        from inference.evaluate import EvalOptions, evaluate_model, format_report
+
+        spec = ModelRegistry([root]).load(f"{name}@{version}")
+        evaluation = evaluate_model(spec, EvalOptions(n_learners=eval_learners))
+        metrics["evaluation"] = evaluation
+        refresh_card(folder, metrics)
+        typer.echo(format_report(evaluation))
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="name@version or name@latest.")] = DEFAULT_MODEL,
+    registry: RegistryOption = DEFAULT_REGISTRY,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Registry root to export into (default: the model's own folder)."),
+    ] = None,
+) -> None:
+    """Re-export a registered model's weights to ONNX (fp32 + fp16), check parity, re-sign."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from inference.release import reexport
+
+    try:
+        spec = _registry(registry).load(model)
+        folder, report = reexport(spec, out)
+    except RegistryError as err:
+        _fail(str(err))
+    typer.echo(
+        f"exported {spec.ref} to {folder}: parity max abs diff {report.max_abs_diff:.2e} "
+        f"on {report.windows} held-out windows"
+    )
+
+
+@app.command("list")
+def list_models(registry: RegistryOption = DEFAULT_REGISTRY) -> None:
+    """List registered models, newest version of each name last."""
+    reg = _registry(registry)
+    entries = reg.entries()
+    if not entries:
+        typer.echo("no models registered")
+        return
+    typer.echo(f"{'model':<32} {'encoder':<12} {'macro-F1':>8} {'size KB':>8}  location")
+    for entry in entries:
+        config = json.loads((entry.folder / "config.json").read_text(encoding="utf-8"))
+        size = sum(p.stat().st_size for p in entry.folder.iterdir() if p.is_file()) / 1024
+        macro = _in_family_macro_f1(entry.folder)
+        where = "packaged" if entry.folder.is_relative_to(PACKAGED_MODELS) else str(entry.folder)
+        typer.echo(
+            f"{entry.ref:<32} {config.get('encoder', '?'):<12} "
+            f"{'n/a' if macro is None else f'{macro:.3f}':>8} {size:>8.0f}  {where}"
+        )
+
+
+def _in_family_macro_f1(folder: Path) -> float | None:
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        cohort = metrics["evaluation"]["cohorts"][0]
+        return float(cohort["states"]["model"]["macro_f1"])
+    except (OSError, KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
+@app.command()
+def show(
+    model: Annotated[str, typer.Argument(help="name@version or name@latest.")] = DEFAULT_MODEL,
+    registry: RegistryOption = DEFAULT_REGISTRY,
+    card: Annotated[bool, typer.Option(help="Print the whole model card.")] = False,
+) -> None:
+    """Verify a model's checksums and show its config, files and headline metrics."""
+    try:
+        spec = _registry(registry).load(model)
+    except IntegrityError as err:
+        _fail(f"integrity check failed: {err}")
+        return
+    except RegistryError as err:
+        _fail(str(err))
+        return
+    typer.echo(f"{spec.ref}  ({spec.folder})  checksums verified")
+    typer.echo(
+        f"encoder {spec.encoder}, window {spec.window}, {len(spec.event_features)} event "
+        f"features, {len(spec.query_features)} query features"
+    )
+    typer.echo(
+        "decision thresholds: "
+        + ", ".join(f"{s}={t:.3f}" for s, t in spec.decision_thresholds.items())
+    )
+    for name, digest in sorted(spec.checksums.items()):
+        size = (spec.folder / name).stat().st_size
+        typer.echo(f"  {name:<20} {size:>10,} B  sha256 {digest}")
+    metrics = spec.metrics()
+    evaluation = metrics.get("evaluation") or {}
+    for label, row in (evaluation.get("floors") or {}).items():
+        measured = row.get("measured")
+        typer.echo(
+            f"  floor {label}: {'n/a' if measured is None else f'{measured:.3f}'} "
+            f"(required {row.get('required')}) {'met' if row.get('met') else 'NOT met'}"
+        )
+    if card:
+        typer.echo((spec.folder / CARD_FILE).read_text(encoding="utf-8"))
+
+
+@app.command("eval")
+def eval_model(
+    model: Annotated[str, typer.Option(help="name@version or name@latest.")] = DEFAULT_MODEL,
+    registry: RegistryOption = DEFAULT_REGISTRY,
+    learners: Annotated[int, typer.Option(min=2, help="Learners per cohort.")] = 200,
+    policy_learners: Annotated[
+        int, typer.Option(min=0, help="Simulated learners per policy (0 skips the policy).")
+    ] = 40,
+    seed: Annotated[
+        int | None, typer.Option(help="First evaluation seed (default: the reserved range).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Where the JSON goes.")] = Path(
+        "bench-results/model-eval.json"
+    ),
+    write: Annotated[
+        bool, typer.Option(help="Store the results in the model's metrics and card (re-signs).")
+    ] = False,
+) -> None:
+    """Model vs baselines vs oracle on unseen learners, in-family and cross-family."""
+    from inference.evaluate import EvalOptions, evaluate_model, format_report
+
+    try:
+        spec = _registry(registry).load(model)
+    except RegistryError as err:
+        _fail(str(err))
+        return
+    options = EvalOptions(n_learners=learners, policy_learners=policy_learners)
+    if seed is not None:
+        options.seed = seed
+    evaluation = evaluate_model(spec, options)
+    typer.echo(format_report(evaluation))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
+    typer.echo(f"wrote {out}")
+    if write:
+        from inference.release import refresh_card
+
+        metrics = spec.metrics()
+        metrics["evaluation"] = evaluation
+        refresh_card(spec.folder, metrics)
+        typer.echo(f"updated {spec.folder / 'metrics.json'} and the model card")

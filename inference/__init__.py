@@ -1,0 +1,1 @@
+"""Learner simulator, learner model, training, ONNX export, model registry and batched runtime."""

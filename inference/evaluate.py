@@ -1,0 +1,344 @@
+"""``tutorstream model eval``: the model against baselines and the oracle on unseen learners.
+
+Two cohorts from seeds never used in training (:data:`inference.train.EVAL_SEED_BASE` on): one
+from the simulator family the model was trained on, one from the other family. On each, the
+model (its shipped ONNX graph, through the serving runtime, with its recorded decision
+thresholds), the rule, logistic-regression and BKT baselines (fitted on the model's own training
+cohort) and the oracle (the simulator's true probability) are scored with ``inference.metrics``.
+The next-item policy is run in closed loop with the model as its scorer, against fixed order,
+random and maximum-information choice. The floors of the issue are checked and reported.
+
+Runs on the core install: no torch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.baselines import Baseline, fitted_baselines
+from inference.dataset import ProgressPrinter, WindowDataset, build_dataset
+from inference.metrics import detection_delay, next_answer_scores, state_report
+from inference.policy import ClosedLoopConfig, Scorer, bkt_scorer, closed_loop
+from inference.registry import ModelSpec
+from inference.runtime import CPU, LearnerModel
+from inference.states import STATES
+from inference.train import EVAL_SEED_BASE
+
+FAMILIES = ("bkt", "irt")
+MACRO_F1_MARGIN = 0.10
+CROSS_FAMILY_MAX_DROP = 0.05
+MAX_FALSE_ALERT_RATE = 0.02
+ORACLE_AUC_GAP = 0.02
+POLICY_MIN_SPEEDUP = 0.25
+
+
+@dataclass
+class EvalOptions:
+    """How large an evaluation to run.
+
+    Attributes:
+        n_learners: learners per evaluation cohort.
+        seed: seed of the in-family cohort; the cross-family cohort uses ``seed + 1`` and the
+            policy runs ``seed + 2``.
+        policy_learners: simulated learners per policy in the closed loop (0 skips it).
+        threads: CPU threads for the model.
+        batch_size: windows per model call.
+        show_progress: print progress lines.
+    """
+
+    n_learners: int = 200
+    seed: int = EVAL_SEED_BASE
+    policy_learners: int = 40
+    threads: int = 2
+    batch_size: int = 4096
+    show_progress: bool = True
+
+
+def model_outputs(
+    model: LearnerModel, data: WindowDataset, batch_size: int = 4096
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Run the serving runtime over a dataset: ``(state_probs, p_correct, decided_state)``."""
+    probs, nexts, states = [], [], []
+    for start in range(0, len(data), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(data)))
+        out = model.predict(*data.batch(idx))
+        probs.append(out.state_probs)
+        nexts.append(out.p_correct)
+        states.append(out.state)
+    return np.concatenate(probs), np.concatenate(nexts), np.concatenate(states)
+
+
+def _delays(data: WindowDataset, pred: npt.NDArray[np.int64]) -> dict[str, Any]:
+    return {
+        r.state: {
+            "episodes": r.episodes,
+            "detected": r.detected,
+            "mean_delay": r.mean_delay,
+            "median_delay": r.median_delay,
+        }
+        for r in detection_delay(data.learner, data.step, data.y_state, pred)
+    }
+
+
+def score_cohort(
+    label: str,
+    data: WindowDataset,
+    model: LearnerModel,
+    baselines: list[Baseline],
+    batch_size: int = 4096,
+) -> dict[str, Any]:
+    """Score the model, every baseline and the oracle on one cohort."""
+    probs, p_correct, pred = model_outputs(model, data, batch_size)
+    states: dict[str, Any] = {
+        "model": {
+            **state_report(data.y_state, pred, probs).to_dict(),
+            "detection_delay": _delays(data, pred),
+        }
+    }
+    nxt = next_answer_scores(data.y_next, p_correct)
+    next_answer: dict[str, Any] = {
+        "model": {"auc": nxt.auc, "log_loss": nxt.log_loss, "ece": nxt.ece, "n": nxt.n}
+    }
+    for baseline in baselines:
+        b_pred = baseline.predict_state(data)
+        if b_pred is not None:
+            states[baseline.name] = {
+                **state_report(data.y_state, b_pred, baseline.predict_state_proba(data)).to_dict(),
+                "detection_delay": _delays(data, b_pred),
+            }
+        b_next = baseline.predict_next(data)
+        if b_next is not None:
+            s = next_answer_scores(data.y_next, b_next)
+            next_answer[baseline.name] = {
+                "auc": s.auc,
+                "log_loss": s.log_loss,
+                "ece": s.ece,
+                "n": s.n,
+            }
+    oracle = next_answer_scores(data.y_next, data.oracle)
+    next_answer["oracle"] = {
+        "auc": oracle.auc, "log_loss": oracle.log_loss, "ece": oracle.ece, "n": oracle.n,
+    }  # fmt: skip
+    return {
+        "label": label,
+        "family": data.family,
+        "seed": data.seed,
+        "learners": len(np.unique(data.learner)),
+        "windows": len(data),
+        "state_share": {s: float(np.mean(data.y_state == k)) for k, s in enumerate(STATES)},
+        "states": states,
+        "next_answer": next_answer,
+    }
+
+
+def policy_section(
+    model: LearnerModel,
+    family: str,
+    n_learners: int,
+    seed: int,
+    say: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Closed-loop time to mastery of the next-item policy, the model as its scorer.
+
+    The model scores candidates from their query features (which carry the learner's per-skill
+    history); BKT and the oracle score the same policy for comparison, and fixed order, random
+    and maximum-information choice are the alternatives.
+    """
+    config = ClosedLoopConfig(family=family, n_learners=n_learners, seed=seed)
+    scorers: dict[str, Scorer | None] = {
+        "model": model.score_items,
+        "bkt": bkt_scorer(),
+        "oracle": None,
+    }
+    report = closed_loop(config, scorers, progress=say)
+    policies = {
+        f"{o.policy}" + ("" if o.scorer == "-" else f" ({o.scorer})"): {
+            "mean_events": o.mean_events,
+            "median_events": o.median_events,
+            "mastered_share": o.mastered_share,
+            "reduction_vs_fixed": report.reduction_vs_fixed(o.policy, o.scorer),
+        }
+        for o in report.outcomes
+    }
+    return {
+        **report.to_dict(),
+        "policies": policies,
+        "speedup_vs_fixed": report.reduction_vs_fixed("target", "model"),
+    }
+
+
+def _floor(measured: float | None, required: str, met: bool) -> dict[str, Any]:
+    return {"measured": measured, "required": required, "met": bool(met)}
+
+
+def check_floors(cohorts: list[dict[str, Any]], policy: dict[str, Any] | None) -> dict[str, Any]:
+    """Check the issue's floors on the in-family (first) and cross-family (second) cohorts."""
+    home, away = cohorts[0], cohorts[1]
+    model_f1 = home["states"]["model"]["macro_f1"]
+    baselines = {k: v for k, v in home["states"].items() if k != "model"}
+    best_name = max(baselines, key=lambda k: baselines[k]["macro_f1"])
+    best = baselines[best_name]
+    floors: dict[str, Any] = {
+        f"macro-F1 margin over best baseline ({best_name})": _floor(
+            model_f1 - best["macro_f1"], f">= {MACRO_F1_MARGIN}",
+            model_f1 - best["macro_f1"] >= MACRO_F1_MARGIN,
+        ),
+    }  # fmt: skip
+    model_auc = {s["state"]: s["auc"] for s in home["states"]["model"]["per_state"]}
+    worst_gap = math.inf
+    for s in best["per_state"]:
+        if s["auc"] is not None and not math.isnan(s["auc"]):
+            worst_gap = min(worst_gap, model_auc[s["state"]] - s["auc"])
+    floors[f"lowest per-state AUC gain over {best_name}"] = _floor(
+        worst_gap if worst_gap != math.inf else None, ">= 0", worst_gap >= 0
+    )
+    drop = model_f1 - away["states"]["model"]["macro_f1"]
+    floors["macro-F1 drop on the other family"] = _floor(
+        drop, f"<= {CROSS_FAMILY_MAX_DROP}", drop <= CROSS_FAMILY_MAX_DROP
+    )
+    for cohort in (home, away):
+        far = cohort["states"]["model"]["false_alert_rate"]
+        floors[f"false-alert rate on none ({cohort['label']})"] = _floor(
+            far, f"<= {MAX_FALSE_ALERT_RATE}", far <= MAX_FALSE_ALERT_RATE
+        )
+        gap = cohort["next_answer"]["oracle"]["auc"] - cohort["next_answer"]["model"]["auc"]
+        floors[f"next-answer AUC gap to oracle ({cohort['label']})"] = _floor(
+            gap, f"<= {ORACLE_AUC_GAP}", gap <= ORACLE_AUC_GAP
+        )
+    if policy and "speedup_vs_fixed" in policy:
+        speedup = float(policy["speedup_vs_fixed"])
+        floors["time-to-mastery reduction vs fixed order"] = _floor(
+            speedup, f">= {POLICY_MIN_SPEEDUP}", speedup >= POLICY_MIN_SPEEDUP
+        )
+    return floors
+
+
+def evaluate_model(spec: ModelSpec, options: EvalOptions | None = None) -> dict[str, Any]:
+    """Evaluate a registered model; returns a JSON-ready report.
+
+    Args:
+        spec: the verified model.
+        options: cohort sizes and seeds.
+    """
+    options = options or EvalOptions()
+    started = time.perf_counter()
+    training = spec.config.get("training", {})
+    family = str(training.get("family", "bkt"))
+    other = next(f for f in FAMILIES if f != family)
+    window = spec.window
+
+    def say(line: str) -> None:
+        if options.show_progress:
+            print(line, flush=True)
+
+    seeds_used = [int(training.get("seed", 0)), int(training.get("seed", 0)) + 1]
+    eval_seeds = [options.seed, options.seed + 1]
+    if set(seeds_used) & set(eval_seeds):
+        raise ValueError(f"seed: evaluation seeds {eval_seeds} overlap training seeds {seeds_used}")
+    model = LearnerModel(spec, providers=[CPU], intra_op_threads=options.threads)
+    say(f"fitting baselines on the training cohort ({family}, seed {seeds_used[0]})")
+    train_data = build_dataset(
+        family, int(training.get("n_learners", options.n_learners)), seeds_used[0],
+        window=window,
+        progress=ProgressPrinter("simulate baseline training cohort")
+        if options.show_progress else None,
+    )  # fmt: skip
+    baselines = fitted_baselines(train_data)
+    del train_data
+    cohorts = []
+    for label, fam, seed in (
+        ("in-family", family, options.seed),
+        ("cross-family", other, options.seed + 1),
+    ):
+        say(f"scoring the {label} cohort ({fam}, seed {seed}, {options.n_learners} learners)")
+        data = build_dataset(fam, options.n_learners, seed, window=window)
+        cohorts.append(score_cohort(label, data, model, baselines, options.batch_size))
+    policy = None
+    if options.policy_learners > 0:
+        say(f"closed-loop policy evaluation ({options.policy_learners} learners per policy)")
+        policy = policy_section(
+            model,
+            family,
+            options.policy_learners,
+            options.seed + 2,
+            say if options.show_progress else None,
+        )
+    return {
+        "model": spec.ref,
+        "trained_on": {"family": family, "seeds": seeds_used},
+        "seeds": {
+            "in-family": options.seed,
+            "cross-family": options.seed + 1,
+            "policy": options.seed + 2,
+        },
+        "decision_thresholds": spec.decision_thresholds,
+        "cohorts": cohorts,
+        "policy": policy,
+        "floors": check_floors(cohorts, policy),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Render an evaluation report as tables."""
+
+    def fmt(value: Any, digits: int = 3) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "n/a"
+        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    lines = [f"evaluation of {report['model']} (trained on {report['trained_on']})"]
+    for cohort in report["cohorts"]:
+        lines += [
+            "",
+            f"== {cohort['label']}: {cohort['family']} family, seed {cohort['seed']}, "
+            f"{cohort['learners']} learners, {cohort['windows']:,} decisions",
+            f"{'detector':<10} {'macroF1':>7} {'kappa':>6} {'FAR':>6}  "
+            + " ".join(f"{s[:10]:>21}" for s in STATES),
+            f"{'':<10} {'':>7} {'':>6} {'':>6}  " + " ".join(f"{'P/R/F1/AUC':>21}" for _ in STATES),
+        ]
+        for name, row in cohort["states"].items():
+            cells = [
+                f"{fmt(s['precision'], 2)}/{fmt(s['recall'], 2)}/{fmt(s['f1'], 2)}/"
+                f"{fmt(s['auc'], 2)}"
+                for s in row["per_state"]
+            ]
+            lines.append(
+                f"{name:<10} {fmt(row['macro_f1']):>7} {fmt(row['kappa'], 2):>6} "
+                f"{fmt(row['false_alert_rate']):>6}  " + " ".join(f"{c:>21}" for c in cells)
+            )
+        delays = cohort["states"]["model"]["detection_delay"]
+        lines.append(
+            "model detection delay (mean events, detected/episodes): "
+            + ", ".join(
+                f"{s} {fmt(d['mean_delay'], 1)} ({d['detected']}/{d['episodes']})"
+                for s, d in delays.items()
+            )
+        )
+        lines.append(f"{'next answer':<12} {'AUC':>6} {'logloss':>8} {'ECE':>6}")
+        for name, row in cohort["next_answer"].items():
+            lines.append(
+                f"{name:<12} {fmt(row['auc']):>6} {fmt(row['log_loss']):>8} {fmt(row['ece']):>6}"
+            )
+    policy = report.get("policy")
+    if policy:
+        lines += ["", "== next-item policy: events until all skills mastered"]
+        for name, row in policy.get("policies", {}).items():
+            lines.append(
+                f"{name:<18} mean {fmt(row.get('mean_events'), 1):>8}  "
+                f"mastered {fmt(row.get('mastered_share'))}"
+            )
+    lines += ["", "== floors"]
+    for name, row in report["floors"].items():
+        lines.append(
+            f"{'met ' if row['met'] else 'MISS'} {name}: {fmt(row['measured'])} "
+            f"(required {row['required']})"
+        )
+    return "\n".join(lines)

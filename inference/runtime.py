@@ -1,0 +1,410 @@
+"""Serving runtime: an ONNX Runtime session of a registered learner model and a micro-batcher.
+
+:class:`LearnerModel` asks for CUDA first and falls back to the CPU, says which provider it got,
+runs the fp16 graph on CUDA (through I/O binding) and the fp32 graph on the CPU, caps threads for
+a small model, turns thread spinning off so idle workers leave the cores to the stream, and warms
+up before the first request.
+
+:class:`MicroBatcher` gathers requests from many callers (threads or asyncio tasks) until
+``max_batch`` windows or ``max_delay_ms`` have passed, runs one batch on its own thread and
+answers each caller with its rows. Asyncio callers await it without blocking the event loop.
+
+Imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from inference.decision import decide_states
+from inference.registry import DEFAULT_MODEL, ModelRegistry, ModelSpec
+
+logger = logging.getLogger(__name__)
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+DEFAULT_PROVIDERS = (CUDA, CPU)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Model outputs for ``n`` windows.
+
+    Attributes:
+        state_probs: ``[n, S]`` probability of each behavioural state.
+        p_correct: ``[n]`` probability of a correct answer on the queried next item.
+        state: ``[n]`` detected state index after the model's decision thresholds (0 = none).
+    """
+
+    state_probs: npt.NDArray[np.float32]
+    p_correct: npt.NDArray[np.float32]
+    state: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.p_correct)
+
+    def rows(self, start: int, stop: int) -> Prediction:
+        """Return the predictions of windows ``start:stop``."""
+        return Prediction(
+            self.state_probs[start:stop], self.p_correct[start:stop], self.state[start:stop]
+        )
+
+
+def _default_threads() -> int:
+    # a model this small gains nothing past two threads, and the stream needs the other cores
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+class LearnerModel:
+    """An ONNX Runtime session of one verified model.
+
+    Args:
+        spec: the verified model from :meth:`ModelRegistry.load`.
+        providers: execution providers in order of preference; unavailable ones are skipped.
+        precision: ``auto`` (fp16 on CUDA, fp32 on the CPU), ``fp32`` or ``fp16``.
+        intra_op_threads: threads inside an operator (default: up to 2).
+        inter_op_threads: threads across operators (1: the graph is a chain).
+        io_binding: bind inputs and outputs explicitly (default: on CUDA only).
+        warmup_batches: batch sizes run once at start so the first request pays no setup.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        precision: str = "auto",
+        intra_op_threads: int | None = None,
+        inter_op_threads: int = 1,
+        io_binding: bool | None = None,
+        warmup_batches: Sequence[int] = (1, 64),
+    ) -> None:
+        self.spec = spec
+        available = set(ort.get_available_providers())
+        wanted = [p for p in providers if p in available] or [CPU]
+        if precision == "auto":
+            precision = "fp16" if wanted[0] == CUDA else "fp32"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads or _default_threads()
+        options.inter_op_num_threads = inter_op_threads
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # spinning threads burn the cores the Kafka clients and Faust need between batches
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(spec.onnx_bytes(precision), options, providers=wanted)
+        self.provider: str = self.session.get_providers()[0]
+        self.precision = precision
+        self.io_binding = self.provider == CUDA if io_binding is None else io_binding
+        self._thresholds = spec.thresholds()
+        logger.info(
+            "learner model %s loaded on %s (%s, %d intra-op threads, requested %s)",
+            spec.ref,
+            self.provider,
+            precision,
+            options.intra_op_num_threads,
+            ",".join(providers),
+        )
+        for size in warmup_batches:
+            self.predict(*self.blank_inputs(size))
+
+    @classmethod
+    def load(
+        cls,
+        ref: str = DEFAULT_MODEL,
+        registry_roots: Sequence[Path] = (),
+        **options: object,
+    ) -> LearnerModel:
+        """Load ``name@version`` (or ``name@latest``) from the registry, verifying its hashes.
+
+        Args:
+            ref: model reference.
+            registry_roots: extra registry roots searched before the packaged models.
+            **options: passed to :class:`LearnerModel`.
+        """
+        spec = ModelRegistry.with_packaged(registry_roots).load(ref)
+        return cls(spec, **options)  # type: ignore[arg-type]  # options forward typed params
+
+    @property
+    def window(self) -> int:
+        """Events per window."""
+        return self.spec.window
+
+    def blank_inputs(
+        self, n: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
+        """Return ``n`` all-padding windows (decision event only), for warm-up and tests."""
+        spec = self.spec
+        events = np.zeros((n, spec.window, len(spec.event_features)), dtype=np.float32)
+        mask = np.zeros((n, spec.window), dtype=np.bool_)
+        mask[:, -1] = True
+        query = np.zeros((n, len(spec.query_features)), dtype=np.float32)
+        return events, mask, query
+
+    def check_inputs(
+        self, events: npt.ArrayLike, mask: npt.ArrayLike, query: npt.ArrayLike
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
+        """Coerce and validate one request's arrays.
+
+        Raises:
+            ValueError: naming the input and the expected shape when a shape is wrong.
+        """
+        spec = self.spec
+        ev = np.ascontiguousarray(events, dtype=np.float32)
+        mk = np.ascontiguousarray(mask, dtype=np.bool_)
+        qu = np.ascontiguousarray(query, dtype=np.float32)
+        n = ev.shape[0] if ev.ndim == 3 else -1
+        expected = {
+            "events": (ev, (n, spec.window, len(spec.event_features))),
+            "mask": (mk, (n, spec.window)),
+            "query": (qu, (n, len(spec.query_features))),
+        }
+        for name, (array, shape) in expected.items():
+            if array.shape != shape or n < 1:
+                want = "[n>=1, " + ", ".join(str(s) for s in shape[1:]) + "]"
+                raise ValueError(f"{name}: expected shape {want}, got {list(array.shape)}")
+        if not np.isfinite(ev).all() or not np.isfinite(qu).all():
+            raise ValueError("events/query: features must be finite numbers")
+        return ev, mk, qu
+
+    def predict(
+        self, events: npt.ArrayLike, mask: npt.ArrayLike, query: npt.ArrayLike
+    ) -> Prediction:
+        """Run the model on ``n`` windows and apply the decision thresholds."""
+        ev, mk, qu = self.check_inputs(events, mask, query)
+        feeds = {"events": ev, "mask": mk, "query": qu}
+        if self.io_binding:
+            binding = self.session.io_binding()
+            for name, array in feeds.items():
+                binding.bind_cpu_input(name, array)
+            device = "cuda" if self.provider == CUDA else "cpu"
+            for name in ("state_probs", "p_correct"):
+                binding.bind_output(name, device)
+            self.session.run_with_iobinding(binding)
+            state_probs, p_correct = binding.copy_outputs_to_cpu()
+        else:
+            state_probs, p_correct = self.session.run(["state_probs", "p_correct"], feeds)
+        state_probs = np.asarray(state_probs, dtype=np.float32)
+        return Prediction(
+            state_probs=state_probs,
+            p_correct=np.asarray(p_correct, dtype=np.float32),
+            state=decide_states(state_probs, self._thresholds),
+        )
+
+    def score_items(
+        self,
+        query: npt.ArrayLike,
+        events: npt.ArrayLike | None = None,
+        mask: npt.ArrayLike | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """Predict a learner's success on each of ``K`` candidate items.
+
+        The learner's window (``events`` ``[T, F]``, ``mask`` ``[T]``) is shared by all
+        candidates; without one, the prediction rests on the query features alone (they carry
+        the learner's per-skill history), through an empty window.
+
+        Args:
+            query: ``[K, Q]`` query features of the candidates.
+            events: the learner's last ``T`` event features, or ``None``.
+            mask: True at real events of ``events``.
+
+        Returns:
+            ``[K]`` probabilities of a correct answer.
+        """
+        qu = np.ascontiguousarray(query, dtype=np.float32)
+        k = len(qu)
+        if events is None or mask is None:
+            ev, mk, _ = self.blank_inputs(k)
+        else:
+            ev = np.broadcast_to(np.asarray(events, dtype=np.float32), (k, *np.shape(events)))
+            mk = np.broadcast_to(np.asarray(mask, dtype=np.bool_), (k, *np.shape(mask)))
+        return self.predict(ev, mk, qu).p_correct
+
+
+@dataclass
+class _Request:
+    events: npt.NDArray[np.float32]
+    mask: npt.NDArray[np.bool_]
+    query: npt.NDArray[np.float32]
+    future: concurrent.futures.Future[Prediction]
+
+    @property
+    def size(self) -> int:
+        return len(self.events)
+
+
+@dataclass
+class BatcherStats:
+    """Counters of a :class:`MicroBatcher`.
+
+    Attributes:
+        batches: model calls made.
+        windows: windows answered.
+        requests: requests answered.
+        largest_batch: most windows in one model call.
+    """
+
+    batches: int = 0
+    windows: int = 0
+    requests: int = 0
+    largest_batch: int = 0
+
+
+class MicroBatcher:
+    """Gather requests into batches for one :class:`LearnerModel` and answer each caller.
+
+    A batch closes when it holds ``max_batch`` windows or ``max_delay_ms`` after its first
+    request arrived, whichever comes first. A request is never split: one larger than
+    ``max_batch`` runs as its own batch. Safe to call from any thread and from asyncio code;
+    the model runs on the batcher's own thread, never on an event loop.
+
+    Args:
+        model: the loaded model.
+        max_batch: windows per model call at most.
+        max_delay_ms: longest wait for a batch to fill.
+    """
+
+    def __init__(self, model: LearnerModel, max_batch: int = 512, max_delay_ms: float = 5.0):
+        if max_batch < 1:
+            raise ValueError(f"max_batch: must be at least 1, got {max_batch}")
+        if max_delay_ms < 0:
+            raise ValueError(f"max_delay_ms: must not be negative, got {max_delay_ms}")
+        self.model = model
+        self.max_batch = max_batch
+        self.max_delay_s = max_delay_ms / 1000.0
+        self.stats = BatcherStats()
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="learner-model-batcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def worker_thread_id(self) -> int | None:
+        """Thread id of the thread that runs the model."""
+        return self._thread.ident
+
+    def submit(
+        self, events: npt.ArrayLike, mask: npt.ArrayLike, query: npt.ArrayLike
+    ) -> concurrent.futures.Future[Prediction]:
+        """Queue ``n`` windows; the future resolves to their :class:`Prediction`.
+
+        Raises:
+            ValueError: when the arrays have the wrong shape (checked here, in the caller).
+            RuntimeError: when the batcher is closed.
+        """
+        ev, mk, qu = self.model.check_inputs(events, mask, query)
+        future: concurrent.futures.Future[Prediction] = concurrent.futures.Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("MicroBatcher is closed")
+            self._queue.put(_Request(ev, mk, qu, future))
+        return future
+
+    def predict(
+        self,
+        events: npt.ArrayLike,
+        mask: npt.ArrayLike,
+        query: npt.ArrayLike,
+        timeout: float | None = None,
+    ) -> Prediction:
+        """Queue windows and block until they are answered."""
+        return self.submit(events, mask, query).result(timeout)
+
+    async def predict_async(
+        self, events: npt.ArrayLike, mask: npt.ArrayLike, query: npt.ArrayLike
+    ) -> Prediction:
+        """Queue windows and await their answer without blocking the event loop."""
+        return await asyncio.wrap_future(self.submit(events, mask, query))
+
+    def close(self) -> None:
+        """Answer what is queued, then stop the batcher thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join()
+
+    def __enter__(self) -> MicroBatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        carried: _Request | None = None
+        stopping = False
+        while not stopping or carried is not None:
+            first = carried if carried is not None else self._queue.get()
+            carried = None
+            if first is None:
+                break
+            batch = [first]
+            size = first.size
+            deadline = time.monotonic() + self.max_delay_s
+            while size < self.max_batch:
+                remaining = deadline - time.monotonic()
+                try:
+                    nxt = (
+                        self._queue.get(timeout=remaining)
+                        if remaining > 0
+                        else self._queue.get_nowait()
+                    )
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                if size + nxt.size > self.max_batch:
+                    carried = nxt  # starts the next batch, so no batch exceeds max_batch
+                    break
+                batch.append(nxt)
+                size += nxt.size
+            self._answer(batch)
+        # drain anything queued after the stop marker (only possible before close() returned)
+        while True:
+            try:
+                leftover = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if leftover is not None:
+                self._answer([leftover])
+
+    def _answer(self, batch: list[_Request]) -> None:
+        live = [r for r in batch if r.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            if len(live) == 1:
+                prediction = self.model.predict(live[0].events, live[0].mask, live[0].query)
+            else:
+                prediction = self.model.predict(
+                    np.concatenate([r.events for r in live]),
+                    np.concatenate([r.mask for r in live]),
+                    np.concatenate([r.query for r in live]),
+                )
+        except Exception as err:  # every caller must hear about the failure
+            for request in live:
+                request.future.set_exception(err)
+            return
+        start = 0
+        for request in live:
+            request.future.set_result(prediction.rows(start, start + request.size))
+            start += request.size
+        self.stats.batches += 1
+        self.stats.windows += start
+        self.stats.requests += len(live)
+        self.stats.largest_batch = max(self.stats.largest_batch, start)

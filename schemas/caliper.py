@@ -1,0 +1,632 @@
+"""IMS Caliper envelopes (1.2, and the 1.1 that Canvas sends): validation and mapping.
+
+An envelope carries ``sensor``, ``sendTime``, ``dataVersion`` and ``data``, an array of events;
+Canvas sends one event per envelope and reports quiz submissions as ``AssessmentEvent``
+``Submitted`` whose object is the ``Attempt``. A bare event (no envelope) is accepted too.
+
+Every event is checked for the properties the Caliper event model requires (``@context``, a
+``urn:uuid`` id, a known ``type``, ``actor``, ``action``, ``object``, a zoned ``eventTime``) and for
+the entity types of ``edApp``, ``group``, ``membership``, ``session`` and ``federatedSession``.
+Events of the types tutorstream reads are then checked against their profile (the actions the
+type allows and the entity types of ``object``, ``generated``, ``target`` and ``referrer``) and
+mapped to :class:`LearningEvent`:
+
+=====================  ===============================  ======================================
+event type             action                           event type here
+=====================  ===============================  ======================================
+AssessmentItemEvent    Started / Completed / Skipped    problem_start / answer_submit /
+                                                        problem_complete
+AssessmentEvent        Started / Submitted              problem_start / problem_complete
+MediaEvent             Started, Resumed, Restarted /    media_play / media_pause / media_seek /
+                       Paused / JumpedTo, ForwardedTo   media_complete
+                       / Ended
+NavigationEvent        NavigatedTo                      resource_view
+ViewEvent              Viewed                           resource_view, or feedback_view when
+                                                        ``extensions`` names ``EXT_FEEDBACK_FOR``
+ToolUseEvent           Used                             resource_view, or hint_request when
+                                                        ``extensions`` has ``EXT_HINT_LEVEL``
+=====================  ===============================  ======================================
+
+Anything else (other event types, other actions of these types, an actor that is not a Person,
+an anonymous actor) is rejected with a reason: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, NoReturn
+
+from schemas.events import EventType, LearningEvent, SourceFormat
+from schemas.exceptions import InvalidEvent
+from schemas.formats import (
+    UUID_RE,
+    child,
+    duration_seconds,
+    is_iri,
+    item,
+    json_type,
+    parse_timestamp,
+    response_hash,
+)
+from schemas.mapping import (
+    MAX_CLASS_ID_LENGTH,
+    MAX_EVENT_ID_LENGTH,
+    MAX_ITEM_ID_LENGTH,
+    MAX_SESSION_ID_LENGTH,
+    bounded,
+    make_event,
+    optional_bool,
+    optional_int,
+    optional_number,
+    resource_relation,
+    skill_ids,
+)
+from schemas.pseudonym import Pseudonymiser
+from schemas.vocabulary import (
+    EXT_ATTEMPT,
+    EXT_CORRECT,
+    EXT_DIFFICULTY,
+    EXT_FEEDBACK_FOR,
+    EXT_HINT_COUNT,
+    EXT_HINT_LEVEL,
+    EXT_RESOURCE_RELATION,
+    EXT_SKILLS,
+)
+
+SOURCE: Final = SourceFormat.CALIPER.value
+CALIPER_V1P1: Final = "http://purl.imsglobal.org/ctx/caliper/v1p1"
+CALIPER_V1P2: Final = "http://purl.imsglobal.org/ctx/caliper/v1p2"
+CONTEXTS: Final = frozenset({CALIPER_V1P1, CALIPER_V1P2})
+ANONYMOUS_PREFIX: Final = "http://purl.imsglobal.org/caliper/"
+"""Caliper's anonymous entities have ids such as ``http://purl.imsglobal.org/caliper/Person``."""
+
+EVENT_TYPES: Final = frozenset(
+    {
+        "Event",
+        "AnnotationEvent",
+        "AssessmentEvent",
+        "AssessmentItemEvent",
+        "AssignableEvent",
+        "FeedbackEvent",
+        "ForumEvent",
+        "GradeEvent",
+        "MediaEvent",
+        "MessageEvent",
+        "NavigationEvent",
+        "QuestionnaireEvent",
+        "QuestionnaireItemEvent",
+        "ResourceManagementEvent",
+        "SearchEvent",
+        "SessionEvent",
+        "SurveyEvent",
+        "SurveyInvitationEvent",
+        "ThreadEvent",
+        "ToolLaunchEvent",
+        "ToolUseEvent",
+        "ViewEvent",
+    }
+)
+PROFILES: Final = frozenset(
+    {
+        "GeneralProfile",
+        "AnnotationProfile",
+        "AssessmentProfile",
+        "AssignableProfile",
+        "FeedbackProfile",
+        "ForumProfile",
+        "GradingProfile",
+        "MediaProfile",
+        "ReadingProfile",
+        "ResourceManagementProfile",
+        "SearchProfile",
+        "SessionProfile",
+        "SurveyProfile",
+        "ToolLaunchProfile",
+        "ToolUseProfile",
+    }
+)
+
+_AGENT_TYPES: Final = frozenset(
+    {
+        "Agent",
+        "Person",
+        "Organization",
+        "Group",
+        "CourseOffering",
+        "CourseSection",
+        "SoftwareApplication",
+    }
+)
+_ORGANIZATION_TYPES: Final = frozenset({"Organization", "Group", "CourseOffering", "CourseSection"})
+_MEDIA_TYPES: Final = frozenset({"MediaObject", "AudioObject", "ImageObject", "VideoObject"})
+_RESPONSE_TYPES: Final = frozenset(
+    {
+        "Response",
+        "FillinBlankResponse",
+        "MultipleChoiceResponse",
+        "MultipleResponseResponse",
+        "SelectTextResponse",
+        "TrueFalseResponse",
+        "OpenEndedResponse",
+        "RatingScaleResponse",
+        "MultiselectResponse",
+        "DateTimeResponse",
+    }
+)
+# What a learner can navigate to or view: the DigitalResource family, software, and the generic
+# Entity that Canvas uses for many of its pages.
+_RESOURCE_TYPES: Final = _MEDIA_TYPES | frozenset(
+    {
+        "DigitalResource",
+        "DigitalResourceCollection",
+        "AssignableDigitalResource",
+        "Assessment",
+        "AssessmentItem",
+        "Chapter",
+        "Document",
+        "Frame",
+        "Page",
+        "WebPage",
+        "MediaLocation",
+        "Forum",
+        "Thread",
+        "Message",
+        "Questionnaire",
+        "QuestionnaireItem",
+        "Survey",
+        "LtiLink",
+        "Link",
+        "EpubChapter",
+        "EpubPart",
+        "EpubSubChapter",
+        "EpubVolume",
+        "Reading",
+        "SoftwareApplication",
+        "Entity",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Profile:
+    """What one event type allows, and how its actions map to the event set."""
+
+    actions: dict[str, EventType]
+    unused_actions: frozenset[str]
+    objects: frozenset[str]
+    generated: frozenset[str] = field(default_factory=frozenset)
+    targets: frozenset[str] = field(default_factory=frozenset)
+    referrers: frozenset[str] = _RESOURCE_TYPES
+
+
+_PROFILES: Final[dict[str, _Profile]] = {
+    "AssessmentItemEvent": _Profile(
+        actions={
+            "Started": EventType.PROBLEM_START,
+            "Completed": EventType.ANSWER_SUBMIT,
+            "Skipped": EventType.PROBLEM_COMPLETE,
+        },
+        unused_actions=frozenset({"Reviewed"}),
+        objects=frozenset({"AssessmentItem"}),
+        generated=frozenset({"Attempt"}) | _RESPONSE_TYPES,
+        targets=_RESOURCE_TYPES,
+    ),
+    "AssessmentEvent": _Profile(
+        actions={"Started": EventType.PROBLEM_START, "Submitted": EventType.PROBLEM_COMPLETE},
+        unused_actions=frozenset({"Paused", "Resumed", "Restarted", "Reset"}),
+        # Caliper 1.1 as Canvas sends it: the object of a quiz submission is the Attempt.
+        objects=frozenset({"Assessment", "Attempt"}),
+        generated=frozenset({"Attempt"}),
+        targets=_RESOURCE_TYPES,
+    ),
+    "MediaEvent": _Profile(
+        actions={
+            "Started": EventType.MEDIA_PLAY,
+            "Resumed": EventType.MEDIA_PLAY,
+            "Restarted": EventType.MEDIA_PLAY,
+            "Paused": EventType.MEDIA_PAUSE,
+            "JumpedTo": EventType.MEDIA_SEEK,
+            "ForwardedTo": EventType.MEDIA_SEEK,
+            "Ended": EventType.MEDIA_COMPLETE,
+        },
+        unused_actions=frozenset(
+            {
+                "ChangedResolution",
+                "ChangedSize",
+                "ChangedSpeed",
+                "ChangedVolume",
+                "DisabledClosedCaptioning",
+                "EnabledClosedCaptioning",
+                "EnteredFullScreen",
+                "ExitedFullScreen",
+                "Muted",
+                "Unmuted",
+                "OpenedPopout",
+                "ClosedPopout",
+            }
+        ),
+        objects=_MEDIA_TYPES,
+        targets=frozenset({"MediaLocation"}),
+    ),
+    "NavigationEvent": _Profile(
+        actions={"NavigatedTo": EventType.RESOURCE_VIEW},
+        unused_actions=frozenset(),
+        objects=_RESOURCE_TYPES,
+        targets=_RESOURCE_TYPES,
+    ),
+    "ViewEvent": _Profile(
+        actions={"Viewed": EventType.RESOURCE_VIEW},
+        unused_actions=frozenset(),
+        objects=_RESOURCE_TYPES,
+        targets=_RESOURCE_TYPES,
+    ),
+    "ToolUseEvent": _Profile(
+        actions={"Used": EventType.RESOURCE_VIEW},
+        unused_actions=frozenset(),
+        objects=frozenset({"SoftwareApplication"}),
+        generated=frozenset({"AggregateMeasureCollection"}),
+        targets=frozenset({"SoftwareApplication"}),
+    ),
+}
+_UNDERSTOOD: Final = ", ".join(_PROFILES)
+_REQUIRED: Final = ("@context", "id", "type", "actor", "action", "object", "eventTime")
+_TYPED_ENTITIES: Final = (
+    ("edApp", frozenset({"SoftwareApplication"})),
+    ("group", _ORGANIZATION_TYPES),
+    ("membership", frozenset({"Membership"})),
+    ("session", frozenset({"Session"})),
+    ("federatedSession", frozenset({"LtiSession"})),
+)
+_EMPTY: Final[dict[str, Any]] = {}
+
+
+def _fail(path: str, reason: str) -> NoReturn:
+    raise InvalidEvent(path, reason, SOURCE)
+
+
+def _at(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _entity(value: object, path: str, allowed: frozenset[str] | None) -> tuple[str, str | None]:
+    """Check an entity (an object with ``id`` and ``type``, or an IRI) and return id and type."""
+    if type(value) is str:
+        if not is_iri(value):
+            _fail(path, f"{value[:80]!r} is neither an entity object nor an IRI referencing one")
+        return value, None
+    if type(value) is not dict:
+        _fail(path, f"must be an entity object or an IRI, got {json_type(value)}")
+    entity_id = value.get("id")
+    if type(entity_id) is not str:
+        _fail(_at(path, "id"), f"must be the entity's IRI, got {json_type(entity_id)}")
+    if not is_iri(entity_id):
+        _fail(_at(path, "id"), f"{entity_id[:80]!r} is not an IRI")
+    entity_type = value.get("type")
+    if type(entity_type) is not str:
+        _fail(_at(path, "type"), f"must be the entity's type name, got {json_type(entity_type)}")
+    if allowed is not None and entity_type not in allowed:
+        _fail(
+            _at(path, "type"),
+            f"is {entity_type[:60]!r}; expected one of {', '.join(sorted(allowed))}",
+        )
+    return entity_id, entity_type
+
+
+def _context(value: object, path: str) -> None:
+    # A context is a Caliper context IRI, an inline JSON-LD context object, or an array of those
+    # (with other vocabularies alongside, as in Caliper's own examples).
+    contexts = value if type(value) is list else [value]
+    for entry in contexts:
+        if type(entry) not in (str, dict):
+            _fail(
+                path,
+                f"must be a context IRI or object, or an array of them, got {json_type(entry)}",
+            )
+    if not any(type(entry) is dict or entry in CONTEXTS for entry in contexts):
+        _fail(path, f"must name a Caliper context: {CALIPER_V1P2} or {CALIPER_V1P1}")
+
+
+def validate_event(event: object, path: str = "") -> dict[str, Any]:
+    """Check the properties every Caliper event must have, and return the event.
+
+    Raises:
+        InvalidEvent: naming the first missing or malformed property.
+    """
+    return _check_event(event, path)[0]
+
+
+def _check_event(event: object, path: str) -> tuple[dict[str, Any], datetime]:
+    if type(event) is not dict:
+        _fail(path, f"an event must be a JSON object, got {json_type(event)}")
+    for key in _REQUIRED:
+        if event.get(key) is None:
+            _fail(_at(path, key), "is required" if key not in event else "must not be null")
+    _context(event["@context"], _at(path, "@context"))
+    event_id = event["id"]
+    if type(event_id) is not str or not (
+        event_id[:9].lower() == "urn:uuid:" and UUID_RE.fullmatch(event_id, 9) is not None
+    ):
+        _fail(
+            _at(path, "id"),
+            "must be a UUID URN such as urn:uuid:c51570e4-f8ed-4c18-bb3a-dfe51b2cc594",
+        )
+    event_type = event["type"]
+    if type(event_type) is not str or event_type not in EVENT_TYPES:
+        _fail(_at(path, "type"), f"{str(event_type)[:60]!r} is not a Caliper event type")
+    if "profile" in event and event["profile"] not in PROFILES:
+        _fail(_at(path, "profile"), f"{str(event['profile'])[:60]!r} is not a Caliper profile")
+    _entity(event["actor"], _at(path, "actor"), _AGENT_TYPES)
+    if type(event["action"]) is not str:
+        _fail(_at(path, "action"), f"must be a string, got {json_type(event['action'])}")
+    _entity(event["object"], _at(path, "object"), None)
+    event_time = parse_timestamp(event["eventTime"], _at(path, "eventTime"), SOURCE)
+    for key, allowed in _TYPED_ENTITIES:
+        if key in event:
+            _entity(event[key], _at(path, key), allowed)
+    for key in ("referrer", "target", "generated"):
+        if key in event:
+            _entity(event[key], _at(path, key), None)
+    if "extensions" in event and type(event["extensions"]) is not dict:
+        _fail(_at(path, "extensions"), f"must be an object, got {json_type(event['extensions'])}")
+    return event, event_time
+
+
+def _event_type_of(event: dict[str, Any], path: str) -> EventType:
+    event_type: str = event["type"]
+    profile = _PROFILES.get(event_type)
+    if profile is None:
+        _fail(
+            _at(path, "type"),
+            f"{event_type} is valid Caliper but tutorstream does not read it; "
+            f"it reads {_UNDERSTOOD}",
+        )
+    action: str = event["action"]
+    mapped = profile.actions.get(action)
+    if mapped is None:
+        reads = ", ".join(profile.actions)
+        if action in profile.unused_actions:
+            _fail(
+                _at(path, "action"),
+                f"{event_type} {action} is not used by tutorstream; it reads {reads}",
+            )
+        _fail(
+            _at(path, "action"),
+            f"{action[:60]!r} is not an action of {event_type} (it allows {reads})",
+        )
+    _, object_type = _entity(event["object"], _at(path, "object"), profile.objects)
+    if object_type == "Attempt" and event.get("@context") != CALIPER_V1P1:
+        _fail(
+            _at(path, "object.type"),
+            "an Attempt as object is Caliper 1.1 only; 1.2 uses the Assessment",
+        )
+    for key, allowed in (
+        ("generated", profile.generated),
+        ("target", profile.targets),
+        ("referrer", profile.referrers),
+    ):
+        if key in event:
+            _entity(event[key], _at(path, key), allowed)
+    return mapped
+
+
+def _entity_id(value: object) -> str | None:
+    if type(value) is str:
+        return value
+    if type(value) is dict:
+        entity_id = value.get("id")
+        return entity_id if type(entity_id) is str else None
+    return None
+
+
+def _response_text(generated: dict[str, Any]) -> str | None:
+    for key in ("value", "selection"):
+        value = generated.get(key)
+        if type(value) is str:
+            return value
+    for key in ("values", "selections"):
+        values = generated.get(key)
+        if type(values) is list and all(type(entry) is str for entry in values):
+            # xAPI's multi-item response delimiter, so one answer hashes alike in both formats.
+            return "[,]".join(values)
+    return None
+
+
+def to_learning_event(
+    event: dict[str, Any], pseudonymiser: Pseudonymiser, path: str = ""
+) -> LearningEvent:
+    """Check an event and map it to a :class:`LearningEvent`.
+
+    Raises:
+        InvalidEvent: when the event is malformed, or valid Caliper that tutorstream cannot use.
+    """
+    return _map(*_check_event(event, path), pseudonymiser, path)
+
+
+def _map(
+    event: dict[str, Any], event_time: datetime, pseudonymiser: Pseudonymiser, path: str
+) -> LearningEvent:
+    event_type = _event_type_of(event, path)
+    actor = event["actor"]
+    actor_id, actor_type = _entity(actor, _at(path, "actor"), _AGENT_TYPES)
+    if actor_type not in (None, "Person"):
+        _fail(
+            _at(path, "actor.type"),
+            f"is {actor_type}; tutorstream follows learners, who are a Person",
+        )
+    if actor_id.startswith(ANONYMOUS_PREFIX):
+        _fail(
+            _at(path, "actor.id"), "is anonymous; tutorstream needs a stable id to follow a learner"
+        )
+
+    extensions = event.get("extensions") or _EMPTY
+    extensions_path = _at(path, "extensions")
+    target = event["object"]
+    target_ext = (target.get("extensions") or _EMPTY) if type(target) is dict else _EMPTY
+    item_id = _entity_id(target)
+    item_path = _at(path, "object.id")
+    if type(target) is dict and target.get("type") == "Attempt":
+        assignable = _entity_id(target.get("assignable"))
+        if assignable is not None:
+            item_id, item_path = assignable, _at(path, "object.assignable")
+    if event["type"] == "ToolUseEvent" and EXT_HINT_LEVEL in extensions:
+        event_type = EventType.HINT_REQUEST
+        item_id = _entity_id(event.get("referrer"))
+        item_path = _at(path, "referrer")
+        if item_id is None:
+            _fail(item_path, "a hint request names the item the hint is for in 'referrer'")
+    if event["type"] == "ViewEvent" and EXT_FEEDBACK_FOR in extensions:
+        event_type = EventType.FEEDBACK_VIEW
+        item_path = child(extensions_path, EXT_FEEDBACK_FOR)
+        item_id = extensions[EXT_FEEDBACK_FOR]
+        if not is_iri(item_id):
+            _fail(item_path, "must be the IRI of the item whose feedback was viewed")
+    if item_id is None:
+        _fail(item_path, "is required: the item, resource or media the learner acted on")
+
+    generated = event.get("generated")
+    generated_path = _at(path, "generated")
+    attempt_value: object = extensions.get(EXT_ATTEMPT)
+    attempt_path = child(extensions_path, EXT_ATTEMPT)
+    duration: object = None
+    duration_path = ""
+    answer: str | None = None
+    correct_value: object = extensions.get(EXT_CORRECT)
+    correct_path = child(extensions_path, EXT_CORRECT)
+    if type(generated) is dict:
+        attempt = generated if generated.get("type") == "Attempt" else generated.get("attempt")
+        attempt_where = generated_path if attempt is generated else _at(generated_path, "attempt")
+        if type(attempt) is dict:
+            if attempt_value is None and "count" in attempt:
+                attempt_value, attempt_path = attempt["count"], _at(attempt_where, "count")
+            if "duration" in attempt:
+                duration, duration_path = attempt["duration"], _at(attempt_where, "duration")
+        if "duration" in generated:
+            duration, duration_path = generated["duration"], _at(generated_path, "duration")
+        if generated.get("type") in _RESPONSE_TYPES:
+            answer = _response_text(generated)
+        generated_ext = generated.get("extensions")
+        if correct_value is None and type(generated_ext) is dict and EXT_CORRECT in generated_ext:
+            correct_value = generated_ext[EXT_CORRECT]
+            correct_path = child(_at(generated_path, "extensions"), EXT_CORRECT)
+    duration_s: float | None = None
+    if duration is not None:
+        duration_s = duration_seconds(duration) if type(duration) is str else None
+        if duration_s is None or duration_s == float("inf"):
+            _fail(duration_path, "must be an ISO 8601 duration such as PT10M30S")
+
+    def described(key: str) -> tuple[object, str]:
+        # What describes the item sits on the object; an LMS may also put it on the event.
+        if key in target_ext:
+            return target_ext[key], child(_at(path, "object.extensions"), key)
+        return extensions.get(key), child(extensions_path, key)
+
+    skills_value, skills_path = described(EXT_SKILLS)
+    hint_count_value, hint_count_path = described(EXT_HINT_COUNT)
+    difficulty_value, difficulty_path = described(EXT_DIFFICULTY)
+    group_id = _entity_id(event.get("group"))
+    group_path = _at(path, "group")
+    if group_id is None:
+        membership = event.get("membership")
+        if type(membership) is dict:
+            group_id = _entity_id(membership.get("organization"))
+            group_path = _at(path, "membership.organization")
+    session_id = _entity_id(event.get("session"))
+
+    return make_event(
+        {
+            "event_id": bounded(event["id"].lower(), MAX_EVENT_ID_LENGTH, _at(path, "id"), SOURCE),
+            "learner_id": pseudonymiser.caliper_actor(actor_id),
+            "class_id": bounded(group_id, MAX_CLASS_ID_LENGTH, group_path, SOURCE)
+            if group_id
+            else None,
+            "session_id": (
+                bounded(session_id, MAX_SESSION_ID_LENGTH, _at(path, "session"), SOURCE)
+                if session_id
+                else None
+            ),
+            "item_id": bounded(item_id, MAX_ITEM_ID_LENGTH, item_path, SOURCE),
+            "skill_ids": skill_ids(skills_value, skills_path, SOURCE),
+            "event_type": event_type,
+            "timestamp": event_time,
+            "correct": optional_bool(correct_value, correct_path, SOURCE),
+            "response_hash": response_hash(answer) if answer is not None else None,
+            "attempt": optional_int(attempt_value, 1, attempt_path, SOURCE),
+            "duration_s": duration_s,
+            "hint_level": optional_int(
+                extensions.get(EXT_HINT_LEVEL), 0, child(extensions_path, EXT_HINT_LEVEL), SOURCE
+            ),
+            "hint_count": optional_int(hint_count_value, 1, hint_count_path, SOURCE),
+            "item_difficulty": optional_number(difficulty_value, difficulty_path, SOURCE),
+            "resource_relation": resource_relation(
+                extensions.get(EXT_RESOURCE_RELATION),
+                child(extensions_path, EXT_RESOURCE_RELATION),
+                SOURCE,
+            ),
+            "score_scaled": None,
+            "source": SourceFormat.CALIPER,
+        }
+    )
+
+
+def is_envelope(payload: dict[str, Any]) -> bool:
+    """Return whether a JSON object looks like a Caliper envelope rather than a bare event."""
+    return "data" in payload and ("sensor" in payload or "dataVersion" in payload)
+
+
+def validate_envelope(envelope: object, path: str = "") -> list[dict[str, Any]]:
+    """Check an envelope and every event in it; return the events.
+
+    Raises:
+        InvalidEvent: for a malformed envelope, for an entity where an event belongs, or for the
+            first malformed event (its path starts with ``data[index]``).
+    """
+    return [event for event, _ in _check_envelope(envelope, path)]
+
+
+def _check_envelope(envelope: object, path: str) -> list[tuple[dict[str, Any], datetime]]:
+    if type(envelope) is not dict:
+        _fail(path, f"an envelope must be a JSON object, got {json_type(envelope)}")
+    sensor = envelope.get("sensor")
+    if type(sensor) is not str or not sensor:
+        _fail(_at(path, "sensor"), "is required: the id of the sensor that sent the envelope")
+    if "sendTime" not in envelope:
+        _fail(_at(path, "sendTime"), "is required")
+    parse_timestamp(envelope["sendTime"], _at(path, "sendTime"), SOURCE)
+    version = envelope.get("dataVersion")
+    if version not in CONTEXTS:
+        _fail(_at(path, "dataVersion"), f"must be {CALIPER_V1P2} or {CALIPER_V1P1}")
+    data = envelope.get("data")
+    data_path = _at(path, "data")
+    if type(data) is not list:
+        _fail(data_path, f"must be an array of events, got {json_type(data)}")
+    if not data:
+        _fail(data_path, "holds no events")
+    events: list[tuple[dict[str, Any], datetime]] = []
+    for index, entry in enumerate(data):
+        where = item(data_path, index)
+        if type(entry) is dict and "action" not in entry and entry.get("type") not in EVENT_TYPES:
+            _fail(
+                where,
+                f"is a Caliper entity ({str(entry.get('type'))[:60]}), not an event; "
+                "tutorstream takes events only",
+            )
+        events.append(_check_event(entry, where))
+    return events
+
+
+def normalise_caliper(
+    payload: dict[str, Any], pseudonymiser: Pseudonymiser, path: str = ""
+) -> list[LearningEvent]:
+    """Validate an envelope (or a bare event) and map its events.
+
+    Raises:
+        InvalidEvent: when the envelope or any of its events is invalid or unusable.
+    """
+    if is_envelope(payload):
+        data_path = _at(path, "data")
+        return [
+            _map(event, event_time, pseudonymiser, item(data_path, index))
+            for index, (event, event_time) in enumerate(_check_envelope(payload, path))
+        ]
+    return [_map(*_check_event(payload, path), pseudonymiser, path)]

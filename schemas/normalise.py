@@ -1,0 +1,182 @@
+"""One entry point from raw inbound records to :class:`LearningEvent`: :func:`normalise`.
+
+It reads JSON (bytes, text, or already parsed), tells the format apart, validates, pseudonymises
+and maps. Whatever the input (truncated JSON, wrong types, nesting beyond the parser's depth
+limit, a payload of many megabytes), it either returns the events or raises
+:class:`~schemas.exceptions.InvalidEvent` with the field path and the reason, which is what the
+stream worker writes to the dead-letter topic.
+
+Formats are told apart by their shape:
+
+- a JSON object with ``data`` and ``sensor``/``dataVersion`` is a Caliper envelope;
+- one with ``verb`` is an xAPI statement;
+- one with ``@context``, ``action`` or ``eventTime`` is a bare Caliper event;
+- one with ``actor`` and ``object`` (but none of the above) is an xAPI statement;
+- one with ``event_type`` or ``learner_id`` is a native event;
+- a JSON array holds xAPI statements or native events, each told apart the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import msgspec
+import orjson
+
+from schemas import caliper, native, xapi
+from schemas.events import LearningEvent, SourceFormat
+from schemas.exceptions import InvalidEvent
+from schemas.formats import item, json_type
+from schemas.pseudonym import Pseudonymiser
+
+MAX_PAYLOAD_BYTES: Final = 16 * 1024 * 1024
+"""Largest payload read; Kafka's default message limit is 1 MiB, so this only stops abuse."""
+
+RawRecord = bytes | bytearray | memoryview | str | Mapping[str, Any] | Sequence[Any]
+
+_PSEUDONYMISERS: dict[bytes, Pseudonymiser] = {}
+_MAX_CACHED_KEYS: Final = 8
+
+
+def pseudonymiser_for(key: bytes | Pseudonymiser) -> Pseudonymiser:
+    """Return the :class:`Pseudonymiser` for ``key``, built once per key."""
+    if isinstance(key, Pseudonymiser):
+        return key
+    found = _PSEUDONYMISERS.get(key)
+    if found is None:
+        found = Pseudonymiser(key)
+        if len(_PSEUDONYMISERS) >= _MAX_CACHED_KEYS:
+            _PSEUDONYMISERS.clear()
+        _PSEUDONYMISERS[bytes(key)] = found
+    return found
+
+
+def detect_format(record: Mapping[str, Any]) -> SourceFormat | None:
+    """Return the format a parsed JSON object is in, or ``None`` when it is none of them."""
+    if "data" in record and ("sensor" in record or "dataVersion" in record):
+        return SourceFormat.CALIPER
+    if "verb" in record:
+        return SourceFormat.XAPI
+    if "@context" in record or "action" in record or "eventTime" in record:
+        return SourceFormat.CALIPER
+    if "actor" in record and "object" in record:
+        return SourceFormat.XAPI
+    if "event_type" in record or "learner_id" in record:
+        return SourceFormat.NATIVE
+    return None
+
+
+_UNKNOWN_FORMAT: Final = (
+    "cannot tell the format: expected an xAPI statement (actor, verb, object), a Caliper "
+    "envelope (sensor, sendTime, dataVersion, data) or event (actor, action, object), or a "
+    "native event (event_id, learner_id, event_type, timestamp)"
+)
+
+
+def _record(
+    record: object, pseudonymiser: Pseudonymiser, path: str, out: list[LearningEvent]
+) -> None:
+    if type(record) is not dict:
+        raise InvalidEvent(path, f"expected a JSON object, got {json_type(record)}")
+    kind = detect_format(record)
+    if kind is SourceFormat.XAPI:
+        out.append(xapi.normalise_statement(record, pseudonymiser, path))
+    elif kind is SourceFormat.CALIPER:
+        out.extend(caliper.normalise_caliper(record, pseudonymiser, path))
+    elif kind is SourceFormat.NATIVE:
+        out.append(native.normalise_native(record, pseudonymiser, path))
+    else:
+        raise InvalidEvent(path, _UNKNOWN_FORMAT)
+
+
+def parse_json(
+    raw: bytes | bytearray | memoryview | str, *, max_bytes: int = MAX_PAYLOAD_BYTES
+) -> Any:
+    """Parse a raw payload with orjson, refusing payloads over ``max_bytes``.
+
+    Raises:
+        InvalidEvent: when the payload is too large or not valid JSON (with the position).
+    """
+    size = len(raw) if not isinstance(raw, memoryview) else raw.nbytes
+    if size > max_bytes:
+        raise InvalidEvent("", f"payload of {size} bytes is over the {max_bytes}-byte limit")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise InvalidEvent("", f"not valid JSON: {err}") from None
+
+
+def normalise(
+    raw: RawRecord, key: bytes | Pseudonymiser, *, max_bytes: int = MAX_PAYLOAD_BYTES
+) -> list[LearningEvent]:
+    """Normalise one inbound record (any supported format) to learning events.
+
+    Args:
+        raw: the record as received: JSON bytes or text, or already-parsed JSON (a dict for one
+            statement, envelope or native event; a list of statements or native events).
+        key: the pseudonym key (``TUTORSTREAM_PSEUDONYM_KEY`` as bytes), or a ready
+            :class:`Pseudonymiser`.
+        max_bytes: the largest raw payload read.
+
+    Returns:
+        The events, in the order they appear in the record (at least one).
+
+    Raises:
+        InvalidEvent: with the path of the failing field (``actor.mbox``, ``[2].verb.id``,
+            ``data[0].object.id``), the reason, and the format when it could be told.
+    """
+    pseudonymiser = key if type(key) is Pseudonymiser else pseudonymiser_for(key)
+    parsed: Any
+    if isinstance(raw, bytes | str | bytearray | memoryview):
+        data = raw if isinstance(raw, bytes | str) else bytes(raw)
+        if len(data) > max_bytes:
+            raise InvalidEvent(
+                "", f"payload of {len(data)} bytes is over the {max_bytes}-byte limit"
+            )
+        if (_VERB_TEXT if isinstance(data, str) else _VERB_BYTES) in data:  # type: ignore[operator]
+            events = _xapi_fast(data, pseudonymiser)
+            if events is not None:
+                return events
+        parsed = parse_json(data, max_bytes=max_bytes)
+    else:
+        parsed = raw
+    if type(parsed) is dict:
+        events = []
+        _record(parsed, pseudonymiser, "", events)
+        return events
+    if type(parsed) is list:
+        if not parsed:
+            raise InvalidEvent("", "the array holds no events")
+        events = []
+        for index, record in enumerate(parsed):
+            _record(record, pseudonymiser, item("", index), events)
+        return events
+    raise InvalidEvent("", f"expected a JSON object or array, got {json_type(parsed)}")
+
+
+_VERB_BYTES: Final = b'"verb"'
+_VERB_TEXT: Final = '"verb"'
+
+
+def _xapi_fast(
+    raw: bytes | bytearray | memoryview | str, pseudonymiser: Pseudonymiser
+) -> list[LearningEvent] | None:
+    """Decode what looks like xAPI straight into the typed model; ``None`` when it is not that.
+
+    Statements are the bulk of the traffic, and decoding them without building dicts first is
+    the cheapest way in. Anything that does not decode as statements takes the general path,
+    which also explains what is wrong with it.
+    """
+    try:
+        statements, is_array = xapi.decode_statements(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return None
+    if not is_array:
+        return [xapi.normalise_statement(statements[0], pseudonymiser)]
+    if not statements:
+        raise InvalidEvent("", "the array holds no events")
+    return [
+        xapi.normalise_statement(statement, pseudonymiser, item("", index))
+        for index, statement in enumerate(statements)
+    ]

@@ -1,0 +1,1 @@
+"""Faust stream processors: normalise, sessionise, score, decide and sink learning events."""

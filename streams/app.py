@@ -1,0 +1,339 @@
+"""The Faust worker: one agent per partition set, acking a micro-batch only once it is durable.
+
+Flow of one micro-batch (``noack_take``):
+
+1. ingest: normalise raw records (bad ones become dead letters), forward events whose learner
+   lives on another partition, dedupe by event id, update per-learner features;
+2. score the decision points with the ONNX model, off the event loop;
+3. apply the intervention policy and the next-item policy;
+4. write events, features, predictions, interventions and recommendations to the store in one
+   transaction (retrying while the database is down);
+5. publish dead letters, forwards, new interventions, learner prompts and recommendations, write
+   the touched learner and item state to the changelog-backed tables, flush the producer;
+6. only then ack the batch, so a committed offset never runs ahead of durable results.
+
+Faust acks a message whose agent raised, so nothing in the loop may raise past a batch: bad
+records are dead-lettered, and infrastructure failures are retried until they succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import faust
+from aiokafka.partitioner import murmur2
+from faust.types import EventT
+
+from inference.runtime import LearnerModel
+from schemas.exceptions import InvalidEvent
+from schemas.topics import (
+    LEARNER_PROMPTS,
+    LMS_EVENTS,
+    LMS_EVENTS_DLQ,
+    TUTOR_INTERVENTIONS,
+    TUTOR_RECOMMENDATIONS,
+)
+from streams import metrics, outbound
+from streams.policy import InterventionPolicy
+from streams.processor import (
+    BatchResult,
+    DeadLetterOut,
+    EventProcessor,
+    InboundRecord,
+    StateView,
+)
+from streams.settings import StreamSettings
+from streams.store.exceptions import RejectedBatch
+from streams.store.maintenance import maintain
+from streams.store.sink import StoreSink, WriteResult
+
+logger = logging.getLogger(__name__)
+
+WINDOW_FALLBACK = 32
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """Return the partition Kafka's default partitioner picks for ``key`` (murmur2)."""
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def _brokers(bootstrap: str) -> list[str]:
+    return [f"kafka://{b.strip()}" for b in bootstrap.split(",") if b.strip()]
+
+
+class Worker:
+    """The stream worker: Faust app, tables, model, sink and the batch loop.
+
+    Args:
+        settings: the worker's settings (``TUTORSTREAM_*``).
+        model: a loaded model; loaded from the registry when omitted.
+    """
+
+    def __init__(self, settings: StreamSettings, model: LearnerModel | None = None) -> None:
+        self.settings = settings
+        s = settings
+        self.app = faust.App(
+            s.app_id,
+            broker=_brokers(s.kafka_bootstrap),
+            store="memory://",
+            web_port=s.web_port,
+            web_host="0.0.0.0",
+            topic_partitions=LMS_EVENTS.partitions,
+            topic_replication_factor=s.replication_factor,
+            consumer_auto_offset_reset="earliest",
+            consumer_group_instance_id=s.worker_id,
+            broker_commit_interval=1.0,
+            consumer_max_fetch_size=4 * 1024 * 1024,
+            producer_acks=-1,
+            producer_linger_ms=1,
+            stream_buffer_maxsize=4 * s.max_batch,
+            table_cleanup_interval=60.0,
+            logging_config=None,
+        )
+        self.model = model or LearnerModel.load(
+            s.model, registry_roots=[] if s.model_dir is None else [Path(s.model_dir)]
+        )
+        window = self.model.window or WINDOW_FALLBACK
+        self.raw_topic = self.app.topic(
+            LMS_EVENTS.name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=LMS_EVENTS.partitions,
+        )
+        self.rekeyed_topic = self.app.topic(
+            f"{s.app_id}-events-rekeyed",
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=LMS_EVENTS.partitions,
+            internal=True,
+        )
+        self.dlq_topic = self.app.topic(LMS_EVENTS_DLQ.name, value_serializer="raw")
+        self.interventions_topic = self.app.topic(TUTOR_INTERVENTIONS.name, value_serializer="raw")
+        self.recommendations_topic = self.app.topic(
+            TUTOR_RECOMMENDATIONS.name, value_serializer="raw"
+        )
+        self.prompts_topic = self.app.topic(LEARNER_PROMPTS.name, value_serializer="raw")
+        table_options: dict[str, Any] = {
+            "key_serializer": "json",
+            "value_serializer": "raw",
+            "partitions": LMS_EVENTS.partitions,
+        }
+        self.learners = self.app.Table("learners", **table_options)
+        self.items = self.app.Table("item-norms", **table_options)
+        self.catalogues = self.app.Table("class-items", **table_options)
+        self.state = StateView(self.learners, self.items, self.catalogues, window)
+        self.processor = EventProcessor(
+            pseudonym_key=s.pseudonym_key.get_secret_value().encode(),
+            owns=lambda learner, record: (
+                partition_for(learner, LMS_EVENTS.partitions) == record.partition
+            ),
+            policy=InterventionPolicy(s.policy),
+            dedupe_window_s=s.dedupe_window_s,
+            dedupe_max_ids=s.dedupe_max_ids,
+        )
+        self.sink = StoreSink(s.database_url, s.store)
+        # onnxruntime releases the GIL; one thread keeps batches in order.
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model")
+        spec = self.model.spec
+        metrics.MODEL_INFO.labels(spec.name, spec.version, self.model.provider).set(1)
+        channel = self.app.topic(
+            LMS_EVENTS.name,
+            self.rekeyed_topic.get_topic_name(),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.agent = self.app.agent(channel, name="process-events", concurrency=1)(self._run)
+        self.app.page("/metrics")(_metrics_view)
+        interval = s.store.maintenance_interval.total_seconds()
+        self.app.timer(interval, on_leader=True)(self._maintain)
+
+    async def _maintain(self) -> None:
+        # Refreshes the fallback's aggregates and applies its retention (TimescaleDB's own job
+        # scheduler does both when it runs); one worker, the leader, does it for all.
+        try:
+            await asyncio.to_thread(
+                maintain, self.settings.database_url, schema=self.settings.store.db_schema
+            )
+        except Exception:
+            logger.exception("store maintenance failed; retrying at the next interval")
+
+    async def _run(self, stream: Any) -> AsyncIterator[None]:
+        delay = self.settings.max_delay_ms / 1000.0
+        async for batch in stream.noack_take(self.settings.max_batch, within=delay):
+            events: list[EventT[bytes]] = list(batch)  # noack_take yields events
+            await self.process(stream, events)
+            yield None
+
+    async def process(self, stream: Any, events: list[EventT[bytes]]) -> None:
+        """Process one micro-batch end to end and ack it; never raises past the batch."""
+        metrics.BATCH_SIZE.observe(len(events))
+        rekeyed = self.rekeyed_topic.get_topic_name()
+        records = [
+            InboundRecord(
+                value=bytes(e.message.value or b""),
+                key=None if e.message.key is None else bytes(e.message.key),
+                topic=e.message.topic,
+                partition=e.message.partition,
+                offset=e.message.offset,
+                timestamp=(e.message.timestamp or time.time() * 1000) / 1000.0,
+                normalised=e.message.topic == rekeyed,
+            )
+            for e in events
+        ]
+        by_record = {
+            (r.topic, r.partition, r.offset): e for r, e in zip(records, events, strict=True)
+        }
+        try:
+            result = await self._compute(records)
+            written = await self._store(result)
+        except RejectedBatch as err:
+            # The database refused the rows themselves: keep every record on the DLQ with the
+            # reason rather than retrying forever or dropping the batch.
+            logger.error("store rejected a batch of %d records: %s", len(records), err)
+            result = self._dead_letter_all(records, f"store rejected the batch: {err}")
+            written = None
+        except Exception as err:
+            # A bug must not crash the worker (Faust would ack the batch and lose it): park
+            # the records on the DLQ, with the error, for a fix and `tutorstream dlq replay`.
+            logger.exception("batch of %d records failed; sending them to the DLQ", len(records))
+            result = self._dead_letter_all(records, f"internal error: {type(err).__name__}: {err}")
+            written = None
+        with metrics.stage("publish"):
+            await self._publish(result, () if written is None else written.new_interventions)
+            if written is not None:
+                self._write_tables(stream, result, by_record)
+            else:
+                self.state.learner_cache.clear()
+                self.state.item_cache.clear()
+                self.state.catalogue_cache.clear()
+            await self.app.producer.flush()
+        for event in events:
+            await stream.ack(event)
+        self._observe_lag(events)
+
+    def _dead_letter_all(self, records: list[InboundRecord], reason: str) -> BatchResult:
+        result = BatchResult()
+        for record in records:
+            result.dead_letters.append(DeadLetterOut(record, InvalidEvent("", reason, None)))
+            metrics.DLQ.labels("pipeline").inc()
+        return result
+
+    async def _compute(self, records: list[InboundRecord]) -> BatchResult:
+        result = self.processor.ingest(records, self.state)
+        if result.scored:
+            loop = asyncio.get_running_loop()
+            inputs = self.processor.model_inputs(result)
+            started = time.perf_counter()
+            with metrics.stage("inference"):
+                prediction = await loop.run_in_executor(self.executor, self.model.predict, *inputs)
+            metrics.INFERENCE_LATENCY.observe(time.perf_counter() - started)
+            self.processor.decide(result, self.state, prediction, self.model.predict)
+        return result
+
+    async def _store(self, result: BatchResult) -> WriteResult:
+        started = time.perf_counter()
+        with metrics.stage("sink"):
+            written = await self.sink.write(outbound.store_batch(result, self.model.spec))
+        metrics.SINK_LATENCY.observe(time.perf_counter() - started)
+        return written
+
+    async def _publish(self, result: BatchResult, new_interventions: Iterable[str]) -> None:
+        futures = []
+        for letter in result.dead_letters:
+            futures.append(
+                await self.dlq_topic.send(
+                    key=None, value=outbound.dead_letter(letter).model_dump_json().encode()
+                )
+            )
+        for learner_id, value, _ in result.forwards:
+            futures.append(await self.rekeyed_topic.send(key=learner_id.encode(), value=value))
+        if self.settings.publish_live:
+            fresh = set(new_interventions)
+            now = time.time()
+            for item in result.interventions:
+                if item.decision.intervention_id not in fresh:
+                    continue  # already stored: a replay or a retry found it again
+                record = outbound.intervention(item, self.model.spec)
+                key = item.event.learner_id.encode()
+                futures.append(
+                    await self.interventions_topic.send(
+                        key=key, value=record.model_dump_json().encode()
+                    )
+                )
+                if item.decision.status.value == "sent":
+                    prompt = outbound.learner_prompt(record)
+                    futures.append(
+                        await self.prompts_topic.send(
+                            key=key, value=prompt.model_dump_json().encode()
+                        )
+                    )
+                # from the record's arrival on Kafka, not the event's own time: producers may
+                # send history, and a replay must not count as latency
+                metrics.EVENT_TO_INTERVENTION.observe(max(0.0, now - item.record_timestamp))
+            for rec in result.recommendations:
+                value = outbound.recommendation(rec, self.model.spec).model_dump_json().encode()
+                futures.append(
+                    await self.recommendations_topic.send(
+                        key=rec.event.learner_id.encode(), value=value
+                    )
+                )
+        if futures:
+            await asyncio.gather(*futures)
+
+    def _write_tables(
+        self,
+        stream: Any,
+        result: BatchResult,
+        by_record: dict[tuple[str, int, int], EventT[bytes]],
+    ) -> None:
+        # Faust routes a table write to the changelog partition of the *current* event; in a
+        # batch there is none, so point it at an event of the partition that owns the key.
+        def route(record: InboundRecord) -> None:
+            event = by_record[(record.topic, record.partition, record.offset)]
+            stream._set_current_event(event)  # no public setter for the routing event
+
+        for learner_id, record in result.touched_learners.items():
+            route(record)
+            self.learners[learner_id] = self.state.learner_cache[learner_id].to_bytes()
+        for key, record in result.touched_items.items():
+            route(record)
+            self.items[key] = self.state.item_cache[key].to_bytes()
+        for key, record in result.touched_catalogues.items():
+            route(record)
+            self.catalogues[key] = outbound.catalogue_bytes(self.state.catalogue_cache[key])
+        stream._set_current_event(None)
+        self.state.learner_cache.clear()
+        self.state.item_cache.clear()
+        self.state.catalogue_cache.clear()
+
+    def _observe_lag(self, events: list[EventT[bytes]]) -> None:
+        last: dict[Any, int] = {}
+        for event in events:
+            last[event.message.tp] = max(last.get(event.message.tp, -1), event.message.offset)
+        for tp, offset in last.items():
+            try:
+                high = self.app.consumer.highwater(tp)
+            except Exception:  # lag is best effort; never fail a batch for it
+                continue
+            if high is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                    max(0, high - offset - 1)
+                )
+
+
+async def _metrics_view(self: Any, request: Any) -> Any:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return self.bytes(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST)

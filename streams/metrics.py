@@ -1,0 +1,97 @@
+"""Prometheus metrics of a stream worker, served on its web port at ``/metrics``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS_IN = Counter(
+    "tutorstream_events_in_total",
+    "Learning events normalised, by inbound format.",
+    ["source"],
+    registry=REGISTRY,
+)
+RECORDS_IN = Counter(
+    "tutorstream_records_in_total", "Raw records read from Kafka.", registry=REGISTRY
+)
+DLQ = Counter(
+    "tutorstream_dlq_total",
+    "Records sent to the dead-letter topic, by reason class.",
+    ["reason"],
+    registry=REGISTRY,
+)
+DUPLICATES = Counter(
+    "tutorstream_duplicates_total", "Events dropped as duplicates by event id.", registry=REGISTRY
+)
+BATCH_SIZE = Histogram(
+    "tutorstream_batch_size",
+    "Records per micro-batch.",
+    buckets=(1, 4, 16, 32, 64, 128, 256, 512, 1024, 2048),
+    registry=REGISTRY,
+)
+INFERENCE_LATENCY = Histogram(
+    "tutorstream_inference_latency_seconds",
+    "Time of one model call on a micro-batch.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+    registry=REGISTRY,
+)
+SINK_LATENCY = Histogram(
+    "tutorstream_sink_latency_seconds",
+    "Time to make one micro-batch durable in the store.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+STAGE_SECONDS = Counter(
+    "tutorstream_stage_seconds_total",
+    "Wall time spent per pipeline stage (normalise, features, inference, policy, sink, publish).",
+    ["stage"],
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "tutorstream_consumer_lag",
+    "Messages between the high watermark and the last processed offset, per partition.",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+INTERVENTIONS = Counter(
+    "tutorstream_interventions_total",
+    "Interventions raised, by state and status.",
+    ["state", "status"],
+    registry=REGISTRY,
+)
+SUPPRESSED = Counter(
+    "tutorstream_interventions_suppressed_total",
+    "Detections that did not become interventions, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+RECOMMENDATIONS = Counter(
+    "tutorstream_recommendations_total", "Next-item recommendations made.", registry=REGISTRY
+)
+MODEL_INFO = Gauge(
+    "tutorstream_model_info",
+    "The model in use (value 1), with its name, version and execution provider.",
+    ["name", "version", "provider"],
+    registry=REGISTRY,
+)
+EVENT_TO_INTERVENTION = Histogram(
+    "tutorstream_event_to_intervention_seconds",
+    "From the triggering record's Kafka timestamp to the intervention's publication.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Count the wall time of a pipeline stage into :data:`STAGE_SECONDS`."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        STAGE_SECONDS.labels(name).inc(time.perf_counter() - start)

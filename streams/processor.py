@@ -1,0 +1,444 @@
+"""The pipeline's per-batch logic, free of Faust so tests, replay and benchmarks can drive it.
+
+One call of :meth:`EventProcessor.process` takes the raw records of a micro-batch and returns
+everything the worker must make durable or publish before it acknowledges them: store rows,
+dead letters, events to forward to their learner's partition, interventions and
+recommendations. The worker (``streams.app``) owns the I/O and the acknowledgements.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from inference.features import FeatureExtractor, ItemNorms
+from inference.runtime import Prediction
+from inference.states import STATES
+from schemas.events import EventType, LearningEvent
+from schemas.exceptions import InvalidEvent
+from schemas.normalise import normalise, pseudonymiser_for
+from streams import metrics
+from streams.learner_state import LearnerRecord
+from streams.policy import Decision, InterventionPolicy, SuppressReason
+
+# Media events say little about the states and arrive in bursts: they update the features
+# but are not scored, which keeps the model's load proportional to problem-solving work.
+_UNSCORED = frozenset(
+    {EventType.MEDIA_PLAY, EventType.MEDIA_PAUSE, EventType.MEDIA_SEEK, EventType.MEDIA_COMPLETE}
+)
+# Recommend the next item when a learner finishes one (or submits a correct answer).
+_RECOMMEND_ON = frozenset({EventType.PROBLEM_COMPLETE})
+_MASTERY_INDEX = 2  # position of the BKT mastery in a skill's statistics (inference.features)
+_MAX_CANDIDATES = 16
+_MAX_CATALOGUE = 256
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    """A Kafka record as the processor needs it.
+
+    Attributes:
+        value: the record's bytes as the producer sent them.
+        key: the record's key as the producer sent it.
+        topic: source topic.
+        partition: source partition.
+        offset: source offset.
+        timestamp: the record's Kafka timestamp, epoch seconds.
+        normalised: True when the value is a :class:`LearningEvent` forwarded by another
+            worker (already validated and pseudonymised).
+    """
+
+    value: bytes
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float
+    normalised: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterOut:
+    """A record that failed validation, with where it came from and why."""
+
+    record: InboundRecord
+    error: InvalidEvent
+
+
+@dataclass(frozen=True, slots=True)
+class InterventionOut:
+    """An intervention raised in this batch, with what the sinks and topics need."""
+
+    decision: Decision
+    event: LearningEvent
+    evidence: dict[str, float]
+    produced_at: float
+    record_timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendationOut:
+    """A next-item recommendation made in this batch."""
+
+    event: LearningEvent
+    item_id: str
+    skill_ids: tuple[str, ...]
+    p_success: float
+    reason: str
+    alternatives: tuple[tuple[str, float], ...]
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Everything one micro-batch produced."""
+
+    events: list[LearningEvent] = field(default_factory=list)
+    event_records: list[InboundRecord] = field(default_factory=list)
+    feature_vectors: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    scored: list[int] = field(default_factory=list)
+    windows: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    masks: list[npt.NDArray[np.bool_]] = field(default_factory=list)
+    queries: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    mastery: dict[int, dict[str, float]] = field(default_factory=dict)
+    prediction: Prediction | None = None
+    dead_letters: list[DeadLetterOut] = field(default_factory=list)
+    forwards: list[tuple[str, bytes, InboundRecord]] = field(default_factory=list)
+    interventions: list[InterventionOut] = field(default_factory=list)
+    recommendations: list[RecommendationOut] = field(default_factory=list)
+    duplicates: int = 0
+    touched_learners: dict[str, InboundRecord] = field(default_factory=dict)
+    touched_items: dict[str, InboundRecord] = field(default_factory=dict)
+    touched_catalogues: dict[str, InboundRecord] = field(default_factory=dict)
+
+
+class StateView:
+    """Per-learner and per-item state the processor reads and updates during a batch.
+
+    The worker backs it with Faust tables (bytes) and writes back what a batch touched; tests
+    and replays back it with plain dicts.
+    """
+
+    def __init__(
+        self,
+        learners: MutableMapping[str, bytes],
+        items: MutableMapping[str, bytes],
+        catalogues: MutableMapping[str, bytes],
+        window: int,
+    ) -> None:
+        self.window = window
+        self._learners = learners
+        self._items = items
+        self._catalogues = catalogues
+        self.learner_cache: dict[str, LearnerRecord] = {}
+        self.item_cache: dict[str, ItemNorms] = {}
+        self.catalogue_cache: dict[str, dict[str, list[str]]] = {}
+
+    def learner(self, learner_id: str) -> LearnerRecord:
+        """Return a learner's record, decoding it once per batch."""
+        found = self.learner_cache.get(learner_id)
+        if found is None:
+            raw = self._learners.get(learner_id)
+            found = LearnerRecord.from_bytes(raw) if raw else LearnerRecord.new(self.window)
+            self.learner_cache[learner_id] = found
+        return found
+
+    def item(self, key: str) -> ItemNorms:
+        """Return the norms of an item (``key`` is partition-scoped, see the worker)."""
+        found = self.item_cache.get(key)
+        if found is None:
+            raw = self._items.get(key)
+            found = ItemNorms.from_bytes(raw) if raw else ItemNorms()
+            self.item_cache[key] = found
+        return found
+
+    def peek_item(self, key: str) -> ItemNorms | None:
+        """Return the norms of an item without creating them."""
+        if key in self.item_cache:
+            return self.item_cache[key]
+        raw = self._items.get(key)
+        return ItemNorms.from_bytes(raw) if raw else None
+
+    def catalogue(self, key: str) -> dict[str, list[str]]:
+        """Return the items seen in a class on this partition: item id -> skill ids."""
+        found = self.catalogue_cache.get(key)
+        if found is None:
+            raw = self._catalogues.get(key)
+            found = orjson.loads(raw) if raw else {}
+            self.catalogue_cache[key] = found
+        return found
+
+    def write_back(self, result: BatchResult) -> None:
+        """Store what the batch touched and forget the decoded copies."""
+        for learner_id in result.touched_learners:
+            self._learners[learner_id] = self.learner_cache[learner_id].to_bytes()
+        for key in result.touched_items:
+            self._items[key] = self.item_cache[key].to_bytes()
+        for key in result.touched_catalogues:
+            self._catalogues[key] = orjson.dumps(self.catalogue_cache[key])
+        self.learner_cache.clear()
+        self.item_cache.clear()
+        self.catalogue_cache.clear()
+
+
+Predictor = Callable[
+    [npt.NDArray[np.float32], npt.NDArray[np.bool_], npt.NDArray[np.float32]], Prediction
+]
+
+
+def _epoch(moment: datetime) -> float:
+    return moment.astimezone(UTC).timestamp()
+
+
+class EventProcessor:
+    """Normalise, dedupe, featurise, score, decide: the pipeline for one micro-batch.
+
+    Args:
+        pseudonym_key: HMAC key for learner pseudonyms.
+        owns: tells whether a learner's state lives on the record's partition; events of other
+            learners are forwarded to their own partition.
+        policy: the intervention policy.
+        dedupe_window_s: how long an event id is remembered per learner.
+        dedupe_max_ids: most ids remembered per learner.
+        target_success: predicted success the next-item policy aims for.
+    """
+
+    def __init__(
+        self,
+        *,
+        pseudonym_key: bytes,
+        owns: Callable[[str, InboundRecord], bool],
+        policy: InterventionPolicy,
+        dedupe_window_s: float = 3600.0,
+        dedupe_max_ids: int = 2048,
+        target_success: float = 0.7,
+    ) -> None:
+        self._pseudonymiser = pseudonymiser_for(pseudonym_key)
+        self._owns = owns
+        self._policy = policy
+        self._extractor = FeatureExtractor()
+        self._dedupe_window_s = dedupe_window_s
+        self._dedupe_max_ids = dedupe_max_ids
+        self.target_success = target_success
+
+    # -- stage 1: records -> new events and their features -------------------------------
+    def ingest(self, records: list[InboundRecord], state: StateView) -> BatchResult:
+        """Normalise and dedupe ``records``, update features, gather the model's inputs."""
+        result = BatchResult()
+        with metrics.stage("normalise"):
+            parsed: list[tuple[LearningEvent, InboundRecord]] = []
+            for record in records:
+                metrics.RECORDS_IN.inc()
+                try:
+                    if record.normalised:
+                        events = [LearningEvent.model_validate_json(record.value)]
+                    else:
+                        events = normalise(record.value, self._pseudonymiser)
+                except InvalidEvent as err:
+                    result.dead_letters.append(DeadLetterOut(record, err))
+                    metrics.DLQ.labels(_reason_class(err)).inc()
+                    continue
+                except ValueError as err:  # a forwarded event that no longer validates
+                    bad = InvalidEvent("", f"forwarded event is invalid: {err}", None)
+                    result.dead_letters.append(DeadLetterOut(record, bad))
+                    metrics.DLQ.labels("forwarded").inc()
+                    continue
+                for event in events:
+                    if record.normalised or self._owns(event.learner_id, record):
+                        parsed.append((event, record))
+                    else:
+                        result.forwards.append(
+                            (event.learner_id, event.model_dump_json().encode(), record)
+                        )
+        with metrics.stage("features"):
+            for event, record in parsed:
+                learner = state.learner(event.learner_id)
+                if not learner.remember(
+                    event.event_id,
+                    _epoch(event.timestamp),
+                    self._dedupe_window_s,
+                    self._dedupe_max_ids,
+                ):
+                    result.duplicates += 1
+                    metrics.DUPLICATES.inc()
+                    continue
+                metrics.EVENTS_IN.labels(event.source.value).inc()
+                item_key = None
+                norms = None
+                if event.item_id is not None:
+                    item_key = f"{record.partition}/{event.item_id}"
+                    norms = state.item(item_key)
+                    result.touched_items[item_key] = record
+                    if event.class_id is not None and event.event_type is EventType.PROBLEM_START:
+                        self._catalogue(state, result, event, record)
+                vector = self._extractor.update(learner.features, norms, event)
+                learner.push(vector)
+                if event.class_id is not None:
+                    learner.class_id = event.class_id
+                result.touched_learners[event.learner_id] = record
+                result.events.append(event)
+                result.event_records.append(record)
+                result.feature_vectors.append(vector)
+                if event.event_type is EventType.ANSWER_SUBMIT and event.skill_ids:
+                    skills = learner.features.skills
+                    result.mastery[len(result.events) - 1] = {
+                        sid: float(skills[sid][_MASTERY_INDEX])
+                        for sid in event.skill_ids
+                        if sid in skills
+                    }
+                if event.event_type not in _UNSCORED:
+                    result.scored.append(len(result.events) - 1)
+                    result.windows.append(learner.window.copy())
+                    result.masks.append(learner.mask())
+                    item_id = event.item_id or learner.features.cur_item
+                    result.queries.append(
+                        self._extractor.query(
+                            learner.features,
+                            norms if item_id == event.item_id else None,
+                            item_id or "",
+                            event.skill_ids,
+                        )
+                    )
+        return result
+
+    def _catalogue(
+        self, state: StateView, result: BatchResult, event: LearningEvent, record: InboundRecord
+    ) -> None:
+        key = f"{record.partition}/{event.class_id}"
+        catalogue = state.catalogue(key)
+        if event.item_id not in catalogue and len(catalogue) < _MAX_CATALOGUE:
+            catalogue[str(event.item_id)] = list(event.skill_ids)
+            result.touched_catalogues[key] = record
+
+    def model_inputs(
+        self, result: BatchResult
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
+        """Return ``events [n, T, F]``, ``mask [n, T]``, ``query [n, Q]`` for scored events.
+
+        Each scored event is a decision point: its window is the learner's history up to and
+        including it, snapshotted when it was featurised, and its query describes the item the
+        learner is working on, the best guess at the next answer's item.
+        """
+        if not result.scored:
+            n_f, n_q = self._extractor.n_event_features, self._extractor.n_query_features
+            return (
+                np.zeros((0, 1, n_f), np.float32),
+                np.zeros((0, 1), np.bool_),
+                np.zeros((0, n_q), np.float32),
+            )
+        return (
+            np.stack(result.windows),
+            np.stack(result.masks),
+            np.stack(result.queries),
+        )
+
+    # -- stage 3: predictions -> interventions and recommendations ------------------------
+    def decide(
+        self,
+        result: BatchResult,
+        state: StateView,
+        prediction: Prediction,
+        predict: Predictor | None = None,
+    ) -> None:
+        """Apply the intervention policy (and the next-item policy) to the batch's predictions."""
+        result.prediction = prediction
+        now = time.time()
+        with metrics.stage("policy"):
+            for row, index in enumerate(result.scored):
+                state_index = int(prediction.state[row])
+                if state_index == 0:
+                    continue
+                event = result.events[index]
+                learner = state.learner(event.learner_id)
+                name = STATES[state_index]
+                confidence = float(prediction.state_probs[row, state_index])
+                outcome = self._policy.decide(
+                    learner.alerts,
+                    learner_id=event.learner_id,
+                    event_id=event.event_id,
+                    event_time=_epoch(event.timestamp),
+                    state=name,
+                    confidence=confidence,
+                )
+                if isinstance(outcome, SuppressReason):
+                    metrics.SUPPRESSED.labels(outcome.value).inc()
+                    continue
+                metrics.INTERVENTIONS.labels(name, outcome.status.value).inc()
+                evidence = {
+                    STATES[k]: round(float(prediction.state_probs[row, k]), 4)
+                    for k in range(len(STATES))
+                }
+                result.interventions.append(
+                    InterventionOut(
+                        outcome, event, evidence, now, result.event_records[index].timestamp
+                    )
+                )
+        if predict is not None:
+            with metrics.stage("recommend"):
+                self._recommend(result, state, predict)
+
+    def _recommend(self, result: BatchResult, state: StateView, predict: Predictor) -> None:
+        asks: list[tuple[int, list[tuple[str, tuple[str, ...]]]]] = []
+        rows: list[npt.NDArray[np.float32]] = []
+        for index, event in enumerate(result.events):
+            if event.event_type not in _RECOMMEND_ON or event.class_id is None:
+                continue
+            record = result.event_records[index]
+            catalogue = state.catalogue(f"{record.partition}/{event.class_id}")
+            learner = state.learner(event.learner_id)
+            candidates = [
+                (item_id, tuple(skills))
+                for item_id, skills in catalogue.items()
+                if item_id != event.item_id
+            ][:_MAX_CANDIDATES]
+            if not candidates:
+                continue
+            for item_id, skills in candidates:
+                norms = state.peek_item(f"{record.partition}/{item_id}")
+                rows.append(self._extractor.query(learner.features, norms, item_id, skills))
+            asks.append((index, candidates))
+        if not asks:
+            return
+        learner_windows = []
+        for index, candidates in asks:
+            learner = state.learner(result.events[index].learner_id)
+            learner_windows.extend([(learner.window, learner.mask())] * len(candidates))
+        events = np.stack([w for w, _ in learner_windows])
+        mask = np.stack([m for _, m in learner_windows])
+        p = predict(events, mask, np.stack(rows)).p_correct
+        offset = 0
+        for index, candidates in asks:
+            scores = p[offset : offset + len(candidates)]
+            offset += len(candidates)
+            best = int(np.argmin(np.abs(scores - self.target_success)))
+            item_id, skills = candidates[best]
+            ranked = sorted(
+                zip((c for c, _ in candidates), (float(s) for s in scores), strict=True),
+                key=lambda pair: abs(pair[1] - self.target_success),
+            )
+            reason = (
+                f"predicted success {float(scores[best]):.0%} is the closest to the "
+                f"{self.target_success:.0%} target among {len(candidates)} items of this class"
+            )
+            result.recommendations.append(
+                RecommendationOut(
+                    event=result.events[index],
+                    item_id=item_id,
+                    skill_ids=skills,
+                    p_success=float(scores[best]),
+                    reason=reason,
+                    alternatives=tuple(ranked[1:4]),
+                )
+            )
+            metrics.RECOMMENDATIONS.inc()
+
+
+def _reason_class(err: InvalidEvent) -> str:
+    """Return a low-cardinality label for a validation error (for metrics only)."""
+    head = err.path.split(".", 1)[0].split("[", 1)[0]
+    return head or "unreadable"

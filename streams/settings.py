@@ -1,0 +1,57 @@
+"""Settings of the stream workers, read from ``TUTORSTREAM_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.policy import PolicySettings
+from streams.store.settings import StoreSettings
+
+DEV_PSEUDONYM_KEY = "tutorstream-dev-pseudonym-key-change-me"
+
+
+class StreamSettings(BaseSettings):
+    """Everything a stream worker needs; each field names its environment variable.
+
+    Attributes:
+        kafka_bootstrap: ``TUTORSTREAM_KAFKA_BOOTSTRAP``, ``host:port[,host:port]``.
+        database_url: ``TUTORSTREAM_DATABASE_URL``, libpq URL of the store.
+        pseudonym_key: ``TUTORSTREAM_PSEUDONYM_KEY``, HMAC key for learner pseudonyms.
+        app_id: ``TUTORSTREAM_APP_ID``, Faust app id: the consumer group and table prefix.
+        model: ``TUTORSTREAM_MODEL``, registry reference ``name@version`` or ``name@latest``.
+        model_dir: ``TUTORSTREAM_MODEL_DIR``, extra registry root searched before the packaged one.
+        max_batch: ``TUTORSTREAM_MAX_BATCH``, most records per micro-batch.
+        max_delay_ms: ``TUTORSTREAM_MAX_DELAY_MS``, longest wait to fill a micro-batch.
+        dedupe_window_s: ``TUTORSTREAM_DEDUPE_WINDOW_S``, how long an event id is remembered.
+        dedupe_max_ids: ``TUTORSTREAM_DEDUPE_MAX_IDS``, most event ids remembered per learner.
+        web_port: ``TUTORSTREAM_WEB_PORT``, the worker's HTTP port (``/metrics``).
+        replication_factor: ``TUTORSTREAM_REPLICATION_FACTOR`` of the topics the worker
+            creates (changelogs, the rekey topic); 3 on a production cluster.
+        worker_id: ``TUTORSTREAM_WORKER_ID``, stable id for static group membership.
+        publish_live: ``TUTORSTREAM_PUBLISH_LIVE``; a rebuild replay sets it off so history
+            found again is not re-sent to tutors or learners.
+        policy: ``TUTORSTREAM_POLICY__*``, the intervention policy.
+        store: ``TUTORSTREAM_STORE__*``, the store and its sink.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="TUTORSTREAM_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
+    app_id: str = "tutorstream"
+    model: str = "tutorstream-learner@latest"
+    model_dir: str | None = None
+    max_batch: int = Field(default=512, ge=1, le=10_000)
+    max_delay_ms: float = Field(default=50.0, ge=1)
+    dedupe_window_s: float = Field(default=3600.0, gt=0)
+    dedupe_max_ids: int = Field(default=2048, ge=16)
+    web_port: int = 6066
+    replication_factor: int = Field(default=1, ge=1)
+    worker_id: str | None = None
+    publish_live: bool = True
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)

@@ -1,0 +1,474 @@
+"""The store's sink: batched, idempotent, durable writes that wait out a database outage.
+
+A batch goes, in one transaction, into per-connection temporary staging tables (binary
+``COPY``, or one ``INSERT`` from a JSON array on servers without COPY, such as the TimescaleDB
+WASM build) and from there into the real tables with ``ON CONFLICT DO NOTHING`` on each table's
+unique key of record id and event time. :meth:`StoreSink.write` returns only after the commit,
+so a stream that acknowledges its messages afterwards delivers at least once, and the unique
+keys turn that into exactly one row per record.
+
+While the database is unreachable the sink keeps the batch, reconnects with exponential backoff
+and jitter, and writes it when the database is back (or raises :class:`StoreUnavailable` after
+the optional deadline). A batch the database refuses for its content raises
+:class:`RejectedBatch` at once: retrying could not help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from schemas.events import LearningEvent
+from streams.store.connection import check_schema, is_wasm_server, search_path
+from streams.store.exceptions import RejectedBatch, StoreError, StoreUnavailable
+from streams.store.migrations import load_migrations
+from streams.store.settings import StoreSettings, WriteMethod
+from streams.store.tables import (
+    EVENTS,
+    FEATURES,
+    INTERVENTIONS,
+    PREDICTIONS,
+    RECOMMENDATIONS,
+    SKILL_MASTERY,
+    TABLES,
+    Row,
+    Table,
+    event_row,
+    feature_row,
+    intervention_row,
+    prediction_row,
+    recommendation_row,
+    skill_mastery_rows,
+)
+
+log = logging.getLogger(__name__)
+
+
+def is_transient(err: BaseException) -> bool:
+    """Return whether ``err`` says the database, or the way to it, failed for now.
+
+    Lost connections, shutdowns and restarts, recovery, serialisation failures, lock timeouts
+    and a full disk pass with time; a row over a size limit (SQLSTATE class 54, also an
+    ``OperationalError``) does not, and neither does anything else wrong with the batch.
+    """
+    if isinstance(err, psycopg.errors.ProgramLimitExceeded):
+        return False
+    return isinstance(err, psycopg.OperationalError | psycopg.InterfaceError)
+
+
+_UPSERT_CURRENT_RECOMMENDATIONS = """
+INSERT INTO current_recommendations AS cur
+    (class_id, learner_id, time, event_id, item_id, skill_ids, p_success, reason, model_version)
+SELECT DISTINCT ON (class_id, learner_id)
+       class_id, learner_id, time, event_id, item_id, skill_ids, p_success, reason, model_version
+FROM pg_temp.stage_recommendations
+WHERE class_id IS NOT NULL
+ORDER BY class_id, learner_id, time DESC, event_id DESC
+ON CONFLICT (class_id, learner_id) DO UPDATE
+SET time = excluded.time, event_id = excluded.event_id, item_id = excluded.item_id,
+    skill_ids = excluded.skill_ids, p_success = excluded.p_success, reason = excluded.reason,
+    model_version = excluded.model_version, updated_at = now()
+WHERE (cur.time, cur.event_id) < (excluded.time, excluded.event_id)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Outcome of one durable write.
+
+    Attributes:
+        offered: rows offered per table.
+        inserted: rows new to each table; the rest were already stored (a replay or a retry
+            whose earlier commit went through unacknowledged).
+        attempts: tries it took; above 1 the database was unavailable for a while.
+        seconds: wall time from the call to the commit, waits included.
+        method: how the rows were loaded.
+        new_interventions: ids of the interventions this write stored for the first time.
+    """
+
+    offered: Mapping[str, int]
+    inserted: Mapping[str, int]
+    attempts: int
+    seconds: float
+    method: WriteMethod
+    new_interventions: tuple[str, ...] = ()
+
+    @property
+    def rows(self) -> int:
+        """Return the number of rows offered."""
+        return sum(self.offered.values())
+
+
+@dataclass(slots=True)
+class StoreBatch:
+    """Rows of several tables, written by :meth:`StoreSink.write` in one transaction.
+
+    Every derived row (features, prediction, mastery, intervention, recommendation) takes its
+    time and ids from the learning event it was computed at. Each ``add_*`` returns the batch,
+    so calls chain.
+    """
+
+    rows: dict[Table, list[Row]] = field(default_factory=dict)
+
+    def add_rows(self, table: Table, rows: Iterable[Row]) -> StoreBatch:
+        """Append ready rows for ``table`` (column order of :mod:`streams.store.tables`)."""
+        self.rows.setdefault(table, []).extend(rows)
+        return self
+
+    def add_events(self, events: Iterable[LearningEvent]) -> StoreBatch:
+        """Append learning events."""
+        return self.add_rows(EVENTS, (event_row(e) for e in events))
+
+    def add_features(
+        self, event: LearningEvent, vector: Sequence[float], feature_set: str
+    ) -> StoreBatch:
+        """Append the feature vector computed at ``event``; see :func:`feature_row`."""
+        return self.add_rows(FEATURES, [feature_row(event, vector, feature_set)])
+
+    def add_prediction(
+        self,
+        event: LearningEvent,
+        *,
+        state: str,
+        confidence: float,
+        state_probs: Sequence[float],
+        p_correct: float | None,
+        model_version: str,
+        mastery: Mapping[str, float] | None = None,
+    ) -> StoreBatch:
+        """Append the model's output at ``event`` and the mastery of each skill in ``mastery``.
+
+        See :func:`prediction_row` and :func:`skill_mastery_rows`.
+        """
+        self.add_rows(
+            PREDICTIONS,
+            [
+                prediction_row(
+                    event,
+                    state=state,
+                    confidence=confidence,
+                    state_probs=state_probs,
+                    p_correct=p_correct,
+                    model_version=model_version,
+                )
+            ],
+        )
+        if mastery:
+            self.add_rows(SKILL_MASTERY, skill_mastery_rows(event, mastery, model_version))
+        return self
+
+    def add_intervention(
+        self,
+        event: LearningEvent,
+        *,
+        intervention_id: str,
+        state: str,
+        confidence: float,
+        status: str,
+        prompt: str,
+        prompt_id: str | None = None,
+        reason: str | None = None,
+        model_version: str | None = None,
+        created_at: datetime | None = None,
+    ) -> StoreBatch:
+        """Append an intervention raised at ``event``; see :func:`intervention_row`."""
+        row = intervention_row(
+            event,
+            intervention_id=intervention_id,
+            state=state,
+            confidence=confidence,
+            status=status,
+            prompt=prompt,
+            prompt_id=prompt_id,
+            reason=reason,
+            model_version=model_version,
+            created_at=created_at,
+        )
+        return self.add_rows(INTERVENTIONS, [row])
+
+    def add_recommendation(
+        self,
+        event: LearningEvent,
+        *,
+        item_id: str,
+        skill_ids: Sequence[str] = (),
+        p_success: float | None = None,
+        reason: str | None = None,
+        model_version: str | None = None,
+    ) -> StoreBatch:
+        """Append the next item recommended at ``event``; see :func:`recommendation_row`."""
+        row = recommendation_row(
+            event,
+            item_id=item_id,
+            skill_ids=skill_ids,
+            p_success=p_success,
+            reason=reason,
+            model_version=model_version,
+        )
+        return self.add_rows(RECOMMENDATIONS, [row])
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.rows.values())
+
+
+class StoreSink:
+    """Writes :class:`StoreBatch` es to the store, durably and idempotently.
+
+    One sink holds one connection and writes one batch at a time (concurrent callers queue),
+    which also suits the single-connection WASM server. Use it as an async context manager, or
+    call :meth:`close`.
+
+    Args:
+        url: the database URL (``TUTORSTREAM_DATABASE_URL``).
+        settings: schema, write method and retry settings (``TUTORSTREAM_STORE__*``).
+    """
+
+    def __init__(self, url: str, settings: StoreSettings | None = None) -> None:
+        self.url = url
+        self.settings = settings or StoreSettings()
+        check_schema(self.settings.db_schema)
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._method: WriteMethod | None = None
+        self._lock = asyncio.Lock()
+        self._fresh_interventions: list[str] = []
+        self._latest_version = max(m.version for m in load_migrations())
+
+    @property
+    def method(self) -> WriteMethod | None:
+        """Return how rows are loaded on the current connection (``None`` before connecting)."""
+        return self._method
+
+    async def __aenter__(self) -> StoreSink:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection; a later write opens a new one."""
+        await self._discard_connection()
+
+    async def write_events(self, events: Sequence[LearningEvent]) -> WriteResult:
+        """Write learning events; see :meth:`write`."""
+        return await self.write(StoreBatch().add_events(events))
+
+    async def write(self, batch: StoreBatch) -> WriteResult:
+        """Write ``batch`` in one transaction and return once it is committed.
+
+        Rows already stored (same unique key) are skipped, so writing a batch twice stores
+        each row once. While the database is unreachable this waits and retries with
+        exponential backoff, keeping the batch.
+
+        Returns:
+            Per-table counts of rows offered and newly inserted, attempts and time taken.
+
+        Raises:
+            RejectedBatch: the database refused the rows themselves (nothing was written).
+            StoreUnavailable: the database stayed unreachable past ``retry_deadline``.
+            StoreError: the schema is missing or older than this release's migrations.
+        """
+        plan = [(t, batch.rows[t]) for t in TABLES if batch.rows.get(t)]
+        offered = {t.name: len(rows) for t, rows in plan}
+        started = time.monotonic()
+        if not plan:
+            return WriteResult(offered, {}, 0, 0.0, self._method or self.settings.write_method)
+        s = self.settings
+        delay = s.retry_initial.total_seconds()
+        attempt = 0
+        async with self._lock:
+            while True:
+                attempt += 1
+                try:
+                    conn = await self._connection()
+                    inserted = await self._write_once(conn, plan)
+                except psycopg.Error as err:
+                    await self._discard_connection()
+                    if not is_transient(err):
+                        raise
+                    waited = time.monotonic() - started
+                    deadline = s.retry_deadline
+                    if deadline is not None and waited + delay > deadline.total_seconds():
+                        raise StoreUnavailable(
+                            f"database unreachable for {waited:.1f}s; gave up on a batch of "
+                            f"{sum(offered.values())} rows: {_reason(err)}"
+                        ) from err
+                    log.warning(
+                        "store write failed (%s: %s); keeping the batch of %d rows, "
+                        "attempt %d, next try in %.2fs",
+                        type(err).__name__,
+                        _reason(err),
+                        sum(offered.values()),
+                        attempt,
+                        delay,
+                    )
+                    # Jitter keeps many workers from reconnecting in lockstep after an outage.
+                    await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                    delay = min(delay * 2, s.retry_max.total_seconds())
+                    continue
+                except BaseException:
+                    # Cancelled mid-write or failed unexpectedly: the connection's state is
+                    # unknown, so never reuse it.
+                    if self._conn is not None and self._conn.info.transaction_status != (
+                        psycopg.pq.TransactionStatus.IDLE
+                    ):
+                        await self._discard_connection()
+                    raise
+                if attempt > 1:
+                    log.info("store is back; batch written after %d attempts", attempt)
+                assert self._method is not None
+                return WriteResult(
+                    offered,
+                    inserted,
+                    attempt,
+                    time.monotonic() - started,
+                    self._method,
+                    tuple(self._fresh_interventions),
+                )
+
+    async def _write_once(
+        self, conn: psycopg.AsyncConnection[Any], plan: Sequence[tuple[Table, list[Row]]]
+    ) -> dict[str, int]:
+        inserted: dict[str, int] = {}
+        self._fresh_interventions = []
+        async with conn.transaction():
+            for table, rows in plan:
+                try:
+                    inserted[table.name] = await self._merge(conn, table, rows)
+                except psycopg.Error as err:
+                    if is_transient(err):
+                        raise
+                    raise RejectedBatch(table.name, _reason(err)) from err
+                except (TypeError, ValueError) as err:
+                    # A value of the wrong type for its column, found while encoding the rows.
+                    raise RejectedBatch(table.name, f"a row does not fit the table: {err}") from err
+        return inserted
+
+    async def _merge(
+        self, conn: psycopg.AsyncConnection[Any], table: Table, rows: Sequence[Row]
+    ) -> int:
+        """Load ``rows`` into ``table``'s staging table and insert the new ones."""
+        names = sql.SQL(", ").join(sql.Identifier(n) for n in table.column_names)
+        stage = sql.SQL("pg_temp.{}").format(sql.Identifier(table.stage))
+        async with conn.cursor() as cur:
+            if self._method is WriteMethod.COPY:
+                copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, names)
+                async with cur.copy(copy_sql) as copy:
+                    copy.set_types(list(table.pg_types))
+                    for row in rows:
+                        await copy.write_row(row)
+            else:
+                document = orjson.dumps(
+                    [dict(zip(table.column_names, r, strict=True)) for r in rows]
+                )
+                await cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {stage} ({names}) SELECT {names} "
+                        "FROM jsonb_populate_recordset(NULL::{stage}, %s::jsonb)"
+                    ).format(stage=stage, names=names),
+                    (document.decode(),),
+                )
+            merge = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
+                sql.Identifier(table.name), names, names, stage
+            )
+            if table is INTERVENTIONS:
+                # Only interventions new to the store are published, so a replay or a retry
+                # never re-sends one to tutors.
+                await cur.execute(merge + sql.SQL(" RETURNING intervention_id"))
+                fresh = [str(r[0]) for r in await cur.fetchall()]
+                self._fresh_interventions.extend(fresh)
+                count = len(fresh)
+            else:
+                await cur.execute(merge)
+                count = max(cur.rowcount, 0)
+            if table is RECOMMENDATIONS:
+                await cur.execute(_UPSERT_CURRENT_RECOMMENDATIONS)
+        return count
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return self._conn
+        s = self.settings
+        conn = await psycopg.AsyncConnection.connect(
+            self.url,
+            autocommit=True,
+            connect_timeout=max(1, round(s.connect_timeout.total_seconds())),
+        )
+        try:
+            wasm = is_wasm_server(str(await _scalar(conn, "SELECT version()")))
+            if wasm:
+                # One backend serves every client of the WASM server in turn: start clean
+                # (see streams.store.connection.forget_previous_sessions).
+                await conn.execute("DISCARD ALL")
+                conn.prepare_threshold = None
+            await conn.execute(search_path(s.db_schema))
+            await conn.execute("SET client_min_messages TO warning")
+            await self._check_migrated(conn)
+            method = s.write_method
+            if method is WriteMethod.AUTO:
+                method = WriteMethod.INSERT if wasm else WriteMethod.COPY
+            for table in TABLES:
+                await conn.execute(
+                    sql.SQL(
+                        "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) "
+                        "ON COMMIT DELETE ROWS"
+                    ).format(sql.Identifier(table.stage), sql.Identifier(table.name))
+                )
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn, self._method = conn, method
+        return conn
+
+    async def _check_migrated(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        schema = self.settings.db_schema
+        exists = await _scalar(
+            conn,
+            "SELECT to_regclass(%s) IS NOT NULL",
+            (sql.SQL("{}.schema_migrations").format(sql.Identifier(schema)).as_string(conn),),
+        )
+        applied = (
+            await _scalar(conn, "SELECT max(version) FROM schema_migrations") if exists else None
+        )
+        if applied is None or int(applied) < self._latest_version:
+            raise StoreError(
+                f"schema {schema!r} is at migration {applied or 0}, this release needs "
+                f"{self._latest_version}: run `tutorstream db migrate`"
+            )
+
+    async def _discard_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+
+
+async def _scalar(
+    conn: psycopg.AsyncConnection[Any], query: str, params: tuple[Any, ...] = ()
+) -> Any:
+    cur = await conn.execute(query, params)
+    row = await cur.fetchone()
+    return None if row is None else row[0]
+
+
+def _reason(err: BaseException) -> str:
+    """Return the database's primary message: never the DETAIL, which can quote row values."""
+    if isinstance(err, psycopg.Error) and err.diag.message_primary:
+        return err.diag.message_primary
+    return str(err).splitlines()[0] if str(err) else type(err).__name__

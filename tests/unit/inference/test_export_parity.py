@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from tiny_learner_model import held_out, tiny_gru, train_tiny
+
+from inference.export import FP16_FILE, FP32_FILE, export_onnx, parity
+from inference.modeling import TutorStreamModel
+from inference.registry import DEFAULT_MODEL, ModelRegistry
+from inference.release import PARITY_TOLERANCE, held_out_windows, parity_windows
+from inference.train import EVAL_SEED_BASE
+
+pytestmark = pytest.mark.unit
+
+
+def test_exported_graph_has_dynamic_batch_and_the_contract_names(tmp_path: Path) -> None:
+    paths = export_onnx(tiny_gru().model, tmp_path)
+    assert paths["fp32"].name == FP32_FILE and paths["fp16"].name == FP16_FILE
+    graph = onnx.load(str(paths["fp32"])).graph
+    assert [i.name for i in graph.input] == ["events", "mask", "query"]
+    assert [o.name for o in graph.output] == ["state_probs", "p_correct"]
+    for value in list(graph.input) + list(graph.output):
+        assert value.type.tensor_type.shape.dim[0].dim_param == "batch"
+    half = onnx.load(str(paths["fp16"])).graph
+    assert {i.data_type for i in half.initializer} == {onnx.TensorProto.FLOAT16}
+    # callers never change: the fp16 graph still takes and returns float32
+    assert all(i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for i in half.output)
+
+
+@pytest.mark.parametrize("encoder", ["gru", "transformer"])
+def test_parity_on_1000_held_out_windows(encoder: str, tmp_path: Path) -> None:
+    result = tiny_gru() if encoder == "gru" else train_tiny(encoder="transformer", num_heads=2)
+    data = held_out()
+    assert len(data) >= 1000
+    events, mask, query = parity_windows(data)
+    assert len(events) == 1000
+    paths = export_onnx(result.model, tmp_path)
+    report = parity(result.model, paths["fp32"], events, mask, query, batch_size=333)
+    assert report.windows == 1000
+    assert report.max_abs_diff <= PARITY_TOLERANCE
+    # the check can fail: a model with other weights is far off
+    other = TutorStreamModel(result.model.config).eval()
+    assert parity(other, paths["fp32"], events, mask, query).max_abs_diff > PARITY_TOLERANCE
+
+
+def test_shipped_onnx_matches_shipped_weights_on_held_out_learners() -> None:
+    spec = ModelRegistry().load(DEFAULT_MODEL)
+    model = TutorStreamModel.from_pretrained(str(spec.folder)).eval()
+    family = str(spec.config["training"]["family"])
+    data = held_out_windows(family, spec.window)
+    assert data.seed >= EVAL_SEED_BASE
+    events, mask, query = parity_windows(data)
+    report = parity(model, spec.onnx_bytes("fp32"), events, mask, query)
+    assert report.windows == 1000
+    assert report.max_abs_diff <= PARITY_TOLERANCE
+    recorded = spec.metrics()["parity"]
+    assert recorded["windows"] == 1000 and recorded["max_abs_diff"] <= PARITY_TOLERANCE
+    # the fp16 graph answers in float32 and stays close to fp32
+    session = ort.InferenceSession(spec.onnx_bytes("fp16"), providers=["CPUExecutionProvider"])
+    probs, p_correct = session.run(None, {"events": events, "mask": mask, "query": query})
+    assert probs.dtype == np.float32
+    full = ort.InferenceSession(spec.onnx_bytes("fp32"), providers=["CPUExecutionProvider"])
+    ref_probs, ref_p = full.run(None, {"events": events, "mask": mask, "query": query})
+    assert np.abs(probs - ref_probs).max() < 0.02 and np.abs(p_correct - ref_p).max() < 0.02

@@ -1,0 +1,133 @@
+import math
+
+import numpy as np
+import pytest
+
+from inference.dataset import compute_features
+from inference.features import (
+    EVENT_FEATURE_INDEX,
+    EVENT_FEATURES,
+    QUERY_FEATURES,
+    FeatureExtractor,
+    FeatureStore,
+    ItemNorms,
+    LearnerFeatureState,
+)
+from inference.simulator import CohortConfig, simulate_cohort
+from schemas.events import EventType, LearningEvent, ResourceRelation, SourceFormat
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return simulate_cohort(
+        CohortConfig(family="irt", n_learners=6, seed=11, problems_per_learner=40)
+    )
+
+
+def test_fast_path_and_learning_event_path_give_identical_features(cohort):
+    fast, fast_query, nxt = compute_features(cohort)
+    store = FeatureStore()
+    objects = cohort.objects
+    for i in cohort.time_order().tolist():
+        event = cohort.learning_event(i)
+        row = store.update(event)
+        np.testing.assert_array_equal(row, fast[i], err_msg=f"row {i} {event.event_type}")
+        j = int(nxt[i])
+        if j >= 0:
+            o = int(cohort.obj[j])
+            q = store.query(event.learner_id, objects.object_ids[o], objects.skill_ids[o])
+            np.testing.assert_array_equal(q, fast_query[i], err_msg=f"query at row {i}")
+    assert fast.shape == (len(cohort), len(EVENT_FEATURES))
+    assert fast_query.shape == (len(cohort), len(QUERY_FEATURES))
+    assert np.isfinite(fast).all() and np.abs(fast).max() <= 1.0
+    assert np.isfinite(fast_query).all() and np.abs(fast_query).max() <= 1.0
+
+
+def test_feature_states_survive_serialisation_round_trip(cohort):
+    store = FeatureStore()
+    events = [cohort.learning_event(i) for i in cohort.time_order().tolist()]
+    half = len(events) // 2
+    for event in events[:half]:
+        store.update(event)
+    # Round-trip every state through bytes, then continue both copies on the same events.
+    copy = FeatureStore()
+    copy.learners = {
+        k: LearnerFeatureState.from_bytes(v.to_bytes()) for k, v in store.learners.items()
+    }
+    copy.items = {k: ItemNorms.from_bytes(v.to_bytes()) for k, v in store.items.items()}
+    assert copy.learners == store.learners and copy.items == store.items
+    for event in events[half:]:
+        np.testing.assert_array_equal(copy.update(event), store.update(event))
+    assert copy.learners == store.learners
+
+
+def _event(kind, t, **kw):
+    from datetime import UTC, datetime, timedelta
+
+    base = datetime(2025, 3, 1, 9, tzinfo=UTC)
+    return LearningEvent(
+        event_id=f"e{t}",
+        learner_id="l1",
+        item_id=kw.pop("item_id", "item-a"),
+        skill_ids=kw.pop("skill_ids", ("s1",)),
+        event_type=kind,
+        timestamp=base + timedelta(seconds=t),
+        source=SourceFormat.NATIVE,
+        **kw,
+    )
+
+
+def test_features_of_a_hand_built_sequence():
+    fx = FeatureExtractor()
+    learner = LearnerFeatureState()
+    norms = ItemNorms()
+    f = EVENT_FEATURE_INDEX
+    fx.update(learner, norms, _event(EventType.PROBLEM_START, 0))
+    wrong = fx.update(
+        learner,
+        norms,
+        _event(
+            EventType.ANSWER_SUBMIT, 2, correct=False, response_hash="aa", attempt=1, duration_s=2.0
+        ),
+    )
+    assert wrong[f["answer_wrong"]] == 1.0
+    # 2 s against the 30 s prior mean is under 10% of the mean: a rapid guess.
+    assert wrong[f["rapid_guess"]] == 1.0
+    assert wrong[f["log_time_ratio"]] == pytest.approx(math.log(2.0 / 30.0) / 3.0, abs=1e-6)
+    res = fx.update(
+        learner,
+        None,
+        _event(
+            EventType.RESOURCE_VIEW,
+            5,
+            item_id="res-1",
+            duration_s=20.0,
+            resource_relation=ResourceRelation.SUPPORTS,
+        ),
+    )
+    assert res[f["resource_supports_after_wrong"]] == 1.0
+    again = fx.update(
+        learner,
+        norms,
+        _event(
+            EventType.ANSWER_SUBMIT, 9, correct=False, response_hash="aa", attempt=2, duration_s=4.0
+        ),
+    )
+    # Same response as the earlier wrong one, and the feedback was never read.
+    assert again[f["repeat_response"]] == 1.0
+    assert again[f["feedback_skipped"]] == 1.0
+    assert again[f["new_response_share"]] == 0.5
+    # Item norms learn from first answers only.
+    assert norms.n_first == 1 and norms.n_first_correct == 0 and norms.n_timed == 1
+    hint = fx.update(
+        learner,
+        norms,
+        _event(EventType.HINT_REQUEST, 10, hint_level=3, hint_count=3, duration_s=1.0),
+    )
+    assert (
+        hint[f["hint_depth"]] == 1.0
+        and hint[f["bottom_out"]] == 1.0
+        and hint[f["fast_hint"]] == 1.0
+    )

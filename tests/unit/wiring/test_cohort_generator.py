@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.events import EventType, SourceFormat
+from schemas.normalise import normalise
+from tutorstream.cohort import HINTS_PER_ITEM, MAX_ATTEMPTS, generate_cohort
+
+pytestmark = pytest.mark.unit
+
+KEY = b"unit-test-pseudonym-key-0123456789abcdef"
+
+
+def test_the_same_seed_gives_the_same_class_and_another_seed_another() -> None:
+    first = list(generate_cohort(learners=20, events=2000, seed=4))
+
+    assert first == list(generate_cohort(learners=20, events=2000, seed=4))
+    assert first != list(generate_cohort(learners=20, events=2000, seed=5))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    learners=st.integers(min_value=1, max_value=60),
+    events=st.integers(min_value=0, max_value=400),
+    seed=st.integers(min_value=0, max_value=2**32),
+)
+def test_every_generated_event_normalises_in_time_order(
+    learners: int, events: int, seed: int
+) -> None:
+    generated = list(generate_cohort(learners, events, seed))
+    normalised = [normalise(event, KEY)[0] for event in generated]
+
+    assert len(generated) == events
+    assert len({e["event_id"] for e in generated}) == events
+    assert [e.timestamp for e in normalised] == sorted(e.timestamp for e in normalised)
+    assert all(e.source is SourceFormat.NATIVE for e in normalised)
+    assert len({e["learner_id"] for e in generated}) <= learners
+    for raw, event in zip(generated, normalised, strict=True):
+        assert event.learner_id != raw["learner_id"]
+
+
+def test_learners_work_item_by_item_like_a_class() -> None:
+    generated = list(
+        generate_cohort(learners=30, events=6000, seed=9, start=datetime(2025, 1, 6, tzinfo=UTC))
+    )
+    by_learner: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for event in generated:
+        by_learner[str(event["learner_id"])].append(event)
+
+    assert len(by_learner) == 30
+    assert {str(e["class_id"]) for e in generated} == {"class-01", "class-02"}
+    assert str(generated[0]["timestamp"]).startswith("2025-01-06T")
+    assert {e["event_type"] for e in generated} >= {
+        EventType.PROBLEM_START.value,
+        EventType.ANSWER_SUBMIT.value,
+        EventType.HINT_REQUEST.value,
+        EventType.FEEDBACK_VIEW.value,
+        EventType.PROBLEM_COMPLETE.value,
+    }
+    for events in by_learner.values():
+        attempts: dict[str, list[int]] = defaultdict(list)
+        for event in events:
+            if event["event_type"] == "answer_submit":
+                attempts[str(event["item_id"])].append(int(str(event["attempt"])))
+            if event["event_type"] == "hint_request":
+                assert 1 <= int(str(event["hint_level"])) <= HINTS_PER_ITEM
+        # Attempts on an item count up from 1, at most MAX_ATTEMPTS per visit.
+        for numbers in attempts.values():
+            assert numbers[0] == 1
+            assert max(numbers) <= MAX_ATTEMPTS
+    correct = [e["correct"] for e in generated if e["event_type"] == "answer_submit"]
+    assert 0.2 < sum(bool(c) for c in correct) / len(correct) < 0.9
+
+
+@pytest.mark.parametrize(("learners", "events"), [(0, 10), (5, -1)])
+def test_impossible_sizes_are_refused(learners: int, events: int) -> None:
+    with pytest.raises(ValueError, match=r"learner|events"):
+        list(generate_cohort(learners, events, seed=1))

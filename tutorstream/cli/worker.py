@@ -1,0 +1,35 @@
+"""`tutorstream worker`: run a stream worker (start as many as there are partitions to share)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import typer
+
+from tutorstream.settings import Settings
+
+
+def worker(
+    web_port: int = typer.Option(6066, envvar="TUTORSTREAM_WEB_PORT", help="HTTP port (/metrics)."),
+    worker_id: str | None = typer.Option(
+        None,
+        envvar="TUTORSTREAM_WORKER_ID",
+        help="Stable id for static group membership (restarts don't trigger a rebalance).",
+    ),
+    loglevel: str = typer.Option("info", help="Log level."),
+) -> None:
+    """Consume lms.events.v1, score learners and publish interventions, until stopped."""
+    import faust
+
+    from streams.app import Worker
+    from streams.settings import StreamSettings
+    from tutorstream.stack import database_url, kafka_bootstrap
+
+    wiring = Settings()
+    os.environ["TUTORSTREAM_KAFKA_BOOTSTRAP"] = kafka_bootstrap(wiring)
+    os.environ["TUTORSTREAM_DATABASE_URL"] = database_url(wiring)
+    settings = StreamSettings(web_port=web_port, worker_id=worker_id)
+    logging.basicConfig(level=loglevel.upper())
+    stream_worker = Worker(settings)
+    faust.Worker(stream_worker.app, loglevel=loglevel, web_port=web_port).execute_from_commandline()

@@ -1,0 +1,206 @@
+"""Kafka clients for the wiring: topic administration and client settings.
+
+Works on any Kafka-protocol broker (Tansu here, Apache Kafka in production). The client settings
+carry what the embedded broker needs to be quick: a short fetch wait and large fetch sizes, or a
+consumer polls in small slices and crawls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from schemas.topics import TopicSpec
+
+
+class KafkaSetupError(RuntimeError):
+    """Raised when topics cannot be created, listed or deleted on the broker."""
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    """Return an admin client for ``bootstrap`` (``host:port[,host:port...]``)."""
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
+    """Return settings for an idempotent, ordered producer (``acks=all``, lz4).
+
+    Idempotence keeps retries from duplicating or reordering a learner's events on a partition.
+    """
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "lz4",
+        "linger.ms": 5,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 200_000,
+    }
+    config.update(overrides)
+    return config
+
+
+def consumer_config(bootstrap: str, group_id: str, **overrides: Any) -> dict[str, Any]:
+    """Return consumer settings that read quickly from the start of the log.
+
+    Large fetch sizes and a short fetch wait: with the defaults a consumer on Tansu receives a
+    few records per round trip.
+    """
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "fetch.wait.max.ms": 50,
+        "fetch.min.bytes": 1,
+        "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "queued.max.messages.kbytes": 256 * 1024,
+    }
+    config.update(overrides)
+    return config
+
+
+class TopicOutcome(StrEnum):
+    """What ``create_topics`` did with one topic."""
+
+    CREATED = "created"
+    EXISTS = "exists"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicResult:
+    """The outcome for one topic of :func:`create_topics`.
+
+    Attributes:
+        name: the topic.
+        outcome: created now, or found already there.
+        partitions: partitions the topic has on the broker.
+        expected_partitions: partitions the spec asks for; differs from ``partitions`` when an
+            existing topic was made with another count (it is left as it is: shrinking is not
+            possible and growing would move learners between partitions).
+    """
+
+    name: str
+    outcome: TopicOutcome
+    partitions: int
+    expected_partitions: int
+
+    @property
+    def matches(self) -> bool:
+        """Whether the topic has the partition count its spec asks for."""
+        return self.partitions == self.expected_partitions
+
+
+def topic_partitions(bootstrap: str, timeout: float = 10.0) -> dict[str, int]:
+    """Return every topic on the broker (internal ones excluded) with its partition count.
+
+    Raises:
+        KafkaSetupError: when the broker does not answer within ``timeout``.
+    """
+    try:
+        metadata = admin_client(bootstrap).list_topics(timeout=timeout)
+    except KafkaException as err:
+        raise KafkaSetupError(f"broker at {bootstrap} did not answer: {err}") from err
+    return {
+        name: len(topic.partitions)
+        for name, topic in metadata.topics.items()
+        if not name.startswith("__") and topic.error is None
+    }
+
+
+def create_topics(
+    bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 30.0
+) -> list[TopicResult]:
+    """Create the topics of ``specs`` that do not exist yet; leave the others as they are.
+
+    Idempotent: running it again reports every topic as ``exists``. Returns once every topic
+    shows in the broker's metadata with its partitions, so producers can start right away.
+
+    Raises:
+        KafkaSetupError: when the broker refuses a topic or does not answer in time.
+    """
+    specs = list(specs)
+    admin = admin_client(bootstrap)
+    existing = topic_partitions(bootstrap, timeout=timeout)
+    wanted = [spec for spec in specs if spec.name not in existing]
+    created: set[str] = set()
+    if wanted:
+        futures = admin.create_topics(
+            [
+                NewTopic(
+                    spec.name,
+                    num_partitions=spec.partitions,
+                    replication_factor=spec.replication_factor,
+                    config=spec.config(),
+                )
+                for spec in wanted
+            ],
+            operation_timeout=timeout,
+            request_timeout=timeout,
+        )
+        for name, future in futures.items():
+            try:
+                future.result(timeout=timeout)
+                created.add(name)
+            except KafkaException as err:
+                # Another process may have created it between our listing and our request.
+                if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise KafkaSetupError(
+                        f"cannot create topic {name}: {err.args[0].str()}"
+                    ) from err
+    partitions = wait_for_topics(bootstrap, [spec.name for spec in specs], timeout=timeout)
+    return [
+        TopicResult(
+            name=spec.name,
+            outcome=TopicOutcome.CREATED if spec.name in created else TopicOutcome.EXISTS,
+            partitions=partitions[spec.name],
+            expected_partitions=spec.partitions,
+        )
+        for spec in specs
+    ]
+
+
+def wait_for_topics(bootstrap: str, names: Iterable[str], timeout: float = 30.0) -> dict[str, int]:
+    """Wait until every topic in ``names`` shows in the metadata; return their partition counts.
+
+    Raises:
+        KafkaSetupError: when a topic is still missing after ``timeout`` seconds.
+    """
+    names = list(names)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = topic_partitions(bootstrap, timeout=timeout)
+        missing = [name for name in names if found.get(name, 0) == 0]
+        if not missing:
+            return {name: found[name] for name in names}
+        if time.monotonic() > deadline:
+            raise KafkaSetupError(f"topics not visible after {timeout:.0f}s: {', '.join(missing)}")
+        time.sleep(0.1)
+
+
+def delete_topics(bootstrap: str, names: Iterable[str], timeout: float = 30.0) -> None:
+    """Delete topics; ones that do not exist are ignored.
+
+    Raises:
+        KafkaSetupError: when the broker refuses to delete one.
+    """
+    names = list(names)
+    if not names:
+        return
+    # The client must outlive its futures: a collected client fails them with _DESTROY.
+    admin = admin_client(bootstrap)
+    futures = admin.delete_topics(names, operation_timeout=timeout, request_timeout=timeout)
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as err:
+            if err.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise KafkaSetupError(f"cannot delete topic {name}: {err.args[0].str()}") from err
