@@ -25,7 +25,7 @@ import numpy.typing as npt
 from inference.baselines import Baseline, fitted_baselines
 from inference.dataset import ProgressPrinter, WindowDataset, build_dataset
 from inference.metrics import detection_delay, next_answer_scores, state_report
-from inference.policy import ClosedLoopConfig, Scorer, bkt_scorer, closed_loop
+from inference.policy import evaluate_policies
 from inference.registry import ModelSpec
 from inference.runtime import CPU, LearnerModel
 from inference.states import STATES
@@ -55,7 +55,7 @@ class EvalOptions:
 
     n_learners: int = 200
     seed: int = EVAL_SEED_BASE
-    policy_learners: int = 40
+    policy_learners: int = 60
     threads: int = 2
     batch_size: int = 4096
     show_progress: bool = True
@@ -147,31 +147,23 @@ def policy_section(
 ) -> dict[str, Any]:
     """Closed-loop time to mastery of the next-item policy, the model as its scorer.
 
-    The model scores candidates from their query features (which carry the learner's per-skill
-    history); BKT and the oracle score the same policy for comparison, and fixed order, random
-    and maximum-information choice are the alternatives.
+    ``inference.policy.evaluate_policies`` runs the same simulated learners under fixed order,
+    random choice, and the target and maximum-information policies scored by the model (with
+    each learner's own recent window), by BKT and by the oracle.
     """
-    config = ClosedLoopConfig(family=family, n_learners=n_learners, seed=seed)
-    scorers: dict[str, Scorer | None] = {
-        "model": model.score_items,
-        "bkt": bkt_scorer(),
-        "oracle": None,
-    }
-    report = closed_loop(config, scorers, progress=say)
+    result = evaluate_policies(model, family=family, n_learners=n_learners, seed=seed, progress=say)
+    outcomes = result.get("outcomes", [])
+    assert isinstance(outcomes, list)
     policies = {
-        f"{o.policy}" + ("" if o.scorer == "-" else f" ({o.scorer})"): {
-            "mean_events": o.mean_events,
-            "median_events": o.median_events,
-            "mastered_share": o.mastered_share,
-            "reduction_vs_fixed": report.reduction_vs_fixed(o.policy, o.scorer),
+        str(o["policy"]) + ("" if o["scorer"] == "-" else f" ({o['scorer']})"): {
+            "mean_events": o["mean_events"],
+            "median_events": o["median_events"],
+            "mastered_share": o["mastered_share"],
+            "reduction_vs_fixed": o["reduction_vs_fixed"],
         }
-        for o in report.outcomes
+        for o in outcomes
     }
-    return {
-        **report.to_dict(),
-        "policies": policies,
-        "speedup_vs_fixed": report.reduction_vs_fixed("target", "model"),
-    }
+    return {**result, "policies": policies}
 
 
 def _floor(measured: float | None, required: str, met: bool) -> dict[str, Any]:
@@ -244,12 +236,17 @@ def evaluate_model(spec: ModelSpec, options: EvalOptions | None = None) -> dict[
         raise ValueError(f"seed: evaluation seeds {eval_seeds} overlap training seeds {seeds_used}")
     model = LearnerModel(spec, providers=[CPU], intra_op_threads=options.threads)
     say(f"fitting baselines on the training cohort ({family}, seed {seeds_used[0]})")
+    # the very cohort the model trained on, so the baselines see the same data
     train_data = build_dataset(
-        family, int(training.get("n_learners", options.n_learners)), seeds_used[0],
+        family,
+        int(training.get("n_learners", options.n_learners)),
+        seeds_used[0],
         window=window,
         progress=ProgressPrinter("simulate baseline training cohort")
-        if options.show_progress else None,
-    )  # fmt: skip
+        if options.show_progress
+        else None,
+        **dict(training.get("dataset_options") or {}),
+    )
     baselines = fitted_baselines(train_data)
     del train_data
     cohorts = []

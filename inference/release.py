@@ -306,7 +306,17 @@ def model_card(model: TutorStreamModel, metrics: dict[str, Any], name: str, vers
                 f"| {encoder} | {_fmt(row.get('macro_f1'))} | {_fmt(row.get('next_auc'))} | "
                 f"{_fmt(row.get('onnx_windows_per_s'), 0)} | {_fmt(row.get('train_seconds'), 0)} |"
             )
-        lines += ["", f"Chosen: `{comparison.get('chosen')}`. {comparison.get('reason', '')}", ""]
+        probe = comparison.get("probe", {})
+        lines += [
+            "",
+            f"Both trained on the same probe ({probe.get('learners')} training learners, "
+            f"{probe.get('windows', 0):,} windows, {probe.get('epochs')} epochs) and scored on "
+            f"the same {probe.get('validation_windows', 0):,} validation windows; throughput is "
+            "ONNX Runtime on this machine's CPU with the training thread count.",
+            "",
+            f"Chosen: `{comparison.get('chosen')}`. {comparison.get('reason', '')}",
+            "",
+        ]
     else:
         lines += [f"`{cfg.encoder}` (no comparison recorded for this version).", ""]
     lines += [

@@ -14,6 +14,10 @@ Formats are told apart by their shape:
 - one with ``actor`` and ``object`` (but none of the above) is an xAPI statement;
 - one with ``event_type`` or ``learner_id`` is a native event;
 - a JSON array holds xAPI statements or native events, each told apart the same way.
+
+Raw bytes that mention ``"verb"`` are first decoded straight into the typed xAPI model, the
+cheapest way in for the bulk of the traffic; whatever does not decode that way takes the general
+path above, which also finds and explains what is wrong with it.
 """
 
 from __future__ import annotations

@@ -133,6 +133,7 @@ class Intervention(_Record):
         model_version: str,
         created_at: datetime,
         class_id: str | None = None,
+        prompt_id: str | None = None,
         evidence: dict[str, JsonValue] | None = None,
         status: InterventionStatus = "pending_review",
     ) -> Intervention:
@@ -145,6 +146,7 @@ class Intervention(_Record):
             state=state,
             confidence=confidence,
             prompt=prompt,
+            prompt_id=prompt_id,
             model_name=model_name,
             model_version=model_version,
             evidence=evidence or {},
@@ -178,8 +180,13 @@ class Recommendation(_Record):
 class LearnerPrompt(_Record):
     """A tutor-approved prompt on its way to the learner."""
 
-    prompt_id: str = Field(min_length=36, max_length=36, description="UUIDv5 of the intervention.")
+    learner_prompt_id: str = Field(
+        min_length=36, max_length=36, description="UUIDv5 of the intervention it delivers."
+    )
     intervention_id: str = Field(min_length=36, max_length=36)
+    prompt_id: str | None = Field(
+        default=None, max_length=100, description="Stable id of the prompt, to compare outcomes."
+    )
     learner_id: LearnerId
     class_id: ClassId | None = None
     text: str = Field(min_length=1, max_length=2000)
@@ -194,8 +201,9 @@ class LearnerPrompt(_Record):
     ) -> LearnerPrompt:
         """Build the prompt an approved intervention sends; its id is derived from it."""
         return cls(
-            prompt_id=str(uuid.uuid5(PROMPT_NAMESPACE, intervention.intervention_id)),
+            learner_prompt_id=str(uuid.uuid5(PROMPT_NAMESPACE, intervention.intervention_id)),
             intervention_id=intervention.intervention_id,
+            prompt_id=intervention.prompt_id,
             learner_id=intervention.learner_id,
             class_id=intervention.class_id,
             text=intervention.prompt,

@@ -266,6 +266,7 @@ class Statement(_Node):
 _STATEMENT_DECODER: Final = msgspec.json.Decoder(Statement)
 _STATEMENTS_DECODER: Final = msgspec.json.Decoder(list[Statement])
 _JSON_SPACE: Final = (b" ", b"\t", b"\r", b"\n")
+
 _ENCODER: Final = msgspec.json.Encoder(order="sorted")
 
 _IFI_NAMES: Final = ("mbox", "mbox_sha1sum", "openid", "account")
@@ -984,6 +985,37 @@ def _fail(path: str, reason: str) -> NoReturn:
     raise InvalidEvent(path, reason, SOURCE)
 
 
+class _Item(NamedTuple):
+    """What the mapping reads from an activity: the item's tutorstream extensions, its kind."""
+
+    skills: tuple[str, ...]
+    difficulty: float | None
+    hint_count: int | None
+    video: bool
+
+
+def _item(definition: Definition | UnsetType) -> _Item:
+    if definition is UNSET:
+        return _NO_ITEM_FACTS
+    extensions: Mapping[str, Any] = (
+        definition.extensions if definition.extensions is not UNSET else _EMPTY
+    )
+    skills = extensions.get(EXT_SKILLS)
+    hint_count = extensions.get(EXT_HINT_COUNT)
+    if hint_count is not None and (type(hint_count) is not int or hint_count < 1):
+        hint_count = optional_int(hint_count, 1, _HINT_COUNT_PATH, SOURCE)
+    difficulty = extensions.get(EXT_DIFFICULTY)
+    return _Item(
+        skill_ids(skills, _SKILLS_PATH, SOURCE) if skills is not None else (),
+        optional_number(difficulty, _DIFFICULTY_PATH, SOURCE) if difficulty is not None else None,
+        hint_count,
+        definition.type == VIDEO_ACTIVITY_TYPE,
+    )
+
+
+_NO_ITEM_FACTS: Final = _Item((), None, None, False)
+
+
 def _map(
     statement: Statement, checked: _Checked, stored: datetime | None, pseudonymiser: Pseudonymiser
 ) -> LearningEvent:
@@ -1017,24 +1049,9 @@ def _map(
     item_id: str = target.id  # type: ignore[assignment]
     if len(item_id) > MAX_ITEM_ID_LENGTH:
         bounded(item_id, MAX_ITEM_ID_LENGTH, "object.id", SOURCE)
-    definition = target.definition
-    definition_ext: Mapping[str, Any] = _EMPTY
-    if definition is not UNSET:
-        if definition.extensions is not UNSET:
-            definition_ext = definition.extensions
-        if verb_id == VERB_COMPLETED and definition.type == VIDEO_ACTIVITY_TYPE:
-            event_type = EventType.MEDIA_COMPLETE
-
-    # Each tutorstream extension is read by its checker only when present and not plainly right.
-    skills: object = definition_ext.get(EXT_SKILLS)
-    if skills is not None:
-        skills = skill_ids(skills, _SKILLS_PATH, SOURCE)
-    hint_count = definition_ext.get(EXT_HINT_COUNT)
-    if hint_count is not None and (type(hint_count) is not int or hint_count < 1):
-        hint_count = optional_int(hint_count, 1, _HINT_COUNT_PATH, SOURCE)
-    difficulty = definition_ext.get(EXT_DIFFICULTY)
-    if difficulty is not None:
-        difficulty = optional_number(difficulty, _DIFFICULTY_PATH, SOURCE)
+    item = _item(target.definition)
+    if verb_id == VERB_COMPLETED and item.video:
+        event_type = EventType.MEDIA_COMPLETE
 
     correct: bool | None = None
     response_digest: str | None = None
@@ -1104,7 +1121,7 @@ def _map(
             "class_id": class_id,
             "session_id": session,
             "item_id": item_id,
-            "skill_ids": skills or (),
+            "skill_ids": item.skills,
             "event_type": event_type,
             "timestamp": timestamp,
             "correct": correct,
@@ -1112,8 +1129,8 @@ def _map(
             "attempt": attempt,
             "duration_s": duration_s,
             "hint_level": hint_level,
-            "hint_count": hint_count,
-            "item_difficulty": difficulty,
+            "hint_count": item.hint_count,
+            "item_difficulty": item.difficulty,
             "resource_relation": relation,
             "score_scaled": score_scaled,
             "source": SourceFormat.XAPI,

@@ -89,11 +89,18 @@ class Worker:
             consumer_auto_offset_reset="earliest",
             consumer_group_instance_id=s.worker_id,
             broker_commit_interval=1.0,
+            # a killed worker's partitions move on after this, not Faust's default minute
+            broker_session_timeout=s.session_timeout_s,
+            broker_heartbeat_interval=max(1.0, s.session_timeout_s / 5),
             consumer_max_fetch_size=4 * 1024 * 1024,
             producer_acks=-1,
             producer_linger_ms=1,
             stream_buffer_maxsize=4 * s.max_batch,
             table_cleanup_interval=60.0,
+            # noack_take holds unacked events in its buffer; waiting for them to be acked
+            # before a rebalance or shutdown deadlocks. Not waiting is safe here: only durable
+            # batches are acked, and a batch redelivered after a rebalance is idempotent.
+            stream_wait_empty=False,
             logging_config=None,
         )
         self.model = model or LearnerModel.load(
@@ -101,7 +108,7 @@ class Worker:
         )
         window = self.model.window or WINDOW_FALLBACK
         self.raw_topic = self.app.topic(
-            LMS_EVENTS.name,
+            s.topic(LMS_EVENTS.name),
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -117,15 +124,18 @@ class Worker:
             partitions=LMS_EVENTS.partitions,
             internal=True,
         )
-        self.dlq_topic = self.app.topic(LMS_EVENTS_DLQ.name, value_serializer="raw")
-        self.interventions_topic = self.app.topic(TUTOR_INTERVENTIONS.name, value_serializer="raw")
-        self.recommendations_topic = self.app.topic(
-            TUTOR_RECOMMENDATIONS.name, value_serializer="raw"
+        self.dlq_topic = self.app.topic(s.topic(LMS_EVENTS_DLQ.name), value_serializer="raw")
+        self.interventions_topic = self.app.topic(
+            s.topic(TUTOR_INTERVENTIONS.name), value_serializer="raw"
         )
-        self.prompts_topic = self.app.topic(LEARNER_PROMPTS.name, value_serializer="raw")
+        self.recommendations_topic = self.app.topic(
+            s.topic(TUTOR_RECOMMENDATIONS.name), value_serializer="raw"
+        )
+        self.prompts_topic = self.app.topic(s.topic(LEARNER_PROMPTS.name), value_serializer="raw")
         table_options: dict[str, Any] = {
-            "key_serializer": "json",
-            "value_serializer": "raw",
+            "schema": faust.Schema(
+                key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
+            ),
             "partitions": LMS_EVENTS.partitions,
         }
         self.learners = self.app.Table("learners", **table_options)
@@ -147,7 +157,7 @@ class Worker:
         spec = self.model.spec
         metrics.MODEL_INFO.labels(spec.name, spec.version, self.model.provider).set(1)
         channel = self.app.topic(
-            LMS_EVENTS.name,
+            s.topic(LMS_EVENTS.name),
             self.rekeyed_topic.get_topic_name(),
             key_type=bytes,
             value_type=bytes,
@@ -158,6 +168,39 @@ class Worker:
         self.app.page("/metrics")(_metrics_view)
         interval = s.store.maintenance_interval.total_seconds()
         self.app.timer(interval, on_leader=True)(self._maintain)
+        self.app.timer(s.outbox_grace_s / 2)(self._sweep_outbox)
+
+    def prepare(self, timeout: float = 30.0) -> None:
+        """Create the worker's internal rekey topic with the partitions of the raw topic.
+
+        Faust would let the first producer auto-create it with the broker's default partition
+        count, which breaks the co-partitioning the tables rely on.
+        """
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+        from confluent_kafka.cimpl import NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        name = self.rekeyed_topic.get_topic_name()
+        topic = NewTopic(
+            name,
+            num_partitions=LMS_EVENTS.partitions,
+            replication_factor=self.settings.replication_factor,
+            config={"retention.ms": str(7 * 24 * 3600 * 1000)},
+        )
+        for future in admin.create_topics([topic], operation_timeout=timeout).values():
+            try:
+                future.result(timeout)
+            except KafkaException as err:
+                if "TOPIC_ALREADY_EXISTS" not in str(err) and "already exists" not in str(err):
+                    raise
+        found = admin.list_topics(name, timeout=timeout).topics.get(name)
+        if found is None or len(found.partitions) != LMS_EVENTS.partitions:
+            partitions = None if found is None else len(found.partitions)
+            raise RuntimeError(
+                f"topic {name} has {partitions} partitions, the stream needs "
+                f"{LMS_EVENTS.partitions}: delete it and start the worker again"
+            )
 
     async def _maintain(self) -> None:
         # Refreshes the fallback's aggregates and applies its retention (TimescaleDB's own job
@@ -211,7 +254,9 @@ class Worker:
             result = self._dead_letter_all(records, f"internal error: {type(err).__name__}: {err}")
             written = None
         with metrics.stage("publish"):
-            await self._publish(result, () if written is None else written.new_interventions)
+            published = await self._publish(
+                result, () if written is None else written.new_interventions
+            )
             if written is not None:
                 self._write_tables(stream, result, by_record)
             else:
@@ -219,6 +264,13 @@ class Worker:
                 self.state.item_cache.clear()
                 self.state.catalogue_cache.clear()
             await self.app.producer.flush()
+            if published:
+                try:
+                    await self.sink.mark_published(published)
+                except Exception:
+                    # the sweep finds them unmarked and publishes them again: a duplicate a
+                    # consumer drops by intervention id, never a loss
+                    logger.warning("could not mark %d interventions published", len(published))
         for event in events:
             await stream.ack(event)
         self._observe_lag(events)
@@ -249,8 +301,9 @@ class Worker:
         metrics.SINK_LATENCY.observe(time.perf_counter() - started)
         return written
 
-    async def _publish(self, result: BatchResult, new_interventions: Iterable[str]) -> None:
+    async def _publish(self, result: BatchResult, new_interventions: Iterable[str]) -> list[str]:
         futures = []
+        published: list[str] = []
         for letter in result.dead_letters:
             futures.append(
                 await self.dlq_topic.send(
@@ -266,6 +319,7 @@ class Worker:
                 if item.decision.intervention_id not in fresh:
                     continue  # already stored: a replay or a retry found it again
                 record = outbound.intervention(item, self.model.spec)
+                published.append(record.intervention_id)
                 key = item.event.learner_id.encode()
                 futures.append(
                     await self.interventions_topic.send(
@@ -291,6 +345,29 @@ class Worker:
                 )
         if futures:
             await asyncio.gather(*futures)
+        return published
+
+    async def _sweep_outbox(self) -> None:
+        # Interventions a killed worker stored but never confirmed on their topic.
+        if not self.settings.publish_live:
+            return
+        try:
+            async with self.sink.claim_unpublished(self.settings.outbox_grace_s) as rows:
+                futures = []
+                for row in rows:
+                    record = outbound.intervention_from_row(row)
+                    futures.append(
+                        await self.interventions_topic.send(
+                            key=record.learner_id.encode(),
+                            value=record.model_dump_json().encode(),
+                        )
+                    )
+                if futures:
+                    await asyncio.gather(*futures)
+                    await self.app.producer.flush()
+                    logger.info("outbox: published %d interventions left unconfirmed", len(rows))
+        except Exception:
+            logger.exception("outbox sweep failed; retrying at the next interval")
 
     def _write_tables(
         self,
@@ -300,6 +377,8 @@ class Worker:
     ) -> None:
         # Faust routes a table write to the changelog partition of the *current* event; in a
         # batch there is none, so point it at an event of the partition that owns the key.
+        previous = stream.current_event
+
         def route(record: InboundRecord) -> None:
             event = by_record[(record.topic, record.partition, record.offset)]
             stream._set_current_event(event)  # no public setter for the routing event
@@ -313,7 +392,8 @@ class Worker:
         for key, record in result.touched_catalogues.items():
             route(record)
             self.catalogues[key] = outbound.catalogue_bytes(self.state.catalogue_cache[key])
-        stream._set_current_event(None)
+        # the take buffer reads the stream's current event when it resumes: give it back
+        stream._set_current_event(previous)
         self.state.learner_cache.clear()
         self.state.item_cache.clear()
         self.state.catalogue_cache.clear()
@@ -334,6 +414,7 @@ class Worker:
 
 
 async def _metrics_view(self: Any, request: Any) -> Any:
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from prometheus_client import generate_latest
 
-    return self.bytes(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway
+    return self.bytes(generate_latest(metrics.REGISTRY), content_type="text/plain; version=0.0.4")

@@ -76,7 +76,9 @@ class LearnerRecord:
         """Pack for the table's changelog."""
         data: dict[str, Any] = {
             "f": self.features.to_dict(),
-            "w": base64.b64encode(self.window[self.window.shape[0] - self.filled :].tobytes()),
+            "w": base64.b64encode(
+                self.window[self.window.shape[0] - self.filled :].tobytes()
+            ).decode(),
             "t": self.window.shape[0],
             "s": self.seen,
             "a": self.alerts.to_dict(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -154,3 +155,23 @@ def recommendation(rec: RecommendationOut, spec: ModelSpec) -> Recommendation:
 
 def _p(value: float) -> float:
     return min(1.0, max(0.0, float(value)))
+
+
+def intervention_from_row(row: dict[str, Any]) -> Intervention:
+    """Rebuild an intervention's topic record from its ``interventions`` row (outbox sweep)."""
+    name, _, version = str(row["model_version"] or "unknown@unknown").partition("@")
+    return Intervention(
+        intervention_id=row["intervention_id"],
+        learner_id=row["learner_id"],
+        class_id=row["class_id"],
+        event_id=row["event_id"],
+        state=BehaviouralState(row["state"]),
+        confidence=_p(row["confidence"]),
+        prompt=row["prompt"],
+        prompt_id=row["prompt_id"],
+        model_name=name,
+        model_version=version or "unknown",
+        evidence={"reason": row["reason"]} if row["reason"] else {},
+        status=row["status"],
+        created_at=row["created_at"],
+    )

@@ -19,6 +19,8 @@ class StreamSettings(BaseSettings):
         database_url: ``TUTORSTREAM_DATABASE_URL``, libpq URL of the store.
         pseudonym_key: ``TUTORSTREAM_PSEUDONYM_KEY``, HMAC key for learner pseudonyms.
         app_id: ``TUTORSTREAM_APP_ID``, Faust app id: the consumer group and table prefix.
+        topic_prefix: ``TUTORSTREAM_TOPIC_PREFIX``, put before every catalogue topic name
+            (several pipelines, or tests, on one cluster).
         model: ``TUTORSTREAM_MODEL``, registry reference ``name@version`` or ``name@latest``.
         model_dir: ``TUTORSTREAM_MODEL_DIR``, extra registry root searched before the packaged one.
         max_batch: ``TUTORSTREAM_MAX_BATCH``, most records per micro-batch.
@@ -31,6 +33,10 @@ class StreamSettings(BaseSettings):
         worker_id: ``TUTORSTREAM_WORKER_ID``, stable id for static group membership.
         publish_live: ``TUTORSTREAM_PUBLISH_LIVE``; a rebuild replay sets it off so history
             found again is not re-sent to tutors or learners.
+        outbox_grace_s: ``TUTORSTREAM_OUTBOX_GRACE_S``, age after which a stored intervention
+            not yet confirmed on its topic is published by the outbox sweep.
+        session_timeout_s: ``TUTORSTREAM_SESSION_TIMEOUT_S``, how long the group waits for a
+            silent worker before moving its partitions to the others.
         policy: ``TUTORSTREAM_POLICY__*``, the intervention policy.
         store: ``TUTORSTREAM_STORE__*``, the store and its sink.
     """
@@ -43,6 +49,7 @@ class StreamSettings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
     app_id: str = "tutorstream"
+    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
     model: str = "tutorstream-learner@latest"
     model_dir: str | None = None
     max_batch: int = Field(default=512, ge=1, le=10_000)
@@ -53,5 +60,11 @@ class StreamSettings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     worker_id: str | None = None
     publish_live: bool = True
+    outbox_grace_s: float = Field(default=10.0, gt=0)
+    session_timeout_s: float = Field(default=15.0, ge=6)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+
+    def topic(self, name: str) -> str:
+        """Return the name of catalogue topic ``name`` on this deployment."""
+        return f"{self.topic_prefix}{name}"

@@ -1,129 +1,58 @@
-"""A simulated class of learners producing native events, for the demo and the producer.
+"""A simulated class producing native events, for the demo and ``tutorstream produce --cohort``.
 
-Each learner has an ability; each skill a difficulty. A learner works through items skill by
-skill: starts a problem, sometimes asks for hints, answers (correct with a probability that grows
-with ability, attempts and hints), views feedback after a wrong answer, and completes the problem
-once correct or out of attempts. Learners work side by side, so their events interleave in time
-order the way a class's events reach the LMS.
+The learners come from the learner simulator (:mod:`inference.simulator`), the same one the
+model is trained on: learners with known skills and behavioural states (wheel-spinning, hint
+abuse, gaming) work through an LMS's skill-builder sequence. Their events are turned into the
+native format an LMS would send, in time order across the class.
 
-The learner ids are the LMS's own (``student-0001``): pseudonymising them is the pipeline's job.
+The simulator names learners by synthetic pseudonyms; here they stand in for the LMS's own
+learner ids, which the pipeline pseudonymises again at ingest like any other. Responses are
+likewise the simulator's response hashes, standing in for answer text: equal answers stay equal.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
-import random
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Final
 
-SKILLS: tuple[tuple[str, float], ...] = (
-    ("fractions.add", -0.8),
-    ("fractions.compare", -0.3),
-    ("decimals.order", 0.0),
-    ("ratios.scale", 0.4),
-    ("equations.linear", 0.8),
-    ("percent.change", 1.2),
-)
-"""Skills of the simulated course with their difficulty (logit scale)."""
+from inference.simulator import CohortConfig, EventColumns, simulate_cohort
 
-ITEMS_PER_SKILL = 8
-CLASS_SIZE = 25
-MAX_ATTEMPTS = 3
-HINTS_PER_ITEM = 3
-_EPOCH = datetime(2025, 9, 1, 8, 0, tzinfo=UTC)
+FAMILY: Final = "bkt"
+"""Simulator family of the generated class."""
+
+_EVENTS_PER_PROBLEM_GUESS: Final = 5.0
+_MAX_ROUNDS: Final = 6
 
 
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
+def _columns(learners: int, events: int, seed: int) -> EventColumns:
+    """Simulate enough problems per learner to give at least ``events`` events."""
+    problems = max(2, math.ceil(events / learners / _EVENTS_PER_PROBLEM_GUESS))
+    for _ in range(_MAX_ROUNDS):
+        columns = simulate_cohort(
+            CohortConfig(
+                family=FAMILY, n_learners=learners, seed=seed, problems_per_learner=problems
+            )
+        )
+        if len(columns) >= events:
+            return columns
+        # Grow by the shortfall seen, with a margin, so few rounds are needed.
+        problems = math.ceil(problems * 1.2 * events / max(len(columns), 1)) + 1
+    return columns
 
 
-@dataclass
-class _Learner:
-    index: int
-    learner_id: str
-    class_id: str
-    ability: float
-    hint_seeking: float
-    rng: random.Random
-
-
-def _learner_events(learner: _Learner, start: datetime) -> Iterator[dict[str, Any]]:
-    """Yield one learner's events forever, in time order (the caller stops at its count)."""
-    rng = learner.rng
-    now = start
-    session = 0
-    while True:
-        session += 1
-        session_id = f"{learner.learner_id}-s{session}"
-        for skill_index, (skill, difficulty) in enumerate(SKILLS):
-            practice = 0.0
-            for k in range(ITEMS_PER_SKILL):
-                item_id = f"{skill}.{k + 1:02d}"
-                base = {
-                    "learner_id": learner.learner_id,
-                    "class_id": learner.class_id,
-                    "session_id": session_id,
-                    "item_id": item_id,
-                    "skill_ids": [skill],
-                }
-                item_difficulty = difficulty + rng.gauss(0.0, 0.3)
-                yield {
-                    **base,
-                    "event_type": "problem_start",
-                    "timestamp": now,
-                    "item_difficulty": round(item_difficulty, 3),
-                    "hint_count": HINTS_PER_ITEM,
-                }
-                hints = 0
-                for attempt in range(1, MAX_ATTEMPTS + 1):
-                    now += timedelta(seconds=rng.uniform(8, 50))
-                    logit = learner.ability - item_difficulty + 0.35 * practice + 0.4 * hints
-                    # Learners who find the item hard ask for hints before answering.
-                    while hints < HINTS_PER_ITEM and rng.random() < learner.hint_seeking * (
-                        1.0 - _sigmoid(logit)
-                    ):
-                        hints += 1
-                        yield {
-                            **base,
-                            "event_type": "hint_request",
-                            "timestamp": now,
-                            "hint_level": hints,
-                            "hint_count": HINTS_PER_ITEM,
-                        }
-                        now += timedelta(seconds=rng.uniform(5, 25))
-                        logit += 0.4
-                    correct = rng.random() < _sigmoid(logit)
-                    answer = f"{rng.randint(1, 9)}/{rng.randint(2, 12)}"
-                    duration = round(rng.uniform(5, 90), 1)
-                    yield {
-                        **base,
-                        "event_type": "answer_submit",
-                        "timestamp": now,
-                        "correct": correct,
-                        "response": answer,
-                        "attempt": attempt,
-                        "duration_s": duration,
-                    }
-                    if correct:
-                        break
-                    now += timedelta(seconds=rng.uniform(2, 15))
-                    yield {**base, "event_type": "feedback_view", "timestamp": now}
-                now += timedelta(seconds=rng.uniform(1, 5))
-                yield {
-                    **base,
-                    "event_type": "problem_complete",
-                    "timestamp": now,
-                    "correct": correct,
-                    "hint_level": hints,
-                }
-                practice += 1.0 if correct else 0.5
-                now += timedelta(seconds=rng.uniform(3, 20))
-            if skill_index % 2 == 1:
-                now += timedelta(seconds=rng.uniform(60, 300))
-        now += timedelta(hours=rng.uniform(12, 48))
+def _native(columns: EventColumns, row: int, shift: timedelta) -> dict[str, Any]:
+    event = columns.learning_event(row)
+    native: dict[str, Any] = event.model_dump(
+        mode="json", exclude_none=True, exclude={"source", "response_hash", "timestamp"}
+    )
+    native["timestamp"] = (
+        (event.timestamp + shift).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+    if event.response_hash is not None:
+        native["response"] = event.response_hash
+    return native
 
 
 def generate_cohort(
@@ -133,15 +62,15 @@ def generate_cohort(
     *,
     start: datetime | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield ``events`` native events of a class of ``learners``, in time order.
+    """Yield the first ``events`` native events of a simulated class, in time order.
 
     The same arguments give the same events, event ids included.
 
     Args:
-        learners: learners in the cohort (grouped into classes of 25).
+        learners: learners in the class (classes of 30 in the simulator).
         events: how many events to yield in all.
-        seed: seed of the random generator.
-        start: when the first learners begin; a fixed date when ``None``.
+        seed: seed of the simulation.
+        start: when the first event happens; the simulator's course start when ``None``.
 
     Yields:
         Native events (``schemas.native.NativeEvent`` fields), timestamps as ISO 8601 UTC.
@@ -153,30 +82,46 @@ def generate_cohort(
         raise ValueError("a cohort needs at least one learner")
     if events < 0:
         raise ValueError("events must be 0 or more")
-    origin = start or _EPOCH
-    master = random.Random(seed)
-    queue: list[tuple[datetime, int, dict[str, Any], Iterator[dict[str, Any]]]] = []
-    for index in range(learners):
-        rng = random.Random(master.getrandbits(64))
-        learner = _Learner(
-            index=index,
-            learner_id=f"student-{index + 1:04d}",
-            class_id=f"class-{index // CLASS_SIZE + 1:02d}",
-            ability=rng.gauss(0.0, 1.0),
-            hint_seeking=rng.uniform(0.1, 0.9),
-            rng=rng,
+    if events == 0:
+        return
+    columns = _columns(learners, events, seed)
+    order = columns.time_order()[:events]
+    shift = timedelta(0)
+    if start is not None:
+        shift = start - columns.learning_event(int(order[0])).timestamp
+    for row in order.tolist():
+        yield _native(columns, row, shift)
+
+
+def labelled_cohort(
+    learners: int, problems_per_learner: int, seed: int, *, start: datetime
+) -> Iterator[tuple[dict[str, Any], str]]:
+    """Yield a simulated class's native events in time order, each with its true state.
+
+    For tests and benchmarks that judge the pipeline against the simulator's ground truth.
+
+    Args:
+        learners: learners in the class.
+        problems_per_learner: mean problems each learner works.
+        seed: seed of the simulation.
+        start: when the first event happens.
+
+    Yields:
+        ``(native event, true behavioural state name)``.
+    """
+    from inference.states import STATES
+
+    columns = simulate_cohort(
+        CohortConfig(
+            family=FAMILY,
+            n_learners=learners,
+            seed=seed,
+            problems_per_learner=problems_per_learner,
         )
-        # Learners log in over the first ten minutes, not all at the same second.
-        stream = _learner_events(learner, origin + timedelta(seconds=rng.uniform(0, 600)))
-        first = next(stream)
-        queue.append((first["timestamp"], index, first, stream))
-    heapq.heapify(queue)
-    for n in range(events):
-        timestamp, index, event, stream = heapq.heappop(queue)
-        yield {
-            "event_id": f"cohort-{seed}-{n}",
-            **event,
-            "timestamp": timestamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        }
-        following = next(stream)
-        heapq.heappush(queue, (following["timestamp"], index, following, stream))
+    )
+    order = columns.time_order()
+    if len(order) == 0:
+        return
+    shift = start - columns.learning_event(int(order[0])).timestamp
+    for row in order.tolist():
+        yield _native(columns, row, shift), STATES[int(columns.state[row])]

@@ -38,6 +38,9 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
+        # Java's and aiokafka's partitioner: a learner's records land on the partition whose
+        # stream worker holds that learner's state (librdkafka's default hashes differently).
+        "partitioner": "murmur2_random",
         "compression.type": "lz4",
         "linger.ms": 5,
         "batch.num.messages": 10_000,

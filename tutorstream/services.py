@@ -83,6 +83,20 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def start_ticks(pid: int) -> int | None:
+    """Return when ``pid`` started, in clock ticks since boot; ``None`` when it is gone.
+
+    A pid and its start time together name one process: a recorded pid that the system has
+    since given to another process shows a different start time.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # After the command name: field 3 (state) is index 0, so field 22 (starttime) is index 19.
+    return int(stat.rsplit(")", 1)[-1].split()[19])
+
+
 def _reap(pid: int) -> None:
     """Collect the exit status of ``pid`` when it is our child, so it leaves no zombie."""
     with contextlib.suppress(ChildProcessError, OSError):
@@ -126,6 +140,8 @@ class ServiceHandle:
         pid: the leader of its process group.
         log_path: the file its output goes to.
         stop_signal: the signal that asks it to shut down cleanly.
+        started: the process's start time (:func:`start_ticks`), so a pid the system has
+            reused for another process is not taken for the service.
     """
 
     name: str
@@ -134,21 +150,30 @@ class ServiceHandle:
     pid: int
     log_path: Path
     stop_signal: int = signal.SIGTERM
+    started: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
 
     _attached: ClassVar[list[ServiceHandle]] = []
+
+    def __post_init__(self) -> None:
+        if self.started is None and self.process is not None:
+            self.started = start_ticks(self.pid)
 
     def is_running(self) -> bool:
         """Return whether the service process still runs."""
         if self.process is not None:
             return self.process.poll() is None
-        return pid_alive(self.pid)
+        return pid_alive(self.pid) and (
+            self.started is None or start_ticks(self.pid) == self.started
+        )
 
     def stop(self, timeout: float = 20.0) -> None:
         """Ask the service to shut down, then kill its whole process group if it lingers.
 
         Safe to call more than once and on a service that already exited.
         """
+        # Only a group known to be the service's is killed: never one behind a reused pid.
+        ours = self.process is not None or self.is_running()
         if self.is_running():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, self.stop_signal)
@@ -156,7 +181,7 @@ class ServiceHandle:
             while self.is_running() and time.monotonic() < deadline:
                 time.sleep(0.05)
         # Children (PostgreSQL backends, the WASM runtime's workers) go with the group.
-        if _group_alive(self.pid):
+        if ours and _group_alive(self.pid):
             _signal_group(self.pid, signal.SIGKILL)
             deadline = time.monotonic() + 5.0
             while _group_alive(self.pid) and time.monotonic() < deadline:
@@ -178,6 +203,7 @@ class ServiceHandle:
             "pid": self.pid,
             "log_path": str(self.log_path),
             "stop_signal": int(self.stop_signal),
+            "started": self.started,
         }
 
     @classmethod
@@ -190,6 +216,7 @@ class ServiceHandle:
             pid=int(record["pid"]),
             log_path=Path(record["log_path"]),
             stop_signal=int(record.get("stop_signal", signal.SIGTERM)),
+            started=None if record.get("started") is None else int(record["started"]),
         )
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -216,10 +215,3 @@ def columns_from_log(log: EventLog, objects: ObjectTable, config: CohortConfig) 
         family=config.family,
         seed=config.seed,
     )
-
-
-def measure_rate(config: CohortConfig) -> tuple[int, float]:
-    """Simulate ``config`` and return (events, seconds)."""
-    t0 = time.perf_counter()
-    cols = simulate_cohort(config)
-    return len(cols), time.perf_counter() - t0

@@ -693,7 +693,7 @@ class IRTLearner(SimulatedLearner):
 
     def blocked(self, skill: int) -> bool:
         """Return whether weak prerequisites leave practice on the skill with little effect."""
-        return self._prerequisite_factor(skill) < 0.35
+        return self._prerequisite_factor(skill) < 0.5
 
     def _learn(self, item: Item, quality: float) -> None:
         c = 0.8 / item.n_options
@@ -709,7 +709,7 @@ class IRTLearner(SimulatedLearner):
             gain = self.rate * quality * zone * self._prerequisite_factor(s)
             self.theta[s] += gain
             self.gain_acc[s] += gain
-            if self.gain_acc[s] >= 0.25:
+            if self.gain_acc[s] >= 0.4:
                 self.gain_acc[s] = 0.0
                 self.since_gain[s] = 0
             else:

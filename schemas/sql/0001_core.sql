@@ -107,6 +107,7 @@ CREATE TABLE interventions (
     created_at       timestamptz NOT NULL,
     acted_at         timestamptz,
     acted_by         text,
+    published_at     timestamptz,
     stored_at        timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT interventions_key PRIMARY KEY (intervention_id, time)
 );
@@ -121,6 +122,10 @@ CREATE INDEX interventions_class_time_idx
 CREATE INDEX interventions_class_status_time_idx
     ON interventions (class_id, status, time DESC, intervention_id DESC);
 CREATE INDEX interventions_learner_time_idx ON interventions (learner_id, time DESC);
+-- The outbox: interventions stored but not yet confirmed on tutor.interventions.v1 (a worker
+-- killed between the commit and the publish); a worker's sweep publishes them.
+CREATE INDEX interventions_unpublished_idx ON interventions (created_at)
+    WHERE published_at IS NULL;
 
 CREATE TABLE recommendations (
     time            timestamptz NOT NULL,

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from schemas.events import LearningEvent
 from streams.store.connection import check_schema, is_wasm_server, search_path
@@ -341,6 +342,52 @@ class StoreSink:
                     self._method,
                     tuple(self._fresh_interventions),
                 )
+
+    async def mark_published(self, intervention_ids: Sequence[str]) -> None:
+        """Record that these interventions are confirmed on their topic (the outbox's ack).
+
+        A worker killed between the store's commit and this call leaves them unmarked, and
+        :meth:`claim_unpublished` hands them to the next sweep.
+        """
+        if not intervention_ids:
+            return
+        async with self._lock:
+            conn = await self._connection()
+            await conn.execute(
+                "UPDATE interventions SET published_at = now() "
+                "WHERE intervention_id = ANY(%s) AND published_at IS NULL",
+                (list(intervention_ids),),
+            )
+
+    @contextlib.asynccontextmanager
+    async def claim_unpublished(
+        self, older_than_s: float, limit: int = 500
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Lock interventions stored at least ``older_than_s`` ago but never marked published.
+
+        Yields their rows; when the block exits without an error they are marked published.
+        Rows another worker has claimed are skipped (``FOR UPDATE SKIP LOCKED``), so two
+        sweeps never publish the same intervention.
+        """
+        async with self._lock:
+            conn = await self._connection()
+            async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    "SELECT time, intervention_id, event_id, learner_id, class_id, state, "
+                    "confidence, status, prompt_id, prompt, reason, model_version, created_at "
+                    "FROM interventions WHERE published_at IS NULL "
+                    "AND created_at < now() - make_interval(secs => %s) "
+                    "ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED",
+                    (older_than_s, limit),
+                )
+                rows = await cur.fetchall()
+                yield rows
+                if rows:
+                    await cur.execute(
+                        "UPDATE interventions SET published_at = now() "
+                        "WHERE intervention_id = ANY(%s)",
+                        ([r["intervention_id"] for r in rows],),
+                    )
 
     async def _write_once(
         self, conn: psycopg.AsyncConnection[Any], plan: Sequence[tuple[Table, list[Row]]]

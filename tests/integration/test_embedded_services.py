@@ -184,3 +184,23 @@ def test_a_service_that_fails_to_start_reports_its_log(tmp_path: Path) -> None:
 
     assert "postgres.log" in str(failure.value)
     assert "shared_buffers" in str(failure.value)
+
+
+def test_a_recorded_pid_now_used_by_another_process_is_left_alone(tmp_path: Path) -> None:
+    broker = services.start_broker(tmp_path / "logs")
+    record = broker.to_record()
+    broker.stop()
+    # Another process, in a group of its own, as a service would be, now holds the pid.
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        reused = services.ServiceHandle.from_record({**record, "pid": stranger.pid})
+        running_before = reused.is_running()
+        reused.stop(timeout=1.0)
+        alive_after = stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+    assert record["started"] is not None
+    assert not running_before
+    assert alive_after

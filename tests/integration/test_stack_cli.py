@@ -26,6 +26,7 @@ def test_stack_up_status_down_runs_the_embedded_broker_and_postgres(
     run_cli, cli_state_dir: Path
 ) -> None:
     up = run_cli("stack", "up")
+    assert up.returncode == 0, up.stdout + up.stderr
     recorded = _recorded(cli_state_dir)
     broker_url, postgres_url = str(recorded["broker"]["url"]), str(recorded["postgres"]["url"])
     pids = {name: int(str(entry["pid"])) for name, entry in recorded.items()}
@@ -56,6 +57,7 @@ def test_stack_up_status_down_runs_the_embedded_broker_and_postgres(
 
 def test_a_second_up_leaves_running_services_alone(run_cli, cli_state_dir: Path) -> None:
     first = run_cli("stack", "up")
+    assert first.returncode == 0, first.stdout + first.stderr
     before = _recorded(cli_state_dir)
     second = run_cli("stack", "up")
     after = _recorded(cli_state_dir)
@@ -66,7 +68,8 @@ def test_a_second_up_leaves_running_services_alone(run_cli, cli_state_dir: Path)
 
 
 def test_databases_outlive_down_and_up_and_purge_removes_them(run_cli, cli_state_dir: Path) -> None:
-    assert run_cli("stack", "up", "--timescale").returncode == 0
+    up = run_cli("stack", "up", "--timescale")
+    assert up.returncode == 0, up.stdout + up.stderr
     first = _recorded(cli_state_dir)
     with psycopg.connect(str(first["postgres"]["url"])) as conn:
         conn.execute("CREATE TABLE kept (learner text)")
@@ -78,6 +81,7 @@ def test_databases_outlive_down_and_up_and_purge_removes_them(run_cli, cli_state
     assert run_cli("stack", "down").stdout.strip() == "stopped: broker, postgres, timescale"
 
     restarted = run_cli("stack", "up", "--timescale")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     second = _recorded(cli_state_dir)
     with psycopg.connect(str(second["postgres"]["url"])) as conn:
         in_postgres = conn.execute("SELECT learner FROM kept").fetchall()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tutorstream.cli import bench, db, model, produce, stack, topics
+from tutorstream.cli import api, bench, db, keys, model, produce, stack, topics, worker
 
 app = typer.Typer(
     name="tutorstream",
@@ -17,7 +17,10 @@ app.add_typer(topics.app, name="topics")
 app.add_typer(model.app, name="model")
 app.add_typer(db.app, name="db")
 app.add_typer(bench.app, name="bench")
+app.add_typer(keys.app, name="keys")
 app.command("produce")(produce.produce)
+app.command("worker")(worker.worker)
+app.command("api")(api.api)
 
 
 def main() -> None:

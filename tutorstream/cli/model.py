@@ -66,7 +66,7 @@ def train(
     ] = False,
     hidden_size: Annotated[int, typer.Option(min=4)] = 48,
     layers: Annotated[int, typer.Option(min=1)] = 1,
-    epochs: Annotated[int, typer.Option(min=1)] = 6,
+    epochs: Annotated[int, typer.Option(min=1)] = 4,
     batch_size: Annotated[int, typer.Option(min=1)] = 256,
     learning_rate: Annotated[float, typer.Option()] = 3e-3,
     threads: Annotated[int, typer.Option(min=1, help="Torch threads.")] = 2,
@@ -79,8 +79,8 @@ def train(
     """Simulate learners, train the model, export ONNX, evaluate and register it."""
     # spinning OpenMP workers collapse throughput when the cores are shared; set before torch
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from inference.train import TrainOptions, compare_encoders
-    from inference.train import train as train_model
+    from inference.features import EVENT_FEATURES, QUERY_FEATURES
+    from inference.train import TrainOptions, compare_encoders, simulate_cohorts, train_on_arrays
 
     reg = _registry(registry)
     version = version or reg.next_version(name)
@@ -97,10 +97,16 @@ def train(
         learning_rate=learning_rate,
         threads=threads,
     )
-    result, train_data, val_data = train_model(options)
+    train_data, val_data, data_seconds = simulate_cohorts(options)
     comparison = None
     if compare:
-        result, comparison = compare_encoders(result, options, train_data, val_data)
+        comparison = compare_encoders(options, train_data, val_data)
+        typer.echo(f"encoder comparison: {comparison['reason']}")
+        options.encoder = comparison["chosen"]
+        if options.encoder == "transformer":
+            options.num_layers = max(options.num_layers, 2)
+    result = train_on_arrays(train_data, val_data, options, EVENT_FEATURES, QUERY_FEATURES)
+    result.data_seconds = data_seconds
     _register(reg, registry, name, version, result, val_data, comparison, evaluate,
               eval_learners, overwrite)  # fmt: skip
 
@@ -240,7 +246,7 @@ def eval_model(
     learners: Annotated[int, typer.Option(min=2, help="Learners per cohort.")] = 200,
     policy_learners: Annotated[
         int, typer.Option(min=0, help="Simulated learners per policy (0 skips the policy).")
-    ] = 40,
+    ] = 60,
     seed: Annotated[
         int | None, typer.Option(help="First evaluation seed (default: the reserved range).")
     ] = None,

@@ -24,12 +24,16 @@ def worker(
 
     from streams.app import Worker
     from streams.settings import StreamSettings
-    from tutorstream.stack import database_url, kafka_bootstrap
+    from tutorstream.stack import StackError, database_url, kafka_bootstrap
 
     wiring = Settings()
-    os.environ["TUTORSTREAM_KAFKA_BOOTSTRAP"] = kafka_bootstrap(wiring)
-    os.environ["TUTORSTREAM_DATABASE_URL"] = database_url(wiring)
+    try:
+        os.environ["TUTORSTREAM_KAFKA_BOOTSTRAP"] = kafka_bootstrap(wiring)
+        os.environ["TUTORSTREAM_DATABASE_URL"] = database_url(wiring)
+    except StackError as err:
+        raise typer.BadParameter(str(err)) from None
     settings = StreamSettings(web_port=web_port, worker_id=worker_id)
     logging.basicConfig(level=loglevel.upper())
     stream_worker = Worker(settings)
-    faust.Worker(stream_worker.app, loglevel=loglevel, web_port=web_port).execute_from_commandline()
+    stream_worker.prepare()
+    faust.Worker(stream_worker.app, loglevel=loglevel).execute_from_commandline()

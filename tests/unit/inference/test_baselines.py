@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from inference.baselines import BKTBaseline, LogisticBaseline, RuleBaseline, SoftmaxRegression
-from inference.dataset import build_dataset
+from inference.dataset import WindowDataset, build_dataset
 from inference.features import EVENT_FEATURE_INDEX
 from inference.metrics import roc_auc, state_report
 from inference.states import GAMING, N_STATES, NONE, WHEEL_SPINNING
@@ -11,16 +11,16 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
-def train():
+def train() -> WindowDataset:
     return build_dataset("bkt", 25, seed=31, problems_per_learner=80, warmup_learners=10)
 
 
 @pytest.fixture(scope="module")
-def test(train):
+def test(train: WindowDataset) -> WindowDataset:
     return build_dataset("bkt", 25, seed=1_000_031, problems_per_learner=80, warmup_learners=10)
 
 
-def test_rules_follow_the_literature_definitions(test):
+def test_rules_follow_the_literature_definitions(test: WindowDataset) -> None:
     rules = RuleBaseline()
     pred = rules.predict_state(test)
     last = test.last_event
@@ -30,7 +30,9 @@ def test_rules_follow_the_literature_definitions(test):
     assert rapid.any() and (pred[rapid] == GAMING).all()
     # Wheel-spinning: ten attempts on a skill without three in a row, on one of the last events.
     recent = test.previous_events(3)
-    spinning = ((recent[..., f["skill_no_three_in_ten"]] > 0) & test.M[:, -3:]).any(axis=1)
+    spinning = np.asarray(
+        ((recent[..., f["skill_no_three_in_ten"]] > 0) & test.M[:, -3:]).any(axis=1)
+    )
     flagged_spin = pred == WHEEL_SPINNING
     assert flagged_spin.any() and spinning[flagged_spin].all()
     proba = rules.predict_state_proba(test)
@@ -43,7 +45,9 @@ def test_rules_follow_the_literature_definitions(test):
     assert 0.5 < gaming.auc < 0.99 and gaming.precision > 0.3
 
 
-def test_logistic_regression_learns_states_and_next_answers(train, test):
+def test_logistic_regression_learns_states_and_next_answers(
+    train: WindowDataset, test: WindowDataset
+) -> None:
     lr = LogisticBaseline(
         states=SoftmaxRegression(steps=120, lr=0.1, class_weighted=True),
         nexts=SoftmaxRegression(steps=120, lr=0.1),
@@ -56,7 +60,9 @@ def test_logistic_regression_learns_states_and_next_answers(train, test):
     assert report.per_state[NONE].auc > 0.75
 
 
-def test_bkt_predicts_next_answers_from_fitted_skills(train, test):
+def test_bkt_predicts_next_answers_from_fitted_skills(
+    train: WindowDataset, test: WindowDataset
+) -> None:
     bkt = BKTBaseline().fit(train)
     assert bkt.params and all(0 < g < 1 and 0 < s < 1 for _, _, g, s in bkt.params.values())
     p = bkt.predict_next(test)

@@ -1,9 +1,11 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from inference.dataset import WindowDataset, build_dataset, next_answer_rows, windows_from_columns
 from inference.features import EVENT_FEATURES, QUERY_FEATURES
-from inference.simulator import CohortConfig, simulate_cohort
+from inference.simulator import CohortConfig, EventColumns, simulate_cohort
 from inference.simulator.columns import EVENT_TYPE_CODE
 from schemas.events import EventType
 
@@ -11,18 +13,18 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
-def cohort():
+def cohort() -> EventColumns:
     return simulate_cohort(
         CohortConfig(family="bkt", n_learners=8, seed=5, problems_per_learner=30)
     )
 
 
 @pytest.fixture(scope="module")
-def data(cohort):
+def data(cohort: EventColumns) -> WindowDataset:
     return windows_from_columns(cohort, window=16)
 
 
-def test_shapes_and_types(data):
+def test_shapes_and_types(data: WindowDataset) -> None:
     n, t = len(data), data.window
     assert t == 16
     assert data.X.shape == (n, t, len(EVENT_FEATURES)) and data.X.dtype == np.float32
@@ -33,7 +35,9 @@ def test_shapes_and_types(data):
     assert data.y_next.dtype == np.float32 and data.oracle.dtype == np.float32
 
 
-def test_windows_end_at_the_decision_and_pad_on_the_left(data, cohort):
+def test_windows_end_at_the_decision_and_pad_on_the_left(
+    data: WindowDataset, cohort: EventColumns
+) -> None:
     np.testing.assert_array_equal(data.X[:, -1], data.event_features[data.decision_row])
     assert data.M[:, -1].all()
     # Padding only on the left, zeros there, and never crossing into another learner.
@@ -44,7 +48,7 @@ def test_windows_end_at_the_decision_and_pad_on_the_left(data, cohort):
     np.testing.assert_array_equal(cohort.learner[rows], owners)
 
 
-def test_labels_come_from_the_next_answer(data, cohort):
+def test_labels_come_from_the_next_answer(data: WindowDataset, cohort: EventColumns) -> None:
     nxt = next_answer_rows(cohort)
     target = nxt[data.decision_row]
     assert (target > data.decision_row).all()
@@ -56,7 +60,7 @@ def test_labels_come_from_the_next_answer(data, cohort):
     assert len(data) == int((nxt >= 0).sum())
 
 
-def test_batches_match_the_full_arrays(data):
+def test_batches_match_the_full_arrays(data: WindowDataset) -> None:
     idx = np.array([0, 5, len(data) - 1])
     x, m, q = data.batch(idx)
     np.testing.assert_array_equal(x, data.X[idx])
@@ -64,7 +68,7 @@ def test_batches_match_the_full_arrays(data):
     np.testing.assert_array_equal(q, data.Q[idx])
 
 
-def test_save_load_round_trip(tmp_path, data):
+def test_save_load_round_trip(tmp_path: Path, data: WindowDataset) -> None:
     path = tmp_path / "windows.npz"
     data.save(path)
     loaded = WindowDataset.load(path)
@@ -74,13 +78,13 @@ def test_save_load_round_trip(tmp_path, data):
     assert (loaded.family, loaded.seed) == (data.family, data.seed)
 
 
-def test_split_by_learner_keeps_learners_apart(data):
+def test_split_by_learner_keeps_learners_apart(data: WindowDataset) -> None:
     a, b = data.split_by_learner(0.5, seed=1)
     assert len(a) + len(b) == len(data)
     assert not set(a.learner.tolist()) & set(b.learner.tolist())
 
 
-def test_build_dataset_is_deterministic_and_strided():
+def test_build_dataset_is_deterministic_and_strided() -> None:
     one = build_dataset("irt", 4, seed=12, window=8, problems_per_learner=20, warmup_learners=3)
     two = build_dataset("irt", 4, seed=12, window=8, problems_per_learner=20, warmup_learners=3)
     np.testing.assert_array_equal(one.X, two.X)

@@ -1,4 +1,5 @@
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,20 +14,20 @@ from inference.features import (
     ItemNorms,
     LearnerFeatureState,
 )
-from inference.simulator import CohortConfig, simulate_cohort
+from inference.simulator import CohortConfig, EventColumns, simulate_cohort
 from schemas.events import EventType, LearningEvent, ResourceRelation, SourceFormat
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
-def cohort():
+def cohort() -> EventColumns:
     return simulate_cohort(
         CohortConfig(family="irt", n_learners=6, seed=11, problems_per_learner=40)
     )
 
 
-def test_fast_path_and_learning_event_path_give_identical_features(cohort):
+def test_fast_path_and_learning_event_path_give_identical_features(cohort: EventColumns) -> None:
     fast, fast_query, nxt = compute_features(cohort)
     store = FeatureStore()
     objects = cohort.objects
@@ -45,7 +46,7 @@ def test_fast_path_and_learning_event_path_give_identical_features(cohort):
     assert np.isfinite(fast_query).all() and np.abs(fast_query).max() <= 1.0
 
 
-def test_feature_states_survive_serialisation_round_trip(cohort):
+def test_feature_states_survive_serialisation_round_trip(cohort: EventColumns) -> None:
     store = FeatureStore()
     events = [cohort.learning_event(i) for i in cohort.time_order().tolist()]
     half = len(events) // 2
@@ -63,7 +64,7 @@ def test_feature_states_survive_serialisation_round_trip(cohort):
     assert copy.learners == store.learners
 
 
-def _event(kind, t, **kw):
+def _event(kind: EventType, t: int, **kw: Any) -> LearningEvent:
     from datetime import UTC, datetime, timedelta
 
     base = datetime(2025, 3, 1, 9, tzinfo=UTC)
@@ -79,7 +80,7 @@ def _event(kind, t, **kw):
     )
 
 
-def test_features_of_a_hand_built_sequence():
+def test_features_of_a_hand_built_sequence() -> None:
     fx = FeatureExtractor()
     learner = LearnerFeatureState()
     norms = ItemNorms()

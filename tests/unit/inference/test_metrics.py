@@ -19,14 +19,14 @@ from inference.states import STATES
 pytestmark = pytest.mark.unit
 
 
-def test_auc_counts_pairs_and_halves_ties():
+def test_auc_counts_pairs_and_halves_ties() -> None:
     # Positives 0.8, 0.4; negatives 0.4, 0.1: pairs (0.8>0.4, 0.8>0.1, 0.4=0.4, 0.4>0.1) = 3.5/4.
     assert roc_auc([1, 1, 0, 0], [0.8, 0.4, 0.4, 0.1]) == pytest.approx(0.875)
     assert roc_auc([1, 0], [0.2, 0.9]) == 0.0
     assert math.isnan(roc_auc([1, 1], [0.2, 0.9]))
 
 
-def test_log_loss_and_calibration_by_hand():
+def test_log_loss_and_calibration_by_hand() -> None:
     assert log_loss([1, 0], [0.8, 0.4]) == pytest.approx(-(math.log(0.8) + math.log(0.6)) / 2)
     # Bin [0.2, 0.3): mean p 0.25 vs rate 0.5; bin [0.9, 1.0]: 0.9 vs 1.0.
     ece = expected_calibration_error([1, 0, 1, 1], [0.2, 0.3 - 1e-9, 0.9, 0.9])
@@ -35,20 +35,20 @@ def test_log_loss_and_calibration_by_hand():
     assert scores.auc == 1.0 and scores.n == 4
 
 
-def test_kappa_by_hand():
+def test_kappa_by_hand() -> None:
     # Observed agreement 0.75; chance (0.5*0.5 + 0.5*0.5) = 0.5 -> kappa 0.5.
     assert cohen_kappa([1, 1, 0, 0], [1, 0, 0, 0]) == pytest.approx((0.75 - 0.5) / 0.5)
     assert cohen_kappa([0, 1, 2], [0, 1, 2]) == 1.0
 
 
-def test_binary_scores_by_hand():
+def test_binary_scores_by_hand() -> None:
     s = binary_scores("gaming", [1, 1, 0, 0, 0], [1, 0, 1, 0, 0], [0.9, 0.2, 0.8, 0.1, 0.3])
     assert (s.precision, s.recall, s.f1) == (0.5, 0.5, 0.5)
     assert s.support == 2
     assert s.auc == pytest.approx(4 / 6)
 
 
-def test_state_report_macro_f1_and_false_alerts():
+def test_state_report_macro_f1_and_false_alerts() -> None:
     y = np.array([0, 0, 0, 0, 4, 4, 2, 2])
     p = np.array([0, 0, 0, 4, 4, 0, 2, 2])
     report = state_report(y, p)
@@ -62,7 +62,7 @@ def test_state_report_macro_f1_and_false_alerts():
     assert false_alert_rate(y, p) == 0.25
 
 
-def test_detection_delay_counts_events_from_onset():
+def test_detection_delay_counts_events_from_onset() -> None:
     learner = [0] * 8 + [1] * 4
     step = list(range(8)) + list(range(4))
     y = [0, 4, 4, 4, 0, 2, 2, 0, 4, 4, 4, 4]  # learner 0, then learner 1

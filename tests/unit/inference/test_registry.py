@@ -24,9 +24,11 @@ from inference.states import STATES
 
 pytestmark = pytest.mark.unit
 
+ShippedCopy = tuple[ModelRegistry, Path]
+
 
 @pytest.fixture()
-def shipped_copy(tmp_path: Path) -> tuple[ModelRegistry, Path]:
+def shipped_copy(tmp_path: Path) -> ShippedCopy:
     entry = ModelRegistry().resolve(DEFAULT_MODEL)
     target = tmp_path / "registry" / entry.name / entry.version
     shutil.copytree(entry.folder, target)
@@ -50,7 +52,7 @@ def test_shipped_model_verifies_and_matches_the_feature_contract() -> None:
 
 
 @pytest.mark.parametrize("victim", ["model.onnx", "config.json", "model.fp16.onnx"])
-def test_a_changed_byte_is_refused(shipped_copy, victim: str) -> None:
+def test_a_changed_byte_is_refused(shipped_copy: ShippedCopy, victim: str) -> None:
     registry, folder = shipped_copy
     registry.load(DEFAULT_MODEL)  # intact copy loads
     data = bytearray((folder / victim).read_bytes())
@@ -60,7 +62,7 @@ def test_a_changed_byte_is_refused(shipped_copy, victim: str) -> None:
         registry.load(DEFAULT_MODEL)
 
 
-def test_unlisted_missing_or_unsigned_files_are_refused(shipped_copy) -> None:
+def test_unlisted_missing_or_unsigned_files_are_refused(shipped_copy: ShippedCopy) -> None:
     registry, folder = shipped_copy
     (folder / "extra.onnx").write_bytes(b"not a model")
     with pytest.raises(IntegrityError, match="not listed"):
@@ -74,7 +76,9 @@ def test_unlisted_missing_or_unsigned_files_are_refused(shipped_copy) -> None:
         registry.load(DEFAULT_MODEL)
 
 
-def test_latest_is_the_highest_version_and_earlier_roots_win(shipped_copy, tmp_path) -> None:
+def test_latest_is_the_highest_version_and_earlier_roots_win(
+    shipped_copy: ShippedCopy, tmp_path: Path
+) -> None:
     registry, folder = shipped_copy
     for version in ("2", "10", "9"):
         shutil.copytree(folder, folder.parent / version)
@@ -99,7 +103,7 @@ def test_model_references_are_plain_names() -> None:
     assert sorted(["10", "2", "1.10", "1.2"], key=version_key) == ["1.2", "1.10", "2", "10"]
 
 
-def test_a_config_without_the_contract_is_refused(shipped_copy) -> None:
+def test_a_config_without_the_contract_is_refused(shipped_copy: ShippedCopy) -> None:
     registry, folder = shipped_copy
     config = json.loads((folder / "config.json").read_text())
     del config["decision_thresholds"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from inference.metrics import roc_auc
-from inference.simulator import CohortConfig, simulate_cohort
+from inference.simulator import CohortConfig, EventColumns, simulate_cohort
 from inference.simulator.columns import EVENT_TYPES
 from inference.states import NONE, STATES
 from schemas.events import EventType
@@ -15,12 +15,12 @@ FAMILIES = ("bkt", "irt")
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
-def cohort(request):
+def cohort(request: pytest.FixtureRequest) -> EventColumns:
     # A modest cohort: enough events for stable shares, small enough for a quick test.
     return simulate_cohort(CohortConfig(family=request.param, n_learners=60, seed=20))
 
 
-def _columns_equal(a, b):
+def _columns_equal(a: EventColumns, b: EventColumns) -> None:
     for name in (
         "learner",
         "seq",
@@ -43,7 +43,7 @@ def _columns_equal(a, b):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_same_seed_gives_same_events_and_other_seed_differs(family):
+def test_same_seed_gives_same_events_and_other_seed_differs(family: str) -> None:
     config = CohortConfig(family=family, n_learners=5, seed=3, problems_per_learner=30)
     first, again = simulate_cohort(config), simulate_cohort(config)
     _columns_equal(first, again)
@@ -53,7 +53,7 @@ def test_same_seed_gives_same_events_and_other_seed_differs(family):
     assert len(other) != len(first) or not np.array_equal(other.correct, first.correct)
 
 
-def test_a_learner_does_not_depend_on_cohort_size():
+def test_a_learner_does_not_depend_on_cohort_size() -> None:
     small = simulate_cohort(CohortConfig(n_learners=2, seed=9, problems_per_learner=20))
     large = simulate_cohort(CohortConfig(n_learners=4, seed=9, problems_per_learner=20))
     rows = large.learner < 2
@@ -61,7 +61,7 @@ def test_a_learner_does_not_depend_on_cohort_size():
     np.testing.assert_array_equal(small.correct, large.correct[rows])
 
 
-def test_rare_states_each_hold_three_to_fifteen_percent_of_events(cohort):
+def test_rare_states_each_hold_three_to_fifteen_percent_of_events(cohort: EventColumns) -> None:
     share = np.bincount(cohort.state, minlength=len(STATES)) / len(cohort)
     for k, name in enumerate(STATES):
         if k != NONE:
@@ -69,7 +69,7 @@ def test_rare_states_each_hold_three_to_fifteen_percent_of_events(cohort):
     assert share[NONE] > 0.4
 
 
-def test_oracle_auc_is_as_hard_as_real_classrooms(cohort):
+def test_oracle_auc_is_as_hard_as_real_classrooms(cohort: EventColumns) -> None:
     answers = cohort.correct >= 0
     auc = roc_auc(cohort.correct[answers], cohort.p_correct[answers])
     assert 0.75 <= auc <= 0.85, f"{cohort.family} oracle AUC {auc:.3f}"
@@ -77,7 +77,7 @@ def test_oracle_auc_is_as_hard_as_real_classrooms(cohort):
     assert abs(cohort.p_correct[answers].mean() - cohort.correct[answers].mean()) < 0.01
 
 
-def test_states_show_in_events_the_way_the_issue_describes(cohort):
+def test_states_show_in_events_the_way_the_issue_describes(cohort: EventColumns) -> None:
     code = {t: i for i, t in enumerate(EVENT_TYPES)}
     answer = cohort.event_type == code[EventType.ANSWER_SUBMIT]
     fast = cohort.duration_s < 5.0
@@ -93,7 +93,7 @@ def test_states_show_in_events_the_way_the_issue_describes(cohort):
     assert fast[answer & none].any()
 
 
-def test_learning_events_are_valid_and_pseudonymous(cohort):
+def test_learning_events_are_valid_and_pseudonymous(cohort: EventColumns) -> None:
     hexid = re.compile(r"^[0-9a-f]{64}$")
     events = [cohort.learning_event(i) for i in range(0, len(cohort), 997)]
     assert all(hexid.match(e.learner_id) for e in events)

@@ -40,6 +40,7 @@ def intervention(**changes: Any) -> Intervention:
         "created_at": NOW,
         "class_id": "7b",
         "evidence": {"hints_in_30s": 4, "answer_changes": [1, 2]},
+        "prompt_id": "gaming.2",
     }
     return Intervention.create(**{**fields, **changes})
 
@@ -81,8 +82,10 @@ def test_approved_intervention_becomes_a_prompt_with_a_derived_id() -> None:
     prompt = LearnerPrompt.from_intervention(approved, approved_by="key-17", approved_at=NOW)
     assert prompt.text == approved.prompt
     assert prompt.learner_id == approved.learner_id
-    assert prompt.prompt_id == LearnerPrompt.from_intervention(approved, "key-9", NOW).prompt_id
-    assert prompt.prompt_id != approved.intervention_id
+    again = LearnerPrompt.from_intervention(approved, "key-9", NOW)
+    assert prompt.learner_prompt_id == again.learner_prompt_id
+    assert prompt.learner_prompt_id != approved.intervention_id
+    assert prompt.prompt_id == approved.prompt_id == "gaming.2"
 
 
 def test_dead_letters_keep_the_original_bytes_and_the_error() -> None:

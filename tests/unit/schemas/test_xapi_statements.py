@@ -702,7 +702,7 @@ def test_corrupting_any_property_of_a_valid_statement_is_reported_not_crashed(
     for step in trail[:-1]:
         node = node[step]
     node[trail[-1]] = replacement
-    for payload in (orjson.dumps(broken), broken):
+    for payload in (json.dumps(broken).encode(), broken):
         try:
             events = normalise(payload, KEY)
         except InvalidEvent as error:

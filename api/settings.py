@@ -1,0 +1,104 @@
+"""Settings of the API, read from ``TUTORSTREAM_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_PSEUDONYM_KEY = "tutorstream-dev-pseudonym-key-change-me"
+"""The development key every component shares by default; production refuses it."""
+
+
+def _instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class ApiOptions(BaseModel):
+    """What only the API reads: ``TUTORSTREAM_API__*``.
+
+    Attributes:
+        host: ``TUTORSTREAM_API__HOST``, the address ``tutorstream api`` listens on.
+        port: ``TUTORSTREAM_API__PORT``.
+        instance_id: ``TUTORSTREAM_API__INSTANCE_ID``; names this instance's consumer group on
+            ``tutor.interventions.v1``, so every instance sees every intervention. Unique per
+            process by default.
+        max_body_bytes: ``TUTORSTREAM_API__MAX_BODY_BYTES``, the largest request body, after
+            gzip decompression (413 beyond it).
+        rate_per_s: ``TUTORSTREAM_API__RATE_PER_S``, requests per second allowed per API key
+            (429 beyond it); 0 turns the limit off.
+        rate_burst: ``TUTORSTREAM_API__RATE_BURST``, requests a key may send at once.
+        heartbeat_s: ``TUTORSTREAM_API__HEARTBEAT_S``, seconds between heartbeats on a quiet
+            live feed.
+        feed_queue_max: ``TUTORSTREAM_API__FEED_QUEUE_MAX``, interventions held for one slow
+            live-feed client before it is disconnected (it resumes from its cursor).
+        feed_replay_timeout_s: ``TUTORSTREAM_API__FEED_REPLAY_TIMEOUT_S``, longest wait for
+            the broker while replaying what a reconnecting client missed.
+        key_cache_s: ``TUTORSTREAM_API__KEY_CACHE_S``, how long a checked API key is trusted
+            before it is read again (a revocation takes effect within this time).
+        pool_min: ``TUTORSTREAM_API__POOL_MIN``, database connections kept open.
+        pool_max: ``TUTORSTREAM_API__POOL_MAX``, most database connections.
+        delivery_timeout_s: ``TUTORSTREAM_API__DELIVERY_TIMEOUT_S``, longest wait for the
+            broker to confirm a record before the request fails with 503.
+        page_max: ``TUTORSTREAM_API__PAGE_MAX``, most items in one page of history.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    instance_id: str = Field(default_factory=_instance_id, pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    rate_per_s: float = Field(default=200.0, ge=0)
+    rate_burst: int = Field(default=400, ge=1)
+    heartbeat_s: float = Field(default=15.0, gt=0)
+    feed_queue_max: int = Field(default=10_000, ge=1)
+    feed_replay_timeout_s: float = Field(default=15.0, gt=0)
+    key_cache_s: float = Field(default=5.0, ge=0)
+    pool_min: int = Field(default=2, ge=1)
+    pool_max: int = Field(default=10, ge=1)
+    delivery_timeout_s: float = Field(default=10.0, gt=0)
+    page_max: int = Field(default=500, ge=1)
+
+
+class StoreLocation(BaseModel):
+    """Where the store's tables are: ``TUTORSTREAM_STORE__DB_SCHEMA``, shared with the workers."""
+
+    db_schema: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class ApiSettings(BaseSettings):
+    """Everything the API needs; each field names its environment variable.
+
+    Attributes:
+        kafka_bootstrap: ``TUTORSTREAM_KAFKA_BOOTSTRAP``, ``host:port[,host:port]``.
+        database_url: ``TUTORSTREAM_DATABASE_URL``, libpq URL of the store.
+        pseudonym_key: ``TUTORSTREAM_PSEUDONYM_KEY``, HMAC key for learner pseudonyms.
+        topic_prefix: ``TUTORSTREAM_TOPIC_PREFIX``, put before every catalogue topic name (the
+            stream workers read the same variable).
+        public_url: ``TUTORSTREAM_PUBLIC_URL``, base URL the API is reached at; names the
+            ``authority`` of stored xAPI statements and the home page of learner pseudonyms.
+        api: ``TUTORSTREAM_API__*``, see :class:`ApiOptions`.
+        store: ``TUTORSTREAM_STORE__DB_SCHEMA``, see :class:`StoreLocation`.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="TUTORSTREAM_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
+    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
+    public_url: str = Field(default="https://tutorstream.invalid", pattern=r"^https?://\S+$")
+    api: ApiOptions = Field(default_factory=ApiOptions)
+    store: StoreLocation = Field(default_factory=StoreLocation)
+
+    def topic(self, name: str) -> str:
+        """Return the name of catalogue topic ``name`` on this deployment."""
+        return f"{self.topic_prefix}{name}"
+
+    def pseudonym_key_bytes(self) -> bytes:
+        """Return the pseudonym key as bytes for HMAC."""
+        return self.pseudonym_key.get_secret_value().encode()

@@ -1,0 +1,132 @@
+"""The whole stream pipeline on real services: Tansu, PostgreSQL 18 and the shipped ONNX model."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from tutorstream.cohort import labelled_cohort
+
+pytestmark = pytest.mark.e2e
+
+EVENTS = "SELECT count(*) FROM events"
+
+
+def _cohort(learners: int, problems: int, seed: int) -> tuple[list[dict[str, Any]], list[str]]:
+    start = datetime.now(UTC) - timedelta(days=1)
+    pairs = list(labelled_cohort(learners, problems, seed, start=start))
+    return [e for e, _ in pairs], [s for _, s in pairs]
+
+
+def _poison() -> list[tuple[bytes | None, bytes, str]]:
+    """Bad records and the field path each must be rejected with."""
+    statement_without_actor = {
+        "id": str(uuid.uuid4()),
+        "verb": {"id": "http://adlnet.gov/expapi/verbs/answered"},
+        "object": {"id": "https://lms.example/items/1"},
+        "timestamp": "2026-01-01T10:00:00Z",
+    }
+    wrong_types = {
+        "event_id": "bad-1",
+        "learner_id": "s-1",
+        "event_type": "answer_submit",
+        "timestamp": "2026-01-01T10:00:00Z",
+        "attempt": "three",
+    }
+    naive_time = {
+        "event_id": "bad-2",
+        "learner_id": "s-1",
+        "event_type": "hint_request",
+        "timestamp": "2026-01-01T10:00:00",
+    }
+    return [
+        (b"x", b"{not json", ""),
+        (b"x", orjson.dumps(statement_without_actor), "actor"),
+        (b"x", orjson.dumps(wrong_types), "attempt"),
+        (b"x", orjson.dumps(naive_time), "timestamp"),
+        (b"x", b'{"event_id": "big", "padding": "' + b"a" * 600_000 + b'"}', ""),
+    ]
+
+
+def _interleave(good: list[tuple[bytes | None, bytes]], bad: list[tuple[bytes | None, bytes]]
+                ) -> list[tuple[bytes | None, bytes]]:
+    out = list(good)
+    step = max(1, len(good) // (len(bad) + 1))
+    for i, record in enumerate(bad):
+        out.insert((i + 1) * step + i, record)
+    return out
+
+
+def test_cohort_flows_through_with_poison_and_duplicates(pipeline: Any,
+                                                         read_topic: Any) -> None:
+    events, states = _cohort(learners=24, problems=20, seed=11)
+    poison = _poison()
+    records = pipeline.native_records(events)
+    # a producer retrying a slice of its events must not create duplicates
+    retried = records[100:400]
+    pipeline.start_worker()
+    pipeline.produce(_interleave(records, [(k, v) for k, v, _ in poison]) + retried)
+
+    assert pipeline.wait_for(EVENTS, len(events)) == len(events)
+    time.sleep(2.0)  # anything extra would show up now
+    assert pipeline.scalar(EVENTS) == len(events)
+    assert pipeline.scalar("SELECT count(DISTINCT event_id) FROM events") == len(events)
+
+    letters = [orjson.loads(m.value()) for m in read_topic(
+        pipeline.topic("lms.events.dlq.v1"), len(poison))]
+    by_original = {base64.b64decode(d["original_b64"]): d for d in letters}
+    for _, value, path in poison:
+        letter = by_original[value]
+        assert letter["error_reason"]
+        assert letter["error_path"].split(".")[0].split("[")[0] == path.split(".")[0]
+        assert letter["topic"] == pipeline.topic("lms.events.v1")
+
+    # interventions: stored once, published once, mostly on events in a non-none state
+    truth = {e["event_id"]: s for e, s in zip(events, states, strict=True)}
+    stored = pipeline.rows("SELECT intervention_id, event_id, state, status FROM interventions")
+    assert stored, pipeline.log_tail()
+    assert len({r[0] for r in stored}) == len(stored)
+    on_none = sum(1 for r in stored if truth[r[1]] == "none")
+    assert on_none / len(stored) <= 0.35, Counter(truth[r[1]] for r in stored)
+    published = read_topic(pipeline.topic("tutor.interventions.v1"), len(stored))
+    assert sorted(orjson.loads(m.value())["intervention_id"] for m in published) == sorted(
+        r[0] for r in stored
+    )
+    assert {r[3] for r in stored} <= {"pending_review", "sent"}
+
+    # predictions and features for every scored event, each once
+    assert pipeline.scalar("SELECT count(*) - count(DISTINCT event_id) FROM predictions") == 0
+    assert pipeline.scalar("SELECT count(*) FROM predictions") > len(events) // 2
+
+    text = pipeline.metrics()
+    assert "tutorstream_events_in_total" in text
+    assert 'tutorstream_dlq_total' in text
+    assert pipeline.workers[0].poll() is None, "the worker must survive poison messages"
+    assert "Crashed" not in pipeline.log_tail(10**7)
+
+
+def test_killed_worker_loses_and_duplicates_nothing(pipeline: Any, read_topic: Any) -> None:
+    events, _ = _cohort(learners=30, problems=30, seed=12)
+    first = pipeline.start_worker(TUTORSTREAM_WORKER_ID="w1")
+    pipeline.produce(pipeline.native_records(events))
+    pipeline.wait_for(EVENTS, len(events) // 4)
+    pipeline.kill(first)  # SIGKILL mid-stream: no shutdown, no final commit
+    pipeline.start_worker(TUTORSTREAM_WORKER_ID="w2")
+    assert pipeline.wait_for(EVENTS, len(events), timeout=300) == len(events)
+    time.sleep(3.0)
+    for table in ("events", "features", "predictions", "interventions", "recommendations"):
+        key = "intervention_id" if table == "interventions" else "event_id"
+        dupes = pipeline.scalar(f"SELECT count(*) - count(DISTINCT {key}) FROM {table}")
+        assert dupes == 0, table
+    assert pipeline.scalar(EVENTS) == len(events)
+    stored = pipeline.scalar("SELECT count(*) FROM interventions")
+    published = read_topic(pipeline.topic("tutor.interventions.v1"), stored, settle=2.0)
+    ids = [orjson.loads(m.value())["intervention_id"] for m in published]
+    assert len(ids) == len(set(ids)) == stored
