@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import math
 import time
 from dataclasses import dataclass
 from typing import Any, Final
 
+import psycopg
 from starlette.requests import HTTPConnection
 
-from api.exceptions import Forbidden, RateLimited, Unauthenticated
+from api.exceptions import ApiError, Forbidden, RateLimited, Unauthenticated
 from api.keys import Principal, Scope, hash_matches, split_basic, split_token
 from api.store import Store
 
@@ -105,10 +107,15 @@ class Authenticator:
         self._take(key_id, now)
         if now - self._touched.get(key_id, -math.inf) > _TOUCH_EVERY_S:
             self._touched[key_id] = now
-            task = asyncio.create_task(self.store.touch_key(key_id))
+            task = asyncio.create_task(self._touch(key_id))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return cached.principal
+
+    async def _touch(self, key_id: str) -> None:
+        # Bookkeeping only: a database hiccup here must not fail or log as an error.
+        with contextlib.suppress(ApiError, psycopg.Error):
+            await self.store.touch_key(key_id)
 
     async def _load(self, key_id: str, now: float) -> _Cached:
         row = await self.store.key(key_id)

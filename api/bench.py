@@ -13,7 +13,8 @@ broker and database it is given. Two measurements:
   ``tutor.interventions.v1`` and the time from produce to arrival at each client is measured
   (the clients run in this process; the clocks are the same machine's). Two layouts: clients
   spread over classes (each intervention reaches a few), and all clients on one class (each
-  intervention reaches all of them).
+  intervention reaches all of them). The baseline is a plain consumer of the topic reading the
+  same interventions, with no API in between.
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ from typing import Any, Final
 import httpx
 import orjson
 import psycopg
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
+from confluent_kafka import TopicPartition as KafkaPartition
 from psycopg import sql
 
 from api.delivery import PRODUCER_DEFAULTS, Delivery, Outgoing
+from api.feed import CONSUMER_DEFAULTS
 from api.keys import create_key
 from schemas.normalise import pseudonymiser_for
 from schemas.records import BehaviouralState, Intervention
@@ -443,6 +446,57 @@ class _FeedClient:
                 await writer.wait_closed()
 
 
+class _DirectReader:
+    """A plain consumer of the interventions topic: the baseline a feed client is compared to."""
+
+    def __init__(self, target: BenchTarget) -> None:
+        self.topic = f"{target.topic_prefix}{TUTOR_INTERVENTIONS.name}"
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": target.bootstrap,
+                "group.id": f"bench-{uuid.uuid4().hex}",
+                **CONSUMER_DEFAULTS,
+            }
+        )
+        partitions = len(
+            self.consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions
+        )
+        ends = [
+            KafkaPartition(
+                self.topic,
+                p,
+                self.consumer.get_watermark_offsets(KafkaPartition(self.topic, p), timeout=10)[1],
+            )
+            for p in range(partitions)
+        ]
+        self.consumer.assign(ends)
+        self.latencies: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                message = self.consumer.poll(0.05)
+                if message is None or message.error() is not None:
+                    continue
+                arrived = time.time()
+                value = message.value() or b""
+                if b'"created_at":"' not in value:
+                    continue
+                record = orjson.loads(value)
+                created = datetime.fromisoformat(record["created_at"]).timestamp()
+                self.latencies[record["intervention_id"]] = arrived - created
+        finally:
+            self.consumer.close()
+
+    def close(self) -> Latencies:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        return Latencies(list(self.latencies.values()))
+
+
 def _produce_interventions(
     target: BenchTarget, classes: list[str], count: int, rate: float, sent: list[tuple[str, str]]
 ) -> None:
@@ -509,6 +563,7 @@ async def _feed_layout(
             raise RuntimeError(f"only {ready}/{clients} feed clients caught up in 120 s")
         await asyncio.sleep(0.2)
     progress(f"feed {label}: {clients:,} clients live; producing {events} interventions")
+    direct = _DirectReader(target)
     sent: list[tuple[str, str]] = []
     producer = threading.Thread(
         target=_produce_interventions, args=(target, class_ids, events, rate, sent)
@@ -535,6 +590,7 @@ async def _feed_layout(
         if client.task is not None:
             client.task.cancel()
     await asyncio.gather(*(c.task for c in feed if c.task is not None), return_exceptions=True)
+    baseline = direct.close()
     latencies = Latencies([value for client in feed for value in client.received.values()])
     delivered = len(latencies.values)
     return {
@@ -547,6 +603,7 @@ async def _feed_layout(
         "deliveries": delivered,
         "lost": expected - delivered,
         "latency": latencies.summary(),
+        "baseline_plain_consumer_latency": baseline.summary(),
     }
 
 
@@ -646,6 +703,7 @@ def format_table(report: dict[str, Any]) -> str:
         ),
     ]
     for name, layout in report["live_feed"].items():
+        plain = layout["baseline_plain_consumer_latency"]
         rows.append(
             (
                 f"feed {layout['clients']:,} SSE clients, {layout['clients_per_class']}/class",
@@ -653,6 +711,15 @@ def format_table(report: dict[str, Any]) -> str:
                 f"{layout['latency']['p50_ms']:.1f}",
                 f"{layout['latency']['p99_ms']:.1f}",
                 f"{name.replace('_', ' ')}; lost {layout['lost']}",
+            )
+        )
+        rows.append(
+            (
+                "  baseline: topic to a plain consumer",
+                f"{plain['count']:,} records",
+                f"{plain['p50_ms']:.1f}",
+                f"{plain['p99_ms']:.1f}",
+                "same interventions, no API",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

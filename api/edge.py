@@ -11,6 +11,7 @@ import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, Final
 
@@ -88,6 +89,7 @@ class Edge:
             return
         started = time.perf_counter()
         xapi = scope["path"].startswith("/xapi")
+        statements = xapi and scope["path"].startswith("/xapi/statements")
         status_seen = 500
 
         async def send_wrapped(message: Message) -> None:
@@ -97,6 +99,12 @@ class Edge:
                 if xapi:
                     headers = list(message.get("headers", []))
                     headers.append((b"x-experience-api-version", XAPI_VERSION.encode()))
+                    if statements and not any(
+                        key.lower() == b"x-experience-api-consistent-through" for key, _ in headers
+                    ):
+                        # Accepted statements are stored before the answer: all up to now is
+                        # readable, on every answer of the resource, errors included.
+                        headers.append((b"x-experience-api-consistent-through", _now_header()))
                     message["headers"] = headers
             await send(message)
 
@@ -170,6 +178,11 @@ class Edge:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _now_header() -> bytes:
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z").encode()
 
 
 def _replay(body: bytes) -> Receive:

@@ -5,12 +5,20 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from enum import StrEnum
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_PSEUDONYM_KEY = "tutorstream-dev-pseudonym-key-change-me"
 """The development key every component shares by default; production refuses it."""
+
+
+class Mode(StrEnum):
+    """Where the API runs; production refuses development defaults."""
+
+    DEV = "dev"
+    PRODUCTION = "production"
 
 
 def _instance_id() -> str:
@@ -72,6 +80,7 @@ class ApiSettings(BaseSettings):
     """Everything the API needs; each field names its environment variable.
 
     Attributes:
+        mode: ``TUTORSTREAM_MODE``; ``production`` refuses the development pseudonym key.
         kafka_bootstrap: ``TUTORSTREAM_KAFKA_BOOTSTRAP``, ``host:port[,host:port]``.
         database_url: ``TUTORSTREAM_DATABASE_URL``, libpq URL of the store.
         pseudonym_key: ``TUTORSTREAM_PSEUDONYM_KEY``, HMAC key for learner pseudonyms.
@@ -87,6 +96,7 @@ class ApiSettings(BaseSettings):
         env_prefix="TUTORSTREAM_", env_nested_delimiter="__", extra="ignore"
     )
 
+    mode: Mode = Mode.DEV
     kafka_bootstrap: str = "127.0.0.1:9092"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
@@ -94,6 +104,16 @@ class ApiSettings(BaseSettings):
     public_url: str = Field(default="https://tutorstream.invalid", pattern=r"^https?://\S+$")
     api: ApiOptions = Field(default_factory=ApiOptions)
     store: StoreLocation = Field(default_factory=StoreLocation)
+
+    @model_validator(mode="after")
+    def _refuse_dev_key_in_production(self) -> ApiSettings:
+        key = self.pseudonym_key.get_secret_value()
+        if self.mode is Mode.PRODUCTION and (key == DEV_PSEUDONYM_KEY or len(key) < 32):
+            raise ValueError(
+                "TUTORSTREAM_PSEUDONYM_KEY must be set to a secret of at least 32 characters "
+                "in production mode"
+            )
+        return self
 
     def topic(self, name: str) -> str:
         """Return the name of catalogue topic ``name`` on this deployment."""

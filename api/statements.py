@@ -156,6 +156,7 @@ class StatementPreparer:
                 )
             seen[sid] = index
             statement.id = sid
+            _file_urls(statement, path)
             raw = msgspec.json.encode(statement)
             record = self._stored(msgspec.to_builtins(statement), key_id, stamp)
             voids = None
@@ -231,6 +232,25 @@ class StatementPreparer:
         }
         record.setdefault("version", STATEMENT_VERSION)
         return record
+
+
+def _file_urls(statement: xapi.Statement, path: str) -> None:
+    """Refuse attachments whose data would have to come in a multipart body.
+
+    Statements sent as ``application/json`` can only point at their attachments (Communication
+    1.5.2): every attachment needs a ``fileUrl``.
+    """
+    if statement.attachments is UNSET:
+        return
+    for index, attachment in enumerate(statement.attachments):
+        if attachment.fileUrl is UNSET:
+            where = f"attachments[{index}].fileUrl"
+            raise InvalidEvent(
+                f"{path}.{where}" if path else where,
+                "is required in an application/json request (this LRS does not take "
+                "attachment data in multipart/mixed bodies)",
+                xapi.SOURCE,
+            )
 
 
 def _ifi(agent: xapi.Agent) -> dict[str, str] | None:

@@ -186,8 +186,11 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def _evaluation_section(evaluation: dict[str, Any] | None) -> list[str]:
     if not evaluation:
         return ["Not evaluated yet: run `tutorstream model eval --model <name@version> --write`."]
+    seeds = evaluation.get("seeds") or {}
     lines = [
-        f"Learners from simulator seeds never used in training ({evaluation.get('seeds')}).",
+        "Learners from simulator seeds never used in training ("
+        + ", ".join(f"{label} {seed}" for label, seed in seeds.items())
+        + "); baselines fitted on the model's own training cohort.",
         "",
     ]
     for cohort in evaluation.get("cohorts", []):
@@ -207,6 +210,39 @@ def _evaluation_section(evaluation: dict[str, Any] | None) -> list[str]:
                 + " | ".join(_fmt(f1s.get(s)) for s in STATES[1:])
                 + " |"
             )
+        lines += [
+            "",
+            "| detector | kappa | " + " | ".join(f"AUC {s}" for s in STATES[1:]) + " |",
+            "| --- | --- | " + " | ".join("---" for _ in STATES[1:]) + " |",
+        ]
+        for detector, row in cohort["states"].items():
+            aucs = {s["state"]: s["auc"] for s in row["per_state"]}
+            lines.append(
+                f"| {detector} | {_fmt(row['kappa'])} | "
+                + " | ".join(_fmt(aucs.get(s)) for s in STATES[1:])
+                + " |"
+            )
+        delays = cohort["states"]["model"].get("detection_delay") or {}
+        if delays:
+            lines += [
+                "",
+                "Model detection delay, mean events from onset to first detection (detected / "
+                "episodes): "
+                + ", ".join(
+                    f"{state} {_fmt(d.get('mean_delay'), 1)} ({d.get('detected')}/"
+                    f"{d.get('episodes')})"
+                    for state, d in delays.items()
+                )
+                + ".",
+            ]
+        uncapped = cohort["states"]["model"].get("argmax")
+        if uncapped:
+            lines += [
+                "",
+                f"Without the alert cap (argmax), the model's macro-F1 would be "
+                f"{_fmt(uncapped['macro_f1'])} at {_fmt(uncapped['false_alert_rate'])} false "
+                "alerts on `none`; the baselines' rows are at their own operating points.",
+            ]
         lines += ["", "| next answer | AUC | log-loss | ECE |", "| --- | --- | --- | --- |"]
         for predictor, row in cohort["next_answer"].items():
             lines.append(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+import orjson
 from aiokafka.partitioner import murmur2
 from faust.types import EventT
 
@@ -169,6 +171,52 @@ class Worker:
         interval = s.store.maintenance_interval.total_seconds()
         self.app.timer(interval, on_leader=True)(self._maintain)
         self.app.timer(s.outbox_grace_s / 2)(self._sweep_outbox)
+
+    def _published_since(self, since: float, timeout: float = 10.0) -> set[str]:
+        """Return the ids of interventions on the topic since ``since`` (epoch seconds)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        topic = self.interventions_topic.get_topic_name()
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap,
+                "group.id": f"{self.settings.app_id}-outbox",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 50,
+                "max.partition.fetch.bytes": 16 * 1024 * 1024,
+            }
+        )
+        found: set[str] = set()
+        try:
+            meta = consumer.list_topics(topic, timeout=timeout).topics[topic]
+            wanted = [TopicPartition(topic, p, int(since * 1000)) for p in meta.partitions]
+            starts = consumer.offsets_for_times(wanted, timeout=timeout)
+            ends = {}
+            for tp in starts:
+                _, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+                ends[tp.partition] = high
+            live = [tp for tp in starts if tp.offset >= 0 and tp.offset < ends[tp.partition]]
+            if not live:
+                return found
+            consumer.assign(live)
+            remaining = {tp.partition for tp in live}
+            deadline = time.monotonic() + timeout
+            while remaining and time.monotonic() < deadline:
+                for message in consumer.consume(1000, 0.2):
+                    value, offset, partition = (
+                        message.value(),
+                        message.offset(),
+                        message.partition(),
+                    )
+                    if message.error() is not None or offset is None or partition is None:
+                        continue
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        found.add(orjson.loads(value or b"{}")["intervention_id"])
+                    if offset + 1 >= ends[partition]:
+                        remaining.discard(partition)
+        finally:
+            consumer.close()
+        return found
 
     def prepare(self, timeout: float = 30.0) -> None:
         """Create the worker's internal rekey topic with the partitions of the raw topic.
@@ -353,8 +401,18 @@ class Worker:
             return
         try:
             async with self.sink.claim_unpublished(self.settings.outbox_grace_s) as rows:
+                if not rows:
+                    return
+                # A worker killed between publishing and marking left these on the topic
+                # already: look there first, so a sweep never duplicates an intervention.
+                oldest = min(r["created_at"] for r in rows).timestamp()
+                on_topic = await asyncio.to_thread(
+                    self._published_since, oldest - self.settings.outbox_grace_s
+                )
                 futures = []
                 for row in rows:
+                    if row["intervention_id"] in on_topic:
+                        continue
                     record = outbound.intervention_from_row(row)
                     futures.append(
                         await self.interventions_topic.send(

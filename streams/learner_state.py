@@ -88,9 +88,9 @@ class LearnerRecord:
         return orjson.dumps(data)
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> LearnerRecord:
-        """Unpack :meth:`to_bytes` output."""
-        data = orjson.loads(raw)
+    def from_bytes(cls, raw: bytes | str | dict[str, Any]) -> LearnerRecord:
+        """Unpack :meth:`to_bytes` output (or its JSON already parsed, as recovery gives it)."""
+        data = raw if isinstance(raw, dict) else orjson.loads(raw)
         t = int(data["t"])
         rows = np.frombuffer(base64.b64decode(data["w"]), dtype=np.float32).reshape(-1, N_FEATURES)
         window = np.zeros((t, N_FEATURES), dtype=np.float32)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -126,9 +127,9 @@ class StateView:
 
     def __init__(
         self,
-        learners: MutableMapping[str, bytes],
-        items: MutableMapping[str, bytes],
-        catalogues: MutableMapping[str, bytes],
+        learners: MutableMapping[str, Any],
+        items: MutableMapping[str, Any],
+        catalogues: MutableMapping[str, Any],
         window: int,
     ) -> None:
         self.window = window
@@ -152,8 +153,7 @@ class StateView:
         """Return the norms of an item (``key`` is partition-scoped, see the worker)."""
         found = self.item_cache.get(key)
         if found is None:
-            raw = self._items.get(key)
-            found = ItemNorms.from_bytes(raw) if raw else ItemNorms()
+            found = _item_norms(self._items.get(key)) or ItemNorms()
             self.item_cache[key] = found
         return found
 
@@ -161,15 +161,14 @@ class StateView:
         """Return the norms of an item without creating them."""
         if key in self.item_cache:
             return self.item_cache[key]
-        raw = self._items.get(key)
-        return ItemNorms.from_bytes(raw) if raw else None
+        return _item_norms(self._items.get(key))
 
     def catalogue(self, key: str) -> dict[str, list[str]]:
         """Return the items seen in a class on this partition: item id -> skill ids."""
         found = self.catalogue_cache.get(key)
         if found is None:
             raw = self._catalogues.get(key)
-            found = orjson.loads(raw) if raw else {}
+            found = (raw if isinstance(raw, dict) else orjson.loads(raw)) if raw else {}
             self.catalogue_cache[key] = found
         return found
 
@@ -184,6 +183,13 @@ class StateView:
         self.learner_cache.clear()
         self.item_cache.clear()
         self.catalogue_cache.clear()
+
+
+def _item_norms(raw: bytes | str | dict[str, Any] | None) -> ItemNorms | None:
+    # A table recovered from its changelog hands back the JSON already parsed.
+    if not raw:
+        return None
+    return ItemNorms.from_dict(raw if isinstance(raw, dict) else orjson.loads(raw))
 
 
 Predictor = Callable[

@@ -23,7 +23,7 @@ from fastapi.responses import Response
 from starlette.websockets import WebSocketDisconnect
 
 from api.auth import require_class
-from api.exceptions import ApiError, BadRequest
+from api.exceptions import ApiError, BadRequest, Unavailable
 from api.feed import FeedItem, InterventionFeed, Position, Subscription, parse_cursor
 from api.keys import Principal
 from api.runtime import Metrics, principal, runtime_of
@@ -51,7 +51,14 @@ def _since(cursor: str | None, last_event_id: str | None) -> Position | None:
 async def _start(
     feed: InterventionFeed, class_id: str, since: Position | None
 ) -> tuple[Subscription, list[FeedItem]]:
-    """Register for live records, then read back what the client missed up to that moment."""
+    """Register for live records, then read back what the client missed up to that moment.
+
+    Raises:
+        Unavailable: while the instance's consumer has not found its partitions yet (it would
+            not know where replay ends).
+    """
+    if not feed.ready:
+        raise Unavailable("the live feed is starting; try again in a moment")
     subscription, upto = feed.subscribe(class_id, since)
     try:
         missed = await feed.replay(class_id, since, upto) if since else []
@@ -193,7 +200,8 @@ async def feed_sse(
 async def feed_ws(websocket: WebSocket, class_id: str, cursor: str | None = None) -> None:
     """The same feed over a WebSocket; see the module's docstring for the messages.
 
-    Refusals close the socket before accepting it with 1008 (policy: 401/403) or 1003 (400).
+    Refusals close the socket before accepting it: 1008 (policy: what would be 401/403), 1003
+    (a malformed cursor, 400) or 1013 (try again: the feed is starting, or replay timed out).
     """
     runtime = runtime_of(websocket)
     try:
@@ -202,7 +210,9 @@ async def feed_ws(websocket: WebSocket, class_id: str, cursor: str | None = None
         since = _since(cursor, None)
         subscription, missed = await _start(runtime.feed, class_id, since)
     except ApiError as err:
-        code = 1003 if isinstance(err, BadRequest) else 1008
+        code = (
+            1003 if isinstance(err, BadRequest) else 1013 if isinstance(err, Unavailable) else 1008
+        )
         await websocket.close(code=code, reason=err.reason[:120])
         return
     gauge = runtime.metrics.feed_clients.labels("websocket")

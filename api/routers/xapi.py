@@ -99,13 +99,6 @@ _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 
-def _consistent_through(response: Response) -> None:
-    # Accepted statements are stored before the response: everything up to now is readable.
-    response.headers["X-Experience-API-Consistent-Through"] = (
-        utc_now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
-
-
 def _json_body(request: Request) -> None:
     content_type = request.headers.get("content-type")
     if not is_json(content_type):
@@ -204,7 +197,6 @@ async def post_statements(
         orjson.dumps([statement.statement_id for statement in accepted]),
         media_type="application/json",
     )
-    _consistent_through(response)
     return response
 
 
@@ -239,7 +231,6 @@ async def put_statement(
     accepted, stored, _ = await _prepare(request, caller, statement_id.lower())
     await _accept(runtime_of(request), accepted, stored)
     response = Response(status_code=204)
-    _consistent_through(response)
     return response
 
 
@@ -267,7 +258,6 @@ def _single(payload: dict[str, Any], stored: datetime, attachments: bool) -> Res
     response = Response(body, media_type=media)
     response.headers["Last-Modified"] = format_datetime(stored.astimezone(UTC), usegmt=True)
     response.headers["ETag"] = f'"{hashlib.sha1(body, usedforsecurity=False).hexdigest()}"'
-    _consistent_through(response)
     return response
 
 
@@ -462,7 +452,6 @@ async def get_statements(
     body = orjson.dumps(result)
     response = Response(body, media_type="application/json")
     response.headers["ETag"] = f'"{hashlib.sha1(body, usedforsecurity=False).hexdigest()}"'
-    _consistent_through(response)
     return response
 
 

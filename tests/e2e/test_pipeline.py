@@ -114,11 +114,11 @@ def test_cohort_flows_through_with_poison_and_duplicates(pipeline: Any,
 
 def test_killed_worker_loses_and_duplicates_nothing(pipeline: Any, read_topic: Any) -> None:
     events, _ = _cohort(learners=30, problems=30, seed=12)
-    first = pipeline.start_worker(TUTORSTREAM_WORKER_ID="w1")
+    first = pipeline.start_worker()
     pipeline.produce(pipeline.native_records(events))
     pipeline.wait_for(EVENTS, len(events) // 4)
     pipeline.kill(first)  # SIGKILL mid-stream: no shutdown, no final commit
-    pipeline.start_worker(TUTORSTREAM_WORKER_ID="w2")
+    pipeline.start_worker()
     assert pipeline.wait_for(EVENTS, len(events), timeout=300) == len(events)
     time.sleep(3.0)
     for table in ("events", "features", "predictions", "interventions", "recommendations"):

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import orjson
 import psycopg
 import uvicorn
@@ -104,10 +105,21 @@ def serve(settings: ApiSettings) -> Iterator[str]:
             raise RuntimeError("the API server did not start")
         time.sleep(0.05)
     try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            wait_until_ready(http)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def wait_until_ready(http: httpx.Client, timeout: float = 30.0) -> None:
+    """Wait until ``/readyz`` answers 200: the live feed knows its partitions."""
+    deadline = time.monotonic() + timeout
+    while http.get("/readyz").status_code != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the API was not ready within {timeout:.0f} s")
+        time.sleep(0.1)
 
 
 def unique_class() -> str:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from api_support import CLASS_A, ApiEnv, InterventionMaker, serve, topics_of
+from api_support import CLASS_A, ApiEnv, InterventionMaker, serve, topics_of, wait_until_ready
 from confluent_kafka import Producer
 from fastapi.testclient import TestClient
 from psycopg import sql
@@ -64,6 +64,7 @@ def api_env(kafka_bootstrap: str, postgres_url: str) -> Iterator[ApiEnv]:
 def client(api_env: ApiEnv) -> Iterator[TestClient]:
     """The app in process, its lifespan running (pool, producer, live-feed consumer)."""
     with TestClient(create_app(api_env.settings()), raise_server_exceptions=False) as test_client:
+        wait_until_ready(test_client)
         yield test_client
 
 

@@ -408,3 +408,17 @@ def test_a_real_server_sends_one_date_header(live_url: str, api_env: ApiEnv):
     assert len(response.headers.get_list("date")) == 1
     assert len(response.headers.get_list("x-experience-api-version")) == 1
     assert response.headers["x-experience-api-consistent-through"].endswith("Z")
+
+
+def test_attachments_in_json_need_a_file_url(client: TestClient, api_env: ApiEnv):
+    signed = fixture("appendix_d_signed_statement.json")
+    signed["id"] = str(uuid.uuid4())
+    refused = post(client, api_env, signed)
+    assert refused.status_code == 400
+    assert refused.json()["path"] == "attachments[0].fileUrl"
+    assert "x-experience-api-consistent-through" in refused.headers
+    signed["attachments"][0]["fileUrl"] = "https://files.example/signature.jws"
+    accepted = post(client, api_env, signed)
+    assert accepted.status_code == 200, accepted.text
+    stored = get(client, api_env, statementId=signed["id"]).json()
+    assert stored["attachments"] == signed["attachments"]

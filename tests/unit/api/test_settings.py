@@ -28,3 +28,11 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("TUTORSTREAM_STORE__DB_SCHEMA", "Robert'); DROP")
     with pytest.raises(ValueError):
         ApiSettings()
+
+
+def test_production_refuses_the_development_key(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TUTORSTREAM_MODE", "production")
+    with pytest.raises(ValueError, match="PSEUDONYM_KEY"):
+        ApiSettings()
+    monkeypatch.setenv("TUTORSTREAM_PSEUDONYM_KEY", "x" * 40)
+    assert ApiSettings().pseudonym_key_bytes() == b"x" * 40

@@ -45,4 +45,4 @@ def tiny_gru() -> TrainResult:
 
 
 def held_out() -> WindowDataset:
-    return cohort(EVAL_SEED_BASE + 5, 4)
+    return cohort(EVAL_SEED_BASE + 5, 10)

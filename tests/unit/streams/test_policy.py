@@ -1,5 +1,6 @@
 import pytest
 
+from schemas.records import intervention_id
 from streams.policy import (
     ALERT_STATES,
     Decision,
@@ -9,7 +10,6 @@ from streams.policy import (
     Status,
     SuppressReason,
 )
-from schemas.records import intervention_id
 from streams.prompts import PROMPTS, prompt_for
 
 pytestmark = pytest.mark.unit
