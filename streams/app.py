@@ -84,6 +84,7 @@ class Worker:
             s.app_id,
             broker=_brokers(s.kafka_bootstrap),
             store="memory://",
+            datadir=s.data_dir,
             web_port=s.web_port,
             web_host="0.0.0.0",
             topic_partitions=LMS_EVENTS.partitions,

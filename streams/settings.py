@@ -28,6 +28,7 @@ class StreamSettings(BaseSettings):
         dedupe_window_s: ``TUTORSTREAM_DEDUPE_WINDOW_S``, how long an event id is remembered.
         dedupe_max_ids: ``TUTORSTREAM_DEDUPE_MAX_IDS``, most event ids remembered per learner.
         web_port: ``TUTORSTREAM_WEB_PORT``, the worker's HTTP port (``/metrics``).
+        data_dir: ``TUTORSTREAM_DATA_DIR``, where Faust keeps its local files.
         replication_factor: ``TUTORSTREAM_REPLICATION_FACTOR`` of the topics the worker
             creates (changelogs, the rekey topic); 3 on a production cluster.
         worker_id: ``TUTORSTREAM_WORKER_ID``, stable id for static group membership.
@@ -57,6 +58,7 @@ class StreamSettings(BaseSettings):
     dedupe_window_s: float = Field(default=3600.0, gt=0)
     dedupe_max_ids: int = Field(default=2048, ge=16)
     web_port: int = 6066
+    data_dir: str = ".state/streams"
     replication_factor: int = Field(default=1, ge=1)
     worker_id: str | None = None
     publish_live: bool = True

@@ -1,0 +1,137 @@
+"""The batch pipeline without Faust: real normaliser, real features, the real ONNX model."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import orjson
+import pytest
+
+from inference.runtime import LearnerModel
+from streams.app import partition_for
+from streams.learner_state import LearnerRecord
+from streams.policy import InterventionPolicy, PolicySettings
+from streams.processor import EventProcessor, InboundRecord, StateView
+from tutorstream.cohort import labelled_cohort
+
+pytestmark = pytest.mark.unit
+
+KEY = b"test-pseudonym-key"
+PARTITIONS = 12
+
+
+@pytest.fixture(scope="module")
+def model() -> LearnerModel:
+    return LearnerModel.load()
+
+
+def _records(events: list[dict[str, object]], offset: int = 0) -> list[InboundRecord]:
+    return [
+        InboundRecord(orjson.dumps(e), str(e["learner_id"]).encode(), "lms.events.v1",
+                      0, offset + i, 0.0)
+        for i, e in enumerate(events)
+    ]
+
+
+def _processor(owns_all: bool = True) -> EventProcessor:
+    return EventProcessor(
+        pseudonym_key=KEY,
+        owns=(lambda learner, record: True) if owns_all else (
+            lambda learner, record: partition_for(learner, PARTITIONS) == record.partition),
+        policy=InterventionPolicy(PolicySettings(cooldown_s=0, same_state_cooldown_s=0,
+                                                 hourly_cap=1000)),
+        # the simulated history spans days; remember every id of it
+        dedupe_window_s=1e9,
+    )
+
+
+def _cohort(n: int = 6, problems: int = 12) -> list[dict[str, object]]:
+    start = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    return [e for e, _ in labelled_cohort(n, problems, 3, start=start)]
+
+
+def test_batch_scores_decides_and_dedupes(model: LearnerModel) -> None:
+    events = _cohort()
+    learners: dict[str, object] = {}
+    items: dict[str, object] = {}
+    catalogues: dict[str, object] = {}
+    view = StateView(learners, items, catalogues, model.window)  # type: ignore[arg-type]
+    processor = _processor()
+    result = processor.ingest(_records(events), view)
+    assert len(result.events) == len(events)
+    assert not result.dead_letters and not result.forwards
+    x, m, q = processor.model_inputs(result)
+    assert x.shape[0] == m.shape[0] == q.shape[0] == len(result.scored) > 0
+    # the window of a learner's k-th scored event holds at most k+1 events
+    assert int(m.sum(axis=1).max()) <= model.window
+    processor.decide(result, view, model.predict(x, m, q), model.predict)
+    assert result.prediction is not None
+    assert np.allclose(result.prediction.state_probs.sum(axis=1), 1.0, atol=1e-4)
+    view.write_back(result)
+    assert set(learners) == {e.learner_id for e in result.events}
+
+    # the same records again: every event is a duplicate, nothing new to store
+    again = processor.ingest(_records(events, offset=len(events)), view)
+    assert again.duplicates == len(events)
+    assert not again.events
+
+
+def test_raw_learner_ids_never_reach_the_state(model: LearnerModel) -> None:
+    events = _cohort(3, 5)
+    learners: dict[str, object] = {}
+    view = StateView(learners, {}, {}, model.window)  # type: ignore[arg-type]
+    processor = _processor()
+    result = processor.ingest(_records(events), view)
+    view.write_back(result)
+    raw_ids = {str(e["learner_id"]) for e in events}
+    assert raw_ids.isdisjoint(learners)
+    blob = b"".join(v for v in learners.values())  # type: ignore[misc]
+    assert not any(raw.encode() in blob for raw in raw_ids)
+
+
+def test_bad_records_become_dead_letters_with_reasons(model: LearnerModel) -> None:
+    good = _cohort(2, 3)
+    bad = [b"{truncated", orjson.dumps({"event_id": "x", "learner_id": "s",
+                                       "event_type": "answer_submit",
+                                       "timestamp": "2026-01-01T10:00:00"})]
+    records = _records(good) + [InboundRecord(v, None, "lms.events.v1", 0, 1000 + i, 0.0)
+                                for i, v in enumerate(bad)]
+    result = _processor().ingest(records, StateView({}, {}, {}, model.window))
+    assert len(result.events) == len(good)
+    assert [d.record.value for d in result.dead_letters] == bad
+    assert result.dead_letters[1].error.path == "timestamp"
+
+
+def test_events_of_other_partitions_are_forwarded(model: LearnerModel) -> None:
+    events = _cohort(6, 4)
+    result = _processor(owns_all=False).ingest(
+        _records(events), StateView({}, {}, {}, model.window))
+    assert result.forwards, "some learners hash to other partitions than 0"
+    for learner_id, value, _ in result.forwards:
+        assert partition_for(learner_id, PARTITIONS) != 0
+        assert orjson.loads(value)["learner_id"] == learner_id
+    assert len(result.forwards) + len(result.events) == len(events)
+
+
+def test_learner_record_round_trips() -> None:
+    record = LearnerRecord.new(8)
+    for k in range(5):
+        record.push(np.full(record.window.shape[1], k, dtype=np.float32))
+    assert record.remember("e1", 100.0, 3600.0, 16)
+    assert not record.remember("e1", 101.0, 3600.0, 16)
+    restored = LearnerRecord.from_bytes(record.to_bytes())
+    assert np.array_equal(restored.window, record.window)
+    assert restored.filled == 5 and restored.mask().sum() == 5
+    assert restored.seen == record.seen
+    # recovery from a changelog hands back parsed JSON, which must load the same
+    again = LearnerRecord.from_bytes(orjson.loads(record.to_bytes()))
+    assert np.array_equal(again.window, record.window)
+
+
+def test_dedupe_window_forgets_old_ids() -> None:
+    record = LearnerRecord.new(4)
+    assert record.remember("old", 0.0, 60.0, 100)
+    assert record.remember("new", 120.0, 60.0, 100)
+    assert "old" not in record.seen
+    assert record.remember("old", 121.0, 60.0, 100)
