@@ -130,3 +130,37 @@ def test_killed_worker_loses_and_duplicates_nothing(pipeline: Any, read_topic: A
     published = read_topic(pipeline.topic("tutor.interventions.v1"), stored, settle=2.0)
     ids = [orjson.loads(m.value())["intervention_id"] for m in published]
     assert len(ids) == len(set(ids)) == stored
+
+
+def test_database_outage_pauses_then_catches_up(
+    pipeline: Any, tmp_path: Any, read_topic: Any
+) -> None:
+    """Stop PostgreSQL under load: the worker waits, then catches up; nothing is lost."""
+    from streams.store import migrate
+    from tutorstream import services
+
+    port = services.free_port()
+    data, logs = tmp_path / "pg", tmp_path / "pglogs"
+    logs.mkdir()
+    server = services.start_postgres(data, logs, port=port)
+    try:
+        migrate(server.url)
+        pipeline.database_url = server.url
+        pipeline.schema = "public"
+        events, _ = _cohort(learners=20, problems=25, seed=13)
+        pipeline.start_worker()
+        half = len(events) // 2
+        records = pipeline.native_records(events)
+        pipeline.produce(records[:half])
+        pipeline.wait_for(EVENTS, half // 2)
+        server.stop()
+        pipeline.produce(records[half:])
+        time.sleep(8.0)  # the worker retries with backoff while the database is down
+        assert pipeline.workers[0].poll() is None, pipeline.log_tail()
+        server = services.start_postgres(data, logs, port=port)
+        assert pipeline.wait_for(EVENTS, len(events), timeout=240) == len(events)
+        time.sleep(2.0)
+        assert pipeline.scalar(EVENTS) == len(events)
+        assert pipeline.scalar("SELECT count(*) - count(DISTINCT event_id) FROM events") == 0
+    finally:
+        server.stop()
