@@ -397,11 +397,15 @@ def model_card(model: TutorStreamModel, metrics: dict[str, Any], name: str, vers
         f"{options.get('learning_rate')} --threads {options.get('threads')}",
         "```",
         "",
-        "With the same seed, options, thread count, torch version and CPU this gives the same "
-        "weights bit for bit (torch runs in deterministic mode and every random draw is "
-        "seeded); on another CPU or thread count, results agree within floating-point "
-        "tolerance rather than bitwise. `checksums.sha256` lists the SHA-256 of every file; "
-        "the runtime refuses a file whose hash does not match.",
+        "Add `--registry DIR` to write the copy elsewhere. With the same seed, options, "
+        "thread count, torch version and CPU this gives the same `model.safetensors`, "
+        "`model.onnx`, `model.fp16.onnx` and `config.json`, bit for bit: torch runs in "
+        "deterministic mode, every random draw is seeded, and the encoder comparison "
+        "(`--compare-encoders`) trains its probes before the final model is seeded afresh, so "
+        "it leaves the weights unchanged. On another CPU, thread count or torch version the "
+        "results agree within floating-point tolerance rather than bitwise; compare "
+        "`metrics.json`. `checksums.sha256` lists the SHA-256 of every file; the runtime "
+        "refuses a file whose hash does not match.",
         "",
     ]
     return "\n".join(lines)

@@ -94,7 +94,8 @@ class LearnerModel:
         self.spec = spec
         available = set(ort.get_available_providers())
         wanted = [p for p in providers if p in available] or [CPU]
-        if precision == "auto":
+        automatic = precision == "auto"
+        if automatic:
             precision = "fp16" if wanted[0] == CUDA else "fp32"
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads or _default_threads()
@@ -106,6 +107,14 @@ class LearnerModel:
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.session = ort.InferenceSession(spec.onnx_bytes(precision), options, providers=wanted)
         self.provider: str = self.session.get_providers()[0]
+        if automatic and precision == "fp16" and self.provider != CUDA:
+            # CUDA was listed but did not start (no driver, no device): the CPU runs fp32
+            logger.warning("learner model %s: CUDA unavailable, falling back to the CPU", spec.ref)
+            precision = "fp32"
+            self.session = ort.InferenceSession(
+                spec.onnx_bytes(precision), options, providers=[CPU]
+            )
+            self.provider = self.session.get_providers()[0]
         self.precision = precision
         self.io_binding = self.provider == CUDA if io_binding is None else io_binding
         self._thresholds = spec.thresholds()

@@ -80,6 +80,7 @@ class Worker:
     def __init__(self, settings: StreamSettings, model: LearnerModel | None = None) -> None:
         self.settings = settings
         s = settings
+        Path(s.data_dir).mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
             s.app_id,
             broker=_brokers(s.kafka_bootstrap),

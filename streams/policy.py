@@ -40,6 +40,7 @@ class PolicySettings(BaseModel):
             model's own per-state decision thresholds raise.
         auto_send_threshold: confidence from which the prompt is sent to the learner at once;
             the tutor still sees it and can escalate (``TUTORSTREAM_POLICY__AUTO_SEND_THRESHOLD``).
+            Unset by default: every prompt waits for a tutor, who keeps the last word.
         per_state_review: per-state overrides of ``review_threshold``.
         per_state_auto_send: per-state overrides of ``auto_send_threshold``.
         cooldown_s: least time between two interventions for one learner.
@@ -48,7 +49,7 @@ class PolicySettings(BaseModel):
     """
 
     review_threshold: float = Field(default=0.0, ge=0, le=1)
-    auto_send_threshold: float = Field(default=0.9, ge=0, le=1)
+    auto_send_threshold: float | None = Field(default=None, ge=0, le=1)
     per_state_review: dict[str, float] = Field(default_factory=dict)
     per_state_auto_send: dict[str, float] = Field(default_factory=dict)
     cooldown_s: float = Field(default=300.0, ge=0)
@@ -59,8 +60,8 @@ class PolicySettings(BaseModel):
         """Return the review threshold of ``state``."""
         return self.per_state_review.get(state, self.review_threshold)
 
-    def auto_send_for(self, state: str) -> float:
-        """Return the auto-send threshold of ``state``."""
+    def auto_send_for(self, state: str) -> float | None:
+        """Return the auto-send threshold of ``state`` (``None``: never auto-send)."""
         return self.per_state_auto_send.get(state, self.auto_send_threshold)
 
 
@@ -154,7 +155,12 @@ class InterventionPolicy:
         memory.recent = [t for t in memory.recent if t > hour_ago]
         if len(memory.recent) >= s.hourly_cap:
             return SuppressReason.HOURLY_CAP
-        status = Status.SENT if confidence >= s.auto_send_for(state) else Status.PENDING_REVIEW
+        auto_send = s.auto_send_for(state)
+        status = (
+            Status.SENT
+            if auto_send is not None and confidence >= auto_send
+            else Status.PENDING_REVIEW
+        )
         iid = intervention_id(learner_id, state, event_id)
         memory.last_at = event_time
         memory.last_by_state[state] = event_time

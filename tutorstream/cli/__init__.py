@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from tutorstream.cli import api, bench, db, keys, model, produce, stack, topics, worker
+from tutorstream.cli import (
+    api,
+    bench,
+    db,
+    demo,
+    grafana,
+    keys,
+    model,
+    produce,
+    stack,
+    topics,
+    worker,
+)
 
 app = typer.Typer(
     name="tutorstream",
@@ -18,8 +30,10 @@ app.add_typer(model.app, name="model")
 app.add_typer(db.app, name="db")
 app.add_typer(bench.app, name="bench")
 app.add_typer(keys.app, name="keys")
+app.add_typer(grafana.app, name="grafana")
 app.command("produce")(produce.produce)
 app.command("worker")(worker.worker)
+app.command("demo")(demo.demo)
 app.command("api")(api.api)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -87,7 +88,9 @@ def produce(
         records, total = records_from_file(file), count_lines(file)
     else:
         records, total = (
-            records_from_events(generate_cohort(learners, events, seed), "cohort"),
+            records_from_events(
+                generate_cohort(learners, events, seed, start=datetime.now(UTC)), "cohort"
+            ),
             events,
         )
     report = produce_records(

@@ -120,3 +120,9 @@ def test_every_prompt_asks_a_question_and_covers_every_state() -> None:
         prompt_for("gaming", intervention_id("L", "gaming", f"e{i}")).prompt_id for i in range(60)
     }
     assert picked == {p.prompt_id for p in PROMPTS["gaming"]}
+
+
+def test_every_prompt_waits_for_a_tutor_by_default() -> None:
+    policy = InterventionPolicy(PolicySettings(cooldown_s=0, same_state_cooldown_s=0))
+    decision = _decide(policy, LearnerAlertState(), 0, "gaming", 1.0)
+    assert isinstance(decision, Decision) and decision.status is Status.PENDING_REVIEW

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tutorstream.cli import app
+from tutorstream.grafana.boards import (
+    CLASS_OVERVIEW_UID,
+    LEARNER_UID,
+    PROMETHEUS_UID,
+    STORE_UID,
+    dashboards,
+    generated_files,
+)
+from tutorstream.grafana.queries import board_queries
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize("relative", sorted(generated_files()))
+def test_committed_file_matches_the_code(relative: str) -> None:
+    path = ROOT / relative
+    assert path.exists(), f"{relative} missing: run `tutorstream grafana build`"
+    assert path.read_text(encoding="utf-8") == generated_files()[relative], (
+        f"{relative} differs from what the code generates: run `tutorstream grafana build`"
+    )
+
+
+def test_build_check_reports_a_stale_file_and_build_rewrites_it(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["grafana", "build", "--root", str(tmp_path)]).exit_code == 0
+    board = tmp_path / "deploy/grafana/dashboards/class-overview.json"
+    board.write_text("{}", encoding="utf-8")
+    stale = runner.invoke(app, ["grafana", "build", "--root", str(tmp_path), "--check"])
+    assert stale.exit_code == 1 and "class-overview.json" in stale.output
+    assert board.read_text(encoding="utf-8") == "{}"
+    assert runner.invoke(app, ["grafana", "build", "--root", str(tmp_path)]).exit_code == 0
+    fresh = runner.invoke(app, ["grafana", "build", "--root", str(tmp_path), "--check"])
+    assert fresh.exit_code == 0, fresh.output
+
+
+def test_boards_have_unique_uids_and_panels_use_the_provisioned_datasources() -> None:
+    boards = dashboards()
+    uids = [b["uid"] for b in boards.values()]
+    assert len(set(uids)) == len(uids) == 4
+    for name, board in boards.items():
+        assert board["panels"], name
+        for panel in board["panels"]:
+            assert panel["datasource"]["uid"] in (STORE_UID, PROMETHEUS_UID), panel["title"]
+            assert panel["targets"], panel["title"]
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] == panel["datasource"]["uid"]
+
+
+def test_class_overview_links_learners_to_the_drill_down() -> None:
+    board = dashboards()["class-overview.json"]
+    assert board["uid"] == CLASS_OVERVIEW_UID
+    attention = next(p for p in board["panels"] if p["title"].startswith("Learners needing"))
+    links = [
+        value
+        for override in attention["fieldConfig"]["overrides"]
+        for prop in override["properties"]
+        if prop["id"] == "links"
+        for value in prop["value"]
+    ]
+    assert links and f"/d/{LEARNER_UID}/" in links[0]["url"]
+    assert "var-learner=${__value.raw}" in links[0]["url"]
+
+
+def test_tutor_boards_read_the_continuous_aggregates() -> None:
+    sql = " ".join(q.sql for q in board_queries())
+    for aggregate in ("class_states_1m", "class_interventions_1m", "class_skill_mastery_1h"):
+        assert f"FROM {aggregate}" in sql
+
+
+def test_pipeline_board_queries_the_worker_and_api_metrics() -> None:
+    board = dashboards()["pipeline-health.json"]
+    exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
+    for metric in (
+        "tutorstream_events_in_total",
+        "tutorstream_dlq_total",
+        "tutorstream_consumer_lag",
+        "tutorstream_batch_size_bucket",
+        "tutorstream_inference_latency_seconds_bucket",
+        "tutorstream_sink_latency_seconds_bucket",
+        "tutorstream_model_info",
+        "tutorstream_api_request_seconds_bucket",
+    ):
+        assert metric in exprs
+    json.dumps(board)  # serialisable as stored

@@ -1,0 +1,164 @@
+"""`tutorstream demo`: the whole loop on the embedded stack, with interventions scrolling by."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from schemas.topics import CATALOGUE, TUTOR_INTERVENTIONS
+from tutorstream import kafka, services
+from tutorstream.settings import Settings
+from tutorstream.stack import Stack, StackError, child_environment
+
+_STATE_MARK = {
+    "overconfidence": "rushing",
+    "anchoring": "anchored",
+    "confirmation": "confirming",
+    "gaming": "gaming",
+    "wheel_spinning": "stuck",
+}
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", "from tutorstream.cli import main; main()", *args],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def demo(
+    learners: Annotated[int, typer.Option(min=1, help="Learners in the simulated class.")] = 30,
+    events: Annotated[int, typer.Option(min=1, help="Events the class produces.")] = 6000,
+    rate: Annotated[float, typer.Option(min=0.0, help="Events per second (0: all at once).")] = 300,
+    workers: Annotated[int, typer.Option(min=1, max=4, help="Stream workers to run.")] = 1,
+    duration: Annotated[
+        float,
+        typer.Option(min=0.0, help="Stop after this many seconds (0: run until Ctrl-C)."),
+    ] = 0.0,
+    api: Annotated[bool, typer.Option(help="Also run the tutor API.")] = True,
+) -> None:
+    """Run stack, topics, store, workers, API and a simulated class; print interventions live.
+
+    Ctrl-C stops the class, the workers and the API cleanly; the embedded stack stays up
+    (`tutorstream stack down` stops it).
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    from streams.store import migrate
+
+    settings = Settings()
+    stack = Stack(settings)
+    try:
+        stack.up()
+        env = child_environment(settings)
+    except StackError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    env.setdefault("TUTORSTREAM_DATA_DIR", str(settings.state_dir / "streams"))
+    bootstrap = env["TUTORSTREAM_KAFKA_BOOTSTRAP"]
+    kafka.create_topics(bootstrap, CATALOGUE)
+    migrate(env["TUTORSTREAM_DATABASE_URL"])
+    logs = settings.state_dir / "logs"
+    typer.echo(f"broker {bootstrap}; database ready; logs in {logs}/")
+
+    procs: list[subprocess.Popen[bytes]] = []
+    for n in range(workers):
+        port = services.free_port()
+        procs.append(
+            _spawn(
+                ["worker", "--web-port", str(port), "--loglevel", "warning"],
+                env,
+                logs / f"worker-{n}.log",
+            )
+        )
+        typer.echo(f"worker {n}: metrics on http://127.0.0.1:{port}/metrics")
+    if api:
+        port = services.free_port()
+        procs.append(
+            _spawn(["api", "--port", str(port), "--loglevel", "warning"], env, logs / "api.log")
+        )
+        typer.echo(
+            f"tutor API on http://127.0.0.1:{port} (docs at /docs; create a tutor key with "
+            "`tutorstream keys create --name me --scope tutor --class <class id>`)"
+        )
+    # Read interventions from the topic's current end, assigned directly: a consumer-group
+    # join can take seconds, and the first interventions arrive sooner than that.
+    consumer = Consumer(kafka.consumer_config(bootstrap, f"demo-{os.getpid()}"))
+    partitions = kafka.wait_for_topics(bootstrap, [TUTOR_INTERVENTIONS.name])[
+        TUTOR_INTERVENTIONS.name
+    ]
+    start_at = []
+    for p in range(partitions):
+        _, high = consumer.get_watermark_offsets(TopicPartition(TUTOR_INTERVENTIONS.name, p), 10)
+        start_at.append(TopicPartition(TUTOR_INTERVENTIONS.name, p, high))
+    consumer.assign(start_at)
+    producer = _spawn(
+        [
+            "produce",
+            "--cohort",
+            "--learners",
+            str(learners),
+            "--events",
+            str(events),
+            "--rate",
+            str(rate),
+            # a new class each run: the same seed would repeat event ids the pipeline dedupes
+            "--seed",
+            str(int(time.time()) % 1_000_000),
+        ],
+        env,
+        logs / "produce.log",
+    )
+    procs.append(producer)
+    typer.echo(f"a class of {learners} simulated learners is working; interventions:\n")
+    shown = 0
+    started = time.monotonic()
+    try:
+        while duration == 0 or time.monotonic() - started < duration:
+            for message in consumer.consume(100, 0.5):
+                if message.error() is not None:
+                    continue
+                record = orjson.loads(message.value() or b"{}")
+                shown += 1
+                typer.echo(
+                    f"{record['created_at'][11:19]}  learner {record['learner_id'][:10]}  "
+                    f"{record['class_id'] or '-':>16}  {record['state']:<15}"
+                    f"{record['confidence']:>5.0%}  {record['status']:<15}"
+                    f'"{record["prompt"]}"'
+                )
+            if any(p.poll() not in (None, 0) for p in procs if p is not producer):
+                typer.echo("a worker or the API stopped; see the logs", err=True)
+                break
+    except KeyboardInterrupt:
+        typer.echo("\nstopping...")
+    finally:
+        consumer.close()
+        for proc in reversed(procs):
+            _stop(proc)
+    typer.echo(f"{shown} interventions shown. The stack is still up: `tutorstream stack down`.")
