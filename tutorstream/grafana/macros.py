@@ -146,3 +146,17 @@ def expand(sql: str, context: QueryContext) -> str:
 
     text = _VARIABLE.sub(variable, text)
     return _MACRO.sub(lambda m: _macro(m.group(1), m.group(2), context), text)
+
+
+def expand_promql(
+    expr: str, *, interval: timedelta, scrape_interval: timedelta, time_range: timedelta
+) -> str:
+    """Return a PromQL expression with Grafana's range variables filled in.
+
+    ``$__rate_interval`` is ``max($__interval + scrape interval, 4 * scrape interval)``, as
+    Grafana's Prometheus datasource computes it; ``$__range`` is the dashboard's time range.
+    """
+    rate = max(interval + scrape_interval, 4 * scrape_interval)
+    text = re.sub(r"\$__rate_interval\b", format_interval(rate), expr)
+    text = re.sub(r"\$__range\b", format_interval(time_range), text)
+    return re.sub(r"\$__interval\b", format_interval(interval), text)

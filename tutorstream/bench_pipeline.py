@@ -1,0 +1,281 @@
+"""End-to-end pipeline benchmark on a private embedded stack.
+
+Two phases, one worker process, the shipped model:
+
+1. **sustained throughput**: a simulated cohort is produced as fast as the producer goes and the
+   clock runs from the first record sent until every event is a durable row; the baseline is a
+   plain Kafka consumer reading the same records in the same run (the ratio is what the whole
+   pipeline costs against merely reading the topic);
+2. **latency at a fixed offered load**: a fresh cohort is offered at a steady rate, and each
+   intervention's latency is its arrival on ``tutor.interventions.v1`` minus the moment its
+   triggering event was handed to the producer.
+
+The worker's ``tutorstream_stage_seconds_total`` gives the time spent per stage.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import psycopg
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from schemas.topics import CATALOGUE, LMS_EVENTS, TUTOR_INTERVENTIONS
+from streams.store import migrate
+from tutorstream import kafka, services
+from tutorstream.cohort import generate_cohort
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class PipelineReport:
+    """Figures of one run."""
+
+    learners: int
+    events: int
+    produce_s: float = 0.0
+    durable_s: float = 0.0
+    events_per_s: float = 0.0
+    consume_baseline_per_s: float = 0.0
+    offered_rate: float = 0.0
+    offered_events: int = 0
+    interventions: int = 0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        return dict(self.__dict__)
+
+
+def _count(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM events").fetchone()
+        return int(row[0]) if row else 0
+
+
+def _produce(
+    producer: Producer, events: list[dict[str, Any]], rate: float, sent_at: dict[str, float]
+) -> None:
+    start = time.perf_counter()
+    for n, event in enumerate(events):
+        if rate > 0:
+            due = start + n / rate
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+        value = orjson.dumps(event)
+        while True:
+            try:
+                producer.produce(
+                    LMS_EVENTS.name, key=str(event["learner_id"]).encode(), value=value
+                )
+                break
+            except BufferError:
+                producer.poll(0.05)
+        sent_at[str(event["event_id"])] = time.time()
+        producer.poll(0)
+    producer.flush(60)
+
+
+def _consume_baseline(bootstrap: str, expected: int) -> float:
+    consumer = Consumer(kafka.consumer_config(bootstrap, f"bench-{uuid.uuid4().hex}"))
+    topic = LMS_EVENTS.name
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(LMS_EVENTS.partitions)])
+    seen, started = 0, time.perf_counter()
+    deadline = started + 120
+    while seen < expected and time.perf_counter() < deadline:
+        for message in consumer.consume(10_000, 0.2):
+            if message.error() is None:
+                orjson.loads(message.value() or b"{}")
+                seen += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return seen / elapsed if elapsed > 0 else 0.0
+
+
+def _stage_seconds(metrics_text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for match in re.finditer(
+        r'^tutorstream_stage_seconds_total\{stage="([a-z]+)"\} ([0-9.e+-]+)$', metrics_text, re.M
+    ):
+        out[match.group(1)] = float(match.group(2))
+    return out
+
+
+def run_pipeline_bench(
+    learners: int, events: int, rate: float, latency_events: int, progress: Progress
+) -> PipelineReport:
+    """Start a private stack and a worker, run both phases, return the figures."""
+    report = PipelineReport(learners=learners, events=events, offered_rate=rate)
+    report.machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    with tempfile.TemporaryDirectory(prefix="tutorstream-bench-") as tmp:
+        root = Path(tmp)
+        broker = services.start_broker(root)
+        postgres = services.start_postgres(root / "pg", root, durable=True)
+        worker: subprocess.Popen[bytes] | None = None
+        try:
+            kafka.create_topics(broker.url, CATALOGUE)
+            migrate(postgres.url)
+            port = services.free_port()
+            env = dict(os.environ)
+            env.update(
+                TUTORSTREAM_KAFKA_BOOTSTRAP=broker.url,
+                TUTORSTREAM_DATABASE_URL=postgres.url,
+                TUTORSTREAM_DATA_DIR=str(root / "streams"),
+                TUTORSTREAM_APP_ID=f"bench-{uuid.uuid4().hex[:6]}",
+            )
+            worker = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from tutorstream.cli import main; main()",
+                    "worker",
+                    "--web-port",
+                    str(port),
+                    "--loglevel",
+                    "warning",
+                ],
+                env=env,
+                stdout=(root / "worker.log").open("wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            producer = Producer(kafka.producer_config(broker.url))
+            progress("warming up: worker joins its group and scores a first class")
+            warm = list(generate_cohort(5, 300, seed=1, start=datetime.now(UTC)))
+            _produce(producer, warm, 0, {})
+            _wait_rows(postgres.url, len(warm), 180, progress, worker)
+
+            cohort = list(generate_cohort(learners, events, seed=2, start=datetime.now(UTC)))
+            progress(f"throughput: {len(cohort)} events from {learners} learners, all at once")
+            started = time.perf_counter()
+            _produce(producer, cohort, 0, {})
+            report.produce_s = time.perf_counter() - started
+            _wait_rows(postgres.url, len(warm) + len(cohort), 900, progress, worker)
+            report.durable_s = time.perf_counter() - started
+            report.events_per_s = len(cohort) / report.durable_s
+            report.consume_baseline_per_s = _consume_baseline(broker.url, len(warm) + len(cohort))
+
+            progress(f"latency: {latency_events} events offered at {rate:.0f}/s")
+            offered = list(
+                generate_cohort(
+                    max(30, learners // 4), latency_events, seed=3, start=datetime.now(UTC)
+                )
+            )
+            report.offered_events = len(offered)
+            latencies = _latency_phase(broker.url, producer, offered, rate)
+            report.interventions = len(latencies)
+            if latencies:
+                arr = np.array(latencies) * 1000.0
+                report.latency_ms = {
+                    f"p{q}": float(np.percentile(arr, q)) for q in (50, 95, 99)
+                } | {"max": float(arr.max())}
+            report.stage_seconds = _stage_seconds(
+                httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            )
+        finally:
+            if worker is not None and worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+                try:
+                    worker.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(worker.pid, signal.SIGKILL)
+            postgres.stop()
+            broker.stop()
+    return report
+
+
+def _wait_rows(
+    url: str, expected: int, timeout: float, progress: Progress, worker: subprocess.Popen[bytes]
+) -> None:
+    started = time.perf_counter()
+    last = -1.0
+    while time.perf_counter() - started < timeout:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited with {worker.returncode}")
+        done = _count(url)
+        now = time.perf_counter() - started
+        if done >= expected:
+            return
+        if now - last >= 5:
+            rate = done / now if now else 0.0
+            eta = (expected - done) / rate if rate else float("inf")
+            progress(f"  {done}/{expected} durable rows, {rate:,.0f}/s, ETA {eta:,.0f}s")
+            last = now
+        time.sleep(0.25)
+    raise RuntimeError(f"only {_count(url)}/{expected} rows after {timeout:.0f}s")
+
+
+def _latency_phase(
+    bootstrap: str, producer: Producer, events: list[dict[str, Any]], rate: float
+) -> list[float]:
+    topic = TUTOR_INTERVENTIONS.name
+    consumer = Consumer(
+        kafka.consumer_config(bootstrap, f"bench-{uuid.uuid4().hex}", **{"fetch.wait.max.ms": 10})
+    )
+    parts = kafka.wait_for_topics(bootstrap, [topic])[topic]
+    start_at = []
+    for p in range(parts):
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), 10)
+        start_at.append(TopicPartition(topic, p, high))
+    consumer.assign(start_at)
+    sent_at: dict[str, float] = {}
+    arrivals: list[tuple[str, float]] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            for message in consumer.consume(1000, 0.05):
+                if message.error() is None:
+                    now = time.time()
+                    event_id = orjson.loads(message.value() or b"{}").get("event_id")
+                    arrivals.append((str(event_id), now))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    _produce(producer, events, rate, sent_at)
+    time.sleep(5.0)
+    stop.set()
+    reader.join(10)
+    consumer.close()
+    return [at - sent_at[e] for e, at in arrivals if e in sent_at]
+
+
+def format_table(report: PipelineReport) -> str:
+    """Return the report as a printable table."""
+    total = sum(report.stage_seconds.values()) or 1.0
+    lines = [
+        f"pipeline, {report.learners} learners, {report.events} events, "
+        f"{report.machine.get('cpus')} CPUs",
+        f"  sustained throughput   {report.events_per_s:>10,.0f} events/s "
+        f"(produce {report.produce_s:.1f}s, durable after {report.durable_s:.1f}s)",
+        f"  baseline: Kafka read   {report.consume_baseline_per_s:>10,.0f} events/s "
+        f"(ratio {report.events_per_s / max(report.consume_baseline_per_s, 1):.3f})",
+        f"  offered load           {report.offered_rate:>10,.0f} events/s "
+        f"({report.offered_events} events, {report.interventions} interventions)",
+    ]
+    for key, value in report.latency_ms.items():
+        lines.append(f"  event-to-intervention  {key:>4} {value:>8.1f} ms")
+    lines.append("  worker time by stage:")
+    for stage, seconds in sorted(report.stage_seconds.items(), key=lambda kv: -kv[1]):
+        lines.append(f"    {stage:<10} {seconds:>8.2f}s  {seconds / total:>6.1%}")
+    return "\n".join(lines)
