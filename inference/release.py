@@ -277,6 +277,31 @@ def _evaluation_section(evaluation: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _weak_spots(evaluation: dict[str, Any] | None) -> list[str]:
+    if not evaluation or not evaluation.get("cohorts"):
+        return []
+    home = evaluation["cohorts"][0]
+    per_state = [s for s in home["states"]["model"]["per_state"] if s["state"] != "none"]
+    weakest = sorted(per_state, key=lambda s: s["f1"])[:2]
+    lines = [
+        "- Weakest states under the alert cap: "
+        + " and ".join(f"`{s['state']}` (recall {_fmt(s['recall'], 2)})" for s in weakest)
+        + "; many of their episodes are caught late or not at all (detection delay above).",
+    ]
+    oracle = home["next_answer"].get("oracle", {}).get("auc")
+    model_auc = home["next_answer"].get("model", {}).get("auc")
+    if oracle is not None and model_auc is not None:
+        lines.append(
+            f"- Next-answer AUC {_fmt(model_auc)} against the oracle's {_fmt(oracle)}: the "
+            "oracle reads the simulated learner's latent knowledge, which events reveal only "
+            "through noisy answers."
+        )
+    missed = [label for label, row in (evaluation.get("floors") or {}).items() if not row["met"]]
+    if missed:
+        lines.append("- Floors not met: " + "; ".join(missed) + ".")
+    return lines
+
+
 def model_card(model: TutorStreamModel, metrics: dict[str, Any], name: str, version: str) -> str:
     """Render ``MODEL_CARD.md`` from the config and the measured metrics."""
     cfg = model.config
@@ -381,8 +406,7 @@ def model_card(model: TutorStreamModel, metrics: dict[str, Any], name: str, vers
         "- It sees the last "
         f"{cfg.window} events of a learner; longer histories reach it only through the "
         "per-skill features.",
-        "- States that look alike in events (confirmation vs anchoring right after a wrong "
-        "answer) are confused more often than the others; see the per-state F1 above.",
+        *_weak_spots(metrics.get("evaluation")),
         "- Features must come from `inference.features` with the same names and order as in "
         "`config.json`; the runtime refuses other shapes.",
         "",

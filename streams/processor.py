@@ -36,7 +36,7 @@ _UNSCORED = frozenset(
 # Recommend the next item when a learner finishes one (or submits a correct answer).
 _RECOMMEND_ON = frozenset({EventType.PROBLEM_COMPLETE})
 _MASTERY_INDEX = 2  # position of the BKT mastery in a skill's statistics (inference.features)
-_MAX_CANDIDATES = 16
+_MAX_CANDIDATES = 12
 _MAX_CATALOGUE = 256
 
 
@@ -391,9 +391,14 @@ class EventProcessor:
     def _recommend(self, result: BatchResult, state: StateView, predict: Predictor) -> None:
         asks: list[tuple[int, list[tuple[str, tuple[str, ...]]]]] = []
         rows: list[npt.NDArray[np.float32]] = []
+        # one recommendation per learner per batch, on the learner's latest finished item:
+        # an earlier one in the same batch would be stale before anyone could read it
+        latest: dict[str, int] = {}
         for index, event in enumerate(result.events):
-            if event.event_type not in _RECOMMEND_ON or event.class_id is None:
-                continue
+            if event.event_type in _RECOMMEND_ON and event.class_id is not None:
+                latest[event.learner_id] = index
+        for index in sorted(latest.values()):
+            event = result.events[index]
             record = result.event_records[index]
             catalogue = state.catalogue(f"{record.partition}/{event.class_id}")
             learner = state.learner(event.learner_id)

@@ -36,10 +36,12 @@ import orjson
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from schemas.pseudonym import Pseudonymiser
 from schemas.topics import CATALOGUE, LMS_EVENTS, TUTOR_INTERVENTIONS
 from streams.store import migrate
 from tutorstream import kafka, services
 from tutorstream.cohort import generate_cohort
+from tutorstream.settings import Settings
 
 Progress = Callable[[str], None]
 
@@ -75,6 +77,13 @@ def _count(url: str) -> int:
 def _produce(
     producer: Producer, events: list[dict[str, Any]], rate: float, sent_at: dict[str, float]
 ) -> None:
+    # keyed like `tutorstream produce` and the API: by the learner's pseudonym, so each
+    # record lands on the partition whose worker holds that learner
+    pseudonymiser = Pseudonymiser(Settings().pseudonym_key_bytes())
+    keys = {
+        str(e["learner_id"]): pseudonymiser.native_learner(str(e["learner_id"])).encode()
+        for e in events
+    }
     start = time.perf_counter()
     for n, event in enumerate(events):
         if rate > 0:
@@ -86,7 +95,7 @@ def _produce(
         while True:
             try:
                 producer.produce(
-                    LMS_EVENTS.name, key=str(event["learner_id"]).encode(), value=value
+                    LMS_EVENTS.name, key=keys[str(event["learner_id"])], value=value
                 )
                 break
             except BufferError:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from tutorstream.cli import bench_api, bench_inference, bench_normalize, bench_pipeline
+from tutorstream.cli import (
+    bench_api,
+    bench_boards,
+    bench_inference,
+    bench_normalize,
+    bench_pipeline,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks: each prints a table and writes JSON.")
 
@@ -12,3 +18,4 @@ app.command("inference")(bench_inference.inference)
 app.command("normalize")(bench_normalize.normalize)
 app.command("api")(bench_api.api)
 app.command("pipeline")(bench_pipeline.pipeline)
+app.command("boards")(bench_boards.boards)

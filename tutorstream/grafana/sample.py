@@ -15,15 +15,19 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from inference.simulator import CohortConfig, EventColumns, simulate_cohort
 from inference.states import STATES
 from schemas.events import LearningEvent
 from schemas.normalise import normalise
 from streams.store import StoreBatch, StoreSettings, StoreSink, connect
-from tutorstream.cohort import labelled_cohort
+from tutorstream.cohort import FAMILY, labelled_cohort
+
+Progress = Callable[[int], None]
+"""Called with the number of rows of each batch written."""
 
 MODEL_VERSIONS = ("tutorstream-learner@1", "tutorstream-learner@2")
 # Status an intervention ends in, with its weight.
@@ -55,43 +59,57 @@ def _labelled_events(
             yield event, state
 
 
+def simulate_class(learners: int, problems: int, seed: int) -> EventColumns:
+    """Simulate a class with the cohort generator's simulator family."""
+    return simulate_cohort(
+        CohortConfig(family=FAMILY, n_learners=learners, seed=seed, problems_per_learner=problems)
+    )
+
+
+def stretched_events(
+    columns: EventColumns, *, end: datetime, span: timedelta
+) -> Iterator[tuple[LearningEvent, str]]:
+    """Yield a simulated class's events with their true states, stretched to end at ``end``.
+
+    The simulator packs a course into days; its timestamps are spread linearly over ``span``
+    (order kept) so the store holds, say, a year of history. Learner ids are the simulator's
+    synthetic pseudonyms.
+    """
+    order = columns.time_order()
+    if len(order) == 0:
+        return
+    first = columns.learning_event(int(order[0])).timestamp
+    last = columns.learning_event(int(order[-1])).timestamp
+    stretch = span / max(last - first, timedelta(seconds=1))
+    for row in order.tolist():
+        event = columns.learning_event(row)
+        moved = end - span + (event.timestamp - first) * stretch
+        yield event.model_copy(update={"timestamp": moved}), STATES[int(columns.state[row])]
+
+
 def sample_batches(
-    learners: int,
-    problems: int,
-    seed: int,
+    events: Iterable[tuple[LearningEvent, str]],
     *,
-    start: datetime,
-    key: bytes,
+    seed: int,
+    version_switch: datetime,
     batch_events: int = 2000,
     summary: SampleSummary | None = None,
 ) -> Iterator[StoreBatch]:
-    """Yield store batches of a simulated class with plausible model-side rows.
+    """Yield store batches of labelled events with plausible model-side rows.
 
     Args:
-        learners: learners in the cohort (classes of 30).
-        problems: mean problems per learner.
-        seed: seed of the simulation and of the model stand-in.
-        start: time of the first event.
-        key: pseudonym key.
+        events: learning events in time order, each with the learner's true state.
+        seed: seed of the model stand-in.
+        version_switch: events from this time on are scored by the second model version.
         batch_events: events per batch.
         summary: filled in as batches are made.
     """
     rng = random.Random(seed)
-    events = list(_labelled_events(learners, problems, seed, start, key))
-    if not events:
-        return
-    halfway = events[len(events) // 2][0].timestamp
-    # The item each learner works on next (after the current one), for recommendations.
-    next_item: dict[str, str | None] = {}
-    following: dict[str, str | None] = {}
-    for event, _ in reversed(events):
-        if event.item_id is None:
-            continue
-        upcoming = following.get(event.learner_id)
-        next_item[event.event_id] = upcoming if upcoming != event.item_id else None
-        if upcoming != event.item_id:
-            following[event.learner_id] = event.item_id
-    items = sorted({e.item_id for e, _ in events if e.item_id is not None})
+    # The learner's last event on an item; when the learner moves to another item, a
+    # recommendation is recorded at it (the next item most of the time, so "followed" varies).
+    pending: dict[str, LearningEvent] = {}
+    items: list[str] = []
+    seen_items: set[str] = set()
     since_last: dict[str, int] = defaultdict(lambda: COOLDOWN_EVENTS)
     right: dict[tuple[str, str], list[int]] = defaultdict(lambda: [1, 2])
     statuses, weights = zip(*STATUS_WEIGHTS.items(), strict=True)
@@ -108,6 +126,23 @@ def sample_batches(
         summary.first = summary.first or event.timestamp
         summary.last = event.timestamp
         if event.item_id is not None:
+            if event.item_id not in seen_items:
+                seen_items.add(event.item_id)
+                items.append(event.item_id)
+            version = MODEL_VERSIONS[event.timestamp >= version_switch]
+            earlier = pending.get(event.learner_id)
+            if earlier is not None and earlier.item_id != event.item_id:
+                recommended = event.item_id if rng.random() < 0.7 else rng.choice(items)
+                batch.add_recommendation(
+                    earlier,
+                    item_id=recommended,
+                    skill_ids=earlier.skill_ids,
+                    p_success=round(rng.uniform(0.4, 0.9), 3),
+                    reason="closest to 70% predicted success",
+                    model_version=version,
+                )
+                summary.recommendations += 1
+            pending[event.learner_id] = event
             state = true_state if rng.random() < 0.85 else rng.choice(STATES)
             confidence = round(rng.uniform(0.55, 0.97), 3)
             rest = (1.0 - confidence) / (len(STATES) - 1)
@@ -119,7 +154,6 @@ def sample_batches(
                     tally[0] += int(event.correct)
                     tally[1] += 1
                 mastery[skill] = tally[0] / tally[1]
-            version = MODEL_VERSIONS[event.timestamp >= halfway]
             batch.add_prediction(
                 event,
                 state=state,
@@ -150,23 +184,41 @@ def sample_batches(
                     created_at=event.timestamp,
                 )
                 summary.interventions += 1
-            upcoming = next_item.get(event.event_id)
-            if upcoming is not None:
-                recommended = upcoming if rng.random() < 0.7 else rng.choice(items)
-                batch.add_recommendation(
-                    event,
-                    item_id=recommended,
-                    skill_ids=event.skill_ids,
-                    p_success=round(rng.uniform(0.4, 0.9), 3),
-                    reason="closest to 70% predicted success",
-                    model_version=version,
-                )
-                summary.recommendations += 1
         if count >= batch_events:
             yield batch
             batch, count = StoreBatch(), 0
     if len(batch):
         yield batch
+
+
+def write_batches(
+    url: str, schema: str, batches: Iterable[StoreBatch], *, progress: Progress | None = None
+) -> None:
+    """Write batches through the sink (COPY on PostgreSQL, INSERT on the WASM build)."""
+
+    async def load() -> None:
+        async with StoreSink(url, StoreSettings(db_schema=schema)) as sink:
+            for batch in batches:
+                await sink.write(batch)
+                if progress is not None:
+                    progress(len(batch))
+
+    asyncio.run(load())
+
+
+def act_on_interventions(url: str, schema: str) -> int:
+    """Give interventions that ended sent, dismissed or escalated a tutor's action.
+
+    ``acted_at`` falls 30 s to 30 min after the intervention was raised and ``acted_by`` is
+    set, as the API's action endpoint sets them. Returns how many were updated.
+    """
+    with connect(url, schema=schema, connect_timeout=30) as conn:
+        cursor = conn.execute(
+            "UPDATE interventions SET acted_by = 'tutor-sample', acted_at = created_at + "
+            "make_interval(secs => 30 + (abs(hashtext(intervention_id)) % 1770)) "
+            "WHERE status <> 'pending_review' AND acted_at IS NULL"
+        )
+        return cursor.rowcount
 
 
 def write_sample(
@@ -181,29 +233,19 @@ def write_sample(
 ) -> SampleSummary:
     """Write a simulated class to the store at ``url`` and act on some of its interventions.
 
-    Interventions that ended sent, dismissed or escalated get the tutor's ``acted_at`` (30 s
-    to 30 min after they were raised) and ``acted_by``, as the API's action endpoint sets them.
+    The class's native events are pseudonymised and normalised as at ingest; see
+    :func:`act_on_interventions` for the tutors' actions.
 
     Returns:
         What was written.
     """
+    labelled = list(_labelled_events(learners, problems, seed, start, key))
     summary = SampleSummary()
-
-    async def load() -> None:
-        async with StoreSink(url, StoreSettings(db_schema=schema)) as sink:
-            for batch in sample_batches(
-                learners, problems, seed, start=start, key=key, summary=summary
-            ):
-                await sink.write(batch)
-
-    asyncio.run(load())
-    with connect(url, schema=schema, connect_timeout=30) as conn:
-        cursor = conn.execute(
-            "UPDATE interventions SET acted_by = 'tutor-sample', acted_at = created_at + "
-            "make_interval(secs => 30 + (abs(hashtext(intervention_id)) % 1770)) "
-            "WHERE status <> 'pending_review' AND acted_at IS NULL"
-        )
-        summary.acted = cursor.rowcount
+    if labelled:
+        switch = labelled[len(labelled) // 2][0].timestamp
+        batches = sample_batches(labelled, seed=seed, version_switch=switch, summary=summary)
+        write_batches(url, schema, batches)
+    summary.acted = act_on_interventions(url, schema)
     return summary
 
 

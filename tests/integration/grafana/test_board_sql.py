@@ -65,9 +65,11 @@ def fill(url: str, schema: str) -> tuple[SampleSummary, dict[str, str]]:
     summary = write_sample(url, schema=schema, learners=60, problems=6, seed=11, start=START)
     with connect(url, schema=schema, connect_timeout=30) as conn:
         row = conn.execute(
-            "SELECT class_id, learner_id FROM interventions "
-            "WHERE status IN ('sent', 'dismissed') GROUP BY 1, 2 "
-            "ORDER BY count(*) DESC, 1, 2 LIMIT 1"
+            # A learner with prompts and dismissals who has worked on more than one skill.
+            "SELECT i.class_id, i.learner_id FROM interventions i "
+            "WHERE i.status IN ('sent', 'dismissed') AND (SELECT count(DISTINCT m.skill_id) "
+            "FROM skill_mastery m WHERE m.learner_id = i.learner_id) > 1 "
+            "GROUP BY 1, 2 ORDER BY count(*) DESC, 1, 2 LIMIT 1"
         ).fetchone()
     assert row is not None
     return summary, {"class": row[0], "learner": row[1], "window": "10"}
