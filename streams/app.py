@@ -51,7 +51,8 @@ from streams.processor import (
     StateView,
 )
 from streams.settings import StreamSettings
-from streams.store.exceptions import RejectedBatch
+from streams.store import status as store_status
+from streams.store.exceptions import RejectedBatch, StoreError, StoreUnavailable
 from streams.store.maintenance import maintain
 from streams.store.sink import StoreSink, WriteResult
 
@@ -244,6 +245,12 @@ class Worker:
             except KafkaException as err:
                 if "TOPIC_ALREADY_EXISTS" not in str(err) and "already exists" not in str(err):
                     raise
+        store = store_status(self.settings.database_url, schema=self.settings.store.db_schema)
+        if not store.migrated:
+            raise RuntimeError(
+                f"the store at schema {self.settings.store.db_schema!r} is not migrated: "
+                "run `tutorstream db migrate` first"
+            )
         found = admin.list_topics(name, timeout=timeout).topics.get(name)
         if found is None or len(found.partitions) != LMS_EVENTS.partitions:
             partitions = None if found is None else len(found.partitions)
@@ -346,8 +353,19 @@ class Worker:
 
     async def _store(self, result: BatchResult) -> WriteResult:
         started = time.perf_counter()
+        batch = outbound.store_batch(result, self.model.spec)
         with metrics.stage("sink"):
-            written = await self.sink.write(outbound.store_batch(result, self.model.spec))
+            while True:
+                try:
+                    written = await self.sink.write(batch)
+                    break
+                except RejectedBatch:
+                    raise
+                except (StoreError, StoreUnavailable) as err:
+                    # The store is there but not usable (not migrated, or down past the
+                    # sink's deadline): hold the batch, unacked, until an operator fixes it.
+                    logger.error("store not writable, holding the batch: %s", err)
+                    await asyncio.sleep(5.0)
         metrics.SINK_LATENCY.observe(time.perf_counter() - started)
         return written
 

@@ -35,5 +35,9 @@ def worker(
     settings = StreamSettings(web_port=web_port, worker_id=worker_id)
     logging.basicConfig(level=loglevel.upper())
     stream_worker = Worker(settings)
-    stream_worker.prepare()
+    try:
+        stream_worker.prepare()
+    except RuntimeError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
     faust.Worker(stream_worker.app, loglevel=loglevel).execute_from_commandline()
