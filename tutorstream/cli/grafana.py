@@ -94,3 +94,73 @@ def push_boards(
     typer.echo(f"folder: {report.folder}")
     for name, what in report.dashboards.items():
         typer.echo(f"dashboard {name}: {what}")
+
+
+@app.command("preview")
+def preview(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="Store to draw from; default: a throwaway embedded PostgreSQL holding a "
+            "simulated class.",
+            show_default=False,
+        ),
+    ] = None,
+    schema: Annotated[str, typer.Option("--schema", help="The store's schema.")] = "public",
+    hours: Annotated[
+        float, typer.Option("--hours", min=0.1, help="Time range with --url: the last N hours.")
+    ] = 24.0,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the PNGs.")] = Path(
+        ".state/grafana-previews"
+    ),
+) -> None:
+    """Draw the tutor boards' panels as static PNGs from the boards' own SQL."""
+    import tempfile
+    from datetime import UTC, datetime, timedelta
+
+    from streams.store import connect, migrate, status
+    from tutorstream import services
+    from tutorstream.grafana.macros import QueryContext
+    from tutorstream.grafana.preview import render_previews
+    from tutorstream.grafana.sample import sample_window, write_sample
+
+    with tempfile.TemporaryDirectory(prefix="grafana-preview-") as scratch:
+        server = None
+        try:
+            now = datetime.now(UTC).replace(microsecond=0)
+            window = (now - timedelta(hours=hours), now)
+            if url is None:
+                server = services.start_postgres(
+                    Path(scratch) / "pg", Path(scratch) / "logs", durable=False
+                )
+                url = server.url
+                migrate(url, schema=schema)
+                summary = write_sample(url, schema=schema, start=now - timedelta(hours=4))
+                window = sample_window(summary)
+                typer.echo(
+                    f"simulated class: {summary.events} events, {summary.interventions} "
+                    f"interventions, {len(summary.learners)} learners"
+                )
+            with connect(url, schema=schema, connect_timeout=30) as conn:
+                row = conn.execute(
+                    "SELECT class_id, learner_id FROM interventions WHERE time >= %s "
+                    "GROUP BY 1, 2 ORDER BY count(*) DESC, 1, 2 LIMIT 1",
+                    (window[0],),
+                ).fetchone()
+            if row is None:
+                typer.echo("no interventions in the time range: nothing to draw", err=True)
+                raise typer.Exit(1)
+            timescaledb = status(url, schema=schema).mode.value == "timescaledb"
+            context = QueryContext(
+                window[0],
+                window[1],
+                timedelta(minutes=1),
+                {"class": str(row[0]), "learner": str(row[1]), "window": "10"},
+                timescaledb,
+            )
+            for path in render_previews(url, schema, out, context):
+                typer.echo(f"wrote {path}")
+        finally:
+            if server is not None:
+                server.stop()

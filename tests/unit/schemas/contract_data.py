@@ -112,7 +112,7 @@ def definitions(draw: st.DrawFn, *, video: bool) -> dict[str, Any]:
         extensions[EXT_HINT_COUNT] = draw(st.integers(1, 6))
     if draw(st.booleans()):
         extensions["https://example.org/xapi/other"] = draw(
-            st.one_of(st.none(), st.integers(), st.text(max_size=5))
+            st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=5))
         )
     if extensions:
         definition["extensions"] = extensions
@@ -238,7 +238,7 @@ def _strategy(annotation: Any, bounds: dict[str, Any]) -> st.SearchStrategy[Any]
 
     if annotation is JsonValue:
         return st.recursive(
-            st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+            st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=10),
             lambda children: (
                 st.lists(children, max_size=3)
                 | st.dictionaries(st.text(max_size=5), children, max_size=3)

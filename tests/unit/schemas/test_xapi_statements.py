@@ -690,11 +690,11 @@ def test_corrupting_any_property_of_a_valid_statement_is_reported_not_crashed(
         st.one_of(
             st.none(),
             st.booleans(),
-            st.integers(),
+            st.integers(-(2**63), 2**63 - 1),
             st.floats(allow_nan=False, allow_infinity=False),
             st.text(max_size=5),
-            st.lists(st.integers(), max_size=2),
-            st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+            st.lists(st.integers(-(2**63), 2**63 - 1), max_size=2),
+            st.dictionaries(st.text(max_size=3), st.integers(-(2**63), 2**63 - 1), max_size=2),
         )
     )
     broken = copy.deepcopy(statement)
