@@ -56,7 +56,9 @@ class LearningEvent(BaseModel):
     learner_id: str = Field(min_length=1, max_length=128, description="Pseudonymous learner id.")
     class_id: str | None = Field(default=None, max_length=200, description="Course or class.")
     session_id: str | None = Field(default=None, max_length=200)
-    item_id: str | None = Field(default=None, max_length=500, description="Problem, resource, media.")
+    item_id: str | None = Field(
+        default=None, max_length=500, description="Problem, resource, media."
+    )
     skill_ids: tuple[str, ...] = Field(default=(), description="Skills the item exercises.")
     event_type: EventType
     timestamp: AwareDatetime = Field(description="When it happened, UTC.")

@@ -13,6 +13,7 @@ from tutorstream.cli import (
     keys,
     model,
     produce,
+    replay,
     stack,
     topics,
     worker,
@@ -31,6 +32,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(bench.app, name="bench")
 app.add_typer(keys.app, name="keys")
 app.add_typer(grafana.app, name="grafana")
+app.add_typer(replay.app, name="replay")
 app.command("produce")(produce.produce)
 app.command("worker")(worker.worker)
 app.command("demo")(demo.demo)

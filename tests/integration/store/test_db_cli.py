@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from streams.store import StoreMode
+from streams.store.migrations import load_migrations
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,7 @@ def test_db_migrate_twice_then_status_reports_the_mode(store: Store, run_cli: Ru
     status: dict[str, Any] = json.loads(report.stdout)
     assert status["mode"] == mode.value
     assert status["schema"] == schema
-    assert status["applied"] == [1, 2, 3]
+    assert status["applied"] == [m.version for m in load_migrations()]
     assert status["pending"] == []
     assert status["policies"] == {"compression_after": 7 * 86400.0, "retention": 400 * 86400.0}
     assert [a["name"] for a in status["aggregates"]] == [

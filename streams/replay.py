@@ -1,0 +1,572 @@
+"""Replay a slice of a topic's history: export it, or rebuild the store from it.
+
+A replay reads partitions it assigns itself, under a consumer group of its own that it never
+commits, so the live workers' offsets never move. It captures where each partition ends when
+it starts and stops there, so it finishes while new events keep arriving.
+
+Tansu reports a high watermark that is the last batch's base offset plus one, so records of
+that last batch can lie past it: past the captured end a replay keeps reading only records
+written before it started, until the partition is quiet for ``settle_s``.
+
+A checkpoint file holds, per partition, the next offset to read and the end captured at the
+start; it is written only after a batch's output is durable, so a replay stopped at any point
+(Ctrl-C) resumes without losing or repeating output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Any
+
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from inference.runtime import LearnerModel
+from schemas.events import LearningEvent
+from schemas.exceptions import InvalidEvent
+from schemas.normalise import normalise, pseudonymiser_for
+from schemas.pseudonym import Pseudonymiser
+from streams import outbound
+from streams.app import WINDOW_FALLBACK, partition_for
+from streams.policy import InterventionPolicy
+from streams.processor import EventProcessor, InboundRecord, StateView
+from streams.store.sink import StoreSink
+
+
+class ReplayError(RuntimeError):
+    """A replay that cannot start: a bad selection, a missing topic, a foreign checkpoint."""
+
+
+class Mode(StrEnum):
+    """What a replay does with the events it reads."""
+
+    EXPORT = "export"
+    REBUILD = "rebuild"
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """One end of a selection: offsets (all partitions, or per partition) or a moment.
+
+    Attributes:
+        offset: the same offset on every partition.
+        offsets: offsets per partition; partitions not named are not bounded.
+        moment: the first record at or after this time (``offsets_for_times``).
+    """
+
+    offset: int | None = None
+    offsets: dict[int, int] = field(default_factory=dict)
+    moment: datetime | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Bound:
+        """Parse ``123``, ``0:10,1:20`` (partition:offset) or an ISO 8601 timestamp."""
+        text = text.strip()
+        if re.fullmatch(r"\d+", text):
+            return cls(offset=int(text))
+        if re.fullmatch(r"\d+:\d+(,\d+:\d+)*", text):
+            pairs = (p.split(":") for p in text.split(","))
+            return cls(offsets={int(p): int(o) for p, o in pairs})
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ReplayError(
+                f"{text!r} is neither an offset, partition:offset pairs nor an ISO timestamp"
+            ) from None
+        if moment.tzinfo is None:
+            raise ReplayError(f"timestamp {text!r} needs a time zone (e.g. Z or +00:00)")
+        return cls(moment=moment)
+
+
+@dataclass(slots=True)
+class Range:
+    """What a replay reads from one partition: ``[start, end)``.
+
+    Attributes:
+        topic: the topic.
+        partition: the partition.
+        start: first offset to read.
+        end: offset to stop before.
+        exact: True when ``end`` was given by the selection; False when it is the high
+            watermark captured at the start (see the module's note on Tansu).
+    """
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+    exact: bool
+
+    @property
+    def key(self) -> str:
+        """``topic:partition``, the range's name in checkpoints."""
+        return f"{self.topic}:{self.partition}"
+
+    @property
+    def count(self) -> int:
+        """Records in the range as the watermarks tell (at least this many when not exact)."""
+        return max(0, self.end - self.start)
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What to replay.
+
+    Attributes:
+        topics: topic names (with any deployment prefix).
+        start: where to begin; the earliest record when ``None``.
+        stop: where to stop (exclusive); the end captured at the start when ``None``.
+        class_id: only events of this class.
+        learners: only events of these pseudonymous learners.
+    """
+
+    topics: tuple[str, ...]
+    start: Bound | None = None
+    stop: Bound | None = None
+    class_id: str | None = None
+    learners: frozenset[str] = frozenset()
+
+    def keeps(self, event: LearningEvent) -> bool:
+        """Tell whether ``event`` passes the class and learner filters."""
+        if self.class_id is not None and event.class_id != self.class_id:
+            return False
+        return not self.learners or event.learner_id in self.learners
+
+
+@dataclass(slots=True)
+class Progress:
+    """How far a replay has come.
+
+    Attributes:
+        records: records read so far in this run.
+        events: events that passed the filters.
+        invalid: records that do not normalise (they are on the DLQ already; skipped).
+        expected: records the watermarks announce for this run.
+        batches: batches made durable in this run.
+        started: ``time.monotonic()`` at the start.
+    """
+
+    records: int = 0
+    events: int = 0
+    invalid: int = 0
+    expected: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def rate(self) -> float:
+        """Records per second so far."""
+        elapsed = time.monotonic() - self.started
+        return self.records / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the current rate, when it is known."""
+        rate = self.rate
+        if rate <= 0:
+            return None
+        return max(0.0, (self.expected - self.records) / rate)
+
+    def line(self) -> str:
+        """One line for a terminal."""
+        eta = "?" if self.eta_s is None else f"{self.eta_s:.0f}s"
+        share = 100.0 * self.records / self.expected if self.expected else 100.0
+        return (
+            f"{self.records:,}/{self.expected:,} records ({share:.0f}%), {self.events:,} events,"
+            f" {self.invalid:,} invalid, {self.rate:,.0f} rec/s, ETA {eta}"
+        )
+
+
+def consumer_settings(bootstrap: str, replay_id: str) -> dict[str, Any]:
+    """Return consumer settings for a replay: its own group, never committed, short fetch wait."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": f"tutorstream-replay-{replay_id}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 20,
+        "fetch.min.bytes": 1,
+        "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "queued.max.messages.kbytes": 256 * 1024,
+    }
+
+
+def plan(consumer: Consumer, selection: Selection, timeout: float = 10.0) -> list[Range]:
+    """Resolve ``selection`` into per-partition ranges, capturing the end offsets now."""
+    ranges: list[Range] = []
+    for topic in selection.topics:
+        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise ReplayError(f"topic {topic} does not exist")
+        for partition in sorted(meta.partitions):
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout
+            )
+            start = _resolve(consumer, topic, partition, selection.start, low, high, timeout)
+            end, exact = high, False
+            if selection.stop is not None:
+                stop = _resolve(consumer, topic, partition, selection.stop, None, high, timeout)
+                if stop is not None and stop < high:
+                    end, exact = stop, True
+            ranges.append(Range(topic, partition, max(start or low, low), end, exact))
+    return ranges
+
+
+def _resolve(
+    consumer: Consumer,
+    topic: str,
+    partition: int,
+    bound: Bound | None,
+    default: int | None,
+    high: int,
+    timeout: float,
+) -> int | None:
+    if bound is None:
+        return default
+    if bound.offset is not None:
+        return bound.offset
+    if bound.moment is not None:
+        wanted = TopicPartition(topic, partition, int(bound.moment.timestamp() * 1000))
+        found = consumer.offsets_for_times([wanted], timeout=timeout)[0]
+        # -1: no record at or after the moment, so the bound is the end of the partition
+        return high if found.offset < 0 else int(found.offset)
+    return bound.offsets.get(partition, default)
+
+
+class Checkpoint:
+    """Next offset and captured end per partition, saved atomically after durable batches.
+
+    Args:
+        path: the checkpoint file; ``None`` keeps nothing.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def load(self) -> tuple[dict[str, dict[str, int]], float] | None:
+        """Return the saved ``{"topic:partition": {"next", "end", "exact"}}`` and start time.
+
+        The start time (epoch ms) bounds what a resumed run reads past a captured end.
+        """
+        if self.path is None or not self.path.exists():
+            return None
+        body = json.loads(self.path.read_text())
+        return body["partitions"], float(body["began_ms"])
+
+    def save(self, ranges: Iterable[Range], done: dict[str, int], began_ms: float) -> None:
+        """Write the checkpoint: ``done`` maps ``topic:partition`` to the next offset."""
+        if self.path is None:
+            return
+        body = {
+            "began_ms": began_ms,
+            "partitions": {
+                r.key: {"next": done.get(r.key, r.start), "end": r.end, "exact": int(r.exact)}
+                for r in ranges
+            },
+        }
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        with tmp.open("w") as out:
+            json.dump(body, out)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(self.path)
+
+
+def resume(ranges: list[Range], saved: dict[str, dict[str, int]]) -> list[Range]:
+    """Return ``ranges`` continued from a checkpoint: its next offsets and its captured ends."""
+    keys = {r.key for r in ranges}
+    if set(saved) != keys:
+        raise ReplayError(
+            "the checkpoint belongs to another selection (partitions "
+            f"{sorted(saved)} vs {sorted(keys)}); remove it or pick another"
+        )
+    return [
+        Range(
+            r.topic,
+            r.partition,
+            saved[r.key]["next"],
+            saved[r.key]["end"],
+            bool(saved[r.key]["exact"]),
+        )
+        for r in ranges
+    ]
+
+
+Batch = list[tuple[InboundRecord, list[LearningEvent]]]
+"""Records of one batch with the events each normalised into (after filtering)."""
+
+
+class Output:
+    """Where the events of a replay go; ``write`` returns once the batch is durable."""
+
+    async def write(self, batch: Batch) -> None:
+        """Make ``batch``'s output durable."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release what the output holds."""
+
+
+class JsonlExport(Output):
+    """Normalised events as JSON lines (pseudonyms only), appended and fsynced per batch.
+
+    Args:
+        path: the file; appended to, so a resumed export continues it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[bytes] = path.open("ab")
+
+    async def write(self, batch: Batch) -> None:
+        """Append the batch's events and fsync."""
+        lines = [e.model_dump_json().encode() + b"\n" for _, events in batch for e in events]
+        self._file.write(b"".join(lines))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    async def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+
+class Rebuild(Output):
+    """Run the pipeline over the events into the store, publishing nothing.
+
+    Learner and item state start empty and live in memory for the run; each event is placed on
+    the partition its learner's state lives on in the live pipeline, so item norms keyed by
+    partition match the live ones. The sinks skip rows already stored, so replaying history
+    the live workers processed changes no row.
+
+    Args:
+        model: the model to score with.
+        sink: the store to write to.
+        policy: the intervention policy.
+        partitions: partitions of the events topic (where learners' state lives).
+        dedupe_window_s: how long an event id is remembered per learner.
+        dedupe_max_ids: most ids remembered per learner.
+    """
+
+    def __init__(
+        self,
+        model: LearnerModel,
+        sink: StoreSink,
+        policy: InterventionPolicy,
+        partitions: int,
+        *,
+        dedupe_window_s: float = 3600.0,
+        dedupe_max_ids: int = 2048,
+    ) -> None:
+        self.model = model
+        self.sink = sink
+        self.partitions = partitions
+        self.state = StateView({}, {}, {}, model.window or WINDOW_FALLBACK)
+        self.processor = EventProcessor(
+            # only normalised events reach the processor, so the key is never used
+            pseudonym_key=b"unused",
+            owns=lambda _learner, _record: True,
+            policy=policy,
+            dedupe_window_s=dedupe_window_s,
+            dedupe_max_ids=dedupe_max_ids,
+        )
+
+    async def write(self, batch: Batch) -> None:
+        """Process the batch and write its rows; returns once they are committed."""
+        records = [
+            InboundRecord(
+                value=event.model_dump_json().encode(),
+                key=event.learner_id.encode(),
+                topic=record.topic,
+                partition=partition_for(event.learner_id, self.partitions),
+                offset=record.offset,
+                timestamp=record.timestamp,
+                normalised=True,
+            )
+            for record, events in batch
+            for event in events
+        ]
+        if not records:
+            return
+        result = self.processor.ingest(records, self.state)
+        if result.scored:
+            inputs = self.processor.model_inputs(result)
+            prediction = self.model.predict(*inputs)
+            self.processor.decide(result, self.state, prediction, self.model.predict)
+        await self.sink.write(outbound.store_batch(result, self.model.spec))
+        self.state.write_back(result)
+
+    async def close(self) -> None:
+        """Close the sink."""
+        await self.sink.close()
+
+
+@dataclass(slots=True)
+class Replay:
+    """One replay run.
+
+    Args:
+        bootstrap: Kafka bootstrap servers.
+        selection: what to read.
+        pseudonym_key: HMAC key for learner pseudonyms (the live pipeline's).
+        replay_id: names the replay's own consumer group.
+        checkpoint: where progress is kept; resumes from it when it exists.
+        batch_size: records per batch (one checkpoint per batch).
+        settle_s: how long a partition must be quiet past its captured end to be finished.
+        max_batches: stop after this many batches (a checkpointed stop, like Ctrl-C).
+        on_progress: called after every batch.
+    """
+
+    bootstrap: str
+    selection: Selection
+    pseudonym_key: bytes
+    replay_id: str
+    checkpoint: Checkpoint = field(default_factory=lambda: Checkpoint(None))
+    batch_size: int = 2000
+    settle_s: float = 1.0
+    max_batches: int | None = None
+    on_progress: Callable[[Progress], None] | None = None
+
+    def ranges(self) -> list[Range]:
+        """Return what this run would read (the dry run), continued from any checkpoint."""
+        return self._start()[0]
+
+    def _start(self) -> tuple[list[Range], float]:
+        consumer = Consumer(consumer_settings(self.bootstrap, self.replay_id))
+        try:
+            found = plan(consumer, self.selection)
+        finally:
+            consumer.close()
+        saved = self.checkpoint.load()
+        if saved is None:
+            return found, time.time() * 1000
+        return resume(found, saved[0]), saved[1]
+
+    async def run(self, output: Output) -> Progress:
+        """Read the ranges, hand each batch to ``output``, checkpoint after each one."""
+        ranges, began_ms = self._start()
+        progress = Progress(expected=sum(r.count for r in ranges))
+        pseudonymiser = pseudonymiser_for(self.pseudonym_key)
+        done = {r.key: r.start for r in ranges}
+        self.checkpoint.save(ranges, done, began_ms)
+        open_ranges = {(r.topic, r.partition): r for r in ranges if r.exact is False or r.count}
+        # an exact range that is empty has nothing to read
+        for r in ranges:
+            if r.exact and r.count == 0:
+                open_ranges.pop((r.topic, r.partition), None)
+        consumer = Consumer(consumer_settings(self.bootstrap, self.replay_id))
+        last_seen = {key: time.monotonic() for key in open_ranges}
+        try:
+            if open_ranges:
+                consumer.assign(
+                    [TopicPartition(t, p, r.start) for (t, p), r in open_ranges.items()]
+                )
+            while open_ranges:
+                messages = consumer.consume(self.batch_size, 0.1)
+                batch: Batch = []
+                finished: list[tuple[str, int]] = []
+                for message in messages:
+                    record = self._accept(message, open_ranges, began_ms)
+                    if record is None:
+                        continue
+                    key = (record.topic, record.partition)
+                    last_seen[key] = time.monotonic()
+                    done[f"{record.topic}:{record.partition}"] = record.offset + 1
+                    progress.records += 1
+                    batch.append((record, self._events(record, pseudonymiser, progress)))
+                    r = open_ranges[key]
+                    if r.exact and record.offset + 1 >= r.end:
+                        finished.append(key)
+                now = time.monotonic()
+                for key, r in open_ranges.items():
+                    position = done[f"{r.topic}:{r.partition}"]
+                    if not r.exact and position >= r.end and now - last_seen[key] > self.settle_s:
+                        finished.append(key)
+                if batch:
+                    await output.write(batch)
+                    progress.batches += 1
+                self.checkpoint.save(ranges, done, began_ms)
+                for key in finished:
+                    if open_ranges.pop(key, None) is not None:
+                        consumer.pause([TopicPartition(*key)])
+                if batch and self.on_progress is not None:
+                    self.on_progress(progress)
+                if self.max_batches is not None and progress.batches >= self.max_batches:
+                    break
+        finally:
+            consumer.close()
+        return progress
+
+    def _accept(
+        self,
+        message: Message,
+        open_ranges: dict[tuple[str, int], Range],
+        began_ms: float,
+    ) -> InboundRecord | None:
+        error = message.error()
+        if error is not None:
+            if error.code() == -191:  # _PARTITION_EOF: informational
+                return None
+            raise ReplayError(f"consumer error: {error}")
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if topic is None or partition is None or offset is None:
+            return None
+        r = open_ranges.get((topic, partition))
+        if r is None or offset < r.start:
+            return None
+        _, stamp = message.timestamp()
+        if offset >= r.end and (r.exact or stamp > began_ms):
+            # past the selection, or written after the replay started
+            return None
+        key = message.key()
+        return InboundRecord(
+            value=message.value() or b"",
+            key=None if key is None else bytes(key),
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            timestamp=stamp / 1000.0,
+        )
+
+    def _events(
+        self, record: InboundRecord, pseudonymiser: Pseudonymiser, progress: Progress
+    ) -> list[LearningEvent]:
+        try:
+            events = normalise(record.value, pseudonymiser)
+        except InvalidEvent:
+            progress.invalid += 1
+            return []
+        kept = [e for e in events if self.selection.keeps(e)]
+        progress.events += len(kept)
+        return kept
+
+
+def run_sync(replay: Replay, output: Output) -> Progress:
+    """Run ``replay`` into ``output`` and close the output, from synchronous code."""
+
+    async def go() -> Progress:
+        try:
+            return await replay.run(output)
+        finally:
+            await output.close()
+
+    return asyncio.run(go())
+
+
+def describe(ranges: Sequence[Range]) -> list[str]:
+    """Lines for a dry run: partitions, offsets and message counts."""
+    lines = [f"{'partition':<48} {'from':>10} {'to':>10} {'records':>10}"]
+    for r in ranges:
+        note = "" if r.exact else " (at least)"
+        lines.append(f"{r.key:<48} {r.start:>10} {r.end:>10} {r.count:>10}{note}")
+    lines.append(f"{'total':<48} {'':>10} {'':>10} {sum(r.count for r in ranges):>10}")
+    return lines

@@ -1,0 +1,165 @@
+"""`tutorstream replay`: export or rebuild from a slice of the topics' history."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from schemas.topics import LMS_EVENTS
+from tutorstream.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.replay import Progress, Rebuild
+    from streams.settings import StreamSettings
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help=(
+        "Replay history from the topics under a consumer group of the replay's own; it stops "
+        "at the end offsets captured when it starts and never moves the live workers' offsets."
+    ),
+)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+@app.command("run")
+def run(
+    mode: Annotated[
+        str, typer.Option("--mode", help="export (JSON lines) or rebuild (into the live tables).")
+    ] = "export",
+    topic: Annotated[
+        list[str] | None,
+        typer.Option(help="Topic to read (repeatable); lms.events.v1 with the topic prefix."),
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option("--from", help="Offset, partition:offset pairs or ISO timestamp."),
+    ] = None,
+    stop: Annotated[
+        str | None,
+        typer.Option("--to", help="Stop before: offset, partition:offset pairs or timestamp."),
+    ] = None,
+    class_id: Annotated[str | None, typer.Option("--class", help="Only this class.")] = None,
+    learner: Annotated[
+        list[str] | None, typer.Option(help="Only this pseudonymous learner (repeatable).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Export file (JSON lines).")] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Progress file; an interrupted replay resumes from it."),
+    ] = None,
+    replay_id: Annotated[
+        str | None, typer.Option(help="Names the replay's consumer group; random if omitted.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Records per durable batch.")] = 2000,
+    max_batches: Annotated[
+        int | None, typer.Option(min=1, help="Stop (checkpointed) after this many batches.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print partitions, offsets and counts; read nothing.")
+    ] = False,
+) -> None:
+    """Replay a selection of the events topic: export it, or rebuild the store from it."""
+    from streams.replay import (
+        Bound,
+        Checkpoint,
+        JsonlExport,
+        Mode,
+        Output,
+        Replay,
+        ReplayError,
+        Selection,
+        describe,
+        run_sync,
+    )
+    from streams.settings import StreamSettings
+    from tutorstream.stack import StackError, database_url, kafka_bootstrap
+
+    wiring = Settings()
+    try:
+        bootstrap = kafka_bootstrap(wiring)
+        chosen = Mode(mode)
+        stream = StreamSettings(kafka_bootstrap=bootstrap, publish_live=False)
+        selection = Selection(
+            topics=tuple(topic or [stream.topic(LMS_EVENTS.name)]),
+            start=None if start is None else Bound.parse(start),
+            stop=None if stop is None else Bound.parse(stop),
+            class_id=class_id,
+            learners=frozenset(learner or ()),
+        )
+    except (StackError, ReplayError, ValueError) as err:
+        raise _fail(str(err)) from None
+    replay = Replay(
+        bootstrap=bootstrap,
+        selection=selection,
+        pseudonym_key=stream.pseudonym_key.get_secret_value().encode(),
+        replay_id=replay_id or uuid.uuid4().hex[:12],
+        checkpoint=Checkpoint(checkpoint),
+        batch_size=batch_size,
+        max_batches=max_batches,
+        on_progress=_progress_printer(),
+    )
+    try:
+        if dry_run:
+            for line in describe(replay.ranges()):
+                typer.echo(line)
+            return
+        output: Output
+        if chosen is Mode.EXPORT:
+            if out is None:
+                raise _fail("--mode export needs --out FILE")
+            output = JsonlExport(out)
+        else:
+            output = _rebuild(stream, database_url(wiring))
+        progress = run_sync(replay, output)
+        typer.echo("", err=True)
+    except (StackError, ReplayError) as err:
+        raise _fail(str(err)) from None
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted; run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(
+        f"replayed {progress.records:,} records: {progress.events:,} events, "
+        f"{progress.invalid:,} invalid (left to the DLQ), {progress.rate:,.0f} rec/s"
+    )
+
+
+def _rebuild(stream: StreamSettings, url: str) -> Rebuild:
+    from inference.runtime import LearnerModel
+    from schemas.topics import LMS_EVENTS as EVENTS
+    from streams.policy import InterventionPolicy
+    from streams.replay import Rebuild
+    from streams.store.sink import StoreSink
+
+    model = LearnerModel.load(
+        stream.model, registry_roots=[] if stream.model_dir is None else [Path(stream.model_dir)]
+    )
+    return Rebuild(
+        model,
+        StoreSink(url, stream.store),
+        InterventionPolicy(stream.policy),
+        EVENTS.partitions,
+        dedupe_window_s=stream.dedupe_window_s,
+        dedupe_max_ids=stream.dedupe_max_ids,
+    )
+
+
+def _progress_printer() -> Callable[[Progress], None]:
+    last = [0.0]
+
+    def show(progress: Progress) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 1.0:
+            last[0] = now
+            typer.echo(f"\r{progress.line()}", err=True, nl=False)
+
+    return show
