@@ -20,6 +20,7 @@ import json
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -201,7 +202,9 @@ def consumer_settings(bootstrap: str, replay_id: str) -> dict[str, Any]:
     }
 
 
-def plan(consumer: Consumer, selection: Selection, timeout: float = 10.0) -> list[Range]:
+def plan(
+    bootstrap: str, consumer: Consumer, selection: Selection, timeout: float = 10.0
+) -> list[Range]:
     """Resolve ``selection`` into per-partition ranges, capturing the end offsets now."""
     ranges: list[Range] = []
     for topic in selection.topics:
@@ -212,17 +215,26 @@ def plan(consumer: Consumer, selection: Selection, timeout: float = 10.0) -> lis
             low, high = consumer.get_watermark_offsets(
                 TopicPartition(topic, partition), timeout=timeout
             )
-            start = _resolve(consumer, topic, partition, selection.start, low, high, timeout)
+            start = _resolve(
+                bootstrap, consumer, topic, partition, selection.start, low, high, timeout
+            )
             end, exact = high, False
             if selection.stop is not None:
-                stop = _resolve(consumer, topic, partition, selection.stop, None, high, timeout)
+                stop = _resolve(
+                    bootstrap, consumer, topic, partition, selection.stop, None, high, timeout
+                )
                 if stop is not None and stop < high:
                     end, exact = stop, True
+                elif stop is not None:
+                    # a moment past the last record: the scan found the true end, which the
+                    # watermark may understate
+                    end = max(high, stop)
             ranges.append(Range(topic, partition, max(start or low, low), end, exact))
     return ranges
 
 
 def _resolve(
+    bootstrap: str,
     consumer: Consumer,
     topic: str,
     partition: int,
@@ -236,11 +248,43 @@ def _resolve(
     if bound.offset is not None:
         return bound.offset
     if bound.moment is not None:
-        wanted = TopicPartition(topic, partition, int(bound.moment.timestamp() * 1000))
+        moment_ms = int(bound.moment.timestamp() * 1000)
+        wanted = TopicPartition(topic, partition, moment_ms)
         found = consumer.offsets_for_times([wanted], timeout=timeout)[0]
         # -1: no record at or after the moment, so the bound is the end of the partition
-        return high if found.offset < 0 else int(found.offset)
+        guess = high if found.offset < 0 else int(found.offset)
+        return _first_at_or_after(bootstrap, topic, partition, guess, moment_ms)
     return bound.offsets.get(partition, default)
+
+
+def _first_at_or_after(
+    bootstrap: str, topic: str, partition: int, guess: int, moment_ms: int, settle_s: float = 0.5
+) -> int:
+    """Return the first offset from ``guess`` on whose record is at or after ``moment_ms``.
+
+    Some brokers (Tansu 0.6) answer ``offsets_for_times`` with the partition's first offset
+    whatever the time, so the answer is checked by reading from it: a broker that answers right
+    costs one record.
+    """
+    consumer = Consumer(consumer_settings(bootstrap, f"seek-{uuid.uuid4().hex[:8]}"))
+    position = guess
+    try:
+        consumer.assign([TopicPartition(topic, partition, guess)])
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < settle_s:
+            messages = consumer.consume(1000, 0.05)
+            if messages:
+                quiet_since = time.monotonic()
+            for message in messages:
+                offset = message.offset()
+                if message.error() is not None or offset is None:
+                    continue
+                if message.timestamp()[1] >= moment_ms:
+                    return offset
+                position = offset + 1
+    finally:
+        consumer.close()
+    return position
 
 
 class Checkpoint:
@@ -443,7 +487,7 @@ class Replay:
     def _start(self) -> tuple[list[Range], float]:
         consumer = Consumer(consumer_settings(self.bootstrap, self.replay_id))
         try:
-            found = plan(consumer, self.selection)
+            found = plan(self.bootstrap, consumer, self.selection)
         finally:
             consumer.close()
         saved = self.checkpoint.load()

@@ -38,6 +38,7 @@ class StreamSettings(BaseSettings):
             not yet confirmed on its topic is published by the outbox sweep.
         session_timeout_s: ``TUTORSTREAM_SESSION_TIMEOUT_S``, how long the group waits for a
             silent worker before moving its partitions to the others.
+        fetch_max_wait_ms: ``TUTORSTREAM_FETCH_MAX_WAIT_MS``, longest a fetch waits for data.
         policy: ``TUTORSTREAM_POLICY__*``, the intervention policy.
         store: ``TUTORSTREAM_STORE__*``, the store and its sink.
     """
@@ -64,6 +65,7 @@ class StreamSettings(BaseSettings):
     publish_live: bool = True
     outbox_grace_s: float = Field(default=10.0, gt=0)
     session_timeout_s: float = Field(default=15.0, ge=6)
+    fetch_max_wait_ms: int = Field(default=50, ge=1, le=1500)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
 
