@@ -21,8 +21,10 @@ PYTEST_ARGS ?=
 ALLOW_NO_TESTS ?= 0
 # The demo's simulated class.
 DEMO_LEARNERS ?= 30
-DEMO_EVENTS ?= 3000
+DEMO_EVENTS ?= 6000
 DEMO_RATE ?= 300
+# More demo options, e.g. `make demo DEMO_ARGS="--duration 60 --workers 2"`.
+DEMO_ARGS ?=
 
 .PHONY: help setup demo down test lint typecheck unit integration bench clean
 
@@ -42,11 +44,8 @@ $(NODE_STAMP): $(TIMESCALE_DIR)/package.json $(TIMESCALE_DIR)/package-lock.json
 	cd $(TIMESCALE_DIR) && npm ci --legacy-peer-deps --no-audit --no-fund --loglevel=error
 	@touch $@
 
-demo: setup ## Run the demo on the embedded stack: broker + PostgreSQL, topics, a simulated class producing events
-	$(BIN)/tutorstream stack up
-	$(BIN)/tutorstream topics create
-	$(BIN)/tutorstream produce --cohort --learners $(DEMO_LEARNERS) --events $(DEMO_EVENTS) --rate $(DEMO_RATE)
-	@echo "The stack is still up (tutorstream stack status); stop it with: make down"
+demo: setup ## Run the whole loop on the embedded stack (stack, topics, store, worker, API, a simulated class) and print interventions live; Ctrl-C stops
+	$(BIN)/tutorstream demo --learners $(DEMO_LEARNERS) --events $(DEMO_EVENTS) --rate $(DEMO_RATE) $(DEMO_ARGS)
 
 down: ## Stop the embedded stack
 	@if [ -x $(BIN)/tutorstream ]; then $(BIN)/tutorstream stack down; else echo "nothing to stop: no .venv"; fi

@@ -9,6 +9,7 @@ from tutorstream.cli import (
     bench,
     db,
     demo,
+    dlq,
     grafana,
     keys,
     model,
@@ -33,6 +34,7 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(keys.app, name="keys")
 app.add_typer(grafana.app, name="grafana")
 app.add_typer(replay.app, name="replay")
+app.add_typer(dlq.app, name="dlq")
 app.command("produce")(produce.produce)
 app.command("worker")(worker.worker)
 app.command("demo")(demo.demo)

@@ -8,6 +8,7 @@ import typer
 
 from schemas.topics import CATALOGUE, DAY_MS, CleanupPolicy, TopicSpec
 from tutorstream import kafka
+from tutorstream.cli.topics_inspect import inspect
 from tutorstream.settings import Settings
 from tutorstream.stack import StackError, kafka_bootstrap
 
@@ -18,6 +19,7 @@ app = typer.Typer(
         "TUTORSTREAM_KAFKA_BOOTSTRAP, or the embedded stack's."
     ),
 )
+app.command("inspect")(inspect)
 
 BootstrapOption = Annotated[
     str | None,

@@ -10,16 +10,20 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from psycopg import sql
 
 from inference.runtime import LearnerModel
+from schemas.exceptions import InvalidEvent
 from schemas.normalise import pseudonymiser_for
-from schemas.topics import LMS_EVENTS
+from schemas.records import DeadLetter
+from schemas.topics import LMS_EVENTS, LMS_EVENTS_DLQ
+from streams.app import partition_for
 from streams.policy import InterventionPolicy, PolicySettings
 from streams.replay import (
     Bound,
     Checkpoint,
+    DlqReplay,
     JsonlExport,
     Rebuild,
     Replay,
@@ -28,6 +32,7 @@ from streams.replay import (
 )
 from streams.store import StoreSettings, StoreSink, migrate
 from tutorstream import kafka
+from tutorstream.cli.topics_inspect import inspect_topic
 from tutorstream.cohort import generate_cohort
 
 pytestmark = pytest.mark.integration
@@ -45,10 +50,11 @@ def _produce(
 ) -> None:
     producer = Producer(kafka.producer_config(bootstrap))
     for event in events:
-        extra = {} if timestamp_ms is None else {"timestamp": timestamp_ms}
-        producer.produce(
-            topic, key=str(event["learner_id"]).encode(), value=orjson.dumps(event), **extra
-        )
+        key, value = str(event["learner_id"]).encode(), orjson.dumps(event)
+        if timestamp_ms is None:
+            producer.produce(topic, key=key, value=value)
+        else:
+            producer.produce(topic, key=key, value=value, timestamp=timestamp_ms)
         producer.poll(0)
     assert producer.flush(60) == 0
 
@@ -190,3 +196,82 @@ def test_rebuild_of_processed_history_changes_no_row(
     assert len(before["events"]) == len(cohort)
     assert before["predictions"]
     assert after == before
+
+
+def test_dlq_replay_sends_back_the_fixed_dead_letters_and_keeps_the_others(
+    kafka_bootstrap: str, topic_factory: Any, read_topic: Any
+) -> None:
+    dlq = topic_factory("dlq", spec=LMS_EVENTS_DLQ)
+    events_topic = topic_factory("events", spec=LMS_EVENTS)
+    cohort = _cohort(6, seed=21)
+    fixed_reason = "unknown verb: https://lms.example/verbs/pondered"
+
+    def letter(original: bytes, reason: str, offset: int) -> bytes:
+        error = InvalidEvent("verb", reason, "native")
+        return (
+            DeadLetter.from_error(
+                original, error, topic="lms.events.v1", partition=0, offset=offset, failed_at=START
+            )
+            .model_dump_json()
+            .encode()
+        )
+
+    fixed = [orjson.dumps(e) for e in cohort[:4]]
+    broken = [b'{"learner_id": "x"', b"[]", b'{"event_type": "answer.submit"}']
+    letters = (
+        [letter(v, fixed_reason, i) for i, v in enumerate(fixed)]
+        + [letter(v, fixed_reason, 10 + i) for i, v in enumerate(broken)]
+        + [letter(orjson.dumps(e), "timestamp out of range", 20) for e in cohort[4:6]]
+        + [b"not a dead letter"]
+    )
+    producer = Producer(kafka.producer_config(kafka_bootstrap))
+    for value in letters:
+        producer.produce(dlq, value=value)
+    assert producer.flush(30) == 0
+    output = DlqReplay(
+        Producer(kafka.producer_config(kafka_bootstrap)),
+        events_topic,
+        LMS_EVENTS.partitions,
+        "unknown verb",
+        KEY,
+    )
+
+    progress = run_sync(
+        _replay(kafka_bootstrap, dlq, selection=Selection(topics=(dlq,)), normalised=False),
+        output,
+    )
+
+    assert progress.records == len(letters)
+    counts = output.counts
+    assert (counts.matched, counts.passed, counts.kept) == (7, 4, 3)
+    assert (counts.other, counts.unreadable) == (2, 1)
+    sent = read_topic(events_topic, 4)
+    assert sorted(m.value() for m in sent) == sorted(fixed)
+    pseudonymise = pseudonymiser_for(KEY)
+    for message in sent:
+        learner = pseudonymise.native_learner(str(orjson.loads(message.value())["learner_id"]))
+        assert message.key() == learner.encode()
+        assert message.partition() == partition_for(learner, LMS_EVENTS.partitions)
+
+
+def test_topics_inspect_shows_offsets_lag_and_a_pseudonymised_sample(
+    kafka_bootstrap: str, topic_factory: Any
+) -> None:
+    topic = topic_factory("lms.events.v1", partitions=1)
+    cohort = _cohort(12, seed=2)
+    _produce(kafka_bootstrap, topic, cohort)
+    group = f"live-{uuid.uuid4().hex[:6]}"
+    committer = Consumer(kafka.consumer_config(kafka_bootstrap, group))
+    committer.commit(offsets=[TopicPartition(topic, 0, 5)], asynchronous=False)
+    committer.close()
+
+    report = inspect_topic(kafka_bootstrap, topic, KEY, sample=3, interval=0.1)
+
+    low, high = report.offsets[0]
+    assert low == 0 and high >= 1
+    assert report.lag[group] == high - 5
+    assert len(report.sample) == 3
+    pseudonymise = pseudonymiser_for(KEY)
+    text = "\n".join(report.sample)
+    assert any(pseudonymise.native_learner(str(e["learner_id"])) in text for e in cohort)
+    assert not any(f'"{e["learner_id"]}"' in text for e in cohort)

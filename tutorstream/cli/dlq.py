@@ -1,0 +1,87 @@
+"""`tutorstream dlq replay`: send dead letters that pass the current normaliser back in."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from schemas.topics import LMS_EVENTS, LMS_EVENTS_DLQ
+from tutorstream.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, help="The dead-letter topic of lms.events.v1.")
+
+
+@app.command("replay")
+def replay(
+    reason: Annotated[
+        str, typer.Option(help="Only dead letters whose error reason contains this text.")
+    ],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Progress file; an interrupted run resumes from it."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print partitions, offsets and counts only.")
+    ] = False,
+) -> None:
+    """Re-normalise matching dead letters; produce those that now pass to lms.events.v1.
+
+    The others stay on the DLQ. The pipeline drops event ids it has already stored, so
+    running this twice over the same dead letters is harmless.
+    """
+    from confluent_kafka import Producer
+
+    from streams.replay import (
+        Checkpoint,
+        DlqReplay,
+        Replay,
+        ReplayError,
+        Selection,
+        describe,
+        run_sync,
+    )
+    from streams.settings import StreamSettings
+    from tutorstream import kafka
+    from tutorstream.stack import StackError, kafka_bootstrap
+
+    try:
+        bootstrap = kafka_bootstrap(Settings())
+    except StackError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    stream = StreamSettings(kafka_bootstrap=bootstrap)
+    key = stream.pseudonym_key.get_secret_value().encode()
+    run = Replay(
+        bootstrap=bootstrap,
+        selection=Selection(topics=(stream.topic(LMS_EVENTS_DLQ.name),)),
+        pseudonym_key=key,
+        replay_id=f"dlq-{uuid.uuid4().hex[:12]}",
+        checkpoint=Checkpoint(checkpoint),
+        normalised=False,
+    )
+    try:
+        if dry_run:
+            for line in describe(run.ranges()):
+                typer.echo(line)
+            return
+        output = DlqReplay(
+            Producer(kafka.producer_config(bootstrap)),
+            stream.topic(LMS_EVENTS.name),
+            LMS_EVENTS.partitions,
+            reason,
+            key,
+        )
+        progress = run_sync(run, output)
+    except ReplayError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    c = output.counts
+    typer.echo(
+        f"read {progress.records:,} dead letters: {c.matched:,} matched {reason!r}, "
+        f"{c.passed:,} passed and were sent to {stream.topic(LMS_EVENTS.name)}, "
+        f"{c.kept:,} still fail and stay on the DLQ; {c.other:,} other reasons, "
+        f"{c.unreadable:,} unreadable"
+    )

@@ -1,0 +1,158 @@
+"""`tutorstream topics inspect`: offsets, consumer-group lag, rate and a pseudonymised sample."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import orjson
+import typer
+from confluent_kafka import Consumer, TopicPartition
+
+from schemas.exceptions import InvalidEvent
+from schemas.normalise import normalise, pseudonymiser_for
+from schemas.pseudonym import Pseudonymiser
+from schemas.records import DeadLetter
+from schemas.topics import LMS_EVENTS, LMS_EVENTS_DLQ
+from tutorstream import kafka
+from tutorstream.settings import Settings
+
+
+@dataclass(slots=True)
+class TopicReport:
+    """What ``inspect`` found on one topic.
+
+    Attributes:
+        topic: the topic.
+        offsets: partition -> (low, high) watermarks.
+        rate: records per second over the sampling interval (from the high watermarks).
+        lag: consumer group -> records behind the high watermarks, over all partitions.
+        sample: a few recent records, pseudonymised.
+    """
+
+    topic: str
+    offsets: dict[int, tuple[int, int]]
+    rate: float
+    lag: dict[str, int] = field(default_factory=dict)
+    sample: list[str] = field(default_factory=list)
+
+
+def _watermarks(consumer: Consumer, topic: str, partitions: int) -> dict[int, tuple[int, int]]:
+    found = {}
+    for p in range(partitions):
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        found[p] = (int(low), int(high))
+    return found
+
+
+def _groups(bootstrap: str, timeout: float) -> list[str]:
+    try:
+        listed = kafka.admin_client(bootstrap).list_consumer_groups().result(timeout)
+    except Exception:  # a broker without ListGroups: no lag to show, not a failure
+        return []
+    return sorted(g.group_id for g in listed.valid)
+
+
+def _lag(bootstrap: str, group: str, topic: str, offsets: dict[int, tuple[int, int]]) -> int | None:
+    consumer = Consumer(kafka.consumer_config(bootstrap, group))
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in offsets], timeout=10)
+    finally:
+        consumer.close()
+    positions = {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
+    if not positions:
+        return None
+    return sum(max(0, offsets[p][1] - o) for p, o in positions.items())
+
+
+def _shown(topic: str, value: bytes, pseudonymiser: Pseudonymiser) -> str:
+    # Raw topics hold names and emails: show what the pipeline would make of a record.
+    if topic.endswith(LMS_EVENTS.name):
+        try:
+            events = normalise(value, pseudonymiser)
+        except InvalidEvent as err:
+            return f"(invalid: {err.path}: {err.reason})"
+        return " ".join(e.model_dump_json() for e in events)
+    if topic.endswith(LMS_EVENTS_DLQ.name):
+        try:
+            letter = DeadLetter.model_validate_json(value)
+        except ValueError:
+            return "(not a dead letter)"
+        return orjson.dumps(
+            letter.model_dump(mode="json", exclude={"original_b64", "key_b64"})
+        ).decode()
+    return value.decode(errors="replace")
+
+
+def inspect_topic(
+    bootstrap: str, topic: str, pseudonym_key: bytes, sample: int = 3, interval: float = 1.0
+) -> TopicReport:
+    """Return offsets, rate, lag per consumer group and a sample of ``topic``."""
+    partitions = kafka.wait_for_topics(bootstrap, [topic], timeout=10)[topic]
+    consumer = Consumer(kafka.consumer_config(bootstrap, f"inspect-{uuid.uuid4().hex[:8]}"))
+    pseudonymiser = pseudonymiser_for(pseudonym_key)
+    try:
+        first = _watermarks(consumer, topic, partitions)
+        time.sleep(interval)
+        offsets = _watermarks(consumer, topic, partitions)
+        rate = sum(offsets[p][1] - first[p][1] for p in offsets) / interval
+        report = TopicReport(topic, offsets, rate)
+        if sample:
+            consumer.assign(
+                [
+                    TopicPartition(topic, p, max(low, high - sample))
+                    for p, (low, high) in offsets.items()
+                    if high > low
+                ]
+            )
+            seen: list[Any] = []
+            deadline = time.monotonic() + 2.0
+            while len(seen) < sample and time.monotonic() < deadline:
+                seen += [m for m in consumer.consume(100, 0.1) if m.error() is None]
+            report.sample = [
+                f"{m.partition()}:{m.offset()} {_shown(topic, m.value() or b'', pseudonymiser)}"
+                for m in seen[:sample]
+            ]
+    finally:
+        consumer.close()
+    for group in _groups(bootstrap, 10):
+        lag = _lag(bootstrap, group, topic, offsets)
+        if lag is not None:
+            report.lag[group] = lag
+    return report
+
+
+def inspect(
+    topic: Annotated[
+        list[str] | None,
+        typer.Option(help="Topic (repeatable); lms.events.v1 with the topic prefix."),
+    ] = None,
+    sample: Annotated[int, typer.Option(min=0, help="Records to show per topic.")] = 3,
+) -> None:
+    """Show partitions, offsets, lag per consumer group, rate and a pseudonymised sample."""
+    from streams.settings import StreamSettings
+    from tutorstream.stack import StackError, kafka_bootstrap
+
+    try:
+        bootstrap = kafka_bootstrap(Settings())
+    except StackError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    stream = StreamSettings(kafka_bootstrap=bootstrap)
+    key = stream.pseudonym_key.get_secret_value().encode()
+    for name in topic or [stream.topic(LMS_EVENTS.name)]:
+        try:
+            report = inspect_topic(bootstrap, name, key, sample)
+        except kafka.KafkaSetupError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"{report.topic}  ({report.rate:,.0f} records/s now)")
+        typer.echo(f"  {'partition':>9} {'low':>10} {'high':>10}")
+        for p, (low, high) in report.offsets.items():
+            typer.echo(f"  {p:>9} {low:>10} {high:>10}")
+        for group, lag in report.lag.items():
+            typer.echo(f"  lag of {group}: {lag:,}")
+        for line in report.sample:
+            typer.echo(f"  {line}")
