@@ -1,4 +1,9 @@
-"""Replay a slice of a topic's history: export it, or rebuild the store from it.
+"""Replay a slice of a topic's history: export it, rebuild the store, rescore, or re-drive DLQ.
+
+Outputs: :class:`JsonlExport` (normalised events, pseudonyms only), :class:`Rebuild` (the
+pipeline into a store with nothing published: the live tables, or a shadow schema for a
+rescore with another model, see :func:`shadow_schema`) and :class:`DlqReplay` (dead letters
+that pass the current normaliser go back to the events topic).
 
 A replay reads partitions it assigns itself, under a consumer group of its own that it never
 commits, so the live workers' offsets never move. It captures where each partition ends when
@@ -52,6 +57,16 @@ class Mode(StrEnum):
 
     EXPORT = "export"
     REBUILD = "rebuild"
+    RESCORE = "rescore"
+
+
+def shadow_schema(model_ref: str) -> str:
+    """Return the schema a rescore with ``model_ref`` (a resolved ``name@version``) writes into.
+
+    A rescore never writes to the live tables: its rows go to ``shadow_<name>_<version>``
+    beside them (lower-cased; anything but letters, digits and ``_`` becomes ``_``).
+    """
+    return "shadow_" + re.sub(r"[^a-z0-9_]", "_", model_ref.lower())[:55]
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,16 +186,20 @@ class Progress:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left at the current rate, when it is known."""
+        """Seconds left at the current rate, when it is known.
+
+        Unknown once the records read pass the watermarks' count (Tansu's watermarks can fall
+        short by a batch).
+        """
         rate = self.rate
-        if rate <= 0:
+        if rate <= 0 or self.records >= self.expected:
             return None
-        return max(0.0, (self.expected - self.records) / rate)
+        return (self.expected - self.records) / rate
 
     def line(self) -> str:
         """One line for a terminal."""
         eta = "?" if self.eta_s is None else f"{self.eta_s:.0f}s"
-        share = 100.0 * self.records / self.expected if self.expected else 100.0
+        share = min(100.0, 100.0 * self.records / self.expected) if self.expected else 100.0
         return (
             f"{self.records:,}/{self.expected:,} records ({share:.0f}%), {self.events:,} events,"
             f" {self.invalid:,} invalid, {self.rate:,.0f} rec/s, ETA {eta}"
@@ -298,22 +317,27 @@ class Checkpoint:
     def __init__(self, path: Path | None) -> None:
         self.path = path
 
-    def load(self) -> tuple[dict[str, dict[str, int]], float] | None:
-        """Return the saved ``{"topic:partition": {"next", "end", "exact"}}`` and start time.
+    def load(self) -> tuple[dict[str, dict[str, int]], float, int] | None:
+        """Return the saved partitions, start time and output mark, if saved.
 
-        The start time (epoch ms) bounds what a resumed run reads past a captured end.
+        Partitions map ``topic:partition`` to ``{"next", "end", "exact"}``; the start time
+        (epoch ms) bounds what a resumed run reads past a captured end; the output mark is
+        where the output stood after the last durable batch (see :meth:`Output.mark`).
         """
         if self.path is None or not self.path.exists():
             return None
         body = json.loads(self.path.read_text())
-        return body["partitions"], float(body["began_ms"])
+        return body["partitions"], float(body["began_ms"]), int(body.get("output_mark", 0))
 
-    def save(self, ranges: Iterable[Range], done: dict[str, int], began_ms: float) -> None:
+    def save(
+        self, ranges: Iterable[Range], done: dict[str, int], began_ms: float, mark: int = 0
+    ) -> None:
         """Write the checkpoint: ``done`` maps ``topic:partition`` to the next offset."""
         if self.path is None:
             return
         body = {
             "began_ms": began_ms,
+            "output_mark": mark,
             "partitions": {
                 r.key: {"next": done.get(r.key, r.start), "end": r.end, "exact": int(r.exact)}
                 for r in ranges
@@ -361,6 +385,13 @@ class Output:
     async def close(self) -> None:
         """Release what the output holds."""
 
+    def mark(self) -> int:
+        """Return where the output stands after its last durable batch (kept in checkpoints)."""
+        return 0
+
+    def restore(self, mark: int) -> None:
+        """Drop output written after ``mark`` (a batch cut off before its checkpoint)."""
+
 
 class JsonlExport(Output):
     """Normalised events as JSON lines (pseudonyms only), appended and fsynced per batch.
@@ -383,6 +414,15 @@ class JsonlExport(Output):
     async def close(self) -> None:
         """Close the file."""
         self._file.close()
+
+    def mark(self) -> int:
+        """Return the file's length."""
+        return self._file.tell()
+
+    def restore(self, mark: int) -> None:
+        """Cut the file back to ``mark`` bytes, dropping lines of an unfinished batch."""
+        self._file.truncate(mark)
+        self._file.seek(mark)
 
 
 class Rebuild(Output):
@@ -488,7 +528,7 @@ class Replay:
         """Return what this run would read (the dry run), continued from any checkpoint."""
         return self._start()[0]
 
-    def _start(self) -> tuple[list[Range], float]:
+    def _start(self) -> tuple[list[Range], float, int | None]:
         consumer = Consumer(consumer_settings(self.bootstrap, self.replay_id))
         try:
             found = plan(self.bootstrap, consumer, self.selection)
@@ -496,21 +536,20 @@ class Replay:
             consumer.close()
         saved = self.checkpoint.load()
         if saved is None:
-            return found, time.time() * 1000
-        return resume(found, saved[0]), saved[1]
+            return found, time.time() * 1000, None
+        return resume(found, saved[0]), saved[1], saved[2]
 
     async def run(self, output: Output) -> Progress:
         """Read the ranges, hand each batch to ``output``, checkpoint after each one."""
-        ranges, began_ms = self._start()
+        ranges, began_ms, mark = self._start()
+        if mark is not None:
+            output.restore(mark)
         progress = Progress(expected=sum(r.count for r in ranges))
         pseudonymiser = pseudonymiser_for(self.pseudonym_key)
         done = {r.key: r.start for r in ranges}
-        self.checkpoint.save(ranges, done, began_ms)
-        open_ranges = {(r.topic, r.partition): r for r in ranges if r.exact is False or r.count}
-        # an exact range that is empty has nothing to read
-        for r in ranges:
-            if r.exact and r.count == 0:
-                open_ranges.pop((r.topic, r.partition), None)
+        self.checkpoint.save(ranges, done, began_ms, output.mark())
+        # an exact range that is empty has nothing to read; past a watermark there may be
+        open_ranges = {(r.topic, r.partition): r for r in ranges if not r.exact or r.count}
         consumer = Consumer(consumer_settings(self.bootstrap, self.replay_id))
         last_seen = {key: time.monotonic() for key in open_ranges}
         try:
@@ -542,7 +581,7 @@ class Replay:
                 if batch:
                     await output.write(batch)
                     progress.batches += 1
-                self.checkpoint.save(ranges, done, began_ms)
+                    self.checkpoint.save(ranges, done, began_ms, output.mark())
                 for key in finished:
                     if open_ranges.pop(key, None) is not None:
                         consumer.pause([TopicPartition(*key)])

@@ -10,6 +10,7 @@ from tutorstream.cli import (
     bench_inference,
     bench_normalize,
     bench_pipeline,
+    bench_replay,
 )
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks: each prints a table and writes JSON.")
@@ -19,3 +20,4 @@ app.command("normalize")(bench_normalize.normalize)
 app.command("api")(bench_api.api)
 app.command("pipeline")(bench_pipeline.pipeline)
 app.command("boards")(bench_boards.boards)
+app.command("replay")(bench_replay.replay)

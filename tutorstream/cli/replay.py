@@ -34,8 +34,16 @@ def _fail(message: str) -> typer.Exit:
 @app.command("run")
 def run(
     mode: Annotated[
-        str, typer.Option("--mode", help="export (JSON lines) or rebuild (into the live tables).")
+        str,
+        typer.Option(
+            "--mode",
+            help="export (JSON lines), rebuild (into the live tables) or rescore (--model, "
+            "into a shadow schema).",
+        ),
     ] = "export",
+    model: Annotated[
+        str | None, typer.Option(help="Model for --mode rescore, name@version.")
+    ] = None,
     topic: Annotated[
         list[str] | None,
         typer.Option(help="Topic to read (repeatable); lms.events.v1 with the topic prefix."),
@@ -118,8 +126,12 @@ def run(
             if out is None:
                 raise _fail("--mode export needs --out FILE")
             output = JsonlExport(out)
-        else:
+        elif chosen is Mode.REBUILD:
             output = _rebuild(stream, database_url(wiring))
+        else:
+            if model is None:
+                raise _fail("--mode rescore needs --model name@version")
+            output = _rebuild(stream, database_url(wiring), model)
         progress = run_sync(replay, output)
         typer.echo("", err=True)
     except (StackError, ReplayError) as err:
@@ -133,19 +145,28 @@ def run(
     )
 
 
-def _rebuild(stream: StreamSettings, url: str) -> Rebuild:
+def _rebuild(stream: StreamSettings, url: str, model_ref: str | None = None) -> Rebuild:
     from inference.runtime import LearnerModel
     from schemas.topics import LMS_EVENTS as EVENTS
     from streams.policy import InterventionPolicy
-    from streams.replay import Rebuild
+    from streams.replay import Rebuild, shadow_schema
+    from streams.store import migrate
     from streams.store.sink import StoreSink
 
     model = LearnerModel.load(
-        stream.model, registry_roots=[] if stream.model_dir is None else [Path(stream.model_dir)]
+        model_ref or stream.model,
+        registry_roots=[] if stream.model_dir is None else [Path(stream.model_dir)],
     )
+    store = stream.store
+    if model_ref is not None:
+        # a rescore writes only to a fresh schema of its own, never to the live tables
+        shadow = shadow_schema(model.spec.ref)
+        migrate(url, schema=shadow)
+        store = store.model_copy(update={"db_schema": shadow})
+        typer.echo(f"rescoring with {model.spec.ref} into schema {shadow}", err=True)
     return Rebuild(
         model,
-        StoreSink(url, stream.store),
+        StoreSink(url, store),
         InterventionPolicy(stream.policy),
         EVENTS.partitions,
         dedupe_window_s=stream.dedupe_window_s,

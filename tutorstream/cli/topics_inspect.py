@@ -48,8 +48,10 @@ def _watermarks(consumer: Consumer, topic: str, partitions: int) -> dict[int, tu
 
 
 def _groups(bootstrap: str, timeout: float) -> list[str]:
+    # the admin client must outlive the future, or librdkafka cancels the request
+    admin = kafka.admin_client(bootstrap)
     try:
-        listed = kafka.admin_client(bootstrap).list_consumer_groups().result(timeout)
+        listed = admin.list_consumer_groups().result(timeout)
     except Exception:  # a broker without ListGroups: no lag to show, not a failure
         return []
     return sorted(g.group_id for g in listed.valid)
@@ -67,15 +69,15 @@ def _lag(bootstrap: str, group: str, topic: str, offsets: dict[int, tuple[int, i
     return sum(max(0, offsets[p][1] - o) for p, o in positions.items())
 
 
-def _shown(topic: str, value: bytes, pseudonymiser: Pseudonymiser) -> str:
+def _shown(kind: str, value: bytes, pseudonymiser: Pseudonymiser) -> str:
     # Raw topics hold names and emails: show what the pipeline would make of a record.
-    if topic.endswith(LMS_EVENTS.name):
+    if kind == "events":
         try:
             events = normalise(value, pseudonymiser)
         except InvalidEvent as err:
             return f"(invalid: {err.path}: {err.reason})"
         return " ".join(e.model_dump_json() for e in events)
-    if topic.endswith(LMS_EVENTS_DLQ.name):
+    if kind == "dlq":
         try:
             letter = DeadLetter.model_validate_json(value)
         except ValueError:
@@ -87,9 +89,25 @@ def _shown(topic: str, value: bytes, pseudonymiser: Pseudonymiser) -> str:
 
 
 def inspect_topic(
-    bootstrap: str, topic: str, pseudonym_key: bytes, sample: int = 3, interval: float = 1.0
+    bootstrap: str,
+    topic: str,
+    pseudonym_key: bytes,
+    sample: int = 3,
+    interval: float = 1.0,
+    *,
+    kind: str = "output",
 ) -> TopicReport:
-    """Return offsets, rate, lag per consumer group and a sample of ``topic``."""
+    """Return offsets, rate, lag per consumer group and a sample of ``topic``.
+
+    Args:
+        bootstrap: Kafka bootstrap servers.
+        topic: the topic.
+        pseudonym_key: the pipeline's pseudonym key (raw events are shown normalised).
+        sample: how many recent records to show.
+        interval: seconds between the two watermark readings the rate comes from.
+        kind: ``events`` (raw learning events: shown normalised), ``dlq`` (dead letters:
+            shown without their raw bytes) or ``output`` (already pseudonymised).
+    """
     partitions = kafka.wait_for_topics(bootstrap, [topic], timeout=10)[topic]
     consumer = Consumer(kafka.consumer_config(bootstrap, f"inspect-{uuid.uuid4().hex[:8]}"))
     pseudonymiser = pseudonymiser_for(pseudonym_key)
@@ -112,7 +130,7 @@ def inspect_topic(
             while len(seen) < sample and time.monotonic() < deadline:
                 seen += [m for m in consumer.consume(100, 0.1) if m.error() is None]
             report.sample = [
-                f"{m.partition()}:{m.offset()} {_shown(topic, m.value() or b'', pseudonymiser)}"
+                f"{m.partition()}:{m.offset()} {_shown(kind, m.value() or b'', pseudonymiser)}"
                 for m in seen[:sample]
             ]
     finally:
@@ -144,7 +162,11 @@ def inspect(
     key = stream.pseudonym_key.get_secret_value().encode()
     for name in topic or [stream.topic(LMS_EVENTS.name)]:
         try:
-            report = inspect_topic(bootstrap, name, key, sample)
+            kinds = {
+                stream.topic(LMS_EVENTS.name): "events",
+                stream.topic(LMS_EVENTS_DLQ.name): "dlq",
+            }
+            report = inspect_topic(bootstrap, name, key, sample, kind=kinds.get(name, "output"))
         except kafka.KafkaSetupError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from streams.replay import (
     Replay,
     Selection,
     run_sync,
+    shadow_schema,
 )
 from streams.store import StoreSettings, StoreSink, migrate
 from tutorstream import kafka
@@ -259,19 +261,102 @@ def test_topics_inspect_shows_offsets_lag_and_a_pseudonymised_sample(
 ) -> None:
     topic = topic_factory("lms.events.v1", partitions=1)
     cohort = _cohort(12, seed=2)
-    _produce(kafka_bootstrap, topic, cohort)
+    for event in cohort:  # one batch per record: Tansu's watermark is the last batch's base + 1
+        _produce(kafka_bootstrap, topic, [event])
     group = f"live-{uuid.uuid4().hex[:6]}"
     committer = Consumer(kafka.consumer_config(kafka_bootstrap, group))
     committer.commit(offsets=[TopicPartition(topic, 0, 5)], asynchronous=False)
     committer.close()
 
-    report = inspect_topic(kafka_bootstrap, topic, KEY, sample=3, interval=0.1)
+    report = inspect_topic(kafka_bootstrap, topic, KEY, sample=3, interval=0.1, kind="events")
 
     low, high = report.offsets[0]
-    assert low == 0 and high >= 1
-    assert report.lag[group] == high - 5
+    assert (low, high) == (0, len(cohort))
+    assert report.lag[group] == len(cohort) - 5
     assert len(report.sample) == 3
     pseudonymise = pseudonymiser_for(KEY)
     text = "\n".join(report.sample)
     assert any(pseudonymise.native_learner(str(e["learner_id"])) in text for e in cohort)
     assert not any(f'"{e["learner_id"]}"' in text for e in cohort)
+
+
+def test_cli_dry_run_and_export_under_the_topic_prefix(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from tutorstream.cli import app
+
+    prefix = f"cli{uuid.uuid4().hex[:6]}."
+    topic = f"{prefix}{LMS_EVENTS.name}"
+    kafka.create_topics(kafka_bootstrap, [dataclasses.replace(LMS_EVENTS, name=topic)])
+    try:
+        cohort = _cohort(120, seed=4)
+        _produce(kafka_bootstrap, topic, cohort)
+        monkeypatch.setenv("TUTORSTREAM_KAFKA_BOOTSTRAP", kafka_bootstrap)
+        monkeypatch.setenv("TUTORSTREAM_TOPIC_PREFIX", prefix)
+        monkeypatch.setenv("TUTORSTREAM_PSEUDONYM_KEY", KEY.decode())
+        runner = CliRunner()
+
+        dry = runner.invoke(app, ["replay", "run", "--dry-run"])
+        assert dry.exit_code == 0, dry.output
+        assert f"{topic}:0" in dry.output
+        assert f"{topic}:{LMS_EVENTS.partitions - 1}" in dry.output
+
+        out = tmp_path / "cli.jsonl"
+        first_class = str(cohort[0]["class_id"])
+        done = runner.invoke(
+            app, ["replay", "run", "--mode", "export", "--out", str(out), "--class", first_class]
+        )
+        assert done.exit_code == 0, done.output
+        wanted = {str(e["event_id"]) for e in cohort if e["class_id"] == first_class}
+        assert {e["event_id"] for e in _lines(out)} == wanted
+    finally:
+        kafka.delete_topics(kafka_bootstrap, [topic])
+
+
+def test_rebuild_then_rescore_writes_only_the_shadow_schema(
+    kafka_bootstrap: str,
+    topic_factory: Any,
+    postgres_url: str,
+    pg_schema: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from tutorstream.cli import app
+
+    topic = topic_factory("events", spec=LMS_EVENTS)
+    cohort = _cohort(200, seed=8)
+    _produce(kafka_bootstrap, topic, cohort)
+    live = pg_schema(postgres_url).name
+    migrate(postgres_url, schema=live)
+    model = LearnerModel.load()
+    shadow = shadow_schema(model.spec.ref)
+    drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(shadow))
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(drop)
+    monkeypatch.setenv("TUTORSTREAM_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    monkeypatch.setenv("TUTORSTREAM_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("TUTORSTREAM_STORE__DB_SCHEMA", live)
+    monkeypatch.setenv("TUTORSTREAM_PSEUDONYM_KEY", KEY.decode())
+    runner = CliRunner()
+    try:
+        built = runner.invoke(app, ["replay", "run", "--mode", "rebuild", "--topic", topic])
+        assert built.exit_code == 0, built.output
+        before = _snapshot(postgres_url, live)
+        assert len(before["events"]) == len(cohort)
+
+        rescored = runner.invoke(
+            app,
+            ["replay", "run", "--mode", "rescore", "--model", model.spec.ref, "--topic", topic],
+        )
+
+        assert rescored.exit_code == 0, rescored.output
+        assert _snapshot(postgres_url, live) == before
+        shadowed = _snapshot(postgres_url, shadow)
+        assert len(shadowed["events"]) == len(cohort)
+        assert len(shadowed["predictions"]) == len(before["predictions"]) > 0
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(drop)
