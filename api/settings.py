@@ -10,7 +10,8 @@ from enum import StrEnum
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_PSEUDONYM_KEY = "tutorstream-dev-pseudonym-key-change-me"
+from schemas.pseudonym import DEV_PSEUDONYM_KEY
+
 """The development key every component shares by default; production refuses it."""
 
 

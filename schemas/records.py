@@ -8,9 +8,10 @@ from __future__ import annotations
 import base64
 import math
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, field_validator
 
@@ -152,6 +153,31 @@ class Intervention(_Record):
             evidence=evidence or {},
             status=status,
             created_at=created_at,
+        )
+
+    @classmethod
+    def from_row(
+        cls, row: Mapping[str, Any], *, status: InterventionStatus | None = None
+    ) -> Intervention:
+        """Rebuild an intervention from its ``interventions`` row in the store.
+
+        ``model_version`` is stored as ``name@version``; ``status`` overrides the row's.
+        """
+        name, _, version = str(row["model_version"] or "unknown@unknown").partition("@")
+        return cls(
+            intervention_id=row["intervention_id"],
+            learner_id=row["learner_id"],
+            class_id=row["class_id"],
+            event_id=row["event_id"],
+            state=BehaviouralState(row["state"]),
+            confidence=min(1.0, max(0.0, float(row["confidence"]))),
+            prompt=row["prompt"],
+            prompt_id=row["prompt_id"],
+            model_name=name or "unknown",
+            model_version=version or "unknown",
+            evidence={"reason": row["reason"]} if row.get("reason") else {},
+            status=status or row["status"],
+            created_at=row["created_at"],
         )
 
 

@@ -34,6 +34,7 @@ from faust.types import EventT
 
 from inference.runtime import LearnerModel
 from schemas.exceptions import InvalidEvent
+from schemas.records import Intervention
 from schemas.topics import (
     LEARNER_PROMPTS,
     LMS_EVENTS,
@@ -340,9 +341,7 @@ class Worker:
             if written is not None:
                 self._write_tables(stream, result, by_record)
             else:
-                self.state.learner_cache.clear()
-                self.state.item_cache.clear()
-                self.state.catalogue_cache.clear()
+                self.state.forget()
             await self.app.producer.flush()
             if published:
                 try:
@@ -456,7 +455,7 @@ class Worker:
                 for row in rows:
                     if row["intervention_id"] in on_topic:
                         continue
-                    record = outbound.intervention_from_row(row)
+                    record = Intervention.from_row(row)
                     futures.append(
                         await self.interventions_topic.send(
                             key=record.learner_id.encode(),
@@ -484,20 +483,9 @@ class Worker:
             event = by_record[(record.topic, record.partition, record.offset)]
             stream._set_current_event(event)  # no public setter for the routing event
 
-        for learner_id, record in result.touched_learners.items():
-            route(record)
-            self.learners[learner_id] = self.state.learner_cache[learner_id].to_bytes()
-        for key, record in result.touched_items.items():
-            route(record)
-            self.items[key] = self.state.item_cache[key].to_bytes()
-        for key, record in result.touched_catalogues.items():
-            route(record)
-            self.catalogues[key] = outbound.catalogue_bytes(self.state.catalogue_cache[key])
+        self.state.write_back(result, route)
         # the take buffer reads the stream's current event when it resumes: give it back
         stream._set_current_event(previous)
-        self.state.learner_cache.clear()
-        self.state.item_cache.clear()
-        self.state.catalogue_cache.clear()
 
     def _observe_lag(self, events: list[EventT[bytes]]) -> None:
         last: dict[Any, int] = {}

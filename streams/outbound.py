@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
-
-import orjson
 
 from inference.features import EVENT_FEATURES
 from inference.registry import ModelSpec
@@ -41,9 +38,7 @@ def store_batch(result: BatchResult, spec: ModelSpec) -> StoreBatch:
             continue
         state_index = int(prediction.state[row])
         probs = prediction.state_probs[row]
-        mastery = (
-            result.mastery.get(index) if event.event_type is EventType.ANSWER_SUBMIT else None
-        )
+        mastery = result.mastery.get(index) if event.event_type is EventType.ANSWER_SUBMIT else None
         batch.add_prediction(
             event,
             state=STATES[state_index],
@@ -84,11 +79,6 @@ def _reason(item: InterventionOut) -> str:
     return f"{item.decision.state} at {item.decision.confidence:.0%}; " + ", ".join(
         f"{k} {v:.0%}" for k, v in top
     )
-
-
-def catalogue_bytes(catalogue: dict[str, list[str]]) -> bytes:
-    """Pack a class's item catalogue for its table."""
-    return orjson.dumps(catalogue)
 
 
 def dead_letter(letter: DeadLetterOut) -> DeadLetter:
@@ -132,8 +122,9 @@ def learner_prompt(record: Intervention, approved_by: str = "policy:auto-send") 
 
 def recommendation(rec: RecommendationOut, spec: ModelSpec) -> Recommendation:
     """Return the topic record of a next-item recommendation."""
-    items = [RecommendedItem(item_id=rec.item_id, predicted_success=_p(rec.p_success),
-                             reason=rec.reason)]
+    items = [
+        RecommendedItem(item_id=rec.item_id, predicted_success=_p(rec.p_success), reason=rec.reason)
+    ]
     items.extend(
         RecommendedItem(
             item_id=item_id,
@@ -155,23 +146,3 @@ def recommendation(rec: RecommendationOut, spec: ModelSpec) -> Recommendation:
 
 def _p(value: float) -> float:
     return min(1.0, max(0.0, float(value)))
-
-
-def intervention_from_row(row: dict[str, Any]) -> Intervention:
-    """Rebuild an intervention's topic record from its ``interventions`` row (outbox sweep)."""
-    name, _, version = str(row["model_version"] or "unknown@unknown").partition("@")
-    return Intervention(
-        intervention_id=row["intervention_id"],
-        learner_id=row["learner_id"],
-        class_id=row["class_id"],
-        event_id=row["event_id"],
-        state=BehaviouralState(row["state"]),
-        confidence=_p(row["confidence"]),
-        prompt=row["prompt"],
-        prompt_id=row["prompt_id"],
-        model_name=name,
-        model_version=version or "unknown",
-        evidence={"reason": row["reason"]} if row["reason"] else {},
-        status=row["status"],
-        created_at=row["created_at"],
-    )

@@ -172,14 +172,29 @@ class StateView:
             self.catalogue_cache[key] = found
         return found
 
-    def write_back(self, result: BatchResult) -> None:
-        """Store what the batch touched and forget the decoded copies."""
-        for learner_id in result.touched_learners:
-            self._learners[learner_id] = self.learner_cache[learner_id].to_bytes()
-        for key in result.touched_items:
-            self._items[key] = self.item_cache[key].to_bytes()
-        for key in result.touched_catalogues:
-            self._catalogues[key] = orjson.dumps(self.catalogue_cache[key])
+    def write_back(
+        self, result: BatchResult, route: Callable[[InboundRecord], None] | None = None
+    ) -> None:
+        """Store what the batch touched and forget the decoded copies.
+
+        ``route`` is called with the record that touched a key before that key is written;
+        the worker uses it to point Faust's changelog at the owning partition.
+        """
+        touched = (
+            (self._learners, self.learner_cache, result.touched_learners),
+            (self._items, self.item_cache, result.touched_items),
+            (self._catalogues, self.catalogue_cache, result.touched_catalogues),
+        )
+        for store, cache, keys in touched:
+            for key, record in keys.items():
+                if route is not None:
+                    route(record)
+                value = cache[key]
+                store[key] = value.to_bytes() if hasattr(value, "to_bytes") else orjson.dumps(value)
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop the decoded copies; the next batch reads the stored state again."""
         self.learner_cache.clear()
         self.item_cache.clear()
         self.catalogue_cache.clear()

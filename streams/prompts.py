@@ -79,8 +79,7 @@ PROMPTS: dict[str, tuple[Prompt, ...]] = {
         ),
         Prompt(
             "gaming.2",
-            "Which part of this problem feels unclear right now? Naming it is a good first "
-            "step.",
+            "Which part of this problem feels unclear right now? Naming it is a good first step.",
         ),
         Prompt(
             "gaming.3",

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.pseudonym import DEV_PSEUDONYM_KEY
 from streams.policy import PolicySettings
 from streams.store.settings import StoreSettings
-
-DEV_PSEUDONYM_KEY = "tutorstream-dev-pseudonym-key-change-me"
 
 
 class StreamSettings(BaseSettings):

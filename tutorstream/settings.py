@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_PSEUDONYM_KEY = "tutorstream-dev-pseudonym-key-change-me"
+from schemas.pseudonym import DEV_PSEUDONYM_KEY
 
 
 class Mode(StrEnum):

@@ -159,25 +159,6 @@ async def get_intervention(
     return result
 
 
-def _intervention_record(row: dict[str, Any]) -> Intervention:
-    """Rebuild the intervention's record from its row, to derive the learner's prompt."""
-    name, _, version = str(row["model_version"] or "unknown@unknown").partition("@")
-    return Intervention(
-        intervention_id=row["intervention_id"],
-        learner_id=row["learner_id"],
-        class_id=row["class_id"],
-        event_id=row["event_id"],
-        state=BehaviouralState(row["state"]),
-        confidence=min(1.0, max(0.0, float(row["confidence"]))),
-        prompt=row["prompt"],
-        prompt_id=row["prompt_id"],
-        model_name=name or "unknown",
-        model_version=version or "unknown",
-        status="sent",
-        created_at=row["created_at"],
-    )
-
-
 async def _act(
     request: Request,
     caller: Principal,
@@ -203,7 +184,7 @@ async def _act(
                 raise NotFound("no such intervention in this class")
             if action == "approve":
                 prompt = LearnerPrompt.from_intervention(
-                    _intervention_record(updated), caller.key_id, utc_now()
+                    Intervention.from_row(updated, status="sent"), caller.key_id, utc_now()
                 )
                 # The prompt is confirmed on its topic before the action commits: an approval
                 # that answers 200 has reached learner.prompts.v1, and one that fails leaves
