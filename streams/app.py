@@ -23,7 +23,7 @@ import concurrent.futures
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from schemas.topics import (
     TUTOR_RECOMMENDATIONS,
 )
 from streams import metrics, outbound
+from streams.annotations import GrafanaAnnotations
 from streams.policy import InterventionPolicy
 from streams.processor import (
     BatchResult,
@@ -193,11 +194,17 @@ class Worker:
             key_serializer="raw",
             value_serializer="raw",
         )
+        self._settling: asyncio.Future[None] | None = None
         self.agent = self.app.agent(channel, name="process-events", concurrency=1)(self._run)
         self.app.page("/metrics")(_metrics_view)
         interval = s.store.maintenance_interval.total_seconds()
         self.app.timer(interval, on_leader=True)(self._maintain)
         self.app.timer(s.outbox_grace_s / 2)(self._sweep_outbox)
+        # Grafana marks only what tutors are told live; a rebuild replay annotates nothing.
+        self.annotations: GrafanaAnnotations | None = None
+        if s.grafana.url and s.publish_live:
+            self.annotations = GrafanaAnnotations(s.grafana)
+            self.app.task(self.annotations.run)
 
     def _published_since(self, since: float, timeout: float = 10.0) -> set[str]:
         """Return the ids of interventions on the topic since ``since`` (epoch seconds)."""
@@ -295,13 +302,22 @@ class Worker:
 
     async def _run(self, stream: Any) -> AsyncIterator[None]:
         delay = self.settings.max_delay_ms / 1000.0
-        async for batch in stream.noack_take(self.settings.max_batch, within=delay):
-            events: list[EventT[bytes]] = list(batch)  # noack_take yields events
-            await self.process(stream, events)
-            yield None
+        try:
+            async for batch in stream.noack_take(self.settings.max_batch, within=delay):
+                events: list[EventT[bytes]] = list(batch)  # noack_take yields events
+                await self.process(stream, events)
+                yield None
+        finally:
+            await self._settle_previous()
 
     async def process(self, stream: Any, events: list[EventT[bytes]]) -> None:
-        """Process one micro-batch end to end and ack it; never raises past the batch."""
+        """Process one micro-batch, then hand its confirmation and acks to a settle task.
+
+        Waiting for the broker to confirm a batch's records is the slowest step and needs no
+        CPU here, so it overlaps the next batch's compute and store: :meth:`_settle` waits
+        for the sends, marks the interventions published and acks the records, one batch at
+        a time and in order. A batch is never acked before its records are confirmed.
+        """
         metrics.BATCH_SIZE.observe(len(events))
         rekeyed = self.rekeyed_topic.get_topic_name()
         records = [
@@ -335,13 +351,28 @@ class Worker:
             result = self._dead_letter_all(records, f"internal error: {type(err).__name__}: {err}")
             written = None
         with metrics.stage("publish"):
-            published = await self._publish(
+            sends, published = await self._publish(
                 result, () if written is None else written.new_interventions
             )
+            if written is not None and self.annotations is not None:
+                self.annotations.offer(result.interventions, written.new_interventions)
             if written is not None:
                 self._write_tables(stream, result, by_record)
             else:
                 self.state.forget()
+        await self._settle_previous()
+        self._settling = asyncio.ensure_future(self._settle(stream, events, sends, published))
+
+    async def _settle(
+        self,
+        stream: Any,
+        events: list[EventT[bytes]],
+        sends: list[Awaitable[Any]],
+        published: list[str],
+    ) -> None:
+        with metrics.stage("confirm"):
+            if sends:
+                await asyncio.gather(*sends)
             await self.app.producer.flush()
             if published:
                 try:
@@ -353,6 +384,13 @@ class Worker:
         for event in events:
             await stream.ack(event)
         self._observe_lag(events)
+
+    async def _settle_previous(self) -> None:
+        # A failed confirmation raises here, in the agent, as it did before it moved off the
+        # batch's path: the batch stays unacked and is redelivered.
+        settling, self._settling = self._settling, None
+        if settling is not None:
+            await settling
 
     def _dead_letter_all(self, records: list[InboundRecord], reason: str) -> BatchResult:
         result = BatchResult()
@@ -391,8 +429,11 @@ class Worker:
         metrics.SINK_LATENCY.observe(time.perf_counter() - started)
         return written
 
-    async def _publish(self, result: BatchResult, new_interventions: Iterable[str]) -> list[str]:
-        futures = []
+    async def _publish(
+        self, result: BatchResult, new_interventions: Iterable[str]
+    ) -> tuple[list[Awaitable[Any]], list[str]]:
+        """Send the batch's records; return their delivery futures and the new interventions."""
+        futures: list[Awaitable[Any]] = []
         published: list[str] = []
         for letter in result.dead_letters:
             futures.append(
@@ -433,9 +474,7 @@ class Worker:
                         key=rec.event.learner_id.encode(), value=value
                     )
                 )
-        if futures:
-            await asyncio.gather(*futures)
-        return published
+        return futures, published
 
     async def _sweep_outbox(self) -> None:
         # Interventions a killed worker stored but never confirmed on their topic.

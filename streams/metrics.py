@@ -85,6 +85,13 @@ EVENT_TO_INTERVENTION = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0),
     registry=REGISTRY,
 )
+GRAFANA_ANNOTATIONS = Counter(
+    "tutorstream_grafana_annotations_total",
+    "Grafana annotations of new interventions: sent, retried, refused (4xx), dropped_failed "
+    "(after the last try), dropped_queue_full.",
+    ["outcome"],
+    registry=REGISTRY,
+)
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.pseudonym import DEV_PSEUDONYM_KEY
+from streams.annotations import GrafanaSettings
 from streams.policy import PolicySettings
 from streams.store.settings import StoreSettings
 
@@ -40,6 +41,8 @@ class StreamSettings(BaseSettings):
         fetch_max_wait_ms: ``TUTORSTREAM_FETCH_MAX_WAIT_MS``, longest a fetch waits for data.
         policy: ``TUTORSTREAM_POLICY__*``, the intervention policy.
         store: ``TUTORSTREAM_STORE__*``, the store and its sink.
+        grafana: ``TUTORSTREAM_GRAFANA__*``, annotations of new interventions in Grafana
+            (off unless ``TUTORSTREAM_GRAFANA__URL`` is set).
     """
 
     model_config = SettingsConfigDict(
@@ -67,6 +70,7 @@ class StreamSettings(BaseSettings):
     fetch_max_wait_ms: int = Field(default=50, ge=1, le=1500)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
 
     def topic(self, name: str) -> str:
         """Return the name of catalogue topic ``name`` on this deployment."""

@@ -57,6 +57,10 @@ CONTAINER_DASHBOARDS: Final = "/var/lib/grafana/dashboards/tutorstream"
 
 STORE: Final = dashboard_models.DataSourceRef(type_val=POSTGRES_TYPE, uid=STORE_UID)
 PROMETHEUS: Final = dashboard_models.DataSourceRef(type_val="prometheus", uid=PROMETHEUS_UID)
+# Grafana's built-in datasource: its own annotation store.
+GRAFANA: Final = dashboard_models.DataSourceRef(type_val="grafana", uid="-- Grafana --")
+LEARNER_ANNOTATION_TAGS: Final = ("tutorstream", "intervention", "learner:$learner")
+"""Tags the learner board asks Grafana's annotation store for (see streams.annotations)."""
 
 # Statuses of an intervention still waiting for a tutor.
 OPEN_STATUSES: Final = "('pending_review', 'escalated')"
@@ -412,6 +416,27 @@ def learner_drilldown() -> dashboard_models.Dashboard:
         .icon_color("red")
         .target(_Target(SqlAnnotationTarget(LEARNER_ANNOTATIONS_SQL)))
     )
+    # Workers with TUTORSTREAM_GRAFANA__URL set also post each new intervention to Grafana's
+    # own annotation store, tagged with the learner's pseudonym. The store's rows stay the
+    # default source: they exist without that setting, cover history and rebuilds, and show
+    # the status a tutor's review gave; both on at once would mark every intervention twice.
+    posted = (
+        dashboard.AnnotationQuery()
+        .name("Interventions posted by workers")
+        .datasource(GRAFANA)
+        .enable(False)
+        .icon_color("orange")
+        .target(
+            _Target(
+                dashboard_models.AnnotationTarget(
+                    limit=500,
+                    match_any=False,
+                    tags=list(LEARNER_ANNOTATION_TAGS),
+                    type_val="tags",
+                )
+            )
+        )
+    )
     states = (
         statetimeline.Panel()
         .title("Predicted state")
@@ -482,6 +507,7 @@ def learner_drilldown() -> dashboard_models.Dashboard:
         .with_variable(_class_variable())
         .with_variable(learner)
         .annotation(annotations)
+        .annotation(posted)
         .with_panel(states)
         .with_panel(mastery)
         .with_panel(pace)
@@ -778,7 +804,7 @@ def datasources(
     Args:
         store_url: ``host:port`` of the store.
         database: the store's database.
-        user: a read-only role of the store.
+        user: a login member of the store's read-only ``tutorstream_reader`` role.
         prometheus_url: URL of Prometheus as Grafana's server reaches it.
         timescaledb: the store runs TimescaleDB (``$__timeGroup`` then uses ``time_bucket``).
     """
@@ -819,6 +845,11 @@ def _provisioned_datasources() -> str:
         entry["editable"] = False
         if source["uid"] == STORE_UID:
             entry["url"] = "${TUTORSTREAM_GRAFANA_DB_HOST:-timescaledb:5432}"
+            entry["jsonData"] = {
+                **source["jsonData"],
+                "database": "${TUTORSTREAM_GRAFANA_DB_NAME:-tutorstream}",
+            }
+            # a login member of the tutorstream_reader role (migration 0006): read-only
             entry["user"] = "${TUTORSTREAM_GRAFANA_DB_USER:-grafana_reader}"
             entry["secureJsonData"] = {"password": "${TUTORSTREAM_GRAFANA_DB_PASSWORD}"}
         sources.append(entry)

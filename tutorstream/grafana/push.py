@@ -2,15 +2,14 @@
 
 :func:`push` creates or updates the two datasources, the folder and every board, and can run
 any number of times: datasources and the folder are looked up by UID first and updated in
-place, boards are saved with ``overwrite``. :func:`annotate_intervention` marks an
-intervention on the learner drill-down's timeline.
+place, boards are saved with ``overwrite``. Workers annotate interventions themselves
+(:mod:`streams.annotations`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from grafana_client.api import GrafanaApi
@@ -19,7 +18,6 @@ from grafana_client.client import GrafanaClientError
 from tutorstream.grafana.boards import (
     FOLDER_TITLE,
     FOLDER_UID,
-    LEARNER_UID,
     STORE_UID,
     dashboards,
     datasources,
@@ -35,7 +33,7 @@ class StoreSource:
     Attributes:
         host: ``host:port`` of the store.
         database: its database.
-        user: a read-only role.
+        user: a login member of the store's read-only ``tutorstream_reader`` role.
         password: that role's password; ``None`` leaves a stored one as it is.
         timescaledb: the store runs TimescaleDB.
         prometheus_url: URL of Prometheus.
@@ -138,36 +136,3 @@ def push(
         answer = api.dashboard.update_dashboard(body)
         report.dashboards[name] = str(answer.get("status", "success"))
     return report
-
-
-def annotate_intervention(
-    api: Any,
-    *,
-    time: datetime,
-    learner_id: str,
-    state: str,
-    status: str,
-    text: str,
-    tags: Sequence[str] = (),
-) -> int:
-    """Add an annotation for an intervention to the learner drill-down board.
-
-    Args:
-        api: from :func:`connect_grafana`.
-        time: the decision event's time (timezone-aware).
-        learner_id: the learner's pseudonym (never a raw id).
-        state: the detected state.
-        status: the intervention's status.
-        text: what the tutor sees on hover.
-        tags: extra tags.
-
-    Returns:
-        The annotation's id.
-    """
-    answer = api.annotations.add_annotation(
-        dashboard_uid=LEARNER_UID,
-        time_from=round(time.timestamp() * 1000),
-        tags=["tutorstream", "intervention", state, status, f"learner:{learner_id}", *tags],
-        text=text,
-    )
-    return int(answer["id"])

@@ -93,3 +93,43 @@ def test_pipeline_board_queries_the_worker_and_api_metrics() -> None:
     ):
         assert metric in exprs
     json.dumps(board)  # serialisable as stored
+
+
+def test_learner_board_asks_for_the_tags_workers_post() -> None:
+    from datetime import UTC, datetime
+
+    from schemas.normalise import normalise
+    from streams.annotations import annotation
+    from streams.policy import Decision, Status
+    from streams.processor import InterventionOut
+    from streams.prompts import prompt_for
+    from tutorstream.cohort import generate_cohort
+    from tutorstream.grafana.macros import QueryContext, expand
+
+    (native,) = generate_cohort(1, 1, 3, start=datetime(2026, 3, 2, tzinfo=UTC))
+    (event,) = normalise(native, b"k" * 32)
+    decision = Decision("x" * 36, "gaming", 0.9, Status.SENT, prompt_for("gaming", "x" * 36))
+    posted = annotation(InterventionOut(decision, event, {}, 0.0, 0.0))
+
+    board = dashboards()["learner-drill-down.json"]
+    (query,) = [a for a in board["annotations"]["list"] if a["datasource"]["type"] == "grafana"]
+    assert query["target"]["type"] == "tags" and query["target"]["matchAny"] is False
+    context = QueryContext(
+        datetime(2026, 3, 1, tzinfo=UTC),
+        datetime(2026, 3, 3, tzinfo=UTC),
+        variables={"learner": event.learner_id, "class": str(event.class_id)},
+    )
+    asked = {expand(tag, context) for tag in query["target"]["tags"]}
+    assert asked <= set(posted["tags"])
+    assert f"learner:{event.learner_id}" in asked
+
+
+def test_provisioned_store_datasource_logs_in_as_a_reader_from_the_environment() -> None:
+    import yaml
+
+    text = generated_files()["deploy/grafana/provisioning/datasources/tutorstream.yaml"]
+    (store,) = [s for s in yaml.safe_load(text)["datasources"] if s["uid"] == STORE_UID]
+    assert store["user"] == "${TUTORSTREAM_GRAFANA_DB_USER:-grafana_reader}"
+    assert store["secureJsonData"] == {"password": "${TUTORSTREAM_GRAFANA_DB_PASSWORD}"}
+    assert store["url"].startswith("${TUTORSTREAM_GRAFANA_DB_HOST:-")
+    assert store["jsonData"]["database"] == "${TUTORSTREAM_GRAFANA_DB_NAME:-tutorstream}"
