@@ -1,9 +1,9 @@
 """Replay a slice of a topic's history: export it, rebuild the store, rescore, or re-drive DLQ.
 
-Outputs: :class:`JsonlExport` (normalised events, pseudonyms only), :class:`Rebuild` (the
-pipeline into a store with nothing published: the live tables, or a shadow schema for a
-rescore with another model, see :func:`shadow_schema`) and :class:`DlqReplay` (dead letters
-that pass the current normaliser go back to the events topic).
+Outputs: :class:`JsonlExport` and :class:`ParquetExport` (normalised events, pseudonyms
+only), :class:`Rebuild` (the pipeline into a store with nothing published: the live tables, or
+a shadow schema for a rescore with another model, see :func:`shadow_schema`) and
+:class:`DlqReplay` (dead letters that pass the current normaliser go back to the events topic).
 
 A replay reads partitions it assigns itself, under a consumer group of its own that it never
 commits, so the live workers' offsets never move. It captures where each partition ends when
@@ -425,6 +425,142 @@ class JsonlExport(Output):
         self._file.seek(mark)
 
 
+def event_arrow_schema() -> Any:
+    """Return the Arrow schema of an exported :class:`LearningEvent` (one column per field).
+
+    Times are ``timestamp[us, UTC]``; the closed vocabularies (event type, source, resource
+    relation) are dictionary-encoded strings, so readers see their text and files stay small.
+
+    Raises:
+        ReplayError: when pyarrow is not installed.
+    """
+    pa = _pyarrow()
+    vocabulary = pa.dictionary(pa.int8(), pa.string())
+    return pa.schema(
+        [
+            pa.field("event_id", pa.string(), nullable=False),
+            pa.field("learner_id", pa.string(), nullable=False),
+            pa.field("class_id", pa.string()),
+            pa.field("session_id", pa.string()),
+            pa.field("item_id", pa.string()),
+            pa.field("skill_ids", pa.list_(pa.string()), nullable=False),
+            pa.field("event_type", vocabulary, nullable=False),
+            pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("correct", pa.bool_()),
+            pa.field("response_hash", pa.string()),
+            pa.field("attempt", pa.int32()),
+            pa.field("duration_s", pa.float64()),
+            pa.field("hint_level", pa.int32()),
+            pa.field("hint_count", pa.int32()),
+            pa.field("item_difficulty", pa.float64()),
+            pa.field("resource_relation", vocabulary),
+            pa.field("score_scaled", pa.float64()),
+            pa.field("source", vocabulary, nullable=False),
+        ]
+    )
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+    except ImportError:
+        raise ReplayError(
+            "Parquet export needs pyarrow: pip install 'tutorstream[parquet]'"
+        ) from None
+    return pyarrow
+
+
+class ParquetExport(Output):
+    """Normalised events as Parquet (pseudonyms only): a directory of part files.
+
+    Each durable batch becomes one part file, ``part-000000.parquet``, ``part-000001.parquet``
+    and so on, written under a temporary name, fsynced and renamed, so a file of the directory
+    is always whole. A Parquet file is readable only once its footer is written, which rules
+    out appending to one file batch by batch the way the JSON lines export does: part files
+    make each batch durable on its own, and a resumed export deletes any part numbered at or
+    past the checkpoint's mark (written after the last checkpoint) before it continues. Read
+    the directory as one dataset (``pyarrow.dataset.dataset(path)``, pandas, DuckDB, Spark);
+    a larger ``--batch-size`` makes fewer, larger files.
+
+    Args:
+        path: the directory; created when missing, continued when it holds parts.
+        row_group_rows: most rows per row group inside a part.
+        compression: the Parquet codec.
+
+    Raises:
+        ReplayError: when pyarrow is not installed, or ``path`` is a file.
+    """
+
+    def __init__(
+        self, path: Path, *, row_group_rows: int = 64 * 1024, compression: str = "zstd"
+    ) -> None:
+        self._pa = _pyarrow()
+        import pyarrow.parquet
+
+        self._pq = pyarrow.parquet
+        self.schema = event_arrow_schema()
+        if path.exists() and not path.is_dir():
+            raise ReplayError(f"{path} is a file; a Parquet export writes a directory of parts")
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.row_group_rows = row_group_rows
+        self.compression = compression
+        self._next = max((n + 1 for n, _ in self._parts()), default=0)
+
+    def _parts(self) -> list[tuple[int, Path]]:
+        found = []
+        for part in self.path.glob("part-*.parquet"):
+            number = part.name.removeprefix("part-").removesuffix(".parquet")
+            if number.isdigit():
+                found.append((int(number), part))
+        return sorted(found)
+
+    def part(self, number: int) -> Path:
+        """Return the path of part ``number``."""
+        return self.path / f"part-{number:06d}.parquet"
+
+    async def write(self, batch: Batch) -> None:
+        """Write the batch's events as the next part file, durably."""
+        rows = [e.model_dump() for _, events in batch for e in events]
+        if not rows:
+            return
+        table = self._pa.Table.from_pylist(rows, schema=self.schema)
+        final = self.part(self._next)
+        tmp = final.with_name(final.name + ".tmp")
+        with tmp.open("wb") as sink:
+            self._pq.write_table(
+                table, sink, row_group_size=self.row_group_rows, compression=self.compression
+            )
+            sink.flush()
+            os.fsync(sink.fileno())
+        tmp.replace(final)
+        _fsync_dir(self.path)
+        self._next += 1
+
+    def mark(self) -> int:
+        """Return the number of the next part (all parts before it are durable)."""
+        return self._next
+
+    def restore(self, mark: int) -> None:
+        """Delete parts numbered ``mark`` or more, and any unfinished part."""
+        for number, part in self._parts():
+            if number >= mark:
+                part.unlink()
+        for unfinished in self.path.glob("part-*.parquet.tmp"):
+            unfinished.unlink()
+        _fsync_dir(self.path)
+        self._next = mark
+
+
+def _fsync_dir(path: Path) -> None:
+    # a rename is durable only once the directory entry is
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Rebuild(Output):
     """Run the pipeline over the events into the store, publishing nothing.
 
@@ -455,6 +591,7 @@ class Rebuild(Output):
         self.model = model
         self.sink = sink
         self.partitions = partitions
+        self._partitions: dict[str, int] = {}
         self.state = StateView({}, {}, {}, model.window or WINDOW_FALLBACK)
         self.processor = EventProcessor(
             # only normalised events reach the processor, so the key is never used
@@ -472,7 +609,7 @@ class Rebuild(Output):
                 value=event.model_dump_json().encode(),
                 key=event.learner_id.encode(),
                 topic=record.topic,
-                partition=partition_for(event.learner_id, self.partitions),
+                partition=self._partition(event.learner_id),
                 offset=record.offset,
                 timestamp=record.timestamp,
                 normalised=True,
@@ -489,6 +626,14 @@ class Rebuild(Output):
             self.processor.decide(result, self.state, prediction, self.model.predict)
         await self.sink.write(outbound.store_batch(result, self.model.spec))
         self.state.write_back(result)
+
+    def _partition(self, learner: str) -> int:
+        # murmur2 in pure Python costs more than the rest of building a record; a class has
+        # few learners, each seen many times
+        found = self._partitions.get(learner)
+        if found is None:
+            found = self._partitions[learner] = partition_for(learner, self.partitions)
+        return found
 
     async def close(self) -> None:
         """Close the sink."""

@@ -1,4 +1,4 @@
-"""Replay benchmark on a private embedded stack: events/s in export and rebuild modes.
+"""Replay benchmark on a private embedded stack: events/s exported (JSONL, Parquet) and rebuilt.
 
 A simulated cohort is produced to ``lms.events.v1``; the baseline is a plain Kafka consumer
 reading (and parsing) the same records in the same run, so each mode's ratio is what a replay
@@ -27,7 +27,15 @@ from inference.runtime import LearnerModel
 from schemas.pseudonym import Pseudonymiser
 from schemas.topics import LMS_EVENTS
 from streams.policy import InterventionPolicy
-from streams.replay import JsonlExport, Progress, Rebuild, Replay, Selection, run_sync
+from streams.replay import (
+    JsonlExport,
+    ParquetExport,
+    Progress,
+    Rebuild,
+    Replay,
+    Selection,
+    run_sync,
+)
 from streams.store import StoreSink, migrate
 from tutorstream import kafka, services
 from tutorstream.cohort import generate_cohort
@@ -47,6 +55,7 @@ class ReplayReport:
     events: int
     baseline_per_s: float = 0.0
     export_per_s: float = 0.0
+    export_parquet_per_s: float = 0.0
     rebuild_per_s: float = 0.0
     rebuild_again_per_s: float = 0.0
     floors: dict[str, float] = field(
@@ -140,6 +149,10 @@ def run_replay_bench(learners: int, events: int, say: Say) -> ReplayReport:
             report.baseline_per_s = _baseline(broker.url, len(cohort))
             say("export")
             report.export_per_s = _timed(broker.url, JsonlExport(root / "export.jsonl"), say)
+            say("export to Parquet")
+            report.export_parquet_per_s = _timed(
+                broker.url, ParquetExport(root / "export-parquet"), say
+            )
             model = LearnerModel.load()
 
             def rebuild() -> Rebuild:
@@ -174,6 +187,7 @@ def format_table(report: ReplayReport) -> str:
             f"{report.machine.get('cpus')} CPUs",
             row("baseline: Kafka read", report.baseline_per_s, None),
             row("export (JSON lines)", report.export_per_s, EXPORT_FLOOR),
+            row("export (Parquet)", report.export_parquet_per_s, EXPORT_FLOOR),
             row("rebuild, empty store", report.rebuild_per_s, REBUILD_FLOOR),
             row("rebuild, same history", report.rebuild_again_per_s, REBUILD_FLOOR),
         ]

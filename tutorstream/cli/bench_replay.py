@@ -1,4 +1,4 @@
-"""`tutorstream bench replay`: events/s replayed in export and rebuild modes."""
+"""`tutorstream bench replay`: events/s replayed in export (JSONL, Parquet) and rebuild modes."""
 
 from __future__ import annotations
 

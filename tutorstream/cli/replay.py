@@ -37,8 +37,8 @@ def run(
         str,
         typer.Option(
             "--mode",
-            help="export (JSON lines), rebuild (into the live tables) or rescore (--model, "
-            "into a shadow schema).",
+            help="export (JSON lines or Parquet, see --format), rebuild (into the live "
+            "tables) or rescore (--model, into a shadow schema).",
         ),
     ] = "export",
     model: Annotated[
@@ -60,7 +60,18 @@ def run(
     learner: Annotated[
         list[str] | None, typer.Option(help="Only this pseudonymous learner (repeatable).")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Export file (JSON lines).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Export file (jsonl), or directory of part files (parquet)."),
+    ] = None,
+    export_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="Export format: jsonl (one file, appended) or parquet (pyarrow; a directory "
+            "of part files, one per durable batch).",
+        ),
+    ] = "jsonl",
     checkpoint: Annotated[
         Path | None,
         typer.Option(help="Progress file; an interrupted replay resumes from it."),
@@ -83,6 +94,7 @@ def run(
         JsonlExport,
         Mode,
         Output,
+        ParquetExport,
         Replay,
         ReplayError,
         Selection,
@@ -124,8 +136,13 @@ def run(
         output: Output
         if chosen is Mode.EXPORT:
             if out is None:
-                raise _fail("--mode export needs --out FILE")
-            output = JsonlExport(out)
+                raise _fail("--mode export needs --out PATH")
+            if export_format == "parquet":
+                output = ParquetExport(out)
+            elif export_format == "jsonl":
+                output = JsonlExport(out)
+            else:
+                raise _fail(f"--format must be jsonl or parquet, not {export_format!r}")
         elif chosen is Mode.REBUILD:
             output = _rebuild(stream, database_url(wiring))
         else:
@@ -184,3 +201,63 @@ def _progress_printer() -> Callable[[Progress], None]:
             typer.echo(f"\r{progress.line()}", err=True, nl=False)
 
     return show
+
+
+@app.command("diff")
+def diff(
+    model: Annotated[
+        str | None,
+        typer.Option(help="The rescore to compare: its model name@version (its shadow schema)."),
+    ] = None,
+    shadow: Annotated[
+        str | None, typer.Option(help="The shadow schema to compare, instead of --model.")
+    ] = None,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            help="Schema to compare with: the live tables' (TUTORSTREAM_STORE__DB_SCHEMA) by "
+            "default, or another shadow schema."
+        ),
+    ] = None,
+    class_id: Annotated[str | None, typer.Option("--class", help="Only this class.")] = None,
+    limit: Annotated[
+        int, typer.Option(min=0, help="Most learners alerted differently to list.")
+    ] = 50,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the comparison as JSON here.")
+    ] = None,
+) -> None:
+    """Compare a rescore with the live tables: per-state agreement, precision, recall, alerts."""
+    import orjson
+
+    from streams.replay import shadow_schema
+    from streams.replay_diff import ReplayDiffError, compare, format_table
+    from streams.settings import StreamSettings
+    from tutorstream.stack import StackError, database_url
+
+    if (model is None) == (shadow is None):
+        raise _fail("name the rescore with --model name@version or --shadow SCHEMA")
+    wiring = Settings()
+    try:
+        url = database_url(wiring)
+        if shadow is None:
+            shadow = shadow_schema(_resolve_ref(str(model)))
+        base = against or StreamSettings().store.db_schema
+        found = compare(url, shadow, base, class_id=class_id, limit=limit)
+    except (StackError, ReplayDiffError, ValueError) as err:
+        raise _fail(str(err)) from None
+    typer.echo(format_table(found))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_bytes(orjson.dumps(found.to_dict(), option=orjson.OPT_INDENT_2))
+        typer.echo(f"wrote {json_out}")
+
+
+def _resolve_ref(model_ref: str) -> str:
+    """Return ``model_ref`` as a rescore resolves it (``name@latest`` to a version)."""
+    from inference.registry import ModelRegistry
+    from streams.settings import StreamSettings
+
+    model_dir = StreamSettings().model_dir
+    roots = [] if model_dir is None else [Path(model_dir)]
+    return ModelRegistry.with_packaged(roots).load(model_ref).ref

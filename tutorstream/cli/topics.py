@@ -1,4 +1,4 @@
-"""`tutorstream topics create | list`: the topic catalogue on any Kafka-protocol broker."""
+"""`tutorstream topics create | list | check | inspect`: the topic catalogue on any broker."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 from schemas.topics import CATALOGUE, DAY_MS, CleanupPolicy, TopicSpec
 from tutorstream import kafka
 from tutorstream.cli.topics_inspect import inspect
+from tutorstream.cli.topics_retention import check
 from tutorstream.settings import Settings
 from tutorstream.stack import StackError, kafka_bootstrap
 
@@ -20,6 +21,7 @@ app = typer.Typer(
     ),
 )
 app.command("inspect")(inspect)
+app.command("check")(check)
 
 BootstrapOption = Annotated[
     str | None,

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import psycopg
+import pyarrow.parquet
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from psycopg import sql
@@ -311,16 +312,27 @@ def test_cli_dry_run_and_export_under_the_topic_prefix(
         assert done.exit_code == 0, done.output
         wanted = {str(e["event_id"]) for e in cohort if e["class_id"] == first_class}
         assert {e["event_id"] for e in _lines(out)} == wanted
+
+        parts = tmp_path / "cli-parquet"
+        args = ["replay", "run", "--out", str(parts), "--format", "parquet", "--class"]
+        as_parquet = runner.invoke(app, [*args, first_class])
+        assert as_parquet.exit_code == 0, as_parquet.output
+        table = pyarrow.parquet.read_table(parts)
+        assert sorted(table.column("event_id").to_pylist()) == sorted(wanted)
+        wrong = runner.invoke(app, ["replay", "run", "--out", str(parts), "--format", "csv"])
+        assert wrong.exit_code == 1
+        assert "--format must be jsonl or parquet" in wrong.output
     finally:
         kafka.delete_topics(kafka_bootstrap, [topic])
 
 
-def test_rebuild_then_rescore_writes_only_the_shadow_schema(
+def test_rebuild_then_rescore_writes_only_the_shadow_schema_and_diff_agrees(
     kafka_bootstrap: str,
     topic_factory: Any,
     postgres_url: str,
     pg_schema: Any,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     from typer.testing import CliRunner
 
@@ -357,6 +369,18 @@ def test_rebuild_then_rescore_writes_only_the_shadow_schema(
         shadowed = _snapshot(postgres_url, shadow)
         assert len(shadowed["events"]) == len(cohort)
         assert len(shadowed["predictions"]) == len(before["predictions"]) > 0
+
+        report = tmp_path / "diff.json"
+        diffed = runner.invoke(
+            app, ["replay", "diff", "--model", model.spec.ref, "--json", str(report)]
+        )
+
+        assert diffed.exit_code == 0, diffed.output
+        found = orjson.loads(report.read_bytes())
+        assert (found["base"], found["shadow"]) == (live, shadow)
+        assert found["scored"] == len(before["predictions"])
+        assert all(s["agreement"] == 1.0 for s in found["states"])
+        assert found["alerted_differently"] == 0
     finally:
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(drop)
