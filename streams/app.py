@@ -125,6 +125,8 @@ class Worker:
             consumer_max_fetch_size=4 * 1024 * 1024,
             producer_acks=-1,
             producer_linger_ms=1,
+            # the learner table's changelog carries each touched learner's state every batch
+            producer_compression_type="lz4",
             stream_buffer_maxsize=4 * s.max_batch,
             table_cleanup_interval=60.0,
             # noack_take holds unacked events in its buffer; waiting for them to be acked

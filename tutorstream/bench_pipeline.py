@@ -61,6 +61,7 @@ class PipelineReport:
     interventions: int = 0
     latency_ms: dict[str, float] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    cpu_ms_per_1k: dict[str, float] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,6 +122,40 @@ def _consume_baseline(bootstrap: str, expected: int) -> float:
     return seen / elapsed if elapsed > 0 else 0.0
 
 
+def _tree_cpu_s(root: int) -> float:
+    """Return the CPU seconds (user + system) of ``root`` and its live descendants.
+
+    By process tree, not group: PostgreSQL's backends each start a session of their own.
+    """
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone since the listing
+        pid = int(proc.name)
+        parent[pid] = int(fields[1])
+        ticks[pid] = int(fields[11]) + int(fields[12])
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += ticks.get(pid, 0)
+        todo.extend(children.get(pid, ()))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_snapshot(groups: dict[str, int]) -> dict[str, float]:
+    out = {name: _tree_cpu_s(pid) for name, pid in groups.items()}
+    out["producer"] = time.process_time()
+    return out
+
+
 def _stage_seconds(metrics_text: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for match in re.finditer(
@@ -176,11 +211,19 @@ def run_pipeline_bench(
 
             cohort = list(generate_cohort(learners, events, seed=2, start=datetime.now(UTC)))
             progress(f"throughput: {len(cohort)} events from {learners} learners, all at once")
+            # where the machine's CPU goes per event: each service runs in its own group
+            groups = {"worker": worker.pid, "broker": broker.pid, "postgres": postgres.pid}
+            cpu_before = _cpu_snapshot(groups)
             started = time.perf_counter()
             _produce(producer, cohort, 0, {})
             report.produce_s = time.perf_counter() - started
             _wait_rows(postgres.url, len(warm) + len(cohort), 900, progress, worker)
             report.durable_s = time.perf_counter() - started
+            cpu_after = _cpu_snapshot(groups)
+            report.cpu_ms_per_1k = {
+                name: 1e6 * (cpu_after[name] - cpu_before[name]) / len(cohort)
+                for name in cpu_after
+            }
             report.events_per_s = len(cohort) / report.durable_s
             report.consume_baseline_per_s = _consume_baseline(broker.url, len(warm) + len(cohort))
 
@@ -285,6 +328,11 @@ def format_table(report: PipelineReport) -> str:
     ]
     for key, value in report.latency_ms.items():
         lines.append(f"  event-to-intervention  {key:>4} {value:>8.1f} ms")
+    if report.cpu_ms_per_1k:
+        lines.append("  CPU per 1,000 events (throughput phase, all threads of each process):")
+        for name, ms in sorted(report.cpu_ms_per_1k.items(), key=lambda kv: -kv[1]):
+            lines.append(f"    {name:<10} {ms:>8.0f} ms")
+        lines.append(f"    {'total':<10} {sum(report.cpu_ms_per_1k.values()):>8.0f} ms")
     lines.append("  worker time by stage:")
     for stage, seconds in sorted(report.stage_seconds.items(), key=lambda kv: -kv[1]):
         if stage == "confirm":

@@ -32,6 +32,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from schemas.events import LearningEvent
+from streams.store.binary import register_copy_dumpers
 from streams.store.connection import check_schema, is_wasm_server, search_path
 from streams.store.exceptions import RejectedBatch, StoreError, StoreUnavailable
 from streams.store.migrations import load_migrations
@@ -470,6 +471,8 @@ class StoreSink:
             method = s.write_method
             if method is WriteMethod.AUTO:
                 method = WriteMethod.INSERT if wasm else WriteMethod.COPY
+            if method is WriteMethod.COPY:
+                register_copy_dumpers(conn)
             for table in TABLES:
                 await conn.execute(
                     sql.SQL(

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from schemas.events import EventType, LearningEvent, SourceFormat
@@ -372,3 +373,49 @@ def test_every_table_gets_each_row_once_however_often_a_batch_is_written(store: 
     assert mastery == [("fractions", 0.5), ("ratios", 0.25)]
     # One current recommendation per learner of a class (7 learners over two classes).
     assert current is not None and current[0] >= current[1] == 7
+
+
+def test_copy_and_insert_paths_store_identical_float_arrays(pg_store: Store) -> None:
+    # The COPY path encodes float4[] with its own binary dumper (streams.store.binary); the
+    # INSERT path goes through JSON. Both must store exactly the float32 of what was given.
+    url, _, schema = pg_store
+    migrate(url, schema=schema)
+    events = make_events(40)
+    rng = np.random.default_rng(7)
+    vectors = [rng.normal(0, 1e3, size=int(rng.integers(0, 50))).tolist() for _ in events]
+    vectors[0] = []
+    vectors[1] = [0.0, -0.0, 1e-30, 3.0e38, -3.0e38, 0.1]
+
+    async def run() -> None:
+        for method, part in (
+            (WriteMethod.COPY, slice(0, None, 2)),
+            (WriteMethod.INSERT, slice(1, None, 2)),
+        ):
+            settings = StoreSettings(db_schema=schema, write_method=method)
+            batch = StoreBatch()
+            for event, vector in list(zip(events, vectors, strict=True))[part]:
+                batch.add_features(event, vector, "random")
+            async with StoreSink(url, settings) as sink:
+                await sink.write(batch)
+
+    asyncio.run(run())
+    with connect(url, schema=schema) as conn:
+        stored = dict(conn.execute("SELECT event_id, vector FROM features").fetchall())
+    assert len(stored) == len(events)
+    for event, vector in zip(events, vectors, strict=True):
+        expected = np.asarray(vector, dtype=np.float32)
+        got = np.asarray(stored[event.event_id], dtype=np.float32)
+        assert got.shape == expected.shape, event.event_id
+        assert np.array_equal(got, expected), event.event_id
+
+    # and the COPY path also accepts a numpy vector as it is
+    async def numpy_vector() -> None:
+        event = make_events(1, start=99)[0]
+        batch = StoreBatch().add_features(event, np.arange(5, dtype=np.float32), "numpy")
+        async with StoreSink(url, StoreSettings(db_schema=schema)) as sink:
+            await sink.write(batch)
+
+    asyncio.run(numpy_vector())
+    with connect(url, schema=schema) as conn:
+        row = conn.execute("SELECT vector FROM features WHERE feature_set = 'numpy'").fetchone()
+    assert row == ([0.0, 1.0, 2.0, 3.0, 4.0],)
