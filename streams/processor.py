@@ -253,8 +253,8 @@ class EventProcessor:
         result = BatchResult()
         with metrics.stage("normalise"):
             parsed: list[tuple[LearningEvent, InboundRecord]] = []
+            metrics.RECORDS_IN.inc(len(records))
             for record in records:
-                metrics.RECORDS_IN.inc()
                 try:
                     if record.normalised:
                         events = [LearningEvent.model_validate_json(record.value)]
@@ -276,6 +276,8 @@ class EventProcessor:
                         result.forwards.append(
                             (event.learner_id, event.model_dump_json().encode(), record)
                         )
+        # counted per batch: a labelled counter per event is a measurable share of ingest
+        by_source: dict[str, int] = {}
         with metrics.stage("features"):
             for event, record in parsed:
                 learner = state.learner(event.learner_id)
@@ -288,7 +290,7 @@ class EventProcessor:
                     result.duplicates += 1
                     metrics.DUPLICATES.inc()
                     continue
-                metrics.EVENTS_IN.labels(event.source.value).inc()
+                by_source[event.source.value] = by_source.get(event.source.value, 0) + 1
                 item_key = None
                 norms = None
                 if event.item_id is not None:
@@ -325,6 +327,8 @@ class EventProcessor:
                             event.skill_ids,
                         )
                     )
+        for source, count in by_source.items():
+            metrics.EVENTS_IN.labels(source).inc(count)
         return result
 
     def _catalogue(

@@ -1,6 +1,6 @@
 """End-to-end pipeline benchmark on a private embedded stack.
 
-Two phases, one worker process, the shipped model:
+Two phases, one or more worker processes (``--workers``), the shipped model:
 
 1. **sustained throughput**: a simulated cohort is produced as fast as the producer goes and the
    clock runs from the first record sent until every event is a durable row; the baseline is a
@@ -52,6 +52,7 @@ class PipelineReport:
 
     learners: int
     events: int
+    workers: int = 1
     produce_s: float = 0.0
     durable_s: float = 0.0
     events_per_s: float = 0.0
@@ -62,6 +63,7 @@ class PipelineReport:
     latency_ms: dict[str, float] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     cpu_ms_per_1k: dict[str, float] = field(default_factory=dict)
+    mean_batch: float = 0.0
     machine: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,9 +97,7 @@ def _produce(
         value = orjson.dumps(event)
         while True:
             try:
-                producer.produce(
-                    LMS_EVENTS.name, key=keys[str(event["learner_id"])], value=value
-                )
+                producer.produce(LMS_EVENTS.name, key=keys[str(event["learner_id"])], value=value)
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -156,6 +156,15 @@ def _cpu_snapshot(groups: dict[str, int]) -> dict[str, float]:
     return out
 
 
+def _mean_batch(metrics_text: str) -> float:
+    totals = {"sum": 0.0, "count": 0.0}
+    for kind, value in re.findall(
+        r"^tutorstream_batch_size_(sum|count) ([0-9.e+-]+)$", metrics_text, re.M
+    ):
+        totals[kind] += float(value)
+    return totals["sum"] / totals["count"] if totals["count"] else 0.0
+
+
 def _stage_seconds(metrics_text: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for match in re.finditer(
@@ -166,63 +175,71 @@ def _stage_seconds(metrics_text: str) -> dict[str, float]:
 
 
 def run_pipeline_bench(
-    learners: int, events: int, rate: float, latency_events: int, progress: Progress
+    learners: int,
+    events: int,
+    rate: float,
+    latency_events: int,
+    progress: Progress,
+    workers: int = 1,
 ) -> PipelineReport:
-    """Start a private stack and a worker, run both phases, return the figures."""
-    report = PipelineReport(learners=learners, events=events, offered_rate=rate)
+    """Start a private stack and ``workers`` workers, run both phases, return the figures."""
+    report = PipelineReport(learners=learners, events=events, offered_rate=rate, workers=workers)
     report.machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     with tempfile.TemporaryDirectory(prefix="tutorstream-bench-") as tmp:
         root = Path(tmp)
         broker = services.start_broker(root)
         postgres = services.start_postgres(root / "pg", root, durable=True)
-        worker: subprocess.Popen[bytes] | None = None
+        running: list[subprocess.Popen[bytes]] = []
+        ports: list[int] = []
         try:
             kafka.create_topics(broker.url, CATALOGUE)
             migrate(postgres.url)
-            port = services.free_port()
             env = dict(os.environ)
             env.update(
                 TUTORSTREAM_KAFKA_BOOTSTRAP=broker.url,
                 TUTORSTREAM_DATABASE_URL=postgres.url,
-                TUTORSTREAM_DATA_DIR=str(root / "streams"),
                 TUTORSTREAM_APP_ID=f"bench-{uuid.uuid4().hex[:6]}",
             )
-            worker = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "from tutorstream.cli import main; main()",
-                    "worker",
-                    "--web-port",
-                    str(port),
-                    "--loglevel",
-                    "warning",
-                ],
-                env=env,
-                stdout=(root / "worker.log").open("wb"),
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            for n in range(workers):
+                ports.append(services.free_port())
+                running.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-c",
+                            "from tutorstream.cli import main; main()",
+                            "worker",
+                            "--web-port",
+                            str(ports[-1]),
+                            "--loglevel",
+                            "warning",
+                        ],
+                        env=env | {"TUTORSTREAM_DATA_DIR": str(root / f"streams-{n}")},
+                        stdout=(root / f"worker-{n}.log").open("wb"),
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
             producer = Producer(kafka.producer_config(broker.url))
             progress("warming up: worker joins its group and scores a first class")
             warm = list(generate_cohort(5, 300, seed=1, start=datetime.now(UTC)))
             _produce(producer, warm, 0, {})
-            _wait_rows(postgres.url, len(warm), 180, progress, worker)
+            _wait_rows(postgres.url, len(warm), 180, progress, running)
 
             cohort = list(generate_cohort(learners, events, seed=2, start=datetime.now(UTC)))
             progress(f"throughput: {len(cohort)} events from {learners} learners, all at once")
             # where the machine's CPU goes per event: each service runs in its own group
-            groups = {"worker": worker.pid, "broker": broker.pid, "postgres": postgres.pid}
+            groups = {f"worker-{n}": w.pid for n, w in enumerate(running)}
+            groups |= {"broker": broker.pid, "postgres": postgres.pid}
             cpu_before = _cpu_snapshot(groups)
             started = time.perf_counter()
             _produce(producer, cohort, 0, {})
             report.produce_s = time.perf_counter() - started
-            _wait_rows(postgres.url, len(warm) + len(cohort), 900, progress, worker)
+            _wait_rows(postgres.url, len(warm) + len(cohort), 900, progress, running)
             report.durable_s = time.perf_counter() - started
             cpu_after = _cpu_snapshot(groups)
             report.cpu_ms_per_1k = {
-                name: 1e6 * (cpu_after[name] - cpu_before[name]) / len(cohort)
-                for name in cpu_after
+                name: 1e6 * (cpu_after[name] - cpu_before[name]) / len(cohort) for name in cpu_after
             }
             report.events_per_s = len(cohort) / report.durable_s
             report.consume_baseline_per_s = _consume_baseline(broker.url, len(warm) + len(cohort))
@@ -241,29 +258,44 @@ def run_pipeline_bench(
                 report.latency_ms = {
                     f"p{q}": float(np.percentile(arr, q)) for q in (50, 95, 99)
                 } | {"max": float(arr.max())}
-            report.stage_seconds = _stage_seconds(
-                httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-            )
+            pages = [
+                httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text for port in ports
+            ]
+            for page in pages:
+                for stage, seconds in _stage_seconds(page).items():
+                    report.stage_seconds[stage] = report.stage_seconds.get(stage, 0.0) + seconds
+            report.mean_batch = _mean_batch("\n".join(pages))
         finally:
-            if worker is not None and worker.poll() is None:
-                os.killpg(worker.pid, signal.SIGTERM)
-                try:
-                    worker.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(worker.pid, signal.SIGKILL)
+            _stop_workers(running)
             postgres.stop()
             broker.stop()
     return report
 
 
+def _stop_workers(running: list[subprocess.Popen[bytes]]) -> None:
+    for worker in running:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+    for worker in running:
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+
+
 def _wait_rows(
-    url: str, expected: int, timeout: float, progress: Progress, worker: subprocess.Popen[bytes]
+    url: str,
+    expected: int,
+    timeout: float,
+    progress: Progress,
+    running: list[subprocess.Popen[bytes]],
 ) -> None:
     started = time.perf_counter()
     last = -1.0
     while time.perf_counter() - started < timeout:
-        if worker.poll() is not None:
-            raise RuntimeError(f"the worker exited with {worker.returncode}")
+        for worker in running:
+            if worker.poll() is not None:
+                raise RuntimeError(f"a worker exited with {worker.returncode}")
         done = _count(url)
         now = time.perf_counter() - started
         if done >= expected:
@@ -318,7 +350,7 @@ def format_table(report: PipelineReport) -> str:
     total = sum(v for k, v in report.stage_seconds.items() if k != "confirm") or 1.0
     lines = [
         f"pipeline, {report.learners} learners, {report.events} events, "
-        f"{report.machine.get('cpus')} CPUs",
+        f"{report.workers} worker(s), {report.machine.get('cpus')} CPUs",
         f"  sustained throughput   {report.events_per_s:>10,.0f} events/s "
         f"(produce {report.produce_s:.1f}s, durable after {report.durable_s:.1f}s)",
         f"  baseline: Kafka read   {report.consume_baseline_per_s:>10,.0f} events/s "
@@ -333,6 +365,7 @@ def format_table(report: PipelineReport) -> str:
         for name, ms in sorted(report.cpu_ms_per_1k.items(), key=lambda kv: -kv[1]):
             lines.append(f"    {name:<10} {ms:>8.0f} ms")
         lines.append(f"    {'total':<10} {sum(report.cpu_ms_per_1k.values()):>8.0f} ms")
+    lines.append(f"  mean micro-batch       {report.mean_batch:>10,.0f} records (both phases)")
     lines.append("  worker time by stage:")
     for stage, seconds in sorted(report.stage_seconds.items(), key=lambda kv: -kv[1]):
         if stage == "confirm":

@@ -18,6 +18,9 @@ def pipeline(
     latency_events: Annotated[
         int, typer.Option(min=100, help="Events offered in the latency phase.")
     ] = 40_000,
+    workers: Annotated[
+        int, typer.Option(min=1, max=12, help="Worker processes sharing the partitions.")
+    ] = 1,
     smoke: Annotated[bool, typer.Option(help="A small run, for CI.")] = False,
     out: Annotated[Path, typer.Option(help="Where the JSON goes.")] = Path(
         "bench-results/pipeline.json"
@@ -29,7 +32,12 @@ def pipeline(
     if smoke:
         learners, events, latency_events, rate = 20, 2000, 1000, 500
     report = run_pipeline_bench(
-        learners, events, rate, latency_events, progress=lambda m: typer.echo(m, err=True)
+        learners,
+        events,
+        rate,
+        latency_events,
+        progress=lambda m: typer.echo(m, err=True),
+        workers=workers,
     )
     typer.echo(format_table(report))
     out.parent.mkdir(parents=True, exist_ok=True)
