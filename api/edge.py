@@ -1,5 +1,8 @@
 """The edge of every HTTP request: body size cap, gzip bodies, xAPI version header, metrics, log.
 
+It also turns xAPI's alternate request syntax into the request it stands for
+(:mod:`api.alternate`), before routing, so the statement resource sees one shape of request.
+
 One pure ASGI middleware does it all: the body is read once (refused with 413 past the cap,
 counted after decompression too, so a small gzip bomb is refused as well), handed to the app
 whole, and the response gets the headers every endpoint of its kind needs.
@@ -17,6 +20,8 @@ from typing import Any, Final
 
 import orjson
 from prometheus_client import Counter, Histogram
+
+from api.alternate import AlternateRefused, rewrite, uses_alternate
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,10 +44,11 @@ def problem_body(status: int, reason: str, path: str = "") -> bytes:
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, path: str = "") -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.path = path
 
 
 def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
@@ -111,9 +117,13 @@ class Edge:
         try:
             if scope["method"] in _BODY_METHODS:
                 body = await self._body(scope, receive)
+                if statements and uses_alternate(scope):
+                    body = _alternate(scope, body)
                 receive = _replay(body)
+            elif statements and uses_alternate(scope):
+                _alternate(scope, b"")
         except _Refused as refused:
-            await self._refuse(send_wrapped, refused.status, refused.reason)
+            await self._refuse(send_wrapped, refused.status, refused.reason, refused.path)
         else:
             await self.app(scope, receive, send_wrapped)
         finally:
@@ -164,8 +174,8 @@ class Edge:
         raise _Refused(415, f"Content-Encoding {encoding!r} is not supported; use gzip")
 
     @staticmethod
-    async def _refuse(send: Send, status: int, reason: str) -> None:
-        body = problem_body(status, reason)
+    async def _refuse(send: Send, status: int, reason: str, path: str = "") -> None:
+        body = problem_body(status, reason, path)
         await send(
             {
                 "type": "http.response.start",
@@ -178,6 +188,13 @@ class Edge:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _alternate(scope: Scope, body: bytes) -> bytes:
+    try:
+        return rewrite(scope, body)
+    except AlternateRefused as refused:
+        raise _Refused(400, refused.reason, refused.path) from refused
 
 
 def _now_header() -> bytes:

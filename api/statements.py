@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from schemas.pseudonym import Pseudonymiser
 from schemas.vocabulary import VERB_VOIDED
 
 STATEMENT_VERSION: Final = "1.0.0"
+SIGNATURE_USAGE: Final = "http://adlnet.gov/expapi/attachments/signature"
 _AGENT_KEYS: Final = ("mbox", "mbox_sha1sum", "openid", "account")
 
 
@@ -40,7 +42,7 @@ class Accepted:
     """A valid statement, ready to be produced and stored.
 
     Attributes:
-        statement_id: its id (given, or assigned from its content), lower case.
+        statement_id: its id (given, or a new UUID assigned by the LRS), lower case.
         key: the learner's pseudonym, the record's key on ``lms.events.v1``.
         raw: the statement as sent, with its id, as JSON for the topic.
         stored: the pseudonymised statement, with ``stored``, ``authority`` and ``version``.
@@ -140,13 +142,17 @@ class StatementPreparer:
         stamp = stored.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         for index, statement in enumerate(statements):
             path = f"[{index}]" if is_array else ""
-            key = self._key(statement, path)
             if statement_id is not None:
                 if statement.id is not UNSET and statement.id.lower() != statement_id:
                     raise InvalidEvent(
                         "id", "does not match the statementId parameter", xapi.SOURCE
                     )
                 statement.id = statement_id
+            elif statement.id is UNSET:
+                # The LRS sets the id (Data 2.4.1): a new statement each time, even with content
+                # like another's, since a learner can do the same thing twice.
+                statement.id = str(uuid.uuid4())
+            key = self._key(statement, path)
             sid = xapi.statement_id(statement)
             if sid in seen:
                 raise InvalidEvent(
@@ -156,7 +162,6 @@ class StatementPreparer:
                 )
             seen[sid] = index
             statement.id = sid
-            _file_urls(statement, path)
             raw = msgspec.json.encode(statement)
             record = self._stored(msgspec.to_builtins(statement), key_id, stamp)
             voids = None
@@ -219,6 +224,12 @@ class StatementPreparer:
             for role in ("instructor", "team"):
                 if role in context:
                     context[role] = self._agent(context[role])
+            activities = context.get("contextActivities")
+            if type(activities) is dict:
+                # The LRS returns every context activity list as an array (Data 2.4.6.2).
+                for name, value in activities.items():
+                    if type(value) is dict:
+                        activities[name] = [value]
         return body
 
     def _stored(self, statement: dict[str, Any], key_id: str, stamp: str) -> dict[str, Any]:
@@ -232,25 +243,6 @@ class StatementPreparer:
         }
         record.setdefault("version", STATEMENT_VERSION)
         return record
-
-
-def _file_urls(statement: xapi.Statement, path: str) -> None:
-    """Refuse attachments whose data would have to come in a multipart body.
-
-    Statements sent as ``application/json`` can only point at their attachments (Communication
-    1.5.2): every attachment needs a ``fileUrl``.
-    """
-    if statement.attachments is UNSET:
-        return
-    for index, attachment in enumerate(statement.attachments):
-        if attachment.fileUrl is UNSET:
-            where = f"attachments[{index}].fileUrl"
-            raise InvalidEvent(
-                f"{path}.{where}" if path else where,
-                "is required in an application/json request (this LRS does not take "
-                "attachment data in multipart/mixed bodies)",
-                xapi.SOURCE,
-            )
 
 
 def _ifi(agent: xapi.Agent) -> dict[str, str] | None:
@@ -353,9 +345,10 @@ def _ids_agent(agent: Any) -> Any:
 
 
 def _ids_activity(activity: Any) -> Any:
+    """An Activity in the ``ids`` format is its id alone (Communication 2.1.3)."""
     if type(activity) is not dict:
         return activity
-    return {key: activity[key] for key in ("objectType", "id") if key in activity}
+    return {"id": activity["id"]} if "id" in activity else {}
 
 
 def _ids_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -460,7 +453,24 @@ def _canonical_body(body: dict[str, Any], languages: list[str]) -> dict[str, Any
             }
         elif kind == "SubStatement":
             out["object"] = _canonical_body(target, languages)
+    context = out.get("context")
+    if type(context) is dict and type(context.get("contextActivities")) is dict:
+        out["context"] = {
+            **context,
+            "contextActivities": {
+                name: [_canonical_activity(a, languages) for a in value]
+                if type(value) is list
+                else _canonical_activity(value, languages)
+                for name, value in context["contextActivities"].items()
+            },
+        }
     return out
+
+
+def _canonical_activity(activity: Any, languages: list[str]) -> Any:
+    if type(activity) is not dict or "definition" not in activity:
+        return activity
+    return {**activity, "definition": _canonical_definition(activity["definition"], languages)}
 
 
 def formatted(statement: dict[str, Any], form: str, accept_language: str | None) -> dict[str, Any]:

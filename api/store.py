@@ -1,8 +1,8 @@
 """The API's access to the store: a connection pool and the queries the endpoints run.
 
 The tables are the store's (``schemas/sql``); the API reads what the stream workers write and
-writes only what it owns: ``api_keys.last_used_at``, ``xapi_statements``, an intervention's
-status with the append-only ``intervention_actions`` audit.
+writes only what it owns: ``api_keys.last_used_at``, ``xapi_statements``, ``xapi_attachments``,
+an intervention's status with the append-only ``intervention_actions`` audit.
 """
 
 from __future__ import annotations
@@ -198,6 +198,33 @@ class Store:
             "AND payload->'verb'->>'id' IS DISTINCT FROM %s",
             (list(targets), VOIDED_VERB),
         )
+
+    @staticmethod
+    async def insert_attachments(
+        conn: AsyncConnection[Any], attachments: Sequence[tuple[str, str, bytes]]
+    ) -> None:
+        """Store attachment data by hash, once per hash (``(sha2, content_type, content)``)."""
+        if not attachments:
+            return
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO xapi_attachments (sha2, content_type, length, content) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (sha2) DO NOTHING",
+                [(sha2, kind, len(content), content) for sha2, kind, content in attachments],
+            )
+
+    async def attachments(self, hashes: Sequence[str]) -> list[Row]:
+        """Return ``sha2``, ``content_type`` and ``content`` of the stored hashes, in order."""
+        if not hashes:
+            return []
+        async with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                "SELECT sha2, content_type, content FROM xapi_attachments "
+                "WHERE sha2 = ANY(%s::text[])",
+                (list(hashes),),
+            )
+            rows = {row["sha2"]: row for row in await cur.fetchall()}
+        return [rows[sha2] for sha2 in hashes if sha2 in rows]
 
     async def query_statements(
         self,

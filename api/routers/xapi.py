@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Annotated, Any, Final, LiteralString
@@ -11,9 +10,17 @@ from typing import Annotated, Any, Final, LiteralString
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
+from api.attachments import (
+    Part,
+    check_attachments,
+    is_multipart,
+    multipart_response,
+    referenced_hashes,
+    split_multipart,
+)
 from api.auth import require_ingest, require_statement_reader
 from api.delivery import Outgoing
-from api.exceptions import BadRequest, Conflict, NotFound, UnsupportedMediaType
+from api.exceptions import BadRequest, Conflict, NotFound
 from api.keys import Principal
 from api.runtime import Runtime, is_json, principal, runtime_of, utc_now
 from api.statements import (
@@ -84,32 +91,57 @@ _STATEMENT_BODY: Final = {
                 "statement": {"summary": "One statement", "value": SIMPLE_STATEMENT},
                 "batch": {"summary": "An array of statements", "value": [SIMPLE_STATEMENT]},
             },
-        }
+        },
+        "multipart/mixed": {
+            "schema": {
+                "type": "string",
+                "format": "binary",
+                "description": "Statements with attachment data (Communication 1.5.2): the "
+                "statements as the first part (application/json), then one part per "
+                "attachment with Content-Type, Content-Transfer-Encoding: binary and "
+                "X-Experience-API-Hash (its sha2).",
+            }
+        },
     },
 }
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
-    400: {"description": "Invalid statement, header or parameter; `path` names the field."},
+    400: {
+        "description": "Invalid statement, header, parameter, Content-Type or multipart body; "
+        "`path` names the field."
+    },
     401: {"description": "No API key, or an unknown or revoked one."},
     403: {"description": "The key lacks the ingest scope."},
     409: {"description": "A statement with this id, but other content, is stored already."},
     413: {"description": "The body is over the size limit."},
-    415: {"description": "The body is not JSON (or not gzip/identity encoded)."},
+    415: {"description": "The body's Content-Encoding is not gzip, deflate or identity."},
     429: {"description": "Over the key's rate; see Retry-After."},
     503: {"description": "The broker or the database did not confirm in time."},
 }
 
 
-def _json_body(request: Request) -> None:
+async def _read_body(request: Request) -> tuple[bytes, list[Part] | None]:
+    """Return the statements' JSON and, for a multipart/mixed body, its attachment parts.
+
+    The statement resource answers a wrong Content-Type with 400, as xAPI says (Communication
+    1.5), not 415.
+    """
     content_type = request.headers.get("content-type")
-    if not is_json(content_type):
-        shown = (content_type or "none").split(";")[0][:60]
-        raise UnsupportedMediaType(
-            f"Content-Type {shown!r} is not supported; send application/json "
-            "(statements with attachment data in multipart/mixed are not accepted)"
-        )
+    body = await request.body()
+    if is_json(content_type):
+        return body, None
+    if content_type is not None and is_multipart(content_type):
+        return split_multipart(content_type, body)
+    shown = (content_type or "none").split(";")[0][:60]
+    raise BadRequest(
+        f"Content-Type {shown!r} is not supported; send application/json, or multipart/mixed "
+        "when attachment data comes with the statements",
+        "header.Content-Type",
+    )
 
 
-async def _accept(runtime: Runtime, accepted: list[Accepted], stored: datetime) -> None:
+async def _accept(
+    runtime: Runtime, accepted: list[Accepted], stored: datetime, parts: list[Part]
+) -> None:
     """Store the statements and produce the new ones, all or nothing.
 
     The insert holds the new ids' rows until the broker has confirmed the records: a second
@@ -134,6 +166,12 @@ async def _accept(runtime: Runtime, accepted: list[Accepted], stored: datetime) 
         targets = [statement.voids for statement in fresh if statement.voids is not None]
         if targets:
             await Store.void(conn, targets)
+        kept = set(
+            referenced_hashes((statement.stored for statement in accepted), signatures=False)
+        )
+        await Store.insert_attachments(
+            conn, [(p.sha2, p.content_type, p.content) for p in parts if p.sha2 in kept]
+        )
         await runtime.delivery.send(
             Outgoing(runtime.lms_topic, statement.key, statement.raw) for statement in fresh
         )
@@ -142,15 +180,18 @@ async def _accept(runtime: Runtime, accepted: list[Accepted], stored: datetime) 
 
 async def _prepare(
     request: Request, caller: Principal, statement_id: str | None = None
-) -> tuple[list[Accepted], datetime, bool]:
+) -> tuple[list[Accepted], datetime, list[Part]]:
     runtime = runtime_of(request)
-    _json_body(request)
-    body = await request.body()
-    stored = utc_now()
+    now = utc_now()
+    # Milliseconds, as the statements show it: a query with since=<a statement's stored> must
+    # not return that statement again.
+    stored = now.replace(microsecond=now.microsecond // 1000 * 1000)
     try:
+        body, parts = await _read_body(request)
         statements, is_array = decode(body)
         if statement_id is not None and is_array:
             raise InvalidEvent("", "PUT takes one statement, not an array", "xapi")
+        check_attachments(statements, is_array, parts)
         accepted = runtime.preparer.prepare(
             statements,
             is_array=is_array,
@@ -158,10 +199,10 @@ async def _prepare(
             stored=stored,
             statement_id=statement_id,
         )
-    except InvalidEvent:
+    except (InvalidEvent, BadRequest):
         runtime.metrics.events_rejected.labels("xapi").inc()
         raise
-    return accepted, stored, is_array
+    return accepted, stored, parts or []
 
 
 @router.post(
@@ -185,14 +226,9 @@ async def post_statements(
     check_version(version)
     if request.query_params:
         name = next(iter(request.query_params.keys()))
-        reason = (
-            "the alternate request syntax is not supported; send the method itself"
-            if name == "method"
-            else "is not a parameter of POST statements"
-        )
-        raise BadRequest(reason, f"query.{name}")
-    accepted, stored, _ = await _prepare(request, caller)
-    await _accept(runtime_of(request), accepted, stored)
+        raise BadRequest("is not a parameter of POST statements", f"query.{name}")
+    accepted, stored, parts = await _prepare(request, caller)
+    await _accept(runtime_of(request), accepted, stored, parts)
     response = Response(
         orjson.dumps([statement.statement_id for statement in accepted]),
         media_type="application/json",
@@ -228,8 +264,8 @@ async def put_statement(
         raise BadRequest("is required for PUT", "query.statementId")
     if not is_uuid(statement_id):
         raise BadRequest("is not a UUID", "query.statementId")
-    accepted, stored, _ = await _prepare(request, caller, statement_id.lower())
-    await _accept(runtime_of(request), accepted, stored)
+    accepted, stored, parts = await _prepare(request, caller, statement_id.lower())
+    await _accept(runtime_of(request), accepted, stored, parts)
     response = Response(status_code=204)
     return response
 
@@ -243,20 +279,21 @@ def _flag(request: Request, name: str) -> bool:
     return value == "true"
 
 
-def _single(payload: dict[str, Any], stored: datetime, attachments: bool) -> Response:
-    body = orjson.dumps(payload)
-    if attachments:
-        boundary = uuid.uuid4().hex
-        body = (
-            f"--{boundary}\r\nContent-Type: application/json\r\n\r\n".encode()
-            + body
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
-        media = f'multipart/mixed; boundary="{boundary}"'
-    else:
-        media = "application/json"
+async def _statements_body(
+    runtime: Runtime, document: Any, payloads: list[dict[str, Any]], attachments: bool
+) -> tuple[bytes, str]:
+    """Serialise a GET answer: JSON, or multipart/mixed with the attachments' data after it."""
+    body = orjson.dumps(document)
+    if not attachments:
+        return body, "application/json"
+    rows = await runtime.store.attachments(referenced_hashes(payloads))
+    return multipart_response(
+        body, (Part(row["sha2"], row["content_type"], bytes(row["content"])) for row in rows)
+    )
+
+
+def _tagged(body: bytes, media: str) -> Response:
     response = Response(body, media_type=media)
-    response.headers["Last-Modified"] = format_datetime(stored.astimezone(UTC), usegmt=True)
     response.headers["ETag"] = f'"{hashlib.sha1(body, usedforsecurity=False).hexdigest()}"'
     return response
 
@@ -314,12 +351,38 @@ def _query_conditions(
         conditions.append(
             ("lower(payload->'context'->>'registration') = %s", [query["registration"]])
         )
+    if conditions:
+        conditions = [_or_targeting(conditions)]
     if "since" in query:
         conditions.append(("stored > %s::timestamptz", [query["since"]]))
     if "until" in query:
         conditions.append(("stored <= %s::timestamptz", [query["until"]]))
     del runtime
     return conditions
+
+
+def _or_targeting(
+    conditions: list[tuple[LiteralString, list[Any]]],
+) -> tuple[LiteralString, list[Any]]:
+    """Match statements that meet the filter, or that target (StatementRef) one that does.
+
+    Communication 2.1.4: a statement referring to a statement the filter matches is returned
+    too, so a voiding statement comes back with a query that matched the statement it voided
+    (which itself is not returned). One level of reference is followed. The subquery's
+    unqualified ``payload`` is the target's.
+    """
+    clause: LiteralString = " AND ".join(clause for clause, _ in conditions)
+    values = [value for _, params in conditions for value in params]
+    combined: LiteralString = (
+        "((" + clause + ") OR (xapi_statements.payload->'object'->>'objectType' = 'StatementRef' "
+        "AND EXISTS (SELECT 1 FROM xapi_statements t "
+        # CASE keeps the uuid cast off objects that are not StatementRefs.
+        "WHERE t.statement_id = CASE WHEN xapi_statements.payload->'object'->>'objectType' = "
+        "'StatementRef' THEN (xapi_statements.payload->'object'->>'id')::uuid END AND "
+        + clause
+        + ")))"
+    )
+    return combined, values + values
 
 
 def _read_query(request: Request, runtime: Runtime) -> dict[str, Any]:
@@ -420,7 +483,15 @@ async def get_statements(
                 if row is None
                 else ("it is voided; ask by voidedStatementId" if row["voided"] else "not voided")
             )
-        return _single(formatted(row["payload"], form, language), row["stored"], attachments)
+        payload = row["payload"]
+        body, media = await _statements_body(
+            runtime, formatted(payload, form, language), [payload], attachments
+        )
+        response = _tagged(body, media)
+        response.headers["Last-Modified"] = format_datetime(
+            row["stored"].astimezone(UTC), usegmt=True
+        )
+        return response
 
     if "cursor" in params:
         if len(params) > 1:
@@ -429,6 +500,8 @@ async def get_statements(
     else:
         query, after = _read_query(request, runtime), None
         query["format"] = form
+        if attachments:
+            query["attachments"] = True
     page_max = runtime.settings.api.page_max
     limit = query.get("limit") or page_max
     limit = min(limit, page_max)
@@ -443,16 +516,15 @@ async def get_statements(
         rows = rows[:limit]
         last = rows[-1]
         more = "/xapi/statements?cursor=" + encode_more(query, last["stored"], last["statement_id"])
+    payloads = [row["payload"] for row in rows]
     result = {
         "statements": [
-            formatted(row["payload"], query.get("format", "exact"), language) for row in rows
+            formatted(payload, query.get("format", "exact"), language) for payload in payloads
         ],
         "more": more,
     }
-    body = orjson.dumps(result)
-    response = Response(body, media_type="application/json")
-    response.headers["ETag"] = f'"{hashlib.sha1(body, usedforsecurity=False).hexdigest()}"'
-    return response
+    body, media = await _statements_body(runtime, result, payloads, bool(query.get("attachments")))
+    return _tagged(body, media)
 
 
 @router.head("/about", include_in_schema=False)

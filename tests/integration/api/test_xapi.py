@@ -150,18 +150,28 @@ def test_spec_examples_go_in_and_come_out_pseudonymised(client: TestClient, api_
             assert secret not in stored_text, secret
 
 
-def test_ids_are_assigned_when_absent_and_are_stable(client: TestClient, api_env: ApiEnv):
+def test_ids_are_assigned_when_absent_each_post_a_new_statement(
+    client: TestClient, api_env: ApiEnv
+):
     statement = fixture("appendix_a_simple_statement.json")
     del statement["id"]
-    statement["timestamp"] = f"2024-03-01T10:{uuid.uuid4().int % 60:02d}:00Z"
     statement["object"]["id"] = f"http://example.com/a/{uuid.uuid4()}"
     first = post(client, api_env, statement)
-    second = post(client, api_env, statement)
-    assert first.status_code == second.status_code == 200
+    second = post(client, api_env, [statement, statement])
+    assert first.status_code == second.status_code == 200, second.text
     (assigned,) = first.json()
     assert uuid.UUID(assigned)
-    assert second.json() == [assigned]  # the same content gets the same id: a retry is no duplicate
-    assert get(client, api_env, statementId=assigned).json()["object"] == statement["object"]
+    # the same content twice is two statements: a learner can do the same thing twice
+    ids = second.json()
+    assert len({assigned, *ids}) == 3 and all(uuid.UUID(i) for i in ids)
+    for statement_id in (assigned, *ids):
+        stored = get(client, api_env, statementId=statement_id).json()
+        assert stored["object"] == statement["object"] and stored["id"] == statement_id
+    # the timestamp, when absent, is the stored time
+    del statement["timestamp"]
+    (untimed,) = post(client, api_env, statement).json()
+    stored = get(client, api_env, statementId=untimed).json()
+    assert stored["timestamp"] == stored["stored"]
 
 
 def test_put_stores_once_and_refuses_a_different_statement_under_the_same_id(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -76,13 +77,15 @@ def test_the_key_is_the_pseudonym_the_normaliser_gives_the_learner():
     assert grouped.key == Pseudonymiser(KEY).mbox("mailto:a@b.c").encode()
 
 
-def test_a_statement_without_an_id_gets_one_from_its_content():
+def test_a_statement_without_an_id_gets_a_new_one_each_time():
     simple = json.loads((FIXTURES / "appendix_a_simple_statement.json").read_text())
     del simple["id"]
     (first,) = prepare(simple)
-    (again,) = prepare(dict(reversed(list(simple.items()))))
-    assert first.statement_id == again.statement_id
+    (again,) = prepare(simple)
+    assert first.statement_id != again.statement_id
+    assert uuid.UUID(first.statement_id).version == 4
     assert orjson.loads(first.raw)["id"] == first.statement_id
+    assert first.stored["id"] == first.statement_id
 
 
 def test_comparison_ignores_what_the_specification_lets_differ():
