@@ -1,6 +1,7 @@
 """The Faust worker: one agent per partition set, acking a micro-batch only once it is durable.
 
-Flow of one micro-batch (``noack_take``):
+Records gather in a bounded queue while the previous batch is processed, and the next batch
+takes them all (up to ``max_batch``), so batches grow with the load. Flow of one micro-batch:
 
 1. ingest: normalise raw records (bad ones become dead letters), forward events whose learner
    lives on another partition, dedupe by event id, update per-learner features;
@@ -8,9 +9,11 @@ Flow of one micro-batch (``noack_take``):
 3. apply the intervention policy and the next-item policy;
 4. write events, features, predictions, interventions and recommendations to the store in one
    transaction (retrying while the database is down);
-5. publish dead letters, forwards, new interventions, learner prompts and recommendations, write
-   the touched learner and item state to the changelog-backed tables, flush the producer;
-6. only then ack the batch, so a committed offset never runs ahead of durable results.
+5. send dead letters, forwards, new interventions, learner prompts and recommendations, and
+   write the touched learner and item state to the changelog-backed tables;
+6. settle, while the next batch is computed: wait for the broker to confirm every send, mark
+   the interventions published, and only then ack the batch, so a committed offset never runs
+   ahead of durable results.
 
 Faust acks a message whose agent raised, so nothing in the loop may raise past a batch: bad
 records are dead-lettered, and infrastructure failures are retried until they succeed.
@@ -19,11 +22,12 @@ records are dead-lettered, and infrastructure failures are retried until they su
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import Awaitable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +87,42 @@ def _cap_fetch_wait(max_wait_ms: int) -> None:
     # the driver offers no setting for it; patch the one method that builds the consumer
     setattr(thread, "_tutorstream_original", original)  # noqa: B010
     setattr(thread, "_create_worker_consumer", create)  # noqa: B010
+
+
+class _RecordQueue:
+    """Records delivered by Faust and not yet in a batch; ``put`` waits while it is full."""
+
+    def __init__(self, limit: int) -> None:
+        self._records: collections.deque[EventT[bytes]] = collections.deque()
+        self._limit = limit
+        self._arrived = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    async def put(self, event: EventT[bytes]) -> None:
+        """Add a record; wait first while the queue holds ``limit`` records (backpressure)."""
+        while len(self._records) >= self._limit:
+            self._room.clear()
+            await self._room.wait()
+        self._records.append(event)
+        self._arrived.set()
+
+    async def wait_for_records(self) -> None:
+        """Return once the queue holds a record."""
+        while not self._records:
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    def take(self, most: int) -> list[EventT[bytes]]:
+        """Remove and return up to ``most`` records, oldest first."""
+        records = self._records
+        batch = [records.popleft() for _ in range(min(most, len(records)))]
+        if len(records) < self._limit:
+            self._room.set()
+        return batch
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -302,15 +342,40 @@ class Worker:
         except Exception:
             logger.exception("store maintenance failed; retrying at the next interval")
 
-    async def _run(self, stream: Any) -> AsyncIterator[None]:
-        delay = self.settings.max_delay_ms / 1000.0
+    async def _run(self, stream: Any) -> None:
+        """Feed the stream's records to the batching loop until the agent stops.
+
+        Records gather while a batch is being processed, and the next batch takes all of them
+        (up to ``max_batch``): under load batches grow and their fixed costs (a commit, a
+        changelog write per touched learner, two model calls) are shared by more records;
+        when the stream is quiet a record waits at most ``max_delay_ms`` for company.
+        """
+        stream.enable_acks = False  # acked by _settle, only once a batch is durable
+        queue = _RecordQueue(limit=4 * self.settings.max_batch)
+        feeding = asyncio.ensure_future(self._feed(stream, queue))
+        batching = asyncio.ensure_future(self._batches(stream, queue))
         try:
-            async for batch in stream.noack_take(self.settings.max_batch, within=delay):
-                events: list[EventT[bytes]] = list(batch)  # noack_take yields events
-                await self.process(stream, events)
-                yield None
+            done, _ = await asyncio.wait({feeding, batching}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a failure restarts the agent, with the batch unacked
         finally:
-            await self._settle_previous()
+            for task in (feeding, batching):
+                task.cancel()
+            await asyncio.gather(feeding, batching, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self._settle_previous()
+
+    async def _feed(self, stream: Any, queue: _RecordQueue) -> None:
+        async for event in stream.events():
+            await queue.put(event)
+
+    async def _batches(self, stream: Any, queue: _RecordQueue) -> None:
+        max_batch, linger = self.settings.max_batch, self.settings.max_delay_ms / 1000.0
+        while True:
+            await queue.wait_for_records()
+            if len(queue) < max_batch and linger > 0:
+                await asyncio.sleep(linger)  # a burst that is arriving joins this batch
+            await self.process(stream, queue.take(max_batch))
 
     async def process(self, stream: Any, events: list[EventT[bytes]]) -> None:
         """Process one micro-batch, then hand its confirmation and acks to a settle task.

@@ -24,7 +24,8 @@ class StreamSettings(BaseSettings):
         model: ``TUTORSTREAM_MODEL``, registry reference ``name@version`` or ``name@latest``.
         model_dir: ``TUTORSTREAM_MODEL_DIR``, extra registry root searched before the packaged one.
         max_batch: ``TUTORSTREAM_MAX_BATCH``, most records per micro-batch.
-        max_delay_ms: ``TUTORSTREAM_MAX_DELAY_MS``, longest wait to fill a micro-batch.
+        max_delay_ms: ``TUTORSTREAM_MAX_DELAY_MS``, how long a batch smaller than ``max_batch``
+            waits for records still arriving (0: none).
         dedupe_window_s: ``TUTORSTREAM_DEDUPE_WINDOW_S``, how long an event id is remembered.
         dedupe_max_ids: ``TUTORSTREAM_DEDUPE_MAX_IDS``, most event ids remembered per learner.
         web_port: ``TUTORSTREAM_WEB_PORT``, the worker's HTTP port (``/metrics``).
@@ -57,7 +58,7 @@ class StreamSettings(BaseSettings):
     model: str = "tutorstream-learner@latest"
     model_dir: str | None = None
     max_batch: int = Field(default=512, ge=1, le=10_000)
-    max_delay_ms: float = Field(default=50.0, ge=1)
+    max_delay_ms: float = Field(default=5.0, ge=0)
     dedupe_window_s: float = Field(default=3600.0, gt=0)
     dedupe_max_ids: int = Field(default=2048, ge=16)
     web_port: int = 6066

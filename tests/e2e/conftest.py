@@ -48,7 +48,7 @@ class Pipeline:
             TUTORSTREAM_STORE__DB_SCHEMA=self.schema,
             TUTORSTREAM_TOPIC_PREFIX=self.prefix,
             TUTORSTREAM_APP_ID=self.app_id,
-            TUTORSTREAM_MAX_DELAY_MS="50",
+            TUTORSTREAM_MAX_DELAY_MS="5",
             TUTORSTREAM_DATA_DIR=str(self.log_dir.parent / "streams"),
         )
         env.update(extra)
