@@ -198,12 +198,16 @@ class Progress:
 
     def line(self) -> str:
         """One line for a terminal."""
+        tail = f"{self.events:,} events, {self.invalid:,} invalid, {self.rate:,.0f} rec/s"
+        if self.expected and self.records > self.expected:
+            # a broker whose watermark stops at its last batch's start (Tansu) undercounts
+            return (
+                f"{self.records:,} records ({self.expected:,} announced by the watermarks; "
+                f"now reading the partitions' last batches), {tail}"
+            )
         eta = "?" if self.eta_s is None else f"{self.eta_s:.0f}s"
-        share = min(100.0, 100.0 * self.records / self.expected) if self.expected else 100.0
-        return (
-            f"{self.records:,}/{self.expected:,} records ({share:.0f}%), {self.events:,} events,"
-            f" {self.invalid:,} invalid, {self.rate:,.0f} rec/s, ETA {eta}"
-        )
+        share = 100.0 * self.records / self.expected if self.expected else 100.0
+        return f"{self.records:,}/{self.expected:,} records ({share:.0f}%), {tail}, ETA {eta}"
 
 
 def consumer_settings(bootstrap: str, replay_id: str) -> dict[str, Any]:

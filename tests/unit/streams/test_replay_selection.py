@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,7 +46,11 @@ def test_checkpoint_round_trip_and_resume(tmp_path: Path) -> None:
 def test_progress_has_no_eta_past_the_announced_count() -> None:
     progress = Progress(records=50, expected=10, started=0.0)
     assert progress.eta_s is None
-    assert "(100%)" in progress.line()
+    assert progress.line().startswith("50 records (10 announced by the watermarks;")
+    assert "%" not in progress.line() and "ETA" not in progress.line()
+    halfway = Progress(records=5, expected=10, started=time.monotonic() - 1.0)
+    assert halfway.line().startswith("5/10 records (50%)")
+    assert re.search(r", ETA [0-9]+s$", halfway.line())
 
 
 def test_an_export_cut_off_mid_batch_is_cut_back_to_its_last_durable_batch(tmp_path: Path) -> None:
