@@ -59,7 +59,9 @@ def _short(value: Any) -> str:
         return f"{number:.2f}"
     text = str(value)
     # Pseudonyms are 64 hex characters; a prefix tells learners apart on a preview.
-    return text[:10] + "…" if len(text) > 14 else text
+    if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+        return text[:10] + "…"
+    return text[:23] + "…" if len(text) > 24 else text
 
 
 def _series(ax: Axes, columns: list[str], rows: list[tuple[Any, ...]], bars: bool) -> None:
@@ -121,12 +123,30 @@ def _table(ax: Axes, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
         table = ax.table(cellText=cells, colLabels=columns, loc="upper center")
         table.auto_set_font_size(False)
         table.set_fontsize(6)
+        table.auto_set_column_width(list(range(len(columns))))  # long prompts and reasons
 
 
-def _stat(ax: Axes, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+def _with_unit(value: Any, unit: str | None) -> str:
+    # the few units the boards' stat panels use, shown as Grafana would
+    number = _number(value)
+    if number is None or unit is None:
+        return _short(value)
+    if unit == "s":
+        for size, name in ((86400, "day"), (3600, "h"), (60, "min")):
+            if number >= size:
+                return f"{number / size:.1f} {name}"
+        return f"{number:.0f} s"
+    if unit == "percentunit":
+        return f"{number:.0%}"
+    return f"{_short(value)} {unit}"
+
+
+def _stat(
+    ax: Axes, columns: list[str], rows: list[tuple[Any, ...]], unit: str | None = None
+) -> None:
     ax.axis("off")
     values = rows[0] if rows else ()
-    text = "\n".join(f"{c}: {_short(v)}" for c, v in zip(columns, values, strict=False))
+    text = "\n".join(f"{c}: {_with_unit(v, unit)}" for c, v in zip(columns, values, strict=False))
     ax.text(0.5, 0.5, text or "no data", ha="center", va="center", fontsize=12)
 
 
@@ -170,7 +190,7 @@ def draw(ax: Axes, query: BoardQuery, result: Result) -> None:
     elif query.kind == "state-timeline":
         _state_timeline(ax, columns, rows)
     elif query.kind == "stat":
-        _stat(ax, columns, rows)
+        _stat(ax, columns, rows, query.unit)
     elif query.kind == "barchart":
         _bars(ax, query, columns, rows)
     else:

@@ -26,6 +26,7 @@ class BoardQuery:
         sql: the raw SQL with macros and variables unexpanded.
         min_interval: the panel's minimum interval, if it sets one.
         options: the panel's options (``xField`` of a bar chart, for instance).
+        unit: the panel's default unit (``s``, ``percentunit``...), if it sets one.
     """
 
     board: str
@@ -35,6 +36,7 @@ class BoardQuery:
     sql: str
     min_interval: timedelta | None = None
     options: Mapping[str, Any] | None = None
+    unit: str | None = None
 
 
 def _is_store(ref: Any) -> bool:
@@ -76,4 +78,5 @@ def board_queries(boards: Mapping[str, Mapping[str, Any]] | None = None) -> Iter
                     str(target["rawSql"]),
                     parse_interval(interval) if interval else None,
                     panel.get("options"),
+                    panel.get("fieldConfig", {}).get("defaults", {}).get("unit"),
                 )
