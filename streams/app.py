@@ -89,7 +89,7 @@ def _cap_fetch_wait(max_wait_ms: int) -> None:
     setattr(thread, "_create_worker_consumer", create)  # noqa: B010
 
 
-class _RecordQueue:
+class RecordQueue:
     """Records delivered by Faust and not yet in a batch; ``put`` waits while it is full."""
 
     def __init__(self, limit: int) -> None:
@@ -351,7 +351,7 @@ class Worker:
         when the stream is quiet a record waits at most ``max_delay_ms`` for company.
         """
         stream.enable_acks = False  # acked by _settle, only once a batch is durable
-        queue = _RecordQueue(limit=4 * self.settings.max_batch)
+        queue = RecordQueue(limit=4 * self.settings.max_batch)
         feeding = asyncio.ensure_future(self._feed(stream, queue))
         batching = asyncio.ensure_future(self._batches(stream, queue))
         try:
@@ -365,11 +365,11 @@ class Worker:
             with contextlib.suppress(Exception):
                 await self._settle_previous()
 
-    async def _feed(self, stream: Any, queue: _RecordQueue) -> None:
+    async def _feed(self, stream: Any, queue: RecordQueue) -> None:
         async for event in stream.events():
             await queue.put(event)
 
-    async def _batches(self, stream: Any, queue: _RecordQueue) -> None:
+    async def _batches(self, stream: Any, queue: RecordQueue) -> None:
         max_batch, linger = self.settings.max_batch, self.settings.max_delay_ms / 1000.0
         while True:
             await queue.wait_for_records()

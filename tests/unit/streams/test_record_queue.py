@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from streams.app import RecordQueue
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_batch_takes_what_gathered_oldest_first_up_to_its_size() -> None:
+    async def run() -> tuple[list[Any], list[Any], int]:
+        queue = RecordQueue(limit=100)
+        for n in range(7):
+            await queue.put(n)
+        first = queue.take(5)
+        second = queue.take(5)
+        return first, second, len(queue)
+
+    first, second, left = asyncio.run(run())
+    assert first == [0, 1, 2, 3, 4]
+    assert second == [5, 6]
+    assert left == 0
+
+
+def test_put_waits_while_the_queue_is_full_and_resumes_when_a_batch_is_taken() -> None:
+    async def run() -> tuple[bool, bool, list[Any]]:
+        queue = RecordQueue(limit=3)
+        for n in range(3):
+            await queue.put(n)
+        blocked = asyncio.ensure_future(queue.put(3))
+        await asyncio.sleep(0.01)
+        waited = not blocked.done()
+        taken = queue.take(2)
+        await asyncio.wait_for(blocked, 1.0)
+        return waited, blocked.done(), taken + queue.take(10)
+
+    waited, resumed, order = asyncio.run(run())
+    assert waited and resumed
+    assert order == [0, 1, 2, 3]
+
+
+def test_waiting_for_records_returns_once_one_arrives() -> None:
+    async def run() -> tuple[bool, list[Any]]:
+        queue = RecordQueue(limit=10)
+        waiting = asyncio.ensure_future(queue.wait_for_records())
+        await asyncio.sleep(0.01)
+        idle = not waiting.done()
+        await queue.put("event")
+        await asyncio.wait_for(waiting, 1.0)
+        return idle, queue.take(10)
+
+    idle, taken = asyncio.run(run())
+    assert idle
+    assert taken == ["event"]
