@@ -211,12 +211,21 @@ def check_floors(cohorts: list[dict[str, Any]], policy: dict[str, Any] | None) -
         floors[f"next-answer AUC gap to oracle ({cohort['label']})"] = _floor(
             gap, f"<= {ORACLE_AUC_GAP}", gap <= ORACLE_AUC_GAP
         )
-    if policy and "speedup_vs_fixed" in policy:
-        speedup = float(policy["speedup_vs_fixed"])
-        floors["time-to-mastery reduction vs fixed order"] = _floor(
-            speedup, f">= {POLICY_MIN_SPEEDUP}", speedup >= POLICY_MIN_SPEEDUP
-        )
+    floors.update(policy_floor(policy))
     return floors
+
+
+POLICY_FLOOR = "time-to-mastery reduction vs fixed order"
+
+
+def policy_floor(policy: dict[str, Any] | None) -> dict[str, Any]:
+    """Check the time-to-mastery floor of a policy section (empty when there is none)."""
+    if not policy or "speedup_vs_fixed" not in policy:
+        return {}
+    speedup = float(policy["speedup_vs_fixed"])
+    return {
+        POLICY_FLOOR: _floor(speedup, f">= {POLICY_MIN_SPEEDUP}", speedup >= POLICY_MIN_SPEEDUP)
+    }
 
 
 def evaluate_model(spec: ModelSpec, options: EvalOptions | None = None) -> dict[str, Any]:
@@ -290,6 +299,50 @@ def evaluate_model(spec: ModelSpec, options: EvalOptions | None = None) -> dict[
     }
 
 
+def evaluate_policy_only(spec: ModelSpec, options: EvalOptions | None = None) -> dict[str, Any]:
+    """Run only the closed-loop policy evaluation of a registered model (seed ``seed + 2``).
+
+    The report has the same ``policy`` section and policy floor as :func:`evaluate_model`'s,
+    and no cohorts; :func:`merge_policy` puts it into a full evaluation.
+    """
+    options = options or EvalOptions()
+    if options.policy_learners <= 0:
+        raise ValueError("policy_learners: must be positive to evaluate the policy")
+    started = time.perf_counter()
+    training = spec.config.get("training", {})
+    family = str(training.get("family", "bkt"))
+    say = print if options.show_progress else None
+    if say is not None:
+        say(f"closed-loop policy evaluation ({options.policy_learners} learners per policy)")
+    model = LearnerModel(spec, providers=[CPU], intra_op_threads=options.threads)
+    policy = policy_section(model, family, options.policy_learners, options.seed + 2, say)
+    return {
+        "model": spec.ref,
+        "trained_on": {"family": family},
+        "seeds": {"policy": options.seed + 2},
+        "cohorts": [],
+        "policy": policy,
+        "floors": policy_floor(policy),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def merge_policy(evaluation: dict[str, Any], policy_report: dict[str, Any]) -> dict[str, Any]:
+    """Return ``evaluation`` with its policy section and floor replaced by ``policy_report``'s.
+
+    Raises:
+        ValueError: If the two were run on different policy seeds.
+    """
+    seed = (evaluation.get("seeds") or {}).get("policy")
+    new_seed = policy_report["seeds"]["policy"]
+    if seed is not None and seed != new_seed:
+        raise ValueError(f"seed: the policy ran on seed {new_seed}, the evaluation on {seed}")
+    merged = dict(evaluation)
+    merged["policy"] = policy_report["policy"]
+    merged["floors"] = {**(evaluation.get("floors") or {}), **policy_report["floors"]}
+    return merged
+
+
 def format_report(report: dict[str, Any]) -> str:
     """Render an evaluation report as tables."""
 
@@ -299,7 +352,7 @@ def format_report(report: dict[str, Any]) -> str:
         return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
     lines = [f"evaluation of {report['model']} (trained on {report['trained_on']})"]
-    for cohort in report["cohorts"]:
+    for cohort in report.get("cohorts", []):
         lines += [
             "",
             f"== {cohort['label']}: {cohort['family']} family, seed {cohort['seed']}, "

@@ -1,11 +1,16 @@
 """Next-item policy and its closed-loop evaluation in the simulator.
 
-The policy looks at the items whose skill is not yet mastered and whose prerequisite skills
-are, asks a scorer for the learner's chance of success on each, and picks the one closest to a
-target (0.7 by default: hard enough to learn from, easy enough not to discourage). Mastery is
-the features' knowledge-tracing estimate. The scorer is any callable from query features
-``[K, Q]`` to probabilities ``[K]``: the ONNX model's runtime, BKT, a logistic regression, or,
-in the simulator only, the oracle.
+Mastery learning in course order: the policy works on the first skill of the course that is
+not yet mastered and whose prerequisite skills are, asks a scorer for the learner's chance of
+success on each of that skill's items, and picks the one closest to a target (0.8 by default:
+practice the learner mostly gets right, which keeps failures, and the gaming that follows them,
+down while a skill is learnt, and proves a known skill in few items). A skill counts as mastered
+once the features' knowledge-tracing estimate reaches 0.95 (Corbett & Anderson) and the scorer
+expects success on its items, and stays so until the estimate falls back below 0.5, so that one
+slip does not send the learner back. A skill the learner spins on is set aside and its doubtful
+prerequisites come back. The scorer is
+any callable from query features ``[K, Q]`` to probabilities ``[K]``: the ONNX model's runtime,
+BKT, a logistic regression, or, in the simulator only, the oracle.
 
 :func:`closed_loop` runs simulated learners under a policy until they truly master every skill
 and reports the events it took, against a fixed curriculum order, random choice and a
@@ -19,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -69,11 +75,30 @@ def window_arrays(
     return events, mask
 
 
-DEFAULT_TARGET = 0.7
+DEFAULT_TARGET = 0.8
+"""Predicted success the policy aims for (tuned in closed loop on learner seeds 11 to 22)."""
 MASTERY_THRESHOLD = 0.95
 """Knowledge-tracing mastery estimate at which a skill counts as mastered (Corbett & Anderson)."""
+KEEP_THRESHOLD = 0.5
+"""Estimate below which a skill once mastered counts as unmastered again (about three misses in
+a row): a lower bar to stay than to enter, so one slip does not undo a skill."""
+MIN_ATTEMPTS = 3
+"""First answers on a skill before the policy trusts its mastery estimate."""
+MIN_RECENT_CORRECT = 0.6
+"""Recent first-answer success on a skill below which it does not become mastered."""
+MASTERY_SUCCESS = 0.7
+"""Mean predicted success on a skill's items needed before it becomes mastered."""
+KEEP_SUCCESS = 0.6
+"""Mean predicted success on a skill's items needed for it to stay mastered."""
+SPIN_ATTEMPTS = 5
+"""First answers without a rise in mastery after which a skill counts as spinning."""
+SURE_MASTERY = 0.99
+"""Mastery estimate above which a prerequisite is not revisited for a spinning skill."""
 
 _MASTERY = QUERY_FEATURE_INDEX["skill_mastery"]
+# Position of the best mastery estimate so far in a skill's statistics list (the layout is
+# documented on LearnerFeatureState).
+_BEST_MASTERY = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +114,7 @@ class CourseMap:
     """The items of a course and the prerequisite graph of its skills.
 
     Attributes:
-        items: The items, in the course's own order.
+        items: The items, in the course's own order (a skill's prerequisites come first).
         prerequisites: For each skill id, the skill ids that must be mastered first.
     """
 
@@ -116,7 +141,7 @@ class Recommendation:
         item_id: The recommended item.
         predicted_success: The scorer's probability of a correct answer.
         reason: One line saying why this item.
-        candidates: How many items were eligible.
+        candidates: How many items the policy chose among (those of the chosen skill).
     """
 
     item_id: str
@@ -125,18 +150,35 @@ class Recommendation:
     candidates: int
 
 
-MASTERY_SUCCESS = 0.7
-"""Mean predicted success on a skill's items needed before it counts as mastered."""
-MIN_ATTEMPTS = 3
-"""First answers on a skill before the policy trusts its mastery estimate."""
-MIN_RECENT_CORRECT = 0.6
-"""Recent first-answer success on a skill below which it never counts as mastered."""
+class Mode(StrEnum):
+    """Why the policy practises the skill it chose."""
+
+    LEARN = "learn"
+    """The first skill in course order that is unmastered and whose prerequisites are mastered."""
+    REVISIT = "revisit"
+    """A doubtful prerequisite of a skill the learner spins on."""
+    REVIEW = "review"
+    """No unmastered skill can be practised (usually: all look mastered); the least certain one
+    is reviewed."""
 
 
-SPIN_ATTEMPTS = 5
-"""First answers without a rise in mastery after which a skill counts as spinning."""
-SURE_MASTERY = 0.99
-"""Mastery estimate above which a prerequisite is not revisited for a spinning skill."""
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """What :meth:`NextItemPolicy.choose` picked.
+
+    Attributes:
+        index: The chosen item's index in the course.
+        skill_id: The skill practised (the item's main skill).
+        candidates: Indices of the items of that skill the item was chosen among.
+        mode: Why that skill.
+        set_aside: Skills set aside because the learner spins on them.
+    """
+
+    index: int
+    skill_id: str
+    candidates: list[int]
+    mode: Mode
+    set_aside: tuple[str, ...] = ()
 
 
 def skill_mastery(learner: LearnerFeatureState, skill_id: str) -> float:
@@ -145,36 +187,53 @@ def skill_mastery(learner: LearnerFeatureState, skill_id: str) -> float:
 
 
 def looks_mastered(
-    learner: LearnerFeatureState, skill_id: str, threshold: float = MASTERY_THRESHOLD
+    learner: LearnerFeatureState,
+    skill_id: str,
+    threshold: float = MASTERY_THRESHOLD,
+    keep: float = KEEP_THRESHOLD,
 ) -> bool:
     """Return whether the features say a skill is mastered.
 
-    The knowledge-tracing estimate must reach ``threshold`` after at least
-    :data:`MIN_ATTEMPTS` first answers, with recent success of at least
-    :data:`MIN_RECENT_CORRECT`, so that a few lucky guesses do not pass a skill.
+    A skill becomes mastered when the knowledge-tracing estimate reaches ``threshold`` after at
+    least :data:`MIN_ATTEMPTS` first answers, with recent success of at least
+    :data:`MIN_RECENT_CORRECT`, so that a few lucky guesses do not pass it. Once the estimate
+    has reached ``threshold`` the skill stays mastered while the estimate is at least ``keep``.
     """
     view = learner.skill_view(skill_id)
-    return (
+    if (
         view.mastery >= threshold
         and view.attempts >= MIN_ATTEMPTS
         and view.recent_correct >= MIN_RECENT_CORRECT
-    )
+    ):
+        return True
+    stats = learner.skills.get(skill_id)
+    reached = stats is not None and stats[_BEST_MASTERY] >= threshold
+    return reached and view.attempts >= MIN_ATTEMPTS and view.mastery >= keep
+
+
+def _entering(learner: LearnerFeatureState, skill_id: str, threshold: float) -> bool:
+    # Mastered on the estimate's current value rather than kept on an earlier one.
+    view = learner.skill_view(skill_id)
+    return view.mastery >= threshold and view.attempts >= MIN_ATTEMPTS
 
 
 class NextItemPolicy:
-    """Pick the eligible item whose predicted success is closest to a target.
+    """Mastery learning in course order, at a target predicted success.
 
-    A skill counts as mastered when the knowledge-tracing estimate says so (see
-    :func:`looks_mastered`) and the scorer expects success of at least ``mastery_success`` on
-    the skill's items on average: the estimate alone ignores how hard the items were, and a
-    policy that serves easy items would otherwise pass skills too early.
+    The skill practised is the first one in course order that is not mastered (see
+    :func:`looks_mastered`) and whose prerequisites are. A skill the learner spins on (no rise
+    in mastery for :data:`SPIN_ATTEMPTS` answers) is set aside while anything else can be
+    practised, and its prerequisites that are not surely mastered come back first, since a
+    missing prerequisite is the usual cause. When every skill is mastered, the least certain
+    one is reviewed. Among the skill's items (the one just worked on left out) the policy picks
+    the one whose predicted success is closest to ``target``.
 
     Args:
         course: Items and skill prerequisites.
         scorer: Query features ``[K, Q]`` to predicted success ``[K]``.
         target: Predicted success to aim for.
-        mastery_threshold: Knowledge-tracing estimate at which a skill can count as mastered.
-        mastery_success: Mean predicted success on a skill's items needed as well.
+        mastery_threshold: Knowledge-tracing estimate at which a skill becomes mastered.
+        keep_threshold: Estimate below which a mastered skill counts as unmastered again.
     """
 
     def __init__(
@@ -183,82 +242,97 @@ class NextItemPolicy:
         scorer: Scorer,
         target: float = DEFAULT_TARGET,
         mastery_threshold: float = MASTERY_THRESHOLD,
-        mastery_success: float = MASTERY_SUCCESS,
+        keep_threshold: float = KEEP_THRESHOLD,
     ) -> None:
         if not 0.0 < target < 1.0:
             raise ValueError(f"target: must lie strictly between 0 and 1, got {target}")
+        if not 0.0 <= keep_threshold <= mastery_threshold:
+            raise ValueError(
+                f"keep_threshold: must lie between 0 and mastery_threshold, got {keep_threshold}"
+            )
         self.course = course
         self.scorer = scorer
         self.target = target
         self.mastery_threshold = mastery_threshold
-        self.mastery_success = mastery_success
+        self.keep_threshold = keep_threshold
         self.extractor = FeatureExtractor()
+        # Skills in course order (of their first item) and the items whose main skill each is.
         self._skill_items: dict[str, list[int]] = {}
         for k, item in enumerate(course.items):
             if item.skill_ids:
                 self._skill_items.setdefault(item.skill_ids[0], []).append(k)
 
-    def eligible(
+    def mastered(
         self, learner: LearnerFeatureState, scores: npt.NDArray[np.float64] | None = None
-    ) -> tuple[list[int], bool]:
-        """Return the indices of eligible items and whether every skill is mastered.
+    ) -> dict[str, bool]:
+        """Return for every skill of the course whether it counts as mastered.
 
-        Eligible: the item's main skill is not mastered and all prerequisites of its skills are.
-        A skill the learner spins on (no rise in mastery for :data:`SPIN_ATTEMPTS` answers) is
-        set aside while anything else can be practised, and its prerequisites that are not
-        surely mastered come back, since a missing prerequisite is the usual cause. The item
-        just worked on is left out. When every skill is mastered, every item is eligible
-        (review).
+        With ``scores`` (predicted success on every course item) a skill must also be expected
+        to go well: mean predicted success on its items of at least :data:`MASTERY_SUCCESS`,
+        or :data:`KEEP_SUCCESS` to stay mastered. The estimate alone ignores how hard the items
+        were, and a policy that serves easy items would otherwise pass skills too early.
+        """
+        skills = set(self._skill_items)
+        skills.update(p for ps in self.course.prerequisites.values() for p in ps)
+        out = {}
+        for s in skills:
+            known = looks_mastered(learner, s, self.mastery_threshold, self.keep_threshold)
+            members = self._skill_items.get(s)
+            if known and scores is not None and members:
+                expected = float(np.mean(scores[members]))
+                bar = (
+                    MASTERY_SUCCESS
+                    if _entering(learner, s, self.mastery_threshold)
+                    else KEEP_SUCCESS
+                )
+                known = expected >= bar
+            out[s] = known
+        return out
+
+    def plan(
+        self, learner: LearnerFeatureState, scores: npt.NDArray[np.float64] | None = None
+    ) -> tuple[str, Mode, tuple[str, ...]]:
+        """Return ``(skill to practise, why, skills set aside as spinning)``.
 
         Args:
             learner: The learner's feature state.
             scores: Predicted success on every course item, or ``None`` to judge mastery by
                 the knowledge-tracing estimate alone.
         """
-        threshold = self.mastery_threshold
-        mastered: dict[str, bool] = {}
+        mastered = self.mastered(learner, scores)
+        prerequisites = self.course.prerequisites
+        ready = [
+            s
+            for s in self._skill_items
+            if not mastered[s]
+            and all(mastered.get(p, True) for p in prerequisites.get(s, ()))
+            and self._practicable(learner, s)
+        ]
+        if not ready:
+            weakest = min(self._skill_items, key=lambda s: skill_mastery(learner, s))
+            return weakest, Mode.REVIEW, ()
+        spinning = tuple(s for s in ready if learner.skill_view(s).since_gain >= SPIN_ATTEMPTS)
+        doubtful = [
+            p
+            for s in spinning
+            for p in prerequisites.get(s, ())
+            if p in self._skill_items
+            and skill_mastery(learner, p) < SURE_MASTERY
+            and all(mastered.get(q, True) for q in prerequisites.get(p, ()))
+            and self._practicable(learner, p)
+        ]
+        # Course order puts prerequisites first, so a doubtful one is practised before the rest.
+        rest = [s for s in self._skill_items if s in doubtful or (s in ready and s not in spinning)]
+        if not rest:
+            return ready[0], Mode.LEARN, ()
+        skill = rest[0]
+        return skill, (Mode.LEARN if skill in ready else Mode.REVISIT), spinning
 
-        def is_mastered(skill_id: str) -> bool:
-            known = mastered.get(skill_id)
-            if known is None:
-                known = looks_mastered(learner, skill_id, threshold)
-                members = self._skill_items.get(skill_id)
-                if known and scores is not None and members:
-                    known = float(np.mean(scores[members])) >= self.mastery_success
-                mastered[skill_id] = known
-            return known
-
-        out = []
-        # A new item each time: the one just worked on is not offered again straight away.
-        last = learner.cur_item
-        for k, item in enumerate(self.course.items):
-            if not item.skill_ids or item.item_id == last or is_mastered(item.skill_ids[0]):
-                continue
-            if all(
-                is_mastered(p) for s in item.skill_ids for p in self.course.prerequisites.get(s, ())
-            ):
-                out.append(k)
-        if out:
-            spinning = {
-                s
-                for s in {self.course.items[k].skill_ids[0] for k in out}
-                if learner.skill_view(s).since_gain >= SPIN_ATTEMPTS
-            }
-            revisit = {
-                p
-                for s in spinning
-                for p in self.course.prerequisites.get(s, ())
-                if skill_mastery(learner, p) < SURE_MASTERY
-            }
-            rest = [k for k in out if self.course.items[k].skill_ids[0] not in spinning]
-            rest += [
-                k
-                for k, item in enumerate(self.course.items)
-                if item.skill_ids and item.skill_ids[0] in revisit and item.item_id != last
-            ]
-            return (rest or out), False
-        review = [k for k, item in enumerate(self.course.items) if item.item_id != last]
-        return review or list(range(len(self.course.items))), True
+    def _practicable(self, learner: LearnerFeatureState, skill_id: str) -> bool:
+        # A skill whose only item is the one just worked on waits a turn.
+        return any(
+            self.course.items[k].item_id != learner.cur_item for k in self._skill_items[skill_id]
+        )
 
     def query_matrix(
         self,
@@ -282,13 +356,16 @@ class NextItemPolicy:
         learner: LearnerFeatureState,
         scores: npt.NDArray[np.float64],
         target: float | None = None,
-    ) -> tuple[int, list[int], bool]:
-        """Return ``(item index, eligible indices, review)`` given scores of every item."""
-        items, review = self.eligible(learner, scores)
+    ) -> Choice:
+        """Return the choice given the predicted success on every course item."""
+        skill, mode, set_aside = self.plan(learner, scores)
+        members = self._skill_items[skill]
+        candidates = [k for k in members if self.course.items[k].item_id != learner.cur_item]
+        candidates = candidates or members
         best = pick_closest(
-            scores[items], self.target if target is None else target, learner.n_answers
+            scores[candidates], self.target if target is None else target, learner.n_answers
         )
-        return items[best], items, review
+        return Choice(candidates[best], skill, candidates, mode, set_aside)
 
     def recommend(
         self,
@@ -309,20 +386,41 @@ class NextItemPolicy:
             raise ValueError(
                 f"scorer: returned {p.shape[0]} scores for {len(self.course.items)} items"
             )
-        k, items, review = self.choose(learner, p)
-        item = self.course.items[k]
-        skill = item.skill_ids[0]
-        why = (
-            "every skill looks mastered, so this is review"
-            if review
-            else f"it practises {skill} (mastery {skill_mastery(learner, skill):.0%}) "
-            "whose prerequisites are mastered"
+        choice = self.choose(learner, p)
+        item = self.course.items[choice.index]
+        return Recommendation(
+            item.item_id, float(p[choice.index]), self.reason(learner, choice, p),
+            len(choice.candidates),
+        )  # fmt: skip
+
+    def reason(
+        self, learner: LearnerFeatureState, choice: Choice, scores: npt.NDArray[np.float64]
+    ) -> str:
+        """Return the one-line reason for a choice."""
+        skill = choice.skill_id
+        mastery = f"{skill} (mastery {skill_mastery(learner, skill):.0%})"
+        if choice.mode is Mode.REVIEW:
+            done = all(self.mastered(learner, scores).values())
+            why = (
+                "every skill looks mastered" if done else "no unmastered skill can be practised now"
+            ) + f", so it reviews the least certain, {mastery}"
+        elif choice.mode is Mode.REVISIT:
+            why = (
+                f"it revisits {mastery}, a prerequisite of {', '.join(choice.set_aside)} "
+                "where practice brings no gain"
+            )
+        else:
+            why = (
+                f"it practises {mastery}, the first unmastered skill whose prerequisites are "
+                "mastered"
+            )
+            if choice.set_aside:
+                why += f" ({', '.join(choice.set_aside)} set aside: practice brings no gain)"
+        item = self.course.items[choice.index]
+        return (
+            f"{item.item_id}: {why}; predicted success {scores[choice.index]:.0%}, the closest "
+            f"to the {self.target:.0%} target among its {len(choice.candidates)} items."
         )
-        reason = (
-            f"{item.item_id}: predicted success {p[k]:.0%}, the closest to the "
-            f"{self.target:.0%} target among {len(items)} eligible items; {why}."
-        )
-        return Recommendation(item.item_id, float(p[k]), reason, len(items))
 
 
 def pick_closest(p: npt.NDArray[np.float64], target: float, turn: int) -> int:
@@ -640,6 +738,7 @@ def _chooser(
     def oracle(query: npt.NDArray[np.float32], eligible: list[int]) -> npt.NDArray[np.float32]:
         return np.array([learner.p_know(items[k]) for k in eligible], dtype=np.float32)
 
+    # Maximum information of a Bernoulli answer is at p = 0.5 (p(1-p) is largest there).
     target = config.target if policy == "target" else 0.5
     chooser = NextItemPolicy(course, lambda q: q[:, 0], target=target)
     window = _window_of(scorer)
@@ -654,9 +753,8 @@ def _chooser(
             p = scorer.score_items(query, events, mask)
         else:
             p = scorer(query)
-        # Maximum information of a Bernoulli answer is at p = 0.5 (p(1-p) is largest there).
-        k, _, _ = chooser.choose(state, np.asarray(p, dtype=np.float64))
-        return index_of[course.items[k].item_id]
+        choice = chooser.choose(state, np.asarray(p, dtype=np.float64))
+        return index_of[course.items[choice.index].item_id]
 
     return choose
 

@@ -256,10 +256,25 @@ def eval_model(
     write: Annotated[
         bool, typer.Option(help="Store the results in the model's metrics and card (re-signs).")
     ] = False,
+    only: Annotated[
+        str,
+        typer.Option(
+            help="all, or policy: only the closed-loop next-item policy evaluation (with "
+            "--write, only the policy figures of the stored evaluation are replaced)."
+        ),
+    ] = "all",
 ) -> None:
     """Model vs baselines vs oracle on unseen learners, in-family and cross-family."""
-    from inference.evaluate import EvalOptions, evaluate_model, format_report
+    from inference.evaluate import (
+        EvalOptions,
+        evaluate_model,
+        evaluate_policy_only,
+        format_report,
+        merge_policy,
+    )
 
+    if only not in ("all", "policy"):
+        _fail(f"--only: must be all or policy, got {only!r}")
     try:
         spec = _registry(registry).load(model)
     except RegistryError as err:
@@ -268,7 +283,12 @@ def eval_model(
     options = EvalOptions(n_learners=learners, policy_learners=policy_learners)
     if seed is not None:
         options.seed = seed
-    evaluation = evaluate_model(spec, options)
+    if only == "policy":
+        if policy_learners <= 0:
+            _fail("--only policy: needs --policy-learners above 0")
+        evaluation = evaluate_policy_only(spec, options)
+    else:
+        evaluation = evaluate_model(spec, options)
     typer.echo(format_report(evaluation))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
@@ -277,6 +297,15 @@ def eval_model(
         from inference.release import refresh_card
 
         metrics = spec.metrics()
+        if only == "policy":
+            stored = metrics.get("evaluation")
+            if not stored:
+                _fail("--only policy --write: the model has no stored evaluation to update")
+                return
+            try:
+                evaluation = merge_policy(stored, evaluation)
+            except ValueError as err:
+                _fail(str(err))
         metrics["evaluation"] = evaluation
         refresh_card(spec.folder, metrics)
         typer.echo(f"updated {spec.folder / 'metrics.json'} and the model card")
