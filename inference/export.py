@@ -3,6 +3,10 @@
 The exported graph takes ``events`` ``[B, T, F]`` float32, ``mask`` ``[B, T]`` bool and
 ``query`` ``[B, Q]`` float32 and returns ``state_probs`` ``[B, S]`` and ``p_correct`` ``[B]``,
 float32 in both variants, with a dynamic batch axis.
+
+A second graph, ``candidates.onnx``, scores ``K`` candidate items for each of ``L`` learners:
+``events [L, T, F]``, ``mask [L, T]``, ``queries [L, K, Q]`` in, ``p_correct [L, K]`` out, the
+encoder run once per learner (the next-item policy's hot path).
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ import numpy.typing as npt
 import onnxruntime as ort
 import torch
 
-from inference.modeling import ServingGraph, TutorStreamModel
+from inference.modeling import CandidateGraph, ServingGraph, TutorStreamModel
+from inference.registry import CANDIDATES_FILE
 
 INPUT_NAMES = ("events", "mask", "query")
 OUTPUT_NAMES = ("state_probs", "p_correct")
 OPSET = 17
 FP32_FILE = "model.onnx"
 FP16_FILE = "model.fp16.onnx"
+CANDIDATE_INPUTS = ("events", "mask", "queries")
 
 
 def onnx_bytes(model: TutorStreamModel, half: bool = False) -> bytes:
@@ -61,16 +67,49 @@ def onnx_bytes(model: TutorStreamModel, half: bool = False) -> bytes:
     return buffer.getvalue()
 
 
+def candidates_onnx_bytes(model: TutorStreamModel) -> bytes:
+    """Return the serialised ONNX graph that scores candidate items (see the module doc)."""
+    graph = CandidateGraph(copy.deepcopy(model).float().eval()).eval()
+    cfg = model.config
+    events = torch.zeros(2, cfg.window, cfg.n_event_features)
+    mask = torch.ones(2, cfg.window, dtype=torch.bool)
+    queries = torch.zeros(2, 3, cfg.n_query_features)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # as in onnx_bytes
+        torch.onnx.export(
+            graph,
+            (events, mask, queries),
+            buffer,  # type: ignore[arg-type]
+            dynamo=False,
+            input_names=list(CANDIDATE_INPUTS),
+            output_names=["p_correct"],
+            dynamic_axes={
+                "events": {0: "learners"},
+                "mask": {0: "learners"},
+                "queries": {0: "learners", 1: "candidates"},
+                "p_correct": {0: "learners", 1: "candidates"},
+            },
+            opset_version=OPSET,
+        )
+    return buffer.getvalue()
+
+
 def export_onnx(model: TutorStreamModel, folder: Path) -> dict[str, Path]:
-    """Write the fp32 and fp16 ONNX files of ``model`` into ``folder``.
+    """Write the fp32, fp16 and candidate-scoring ONNX files of ``model`` into ``folder``.
 
     Returns:
-        ``{"fp32": path, "fp16": path}``.
+        ``{"fp32": path, "fp16": path, "candidates": path}``.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"fp32": folder / FP32_FILE, "fp16": folder / FP16_FILE}
+    paths = {
+        "fp32": folder / FP32_FILE,
+        "fp16": folder / FP16_FILE,
+        "candidates": folder / CANDIDATES_FILE,
+    }
     paths["fp32"].write_bytes(onnx_bytes(model, half=False))
     paths["fp16"].write_bytes(onnx_bytes(model, half=True))
+    paths["candidates"].write_bytes(candidates_onnx_bytes(model))
     return paths
 
 

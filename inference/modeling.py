@@ -325,3 +325,26 @@ class ServingGraph(nn.Module):
             events, query = events.half(), query.half()
         state_probs, p_correct = self.model.predict_proba(events, mask, query)
         return state_probs.float(), p_correct.float()
+
+
+class CandidateGraph(nn.Module):
+    """The module exported to score many candidate items per learner with one encoder pass.
+
+    Takes ``events [L, T, F]``, ``mask [L, T]`` and ``queries [L, K, Q]`` (K candidate items per
+    learner) and returns ``p_correct [L, K]``: the same next-answer head as the serving graph,
+    without running the encoder once per candidate.
+    """
+
+    def __init__(self, model: TutorStreamModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, events: torch.Tensor, mask: torch.Tensor, queries: torch.Tensor
+    ) -> torch.Tensor:
+        """Return ``p_correct [L, K]`` in float32."""
+        encoded = self.model.encode(events, mask)
+        projected = self.model.query_projection(queries)
+        expanded = encoded.unsqueeze(1).expand(-1, queries.shape[1], -1)
+        logit = self.model.next_head(torch.cat([expanded, projected], dim=2)).squeeze(2)
+        return torch.sigmoid(logit)

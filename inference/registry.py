@@ -41,6 +41,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 CARD_FILE = "MODEL_CARD.md"
 ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx"}
+CANDIDATES_FILE = "candidates.onnx"
 LATEST = "latest"
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -220,6 +221,16 @@ class ModelSpec:
                 f"precision: must be one of {sorted(ONNX_FILES)}, got {precision!r}"
             )
         return verified_bytes(self.folder, ONNX_FILES[precision], self.checksums)
+
+    def candidates_bytes(self) -> bytes | None:
+        """Return the verified candidate-scoring graph, or ``None`` for a model without one.
+
+        Raises:
+            IntegrityError: when the file's hash does not match.
+        """
+        if CANDIDATES_FILE not in self.checksums:
+            return None
+        return verified_bytes(self.folder, CANDIDATES_FILE, self.checksums)
 
     def metrics(self) -> dict[str, Any]:
         """Return the verified ``metrics.json``."""

@@ -351,7 +351,9 @@ def model_card(model: TutorStreamModel, metrics: dict[str, Any], name: str, vers
         "the encoding and the next item's query features.",
         "- ONNX inputs `events` [B, T, F] float32, `mask` [B, T] bool, `query` [B, Q] float32; "
         "outputs `state_probs` [B, 6], `p_correct` [B]; dynamic batch. `model.onnx` is fp32 "
-        "(CPU), `model.fp16.onnx` computes in fp16 with fp32 inputs and outputs (CUDA).",
+        "(CPU), `model.fp16.onnx` computes in fp16 with fp32 inputs and outputs (CUDA). "
+        "`candidates.onnx` scores K candidate items per learner with one encoder pass: "
+        "`events` [L, T, F], `mask` [L, T], `queries` [L, K, Q] in, `p_correct` [L, K] out.",
         "",
         "## Encoder choice",
         "",
@@ -423,7 +425,8 @@ def model_card(model: TutorStreamModel, metrics: dict[str, Any], name: str, vers
         "",
         "Add `--registry DIR` to write the copy elsewhere. With the same seed, options, "
         "thread count, torch version and CPU this gives the same `model.safetensors`, "
-        "`model.onnx`, `model.fp16.onnx` and `config.json`, bit for bit: torch runs in "
+        "`model.onnx`, `model.fp16.onnx`, `candidates.onnx` and `config.json`, bit for bit: "
+        "torch runs in "
         "deterministic mode, every random draw is seeded, and the encoder comparison "
         "(`--compare-encoders`) trains its probes before the final model is seeded afresh, so "
         "it leaves the weights unchanged. On another CPU, thread count or torch version the "

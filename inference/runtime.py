@@ -117,6 +117,13 @@ class LearnerModel:
             self.provider = self.session.get_providers()[0]
         self.precision = precision
         self.io_binding = self.provider == CUDA if io_binding is None else io_binding
+        # scores many candidate items per learner with one encoder pass (fp32, same provider)
+        candidates = spec.candidates_bytes()
+        self.candidates_session = (
+            None
+            if candidates is None
+            else ort.InferenceSession(candidates, options, providers=[self.provider])
+        )
         self._thresholds = spec.thresholds()
         logger.info(
             "learner model %s loaded on %s (%s, %d intra-op threads, requested %s)",
@@ -212,6 +219,39 @@ class LearnerModel:
             state=decide_states(state_probs, self._thresholds),
         )
 
+    def score_candidates(
+        self, events: npt.ArrayLike, mask: npt.ArrayLike, queries: npt.ArrayLike
+    ) -> npt.NDArray[np.float32]:
+        """Predict each of ``L`` learners' success on each of their ``K`` candidate items.
+
+        Args:
+            events: ``[L, T, F]`` each learner's last ``T`` event features.
+            mask: ``[L, T]`` True at real events.
+            queries: ``[L, K, Q]`` query features of each learner's candidates.
+
+        Returns:
+            ``[L, K]`` probabilities of a correct answer. The encoder runs once per learner
+            when the model ships its candidate graph, once per candidate otherwise.
+        """
+        qu = np.ascontiguousarray(queries, dtype=np.float32)
+        if qu.ndim != 3:
+            raise ValueError(f"queries: expected shape [L, K, Q], got {list(qu.shape)}")
+        n, k = qu.shape[0], qu.shape[1]
+        if n == 0 or k == 0:
+            return np.zeros((n, k), dtype=np.float32)
+        ev, mk, _ = self.check_inputs(events, mask, np.zeros((n, qu.shape[2]), np.float32))
+        if not np.isfinite(qu).all():
+            raise ValueError("queries: features must be finite numbers")
+        if self.candidates_session is not None:
+            (p,) = self.candidates_session.run(
+                ["p_correct"], {"events": ev, "mask": mk, "queries": qu}
+            )
+            return np.asarray(p, dtype=np.float32)
+        flat = self.predict(
+            np.repeat(ev, k, axis=0), np.repeat(mk, k, axis=0), qu.reshape(n * k, -1)
+        )
+        return flat.p_correct.reshape(n, k)
+
     def score_items(
         self,
         query: npt.ArrayLike,
@@ -233,13 +273,13 @@ class LearnerModel:
             ``[K]`` probabilities of a correct answer.
         """
         qu = np.ascontiguousarray(query, dtype=np.float32)
-        k = len(qu)
         if events is None or mask is None:
-            ev, mk, _ = self.blank_inputs(k)
+            ev, mk, _ = self.blank_inputs(1)
         else:
-            ev = np.broadcast_to(np.asarray(events, dtype=np.float32), (k, *np.shape(events)))
-            mk = np.broadcast_to(np.asarray(mask, dtype=np.bool_), (k, *np.shape(mask)))
-        return self.predict(ev, mk, qu).p_correct
+            ev = np.asarray(events, dtype=np.float32)[None]
+            mk = np.asarray(mask, dtype=np.bool_)[None]
+        scores: npt.NDArray[np.float32] = self.score_candidates(ev, mk, qu[None])[0]
+        return scores
 
 
 @dataclass

@@ -475,7 +475,7 @@ class Worker:
             with metrics.stage("inference"):
                 prediction = await loop.run_in_executor(self.executor, self.model.predict, *inputs)
             metrics.INFERENCE_LATENCY.observe(time.perf_counter() - started)
-            self.processor.decide(result, self.state, prediction, self.model.predict)
+            self.processor.decide(result, self.state, prediction, self.model.score_candidates)
         return result
 
     async def _store(self, result: BatchResult) -> WriteResult:

@@ -207,9 +207,12 @@ def _item_norms(raw: bytes | str | dict[str, Any] | None) -> ItemNorms | None:
     return ItemNorms.from_dict(raw if isinstance(raw, dict) else orjson.loads(raw))
 
 
-Predictor = Callable[
-    [npt.NDArray[np.float32], npt.NDArray[np.bool_], npt.NDArray[np.float32]], Prediction
+CandidateScorer = Callable[
+    [npt.NDArray[np.float32], npt.NDArray[np.bool_], npt.NDArray[np.float32]],
+    npt.NDArray[np.float32],
 ]
+"""``(events [L, T, F], mask [L, T], queries [L, K, Q]) -> p_correct [L, K]``, such as
+:meth:`inference.runtime.LearnerModel.score_candidates`."""
 
 
 def _epoch(moment: datetime) -> float:
@@ -368,9 +371,9 @@ class EventProcessor:
         result: BatchResult,
         state: StateView,
         prediction: Prediction,
-        predict: Predictor | None = None,
+        score_candidates: CandidateScorer | None = None,
     ) -> None:
-        """Apply the intervention policy (and the next-item policy) to the batch's predictions."""
+        """Apply the intervention policy (and, given a scorer, the next-item policy)."""
         result.prediction = prediction
         now = time.time()
         with metrics.stage("policy"):
@@ -403,11 +406,13 @@ class EventProcessor:
                         outcome, event, evidence, now, result.event_records[index].timestamp
                     )
                 )
-        if predict is not None:
+        if score_candidates is not None:
             with metrics.stage("recommend"):
-                self._recommend(result, state, predict)
+                self._recommend(result, state, score_candidates)
 
-    def _recommend(self, result: BatchResult, state: StateView, predict: Predictor) -> None:
+    def _recommend(
+        self, result: BatchResult, state: StateView, score_candidates: CandidateScorer
+    ) -> None:
         asks: list[tuple[int, list[tuple[str, tuple[str, ...]]]]] = []
         rows: list[npt.NDArray[np.float32]] = []
         # one recommendation per learner per batch, on the learner's latest finished item:
@@ -434,17 +439,22 @@ class EventProcessor:
             asks.append((index, candidates))
         if not asks:
             return
-        learner_windows = []
-        for index, candidates in asks:
-            learner = state.learner(result.events[index].learner_id)
-            learner_windows.extend([(learner.window, learner.mask())] * len(candidates))
-        events = np.stack([w for w, _ in learner_windows])
-        mask = np.stack([m for _, m in learner_windows])
-        p = predict(events, mask, np.stack(rows)).p_correct
+        # one window per learner and its candidates padded to the longest list: the encoder
+        # runs once per learner, not once per candidate
+        learners = [state.learner(result.events[index].learner_id) for index, _ in asks]
+        width = max(len(candidates) for _, candidates in asks)
+        queries = np.zeros((len(asks), width, rows[0].shape[0]), dtype=np.float32)
         offset = 0
-        for index, candidates in asks:
-            scores = p[offset : offset + len(candidates)]
+        for n, (_, candidates) in enumerate(asks):
+            queries[n, : len(candidates)] = rows[offset : offset + len(candidates)]
             offset += len(candidates)
+        p = score_candidates(
+            np.stack([learner.window for learner in learners]),
+            np.stack([learner.mask() for learner in learners]),
+            queries,
+        )
+        for n, (index, candidates) in enumerate(asks):
+            scores = p[n, : len(candidates)]
             best = int(np.argmin(np.abs(scores - self.target_success)))
             item_id, skills = candidates[best]
             ranked = sorted(

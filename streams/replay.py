@@ -627,7 +627,7 @@ class Rebuild(Output):
         if result.scored:
             inputs = self.processor.model_inputs(result)
             prediction = self.model.predict(*inputs)
-            self.processor.decide(result, self.state, prediction, self.model.predict)
+            self.processor.decide(result, self.state, prediction, self.model.score_candidates)
         await self.sink.write(outbound.store_batch(result, self.model.spec))
         self.state.write_back(result)
 

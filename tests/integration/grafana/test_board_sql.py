@@ -133,7 +133,7 @@ def flow_cohort(url: str, schema: str, *, learners: int, events: int, seed: int)
                 result = processor.ingest(records, state)
                 if result.scored:
                     prediction = model.predict(*processor.model_inputs(result))
-                    processor.decide(result, state, prediction, model.predict)
+                    processor.decide(result, state, prediction, model.score_candidates)
                 written = await sink.write(outbound.store_batch(result, model.spec))
                 stored += len(written.new_interventions)
                 state.write_back(result)

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from tiny_learner_model import held_out, tiny_gru, train_tiny
 
-from inference.export import FP16_FILE, FP32_FILE, export_onnx, parity
+from inference.export import FP16_FILE, FP32_FILE, candidates_onnx_bytes, export_onnx, parity
 from inference.modeling import TutorStreamModel
 from inference.registry import DEFAULT_MODEL, ModelRegistry
 from inference.release import PARITY_TOLERANCE, held_out_windows, parity_windows
@@ -66,3 +66,37 @@ def test_shipped_onnx_matches_shipped_weights_on_held_out_learners() -> None:
     full = ort.InferenceSession(spec.onnx_bytes("fp32"), providers=["CPUExecutionProvider"])
     ref_probs, ref_p = full.run(None, {"events": events, "mask": mask, "query": query})
     assert np.abs(probs - ref_probs).max() < 0.02 and np.abs(p_correct - ref_p).max() < 0.02
+
+
+def test_shipped_candidate_graph_scores_like_the_serving_graph_with_one_encoder_pass() -> None:
+    spec = ModelRegistry().load(DEFAULT_MODEL)
+    candidates = spec.candidates_bytes()
+    assert candidates is not None
+    graph = onnx.load_from_string(candidates).graph
+    assert [i.name for i in graph.input] == ["events", "mask", "queries"]
+    assert [d.dim_param for d in graph.input[2].type.tensor_type.shape.dim[:2]] == [
+        "learners",
+        "candidates",
+    ]
+    family = str(spec.config["training"]["family"])
+    events, mask, query = parity_windows(held_out_windows(family, spec.window))
+    learners, k = 40, 7
+    ev, mk = events[:learners], mask[:learners]
+    queries = query[: learners * k].reshape(learners, k, -1)
+    scored = ort.InferenceSession(candidates, providers=["CPUExecutionProvider"]).run(
+        None, {"events": ev, "mask": mk, "queries": queries}
+    )[0]
+    serving = ort.InferenceSession(spec.onnx_bytes("fp32"), providers=["CPUExecutionProvider"])
+    _, reference = serving.run(
+        None,
+        {
+            "events": np.repeat(ev, k, axis=0),
+            "mask": np.repeat(mk, k, axis=0),
+            "query": queries.reshape(learners * k, -1),
+        },
+    )
+    assert scored.shape == (learners, k)
+    assert np.abs(scored - reference.reshape(learners, k)).max() <= 1e-6
+    # and it is the exported form of the shipped weights
+    model = TutorStreamModel.from_pretrained(str(spec.folder)).eval()
+    assert candidates_onnx_bytes(model) == candidates

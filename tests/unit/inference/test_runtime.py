@@ -2,14 +2,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from inference.bench import sample_windows
 from inference.decision import decide_states
-from inference.registry import DEFAULT_MODEL, ModelRegistry
+from inference.registry import CANDIDATES_FILE, DEFAULT_MODEL, ModelRegistry, write_checksums
 from inference.runtime import CPU, CUDA, LearnerModel, MicroBatcher, Prediction
 
 Windows = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -173,3 +175,28 @@ def test_close_answers_what_is_queued(model: LearnerModel, windows: Windows) -> 
     ]
     batcher.close()
     assert all(f.done() and len(f.result()) == 1 for f in futures)
+
+
+def test_candidates_score_the_same_with_or_without_the_candidate_graph(
+    model: LearnerModel, windows: Windows, tmp_path: Path
+) -> None:
+    # a model folder released before candidates.onnx existed falls back to the serving graph
+    folder = tmp_path / DEFAULT_MODEL / "1"
+    shutil.copytree(model.spec.folder, folder)
+    (folder / CANDIDATES_FILE).unlink()
+    write_checksums(folder)
+    older = LearnerModel(ModelRegistry([tmp_path]).load(f"{DEFAULT_MODEL}@1"))
+    assert model.candidates_session is not None and older.candidates_session is None
+    events, mask, query = windows
+    learners, k = 6, 5
+    ev, mk = events[:learners], mask[:learners]
+    queries = query[: learners * k].reshape(learners, k, -1)
+    fast = model.score_candidates(ev, mk, queries)
+    slow = older.score_candidates(ev, mk, queries)
+    assert fast.shape == slow.shape == (learners, k)
+    assert np.abs(fast - slow).max() <= 1e-6
+    # one learner's candidates, as the closed-loop evaluation asks for them
+    assert np.abs(model.score_items(queries[2], ev[2], mk[2]) - fast[2]).max() <= 1e-6
+    assert model.score_candidates(ev[:0], mk[:0], queries[:0]).shape == (0, k)
+    with pytest.raises(ValueError, match=r"queries: expected shape \[L, K, Q\]"):
+        model.score_candidates(ev, mk, queries[0])

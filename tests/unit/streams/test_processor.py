@@ -28,8 +28,9 @@ def model() -> LearnerModel:
 
 def _records(events: list[dict[str, object]], offset: int = 0) -> list[InboundRecord]:
     return [
-        InboundRecord(orjson.dumps(e), str(e["learner_id"]).encode(), "lms.events.v1",
-                      0, offset + i, 0.0)
+        InboundRecord(
+            orjson.dumps(e), str(e["learner_id"]).encode(), "lms.events.v1", 0, offset + i, 0.0
+        )
         for i, e in enumerate(events)
     ]
 
@@ -37,10 +38,12 @@ def _records(events: list[dict[str, object]], offset: int = 0) -> list[InboundRe
 def _processor(owns_all: bool = True) -> EventProcessor:
     return EventProcessor(
         pseudonym_key=KEY,
-        owns=(lambda learner, record: True) if owns_all else (
-            lambda learner, record: partition_for(learner, PARTITIONS) == record.partition),
-        policy=InterventionPolicy(PolicySettings(cooldown_s=0, same_state_cooldown_s=0,
-                                                 hourly_cap=1000)),
+        owns=(lambda learner, record: True)
+        if owns_all
+        else (lambda learner, record: partition_for(learner, PARTITIONS) == record.partition),
+        policy=InterventionPolicy(
+            PolicySettings(cooldown_s=0, same_state_cooldown_s=0, hourly_cap=1000)
+        ),
         # the simulated history spans days; remember every id of it
         dedupe_window_s=1e9,
     )
@@ -65,7 +68,7 @@ def test_batch_scores_decides_and_dedupes(model: LearnerModel) -> None:
     assert x.shape[0] == m.shape[0] == q.shape[0] == len(result.scored) > 0
     # the window of a learner's k-th scored event holds at most k+1 events
     assert int(m.sum(axis=1).max()) <= model.window
-    processor.decide(result, view, model.predict(x, m, q), model.predict)
+    processor.decide(result, view, model.predict(x, m, q), model.score_candidates)
     assert result.prediction is not None
     assert np.allclose(result.prediction.state_probs.sum(axis=1), 1.0, atol=1e-4)
     view.write_back(result)
@@ -92,11 +95,20 @@ def test_raw_learner_ids_never_reach_the_state(model: LearnerModel) -> None:
 
 def test_bad_records_become_dead_letters_with_reasons(model: LearnerModel) -> None:
     good = _cohort(2, 3)
-    bad = [b"{truncated", orjson.dumps({"event_id": "x", "learner_id": "s",
-                                       "event_type": "answer_submit",
-                                       "timestamp": "2026-01-01T10:00:00"})]
-    records = _records(good) + [InboundRecord(v, None, "lms.events.v1", 0, 1000 + i, 0.0)
-                                for i, v in enumerate(bad)]
+    bad = [
+        b"{truncated",
+        orjson.dumps(
+            {
+                "event_id": "x",
+                "learner_id": "s",
+                "event_type": "answer_submit",
+                "timestamp": "2026-01-01T10:00:00",
+            }
+        ),
+    ]
+    records = _records(good) + [
+        InboundRecord(v, None, "lms.events.v1", 0, 1000 + i, 0.0) for i, v in enumerate(bad)
+    ]
     result = _processor().ingest(records, StateView({}, {}, {}, model.window))
     assert len(result.events) == len(good)
     assert [d.record.value for d in result.dead_letters] == bad
@@ -106,7 +118,8 @@ def test_bad_records_become_dead_letters_with_reasons(model: LearnerModel) -> No
 def test_events_of_other_partitions_are_forwarded(model: LearnerModel) -> None:
     events = _cohort(6, 4)
     result = _processor(owns_all=False).ingest(
-        _records(events), StateView({}, {}, {}, model.window))
+        _records(events), StateView({}, {}, {}, model.window)
+    )
     assert result.forwards, "some learners hash to other partitions than 0"
     for learner_id, value, _ in result.forwards:
         assert partition_for(learner_id, PARTITIONS) != 0
