@@ -52,6 +52,10 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         proc.wait(5)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def demo(
     learners: Annotated[int, typer.Option(min=1, help="Learners in the simulated class.")] = 30,
     events: Annotated[int, typer.Option(min=1, help="Events the class produces.")] = 6000,
@@ -65,7 +69,8 @@ def demo(
 ) -> None:
     """Run stack, topics, store, workers, API and a simulated class; print interventions live.
 
-    Ctrl-C stops the class, the workers and the API cleanly; the embedded stack stays up
+    Ctrl-C (or `kill`, or closing the terminal) stops the class, the workers and the API
+    cleanly; the embedded stack stays up
     (`tutorstream stack down` stops it).
     """
     from confluent_kafka import Consumer, TopicPartition
@@ -88,58 +93,64 @@ def demo(
     typer.echo(f"broker {bootstrap}; database ready; logs in {logs}/")
 
     procs: list[subprocess.Popen[bytes]] = []
-    for n in range(workers):
-        port = services.free_port()
-        procs.append(
-            _spawn(
-                ["worker", "--web-port", str(port), "--loglevel", "warning"],
-                env,
-                logs / f"worker-{n}.log",
-            )
-        )
-        typer.echo(f"worker {n}: metrics on http://127.0.0.1:{port}/metrics")
-    if api:
-        port = services.free_port()
-        procs.append(
-            _spawn(["api", "--port", str(port), "--loglevel", "warning"], env, logs / "api.log")
-        )
-        typer.echo(
-            f"tutor API on http://127.0.0.1:{port} (docs at /docs; create a tutor key with "
-            "`tutorstream keys create --name me --scope tutor --class <class id>`)"
-        )
-    # Read interventions from the topic's current end, assigned directly: a consumer-group
-    # join can take seconds, and the first interventions arrive sooner than that.
-    consumer = Consumer(kafka.consumer_config(bootstrap, f"demo-{os.getpid()}"))
-    partitions = kafka.wait_for_topics(bootstrap, [TUTOR_INTERVENTIONS.name])[
-        TUTOR_INTERVENTIONS.name
-    ]
-    start_at = []
-    for p in range(partitions):
-        _, high = consumer.get_watermark_offsets(TopicPartition(TUTOR_INTERVENTIONS.name, p), 10)
-        start_at.append(TopicPartition(TUTOR_INTERVENTIONS.name, p, high))
-    consumer.assign(start_at)
-    producer = _spawn(
-        [
-            "produce",
-            "--cohort",
-            "--learners",
-            str(learners),
-            "--events",
-            str(events),
-            "--rate",
-            str(rate),
-            # a new class each run: the same seed would repeat event ids the pipeline dedupes
-            "--seed",
-            str(int(time.time()) % 1_000_000),
-        ],
-        env,
-        logs / "produce.log",
-    )
-    procs.append(producer)
-    typer.echo(f"a class of {learners} simulated learners is working; interventions:\n")
+    consumer: Consumer | None = None
     shown = 0
-    started = time.monotonic()
+    # `kill` or a closed terminal stops the demo as Ctrl-C does: workers and API included
+    for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, _interrupt)
     try:
+        for n in range(workers):
+            port = services.free_port()
+            procs.append(
+                _spawn(
+                    ["worker", "--web-port", str(port), "--loglevel", "warning"],
+                    env,
+                    logs / f"worker-{n}.log",
+                )
+            )
+            typer.echo(f"worker {n}: metrics on http://127.0.0.1:{port}/metrics")
+        if api:
+            port = services.free_port()
+            procs.append(
+                _spawn(["api", "--port", str(port), "--loglevel", "warning"], env, logs / "api.log")
+            )
+            typer.echo(
+                f"tutor API on http://127.0.0.1:{port} (docs at /docs; create a tutor key with "
+                "`tutorstream keys create --name me --scope tutor --class <class id>`)"
+            )
+        # Read interventions from the topic's current end, assigned directly: a consumer-group
+        # join can take seconds, and the first interventions arrive sooner than that.
+        consumer = Consumer(kafka.consumer_config(bootstrap, f"demo-{os.getpid()}"))
+        partitions = kafka.wait_for_topics(bootstrap, [TUTOR_INTERVENTIONS.name])[
+            TUTOR_INTERVENTIONS.name
+        ]
+        start_at = []
+        for p in range(partitions):
+            _, high = consumer.get_watermark_offsets(
+                TopicPartition(TUTOR_INTERVENTIONS.name, p), 10
+            )
+            start_at.append(TopicPartition(TUTOR_INTERVENTIONS.name, p, high))
+        consumer.assign(start_at)
+        producer = _spawn(
+            [
+                "produce",
+                "--cohort",
+                "--learners",
+                str(learners),
+                "--events",
+                str(events),
+                "--rate",
+                str(rate),
+                # a new class each run: the same seed would repeat event ids the pipeline dedupes
+                "--seed",
+                str(int(time.time()) % 1_000_000),
+            ],
+            env,
+            logs / "produce.log",
+        )
+        procs.append(producer)
+        typer.echo(f"a class of {learners} simulated learners is working; interventions:\n")
+        started = time.monotonic()
         while duration == 0 or time.monotonic() - started < duration:
             for message in consumer.consume(100, 0.5):
                 if message.error() is not None:
@@ -158,7 +169,8 @@ def demo(
     except KeyboardInterrupt:
         typer.echo("\nstopping...")
     finally:
-        consumer.close()
+        if consumer is not None:
+            consumer.close()
         for proc in reversed(procs):
             _stop(proc)
     typer.echo(f"{shown} interventions shown. The stack is still up: `tutorstream stack down`.")
