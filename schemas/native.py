@@ -45,6 +45,21 @@ def _timestamp(value: object) -> datetime:
         raise ValueError(err.reason) from None
 
 
+NATIVE_EXAMPLE: Final[dict[str, Any]] = {
+    "event_id": "e-1029",
+    "learner_id": "s-4711",
+    "class_id": "7b",
+    "item_id": "frac-12",
+    "skill_ids": ["fractions.add"],
+    "event_type": "answer_submit",
+    "timestamp": "2024-03-01T10:15:00.120Z",
+    "correct": False,
+    "response": "3/8",
+    "attempt": 2,
+}
+"""A native event as a producer sends it (the schema's and the API's example)."""
+
+
 class NativeEvent(BaseModel):
     """A learner action as a producer sends it natively."""
 
@@ -53,22 +68,7 @@ class NativeEvent(BaseModel):
         frozen=True,
         strict=True,
         title="NativeEvent",
-        json_schema_extra={
-            "examples": [
-                {
-                    "event_id": "e-1029",
-                    "learner_id": "s-4711",
-                    "class_id": "7b",
-                    "item_id": "frac-12",
-                    "skill_ids": ["fractions.add"],
-                    "event_type": "answer_submit",
-                    "timestamp": "2024-03-01T10:15:00.120Z",
-                    "correct": False,
-                    "response": "3/8",
-                    "attempt": 2,
-                }
-            ]
-        },
+        json_schema_extra={"examples": [NATIVE_EXAMPLE]},
     )
 
     event_id: str = Field(min_length=1, max_length=200, description="Producer's id; dedupe key.")

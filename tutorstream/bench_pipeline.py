@@ -106,52 +106,8 @@ def _produce(
     producer.flush(60)
 
 
-def _consume_baseline(bootstrap: str, expected: int) -> float:
-    consumer = Consumer(kafka.consumer_config(bootstrap, f"bench-{uuid.uuid4().hex}"))
-    topic = LMS_EVENTS.name
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(LMS_EVENTS.partitions)])
-    seen, started = 0, time.perf_counter()
-    deadline = started + 120
-    while seen < expected and time.perf_counter() < deadline:
-        for message in consumer.consume(10_000, 0.2):
-            if message.error() is None:
-                orjson.loads(message.value() or b"{}")
-                seen += 1
-    elapsed = time.perf_counter() - started
-    consumer.close()
-    return seen / elapsed if elapsed > 0 else 0.0
-
-
-def _tree_cpu_s(root: int) -> float:
-    """Return the CPU seconds (user + system) of ``root`` and its live descendants.
-
-    By process tree, not group: PostgreSQL's backends each start a session of their own.
-    """
-    parent: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone since the listing
-        pid = int(proc.name)
-        parent[pid] = int(fields[1])
-        ticks[pid] = int(fields[11]) + int(fields[12])
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parent.items():
-        children.setdefault(ppid, []).append(pid)
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += ticks.get(pid, 0)
-        todo.extend(children.get(pid, ()))
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def _cpu_snapshot(groups: dict[str, int]) -> dict[str, float]:
-    out = {name: _tree_cpu_s(pid) for name, pid in groups.items()}
+    out = {name: sum(services.process_tree(pid).values()) for name, pid in groups.items()}
     out["producer"] = time.process_time()
     return out
 
@@ -242,7 +198,9 @@ def run_pipeline_bench(
                 name: 1e6 * (cpu_after[name] - cpu_before[name]) / len(cohort) for name in cpu_after
             }
             report.events_per_s = len(cohort) / report.durable_s
-            report.consume_baseline_per_s = _consume_baseline(broker.url, len(warm) + len(cohort))
+            report.consume_baseline_per_s = kafka.read_rate(
+                broker.url, LMS_EVENTS, len(warm) + len(cohort)
+            )
 
             progress(f"latency: {latency_events} events offered at {rate:.0f}/s")
             offered = list(

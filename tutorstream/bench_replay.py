@@ -20,11 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
-
 from inference.runtime import LearnerModel
-from schemas.pseudonym import Pseudonymiser
 from schemas.topics import LMS_EVENTS
 from streams.policy import InterventionPolicy
 from streams.replay import (
@@ -39,6 +35,7 @@ from streams.replay import (
 from streams.store import StoreSink, migrate
 from tutorstream import kafka, services
 from tutorstream.cohort import generate_cohort
+from tutorstream.producer import ProgressLine, produce_records, records_from_events
 from tutorstream.settings import Settings
 
 Say = Callable[[str], None]
@@ -68,44 +65,19 @@ class ReplayReport:
         return dict(self.__dict__)
 
 
-def _produce(bootstrap: str, events: list[dict[str, Any]], say: Say) -> None:
-    pseudonymiser = Pseudonymiser(Settings().pseudonym_key_bytes())
-    producer = Producer(kafka.producer_config(bootstrap))
-    keys: dict[str, bytes] = {}
-    started = time.perf_counter()
-    for n, event in enumerate(events, 1):
-        learner = str(event["learner_id"])
-        key = keys.get(learner)
-        if key is None:
-            key = keys[learner] = pseudonymiser.native_learner(learner).encode()
-        while True:
-            try:
-                producer.produce(LMS_EVENTS.name, key=key, value=orjson.dumps(event))
-                break
-            except BufferError:
-                producer.poll(0.05)
-        if n % 20_000 == 0:
-            rate = n / (time.perf_counter() - started)
-            say(
-                f"produced {n:,}/{len(events):,} ({rate:,.0f}/s, "
-                f"ETA {(len(events) - n) / rate:.0f}s)"
-            )
-    producer.flush(120)
-
-
-def _baseline(bootstrap: str, expected: int) -> float:
-    consumer = Consumer(kafka.consumer_config(bootstrap, f"bench-{uuid.uuid4().hex}"))
-    consumer.assign([TopicPartition(LMS_EVENTS.name, p, 0) for p in range(LMS_EVENTS.partitions)])
-    seen, started = 0, time.perf_counter()
-    deadline = started + 300
-    while seen < expected and time.perf_counter() < deadline:
-        for message in consumer.consume(10_000, 0.05):
-            if message.error() is None:
-                orjson.loads(message.value() or b"{}")
-                seen += 1
-    elapsed = time.perf_counter() - started
-    consumer.close()
-    return seen / elapsed
+def _produce(bootstrap: str, events: list[dict[str, Any]]) -> None:
+    # the same path as `tutorstream produce --cohort`: keyed by pseudonym, with a progress line
+    report = produce_records(
+        records_from_events(events, "cohort"),
+        bootstrap=bootstrap,
+        topic=LMS_EVENTS.name,
+        key=Settings().pseudonym_key_bytes(),
+        compression="none",  # as the figures in README were measured
+        progress=ProgressLine(len(events)),
+        flush_timeout=120.0,
+    )
+    if report.failed:
+        raise RuntimeError(f"the cohort did not reach the topic: {report.summary()}")
 
 
 def _timed(bootstrap: str, output: Any, say: Say) -> float:
@@ -145,8 +117,8 @@ def run_replay_bench(learners: int, events: int, say: Say) -> ReplayReport:
             migrate(postgres.url)
             cohort = list(generate_cohort(learners, events, seed=2, start=datetime.now(UTC)))
             say(f"producing {len(cohort):,} events from {learners} learners")
-            _produce(broker.url, cohort, say)
-            report.baseline_per_s = _baseline(broker.url, len(cohort))
+            _produce(broker.url, cohort)
+            report.baseline_per_s = kafka.read_rate(broker.url, LMS_EVENTS, len(cohort))
             say("export")
             report.export_per_s = _timed(broker.url, JsonlExport(root / "export.jsonl"), say)
             say("export to Parquet")

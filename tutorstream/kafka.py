@@ -8,12 +8,14 @@ consumer polls in small slices and crawls.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -207,3 +209,24 @@ def delete_topics(bootstrap: str, names: Iterable[str], timeout: float = 30.0) -
         except KafkaException as err:
             if err.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise KafkaSetupError(f"cannot delete topic {name}: {err.args[0].str()}") from err
+
+
+def read_rate(bootstrap: str, spec: TopicSpec, expected: int, timeout: float = 300.0) -> float:
+    """Return how many records/s a plain consumer reads and JSON-decodes from ``spec``'s start.
+
+    The baseline of the benchmarks: reading the topic is the least any pipeline over it costs.
+    Stops after ``expected`` records or ``timeout`` seconds.
+    """
+    consumer = Consumer(consumer_config(bootstrap, f"bench-{uuid.uuid4().hex}"))
+    consumer.assign([TopicPartition(spec.name, p, 0) for p in range(spec.partitions)])
+    seen, started = 0, time.perf_counter()
+    try:
+        while seen < expected and time.perf_counter() - started < timeout:
+            for message in consumer.consume(10_000, 0.05):
+                if message.error() is None:
+                    orjson.loads(message.value() or b"{}")
+                    seen += 1
+    finally:
+        consumer.close()
+    elapsed = time.perf_counter() - started
+    return seen / elapsed if elapsed > 0 else 0.0

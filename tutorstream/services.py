@@ -83,6 +83,38 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def process_tree(root: int) -> dict[int, float]:
+    """Return ``root`` and its live descendants, each with its CPU seconds (user + system).
+
+    By parentage, not process group: PostgreSQL's backends each start a session of their own.
+    """
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            # after the command name: ppid is index 1, utime and stime are 11 and 12
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone since the listing
+        pid = int(proc.name)
+        parent[pid] = int(fields[1])
+        ticks[pid] = int(fields[11]) + int(fields[12])
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent.items():
+        children.setdefault(ppid, []).append(pid)
+    per_second = os.sysconf("SC_CLK_TCK")
+    tree: dict[int, float] = {}
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        if pid in ticks and pid not in tree:
+            tree[pid] = ticks[pid] / per_second
+            todo.extend(children.get(pid, ()))
+    return tree
+
+
 def start_ticks(pid: int) -> int | None:
     """Return when ``pid`` started, in clock ticks since boot; ``None`` when it is gone.
 

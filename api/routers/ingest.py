@@ -50,18 +50,6 @@ CALIPER_EXAMPLE: Final = {
         }
     ],
 }
-NATIVE_EXAMPLE: Final = {
-    "event_id": "e-1029",
-    "learner_id": "s-4711",
-    "class_id": "7b",
-    "item_id": "frac-12",
-    "skill_ids": ["fractions.add"],
-    "event_type": "answer_submit",
-    "timestamp": "2024-03-01T10:15:00.120Z",
-    "correct": False,
-    "response": "3/8",
-    "attempt": 2,
-}
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     400: {"description": "Invalid event; `path` names the field (`data[0].actor`)."},
     401: {"description": "No API key, or an unknown or revoked one."},
@@ -145,7 +133,9 @@ async def post_caliper(
     summary="Receive native events (one, or an array)",
     response_model=Accepted,
     responses=_ERRORS,
-    openapi_extra={"requestBody": _body("event", NATIVE_EXAMPLE, "A native event or an array.")},
+    openapi_extra={
+        "requestBody": _body("event", native.NATIVE_EXAMPLE, "A native event or an array.")
+    },
 )
 async def post_events(
     request: Request, caller: Annotated[Principal, Depends(principal)]

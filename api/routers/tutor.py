@@ -165,8 +165,10 @@ async def _act(
     class_id: str,
     intervention_id: str,
     action: Action,
-    note: str | None,
+    body: ActionRequest | None,
 ) -> ActionResult:
+    _class(caller, class_id)
+    note = body.note if body else None
     runtime = runtime_of(request)
     prompt: LearnerPrompt | None = None
     try:
@@ -248,10 +250,7 @@ async def approve(
     body: NoteBody = None,
 ) -> ActionResult:
     """Publish the prompt to learner.prompts.v1 (confirmed before this answers) and record it."""
-    _class(caller, class_id)
-    return await _act(
-        request, caller, class_id, intervention_id, "approve", body.note if body else None
-    )
+    return await _act(request, caller, class_id, intervention_id, "approve", body)
 
 
 @router.post(
@@ -268,10 +267,7 @@ async def dismiss(
     body: NoteBody = None,
 ) -> ActionResult:
     """Record that the intervention is not to be sent."""
-    _class(caller, class_id)
-    return await _act(
-        request, caller, class_id, intervention_id, "dismiss", body.note if body else None
-    )
+    return await _act(request, caller, class_id, intervention_id, "dismiss", body)
 
 
 @router.post(
@@ -288,10 +284,7 @@ async def escalate(
     body: NoteBody = None,
 ) -> ActionResult:
     """Record that the intervention needs a person's follow-up."""
-    _class(caller, class_id)
-    return await _act(
-        request, caller, class_id, intervention_id, "escalate", body.note if body else None
-    )
+    return await _act(request, caller, class_id, intervention_id, "escalate", body)
 
 
 @router.get(

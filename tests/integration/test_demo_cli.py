@@ -14,27 +14,6 @@ from tutorstream import services
 pytestmark = pytest.mark.integration
 
 
-def _children(pid: int) -> set[int]:
-    """Return the pids of the live descendants of ``pid``."""
-    parent: dict[int, int] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                parent[int(proc.name)] = int(
-                    (proc / "stat").read_text().rsplit(")", 1)[1].split()[1]
-                )
-            except OSError:
-                continue
-    found, todo = set(), [pid]
-    while todo:
-        current = todo.pop()
-        for child, ppid in parent.items():
-            if ppid == current and child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 def _command_line(pid: int) -> list[str]:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
@@ -85,7 +64,7 @@ def test_demo_prints_interventions_and_a_kill_stops_its_workers_and_api(
         # are its children too, and stay up by design)
         spawned = {
             pid
-            for pid in _children(demo.pid)
+            for pid in services.process_tree(demo.pid)
             if {"worker", "api", "produce"} & set(_command_line(pid))
         }
         demo.send_signal(signal.SIGTERM)

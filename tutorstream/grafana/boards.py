@@ -160,6 +160,17 @@ def _legend() -> common.VizLegendOptions:
     )
 
 
+def _sql_table(title: str, sql: str) -> table.Panel:
+    """Return a table panel of the store's ``sql``; the caller sets its size."""
+    return (
+        table.Panel()
+        .show_header(True)
+        .title(title)
+        .datasource(STORE)
+        .with_target(SqlQuery(sql, fmt="table"))
+    )
+
+
 def _stacked_bars(title: str, sql: str, description: str) -> timeseries.Panel:
     return (
         timeseries.Panel()
@@ -490,11 +501,7 @@ def learner_drilldown() -> dashboard_models.Dashboard:
         .span(6)
     )
     recommendations = (
-        table.Panel()
-        .show_header(True)
-        .title("Recommendations and what the learner did next")
-        .datasource(STORE)
-        .with_target(SqlQuery(RECOMMENDATIONS_SQL, fmt="table"))
+        _sql_table("Recommendations and what the learner did next", RECOMMENDATIONS_SQL)
         .height(8)
         .span(18)
     )
@@ -612,24 +619,8 @@ def intervention_outcomes() -> dashboard_models.Dashboard:
         .height(9)
         .span(12)
     )
-    by_prompt = (
-        table.Panel()
-        .show_header(True)
-        .title("Outcome by prompt")
-        .datasource(STORE)
-        .with_target(SqlQuery(OUTCOMES_BY_PROMPT_SQL, fmt="table"))
-        .height(9)
-        .span(12)
-    )
-    by_model = (
-        table.Panel()
-        .show_header(True)
-        .title("Outcome by model version")
-        .datasource(STORE)
-        .with_target(SqlQuery(OUTCOMES_BY_MODEL_SQL, fmt="table"))
-        .height(8)
-        .span(24)
-    )
+    by_prompt = _sql_table("Outcome by prompt", OUTCOMES_BY_PROMPT_SQL).height(9).span(12)
+    by_model = _sql_table("Outcome by model version", OUTCOMES_BY_MODEL_SQL).height(8).span(24)
     return (
         dashboard.Dashboard("Intervention outcomes")
         .uid(OUTCOMES_UID)
