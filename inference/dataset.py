@@ -255,6 +255,22 @@ class WindowDataset:
         """``[N, F]`` features of each decision event (the last real step of each window)."""
         return self.event_features[self.decision_row]
 
+    @property
+    def before_answer(self) -> npt.NDArray[np.bool_]:
+        """``[N]`` True where the decision event is followed directly by the answer it predicts.
+
+        These windows give one prediction per answer, made from every event before it: the
+        protocol knowledge-tracing benchmarks (pyKT) score next-answer prediction with.
+        """
+        n = len(self.event_learner)
+        following = np.minimum(self.decision_row + 1, n - 1)
+        out: npt.NDArray[np.bool_] = (
+            (self.decision_row + 1 < n)
+            & (self.event_correct[following] >= 0)
+            & (self.event_learner[following] == self.learner)
+        )
+        return out
+
     def previous_events(self, k: int) -> npt.NDArray[np.float32]:
         """``[N, k, F]`` features of the ``k`` events up to and including the decision event."""
         return self._padded_features()[self.window_index[:, -k:] + 1]

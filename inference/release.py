@@ -235,19 +235,32 @@ def _evaluation_section(evaluation: dict[str, Any] | None) -> list[str]:
                 )
                 + ".",
             ]
-        uncapped = cohort["states"]["model"].get("argmax")
+        uncapped = {d: row["argmax"] for d, row in cohort["states"].items() if row.get("argmax")}
         if uncapped:
             lines += [
                 "",
-                f"Without the alert cap (argmax), the model's macro-F1 would be "
-                f"{_fmt(uncapped['macro_f1'])} at {_fmt(uncapped['false_alert_rate'])} false "
-                "alerts on `none`; the baselines' rows are at their own operating points.",
+                "The rows above decide every detector at the model's operating point: thresholds "
+                "fit on the validation learners under the same cap on false alerts on `none`. "
+                "Without the cap (the model's argmax, the baselines' own decision rules): "
+                + "; ".join(
+                    f"{d} macro-F1 {_fmt(u['macro_f1'])} at {_fmt(u['false_alert_rate'])} false "
+                    "alerts"
+                    for d, u in uncapped.items()
+                )
+                + ".",
             ]
-        lines += ["", "| next answer | AUC | log-loss | ECE |", "| --- | --- | --- | --- |"]
+        per_answer = cohort.get("next_answer_per_answer") or {}
+        lines += [
+            "",
+            "| next answer | AUC | log-loss | ECE | AUC, once per answer | log-loss | ECE |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for predictor, row in cohort["next_answer"].items():
+            once = per_answer.get(predictor) or {}
             lines.append(
                 f"| {predictor} | {_fmt(row['auc'])} | {_fmt(row['log_loss'])} | "
-                f"{_fmt(row['ece'])} |"
+                f"{_fmt(row['ece'])} | {_fmt(once.get('auc'))} | {_fmt(once.get('log_loss'))} | "
+                f"{_fmt(once.get('ece'))} |"
             )
         lines.append("")
     policy = evaluation.get("policy")
@@ -288,13 +301,22 @@ def _weak_spots(evaluation: dict[str, Any] | None) -> list[str]:
         + " and ".join(f"`{s['state']}` (recall {_fmt(s['recall'], 2)})" for s in weakest)
         + "; many of their episodes are caught late or not at all (detection delay above).",
     ]
-    oracle = home["next_answer"].get("oracle", {}).get("auc")
-    model_auc = home["next_answer"].get("model", {}).get("auc")
+    scores = home.get("next_answer_per_answer") or home["next_answer"]
+    oracle = scores.get("oracle", {}).get("auc")
+    model_auc = scores.get("model", {}).get("auc")
+    ceiling = scores.get("ceiling", {}).get("auc")
     if oracle is not None and model_auc is not None:
         lines.append(
-            f"- Next-answer AUC {_fmt(model_auc)} against the oracle's {_fmt(oracle)}: the "
-            "oracle reads the simulated learner's latent knowledge, which events reveal only "
-            "through noisy answers."
+            f"- Next-answer AUC {_fmt(model_auc)} against the oracle's {_fmt(oracle)} (once per "
+            "answer): the oracle reads the simulated learner's latent knowledge, which events "
+            "reveal only through noisy answers"
+            + (
+                f"; a Bayesian filter told the learner's true parameters and states, and "
+                f"inferring only the knowledge, reaches {_fmt(ceiling)}"
+                if ceiling is not None
+                else ""
+            )
+            + "."
         )
     missed = [label for label, row in (evaluation.get("floors") or {}).items() if not row["met"]]
     if missed:

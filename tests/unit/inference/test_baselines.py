@@ -1,10 +1,17 @@
 import numpy as np
 import pytest
 
-from inference.baselines import BKTBaseline, LogisticBaseline, RuleBaseline, SoftmaxRegression
+from inference.baselines import (
+    AlertCapped,
+    BKTBaseline,
+    LogisticBaseline,
+    RuleBaseline,
+    SoftmaxRegression,
+    cap_alerts,
+)
 from inference.dataset import WindowDataset, build_dataset
 from inference.features import EVENT_FEATURE_INDEX
-from inference.metrics import roc_auc, state_report
+from inference.metrics import false_alert_rate, roc_auc, state_report
 from inference.states import GAMING, N_STATES, NONE, WHEEL_SPINNING
 
 pytestmark = pytest.mark.unit
@@ -69,3 +76,25 @@ def test_bkt_predicts_next_answers_from_fitted_skills(
     assert p.shape == (len(test),) and np.isfinite(p).all()
     assert roc_auc(test.y_next, p) > 0.55
     assert bkt.predict_state(test) is None
+
+
+def test_alert_cap_puts_a_baseline_at_the_models_operating_point(
+    train: WindowDataset, test: WindowDataset
+) -> None:
+    lr = LogisticBaseline(
+        states=SoftmaxRegression(steps=120, lr=0.1, class_weighted=True),
+        nexts=SoftmaxRegression(steps=120, lr=0.1),
+    ).fit(train)
+    bkt = BKTBaseline().fit(train)
+    capped, untouched = cap_alerts([lr, bkt], train, max_false_alert_rate=0.02)
+    assert isinstance(capped, AlertCapped) and capped.name == "logistic"
+    assert untouched is bkt  # no state scores: nothing to cap
+    own = lr.predict_state(test)
+    decided = capped.predict_state(train)
+    assert decided is not None
+    # Held to the cap where its thresholds were fit, where the class-weighted argmax is not.
+    assert false_alert_rate(train.y_state, decided) <= 0.02
+    assert false_alert_rate(test.y_state, own) > 0.1
+    # Only the decision changes: the scores and next-answer predictions are the inner ones.
+    np.testing.assert_array_equal(capped.predict_state_proba(test), lr.predict_state_proba(test))
+    np.testing.assert_array_equal(capped.predict_next(test), lr.predict_next(test))

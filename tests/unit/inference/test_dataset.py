@@ -60,6 +60,18 @@ def test_labels_come_from_the_next_answer(data: WindowDataset, cohort: EventColu
     assert len(data) == int((nxt >= 0).sum())
 
 
+def test_one_window_per_answer_predicts_it_from_every_event_before(
+    data: WindowDataset, cohort: EventColumns
+) -> None:
+    once = data.before_answer
+    target = next_answer_rows(cohort)[data.decision_row]
+    np.testing.assert_array_equal(once, target == data.decision_row + 1)
+    # Each answer that has an event before it (of its learner) is predicted exactly once.
+    answers = np.flatnonzero(cohort.event_type == EVENT_TYPE_CODE[EventType.ANSWER_SUBMIT])
+    preceded = answers[(answers > 0) & (cohort.learner[answers - 1] == cohort.learner[answers])]
+    np.testing.assert_array_equal(np.sort(target[once]), preceded)
+
+
 def test_batches_match_the_full_arrays(data: WindowDataset) -> None:
     idx = np.array([0, 5, len(data) - 1])
     x, m, q = data.batch(idx)
