@@ -93,11 +93,31 @@ def test_works_on_the_first_skill_whose_prerequisites_are_mastered() -> None:
     # A high estimate from lucky guesses in two answers does not pass the skill.
     lucky = _learner({"add": (0.97, 2, 0.9)})
     assert policy.plan(lucky)[0] == "add"
-    # Every skill mastered: the least certain one is reviewed.
-    everything = _learner({"add": (0.99, 6, 0.9), "mul": (0.96, 6, 0.9), "pow": (0.999, 6, 0.9)})
+    # Every skill surely mastered: the one resting on the fewest answers is reviewed.
+    everything = _learner({"add": (0.995, 9, 0.9), "mul": (0.999, 4, 0.9), "pow": (0.992, 6, 0.9)})
     rec = policy.recommend(everything, {})
     assert policy.plan(everything)[:2] == ("mul", Mode.REVIEW)
     assert rec.item_id.startswith("mul-") and "review" in rec.reason
+    assert "fewest answers" in rec.reason and "4 answers" in rec.reason
+
+
+def test_review_goes_to_a_doubted_skill_first_then_to_the_least_evidence() -> None:
+    policy = NextItemPolicy(_course(), FLAT)
+    # All look mastered; mul's estimate is not yet sure, so it is reviewed before the others.
+    doubt = _learner({"add": (0.999, 3, 1.0), "mul": (0.97, 7, 0.9), "pow": (0.98, 12, 0.8)})
+    assert policy.review_skill(doubt) == "mul"
+    rec = policy.recommend(doubt, {})
+    assert rec.item_id.startswith("mul-") and "least certain" in rec.reason
+    # With every estimate sure, the lowest one no longer decides: add passed on three answers.
+    sure = _learner({"add": (0.995, 3, 1.0), "mul": (0.991, 7, 0.9), "pow": (0.999, 12, 0.8)})
+    assert policy.review_skill(sure) == "add"
+    assert policy.plan(sure)[:2] == ("add", Mode.REVIEW)
+    # Among skills with as many answers, the later one in course order, built on the others.
+    even = _learner({"add": (0.995, 5, 0.9), "mul": (0.991, 5, 0.9), "pow": (0.999, 5, 0.9)})
+    assert policy.review_skill(even) == "pow"
+    # The review moves on as the reviewed skill gathers answers.
+    sure.skill("add")[0] = 8.0
+    assert policy.plan(sure)[:2] == ("mul", Mode.REVIEW)
 
 
 @settings(max_examples=200, deadline=None)
