@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
+
 from inference.features import EVENT_FEATURES
 from inference.registry import ModelSpec
 from inference.states import STATES
@@ -17,7 +19,17 @@ from schemas.records import (
     RecommendedItem,
 )
 from streams.processor import BatchResult, DeadLetterOut, InterventionOut, RecommendationOut
+from streams.store.binary import pack_float4_rows
 from streams.store.sink import StoreBatch
+from streams.store.tables import (
+    FEATURES,
+    PREDICTIONS,
+    SKILL_MASTERY,
+    Row,
+    feature_row,
+    prediction_row,
+    skill_mastery_rows,
+)
 
 FEATURE_SET = f"v1/{len(EVENT_FEATURES)}"
 
@@ -28,26 +40,47 @@ def store_batch(result: BatchResult, spec: ModelSpec) -> StoreBatch:
     Every new event is stored; decision points also store their features and prediction, and
     answers store the learner's mastery of the item's skills.
     """
-    batch = StoreBatch().add_events(result.events)
+    events = result.events
+    batch = StoreBatch().add_events(events)
     prediction = result.prediction
     version = spec.ref
-    for row, index in enumerate(result.scored):
-        event = result.events[index]
-        batch.add_features(event, result.feature_vectors[index].tolist(), FEATURE_SET)
-        if prediction is None:
-            continue
-        state_index = int(prediction.state[row])
-        probs = prediction.state_probs[row]
-        mastery = result.mastery.get(index) if event.event_type is EventType.ANSWER_SUBMIT else None
-        batch.add_prediction(
-            event,
-            state=STATES[state_index],
-            confidence=float(probs[state_index]),
-            state_probs=probs.tolist(),
-            p_correct=float(prediction.p_correct[row]),
-            model_version=version,
-            mastery=mastery,
-        )
+    vectors = result.feature_vectors
+    features: list[Row] = []
+    predictions: list[Row] = []
+    mastery_rows: list[Row] = []
+    # the arrays of a batch are encoded for COPY at once, not row by row
+    packed = pack_float4_rows(vectors[result.scored]) if result.scored else []
+    if prediction is None:
+        features = [
+            feature_row(events[i], packed[row], FEATURE_SET) for row, i in enumerate(result.scored)
+        ]
+    else:
+        # numpy scalars cost more to read one by one than to convert once per batch
+        states = prediction.state.tolist()
+        p_correct = prediction.p_correct.tolist()
+        all_probs = prediction.state_probs
+        confidences = all_probs[np.arange(len(states)), prediction.state].tolist()
+        packed_probs = pack_float4_rows(all_probs)
+        for row, index in enumerate(result.scored):
+            event = events[index]
+            features.append(feature_row(event, packed[row], FEATURE_SET))
+            predictions.append(
+                prediction_row(
+                    event,
+                    state=STATES[states[row]],
+                    confidence=confidences[row],
+                    state_probs=packed_probs[row],
+                    p_correct=p_correct[row],
+                    model_version=version,
+                )
+            )
+            if event.event_type is EventType.ANSWER_SUBMIT:
+                mastery = result.mastery.get(index)
+                if mastery:
+                    mastery_rows.extend(skill_mastery_rows(event, mastery, version))
+    # one call per table: the rows of a table in event order, as one event at a time gave
+    batch.add_rows(FEATURES, features).add_rows(PREDICTIONS, predictions)
+    batch.add_rows(SKILL_MASTERY, mastery_rows)
     for item in result.interventions:
         d = item.decision
         batch.add_intervention(

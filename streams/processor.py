@@ -9,7 +9,7 @@ recommendations. The worker (``streams.app``) owns the I/O and the acknowledgeme
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +21,7 @@ import orjson
 from inference.features import FeatureExtractor, ItemNorms
 from inference.runtime import Prediction
 from inference.states import STATES
-from schemas.events import EventType, LearningEvent
+from schemas.events import EventType, LearningEvent, SourceFormat
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import normalise, pseudonymiser_for
 from streams import metrics
@@ -35,9 +35,13 @@ _UNSCORED = frozenset(
 )
 # Recommend the next item when a learner finishes one (or submits a correct answer).
 _RECOMMEND_ON = frozenset({EventType.PROBLEM_COMPLETE})
+_PROBLEM_START = EventType.PROBLEM_START
+_ANSWER_SUBMIT = EventType.ANSWER_SUBMIT
 _MASTERY_INDEX = 2  # position of the BKT mastery in a skill's statistics (inference.features)
 _MAX_CANDIDATES = 12
 _MAX_CATALOGUE = 256
+_EMPTY_2D = np.zeros((0, 0), dtype=np.float32)
+_EMPTY_2D.flags.writeable = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,15 +101,20 @@ class RecommendationOut:
 
 @dataclass(slots=True)
 class BatchResult:
-    """Everything one micro-batch produced."""
+    """Everything one micro-batch produced.
+
+    ``feature_vectors`` has one row per new event (``[len(events), F]``); ``windows``,
+    ``masks`` and ``queries`` one row per scored event, in the order of ``scored``: the
+    model's inputs, filled in place as events are featurised rather than stacked afterwards.
+    """
 
     events: list[LearningEvent] = field(default_factory=list)
     event_records: list[InboundRecord] = field(default_factory=list)
-    feature_vectors: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    feature_vectors: npt.NDArray[np.float32] = field(default_factory=lambda: _EMPTY_2D)
     scored: list[int] = field(default_factory=list)
-    windows: list[npt.NDArray[np.float32]] = field(default_factory=list)
-    masks: list[npt.NDArray[np.bool_]] = field(default_factory=list)
-    queries: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    windows: npt.NDArray[np.float32] | None = None
+    masks: npt.NDArray[np.bool_] | None = None
+    queries: npt.NDArray[np.float32] | None = None
     mastery: dict[int, dict[str, float]] = field(default_factory=dict)
     prediction: Prediction | None = None
     dead_letters: list[DeadLetterOut] = field(default_factory=list)
@@ -207,6 +216,12 @@ def _item_norms(raw: bytes | str | dict[str, Any] | None) -> ItemNorms | None:
     return ItemNorms.from_dict(raw if isinstance(raw, dict) else orjson.loads(raw))
 
 
+InputsReady = Callable[
+    [npt.NDArray[np.float32], npt.NDArray[np.bool_], npt.NDArray[np.float32]], None
+]
+"""``(events [n, T, F], mask [n, T], query [n, Q]) -> None``: model inputs of consecutive
+scored events, final when passed (see :meth:`EventProcessor.ingest_events`)."""
+
 CandidateScorer = Callable[
     [npt.NDArray[np.float32], npt.NDArray[np.bool_], npt.NDArray[np.float32]],
     npt.NDArray[np.float32],
@@ -216,7 +231,10 @@ CandidateScorer = Callable[
 
 
 def _epoch(moment: datetime) -> float:
-    return moment.astimezone(UTC).timestamp()
+    # an aware datetime's timestamp() is its instant whatever its zone; events are always aware
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC).timestamp()
+    return moment.timestamp()
 
 
 class EventProcessor:
@@ -255,84 +273,153 @@ class EventProcessor:
         """Normalise and dedupe ``records``, update features, gather the model's inputs."""
         result = BatchResult()
         with metrics.stage("normalise"):
-            parsed: list[tuple[LearningEvent, InboundRecord]] = []
             metrics.RECORDS_IN.inc(len(records))
-            for record in records:
-                try:
-                    if record.normalised:
-                        events = [LearningEvent.model_validate_json(record.value)]
-                    else:
-                        events = normalise(record.value, self._pseudonymiser)
-                except InvalidEvent as err:
-                    result.dead_letters.append(DeadLetterOut(record, err))
-                    metrics.DLQ.labels(_reason_class(err)).inc()
-                    continue
-                except ValueError as err:  # a forwarded event that no longer validates
-                    bad = InvalidEvent("", f"forwarded event is invalid: {err}", None)
-                    result.dead_letters.append(DeadLetterOut(record, bad))
-                    metrics.DLQ.labels("forwarded").inc()
-                    continue
-                for event in events:
-                    if record.normalised or self._owns(event.learner_id, record):
-                        parsed.append((event, record))
-                    else:
-                        result.forwards.append(
-                            (event.learner_id, event.model_dump_json().encode(), record)
-                        )
+            parsed = self._parse(records, result)
+        self._featurise(parsed, state, result)
+        return result
+
+    def ingest_events(
+        self,
+        events: Sequence[tuple[LearningEvent, InboundRecord]],
+        state: StateView,
+        *,
+        ready: InputsReady | None = None,
+        chunk: int = 1024,
+    ) -> BatchResult:
+        """Dedupe and featurise events already normalised, each with the record it came in.
+
+        A replay normalises records as it reads them (to filter them); this spares it a
+        second round through JSON. Every event is taken as owned by its record's partition.
+
+        Args:
+            events: the events, each with the record it came in (whose partition keys the
+                item norms and catalogues).
+            state: learner and item state.
+            ready: called with the model inputs of each ``chunk`` scored events (and of the
+                rest at the end) as soon as they are final, so the model can score them
+                while the next ones are featurised; together, in order, they are
+                :meth:`model_inputs`.
+            chunk: scored events per call of ``ready``.
+        """
+        result = BatchResult()
+        self._featurise(events, state, result, ready, max(1, chunk))
+        return result
+
+    def _parse(
+        self, records: list[InboundRecord], result: BatchResult
+    ) -> list[tuple[LearningEvent, InboundRecord]]:
+        parsed: list[tuple[LearningEvent, InboundRecord]] = []
+        for record in records:
+            try:
+                if record.normalised:
+                    events = [LearningEvent.model_validate_json(record.value)]
+                else:
+                    events = normalise(record.value, self._pseudonymiser)
+            except InvalidEvent as err:
+                result.dead_letters.append(DeadLetterOut(record, err))
+                metrics.DLQ.labels(_reason_class(err)).inc()
+                continue
+            except ValueError as err:  # a forwarded event that no longer validates
+                bad = InvalidEvent("", f"forwarded event is invalid: {err}", None)
+                result.dead_letters.append(DeadLetterOut(record, bad))
+                metrics.DLQ.labels("forwarded").inc()
+                continue
+            for event in events:
+                if record.normalised or self._owns(event.learner_id, record):
+                    parsed.append((event, record))
+                else:
+                    result.forwards.append(
+                        (event.learner_id, event.model_dump_json().encode(), record)
+                    )
+        return parsed
+
+    def _featurise(
+        self,
+        parsed: Sequence[tuple[LearningEvent, InboundRecord]],
+        state: StateView,
+        result: BatchResult,
+        ready: InputsReady | None = None,
+        chunk: int = 1024,
+    ) -> None:
+        extractor = self._extractor
+        window, n_features = state.window, extractor.n_event_features
+        size = len(parsed)
+        # the model's inputs are written in place, row by row, for the events that turn out
+        # to be decision points: no per-event copies to stack afterwards
+        vectors = np.empty((size, n_features), dtype=np.float32)
+        windows = np.empty((size, window, n_features), dtype=np.float32)
+        masks = np.zeros((size, window), dtype=np.bool_)
+        queries = np.empty((size, extractor.n_query_features), dtype=np.float32)
+        horizon, max_ids = self._dedupe_window_s, self._dedupe_max_ids
+        events, event_records, scored = result.events, result.event_records, result.scored
+        touched_learners, touched_items = result.touched_learners, result.touched_items
         # counted per batch: a labelled counter per event is a measurable share of ingest
-        by_source: dict[str, int] = {}
+        by_source: dict[SourceFormat, int] = {}
+        handed = 0  # scored rows already given to ``ready``
         with metrics.stage("features"):
             for event, record in parsed:
                 learner = state.learner(event.learner_id)
-                if not learner.remember(
-                    event.event_id,
-                    _epoch(event.timestamp),
-                    self._dedupe_window_s,
-                    self._dedupe_max_ids,
-                ):
+                if not learner.remember(event.event_id, _epoch(event.timestamp), horizon, max_ids):
                     result.duplicates += 1
-                    metrics.DUPLICATES.inc()
                     continue
-                by_source[event.source.value] = by_source.get(event.source.value, 0) + 1
-                item_key = None
+                # the member, not its value: an enum's .value is a Python-level descriptor
+                source = event.source
+                by_source[source] = by_source.get(source, 0) + 1
+                item_id = event.item_id
                 norms = None
-                if event.item_id is not None:
-                    item_key = f"{record.partition}/{event.item_id}"
+                if item_id is not None:
+                    item_key = f"{record.partition}/{item_id}"
                     norms = state.item(item_key)
-                    result.touched_items[item_key] = record
-                    if event.class_id is not None and event.event_type is EventType.PROBLEM_START:
+                    touched_items[item_key] = record
+                    if event.class_id is not None and event.event_type is _PROBLEM_START:
                         self._catalogue(state, result, event, record)
-                vector = self._extractor.update(learner.features, norms, event)
+                row = len(events)
+                features = learner.features
+                vector = vectors[row]
+                vector[:] = extractor.observe_event(features, norms, event)
                 learner.push(vector)
                 if event.class_id is not None:
                     learner.class_id = event.class_id
-                result.touched_learners[event.learner_id] = record
-                result.events.append(event)
-                result.event_records.append(record)
-                result.feature_vectors.append(vector)
-                if event.event_type is EventType.ANSWER_SUBMIT and event.skill_ids:
-                    skills = learner.features.skills
-                    result.mastery[len(result.events) - 1] = {
+                touched_learners[event.learner_id] = record
+                events.append(event)
+                event_records.append(record)
+                event_type = event.event_type
+                if event_type is _ANSWER_SUBMIT and event.skill_ids:
+                    skills = features.skills
+                    result.mastery[row] = {
                         sid: float(skills[sid][_MASTERY_INDEX])
                         for sid in event.skill_ids
                         if sid in skills
                     }
-                if event.event_type not in _UNSCORED:
-                    result.scored.append(len(result.events) - 1)
-                    result.windows.append(learner.window.copy())
-                    result.masks.append(learner.mask())
-                    item_id = event.item_id or learner.features.cur_item
-                    result.queries.append(
-                        self._extractor.query(
-                            learner.features,
-                            norms if item_id == event.item_id else None,
-                            item_id or "",
-                            event.skill_ids,
-                        )
+                if event_type not in _UNSCORED:
+                    at = len(scored)
+                    scored.append(row)
+                    windows[at] = learner.window
+                    masks[at, window - learner.filled :] = True
+                    query_item = item_id or features.cur_item
+                    queries[at] = extractor.query_list(
+                        features,
+                        norms if query_item == item_id else None,
+                        query_item or "",
+                        event.skill_ids,
                     )
-        for source, count in by_source.items():
-            metrics.EVENTS_IN.labels(source).inc(count)
-        return result
+                    if ready is not None and at + 1 - handed >= chunk:
+                        upto = at + 1
+                        ready(windows[handed:upto], masks[handed:upto], queries[handed:upto])
+                        handed = upto
+        if result.duplicates:
+            metrics.DUPLICATES.inc(result.duplicates)
+        for member, count in by_source.items():
+            metrics.EVENTS_IN.labels(member.value).inc(count)
+        result.feature_vectors = vectors[: len(events)]
+        n_scored = len(scored)
+        if ready is not None and handed < n_scored:
+            ready(windows[handed:n_scored], masks[handed:n_scored], queries[handed:n_scored])
+        result.windows, result.masks, result.queries = (
+            windows[:n_scored],
+            masks[:n_scored],
+            queries[:n_scored],
+        )
 
     def _catalogue(
         self, state: StateView, result: BatchResult, event: LearningEvent, record: InboundRecord
@@ -352,18 +439,15 @@ class EventProcessor:
         including it, snapshotted when it was featurised, and its query describes the item the
         learner is working on, the best guess at the next answer's item.
         """
-        if not result.scored:
+        if not result.scored or result.windows is None:
             n_f, n_q = self._extractor.n_event_features, self._extractor.n_query_features
             return (
                 np.zeros((0, 1, n_f), np.float32),
                 np.zeros((0, 1), np.bool_),
                 np.zeros((0, n_q), np.float32),
             )
-        return (
-            np.stack(result.windows),
-            np.stack(result.masks),
-            np.stack(result.queries),
-        )
+        assert result.masks is not None and result.queries is not None
+        return result.windows, result.masks, result.queries
 
     # -- stage 3: predictions -> interventions and recommendations ------------------------
     def decide(
@@ -377,10 +461,11 @@ class EventProcessor:
         result.prediction = prediction
         now = time.time()
         with metrics.stage("policy"):
-            for row, index in enumerate(result.scored):
-                state_index = int(prediction.state[row])
-                if state_index == 0:
-                    continue
+            states = prediction.state
+            # most decision points detect nothing (state 0): visit only the others
+            for row in np.flatnonzero(states).tolist():
+                state_index = int(states[row])
+                index = result.scored[row]
                 event = result.events[index]
                 learner = state.learner(event.learner_id)
                 name = STATES[state_index]

@@ -21,21 +21,26 @@ start; it is written only after a batch's output is durable, so a replay stopped
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+import numpy.typing as npt
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from inference.runtime import LearnerModel
+from inference.runtime import LearnerModel, Prediction
 from schemas.events import LearningEvent
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import normalise, pseudonymiser_for
@@ -45,7 +50,7 @@ from streams import outbound
 from streams.app import WINDOW_FALLBACK, partition_for
 from streams.policy import InterventionPolicy
 from streams.processor import EventProcessor, InboundRecord, StateView
-from streams.store.sink import StoreSink
+from streams.store.sink import StoreBatch, StoreSink
 
 
 class ReplayError(RuntimeError):
@@ -380,11 +385,25 @@ Batch = list[tuple[InboundRecord, list[LearningEvent]]]
 
 
 class Output:
-    """Where the events of a replay go; ``write`` returns once the batch is durable."""
+    """Where the events of a replay go; ``write`` returns once the batch is durable.
+
+    A replay splits ``write`` in two so that a batch's computing overlaps the storing of the
+    one before: :meth:`prepare` (in batch order, on a worker thread) and :meth:`store`
+    (on the event loop, one batch at a time). Outputs with nothing to compute keep both
+    defaults and implement ``write``.
+    """
 
     async def write(self, batch: Batch) -> None:
         """Make ``batch``'s output durable."""
         raise NotImplementedError
+
+    def prepare(self, batch: Batch) -> Any:
+        """Compute what :meth:`store` makes durable; by default the batch itself."""
+        return batch
+
+    async def store(self, prepared: Any) -> None:
+        """Make the output of :meth:`prepare` durable; by default :meth:`write` it."""
+        await self.write(prepared)
 
     async def close(self) -> None:
         """Release what the output holds."""
@@ -573,6 +592,10 @@ class Rebuild(Output):
     partition match the live ones. The sinks skip rows already stored, so replaying history
     the live workers processed changes no row.
 
+    Events arrive already normalised (the replay filters them), so they skip the live path's
+    parsing; the model scores a batch in chunks on a thread of its own while the rest is
+    featurised, and the batch's rows are stored while the replay prepares the next one.
+
     Args:
         model: the model to score with.
         sink: the store to write to.
@@ -580,6 +603,9 @@ class Rebuild(Output):
         partitions: partitions of the events topic (where learners' state lives).
         dedupe_window_s: how long an event id is remembered per learner.
         dedupe_max_ids: most ids remembered per learner.
+        inference_chunk: decision points per model call; the model scores one chunk on a
+            thread of its own while the next is featurised, so a model with one intra-op
+            thread (``LearnerModel(intra_op_threads=1)``) spends the least CPU per event.
     """
 
     def __init__(
@@ -591,10 +617,13 @@ class Rebuild(Output):
         *,
         dedupe_window_s: float = 3600.0,
         dedupe_max_ids: int = 2048,
+        inference_chunk: int = 1024,
     ) -> None:
         self.model = model
         self.sink = sink
         self.partitions = partitions
+        self.inference_chunk = inference_chunk
+        self._inference = ThreadPoolExecutor(1, thread_name_prefix="replay-inference")
         self._partitions: dict[str, int] = {}
         self.state = StateView({}, {}, {}, model.window or WINDOW_FALLBACK)
         self.processor = EventProcessor(
@@ -608,28 +637,66 @@ class Rebuild(Output):
 
     async def write(self, batch: Batch) -> None:
         """Process the batch and write its rows; returns once they are committed."""
-        records = [
-            InboundRecord(
-                value=event.model_dump_json().encode(),
-                key=event.learner_id.encode(),
-                topic=record.topic,
-                partition=self._partition(event.learner_id),
-                offset=record.offset,
-                timestamp=record.timestamp,
-                normalised=True,
+        await self.store(self.prepare(batch))
+
+    def prepare(self, batch: Batch) -> StoreBatch | None:
+        """Run the pipeline over the batch's events; return their rows (``None``: no events).
+
+        Learner and item state move on here, before the rows are stored: that state lives
+        only in this run, and a batch that fails to store ends the run.
+        """
+        pairs: list[tuple[LearningEvent, InboundRecord]] = []
+        for record, events in batch:
+            for event in events:
+                # the partition the learner's state lives on in the live pipeline, so item
+                # norms and catalogues (keyed by partition) match the live ones
+                pairs.append((event, self._placed(record, event.learner_id)))
+        if not pairs:
+            return None
+        scoring: list[Future[Prediction]] = []
+
+        def ready(
+            events: npt.NDArray[np.float32],
+            mask: npt.NDArray[np.bool_],
+            query: npt.NDArray[np.float32],
+        ) -> None:
+            # onnxruntime releases the GIL: the model scores these while the next events
+            # are featurised
+            scoring.append(self._inference.submit(self.model.predict, events, mask, query))
+
+        result = self.processor.ingest_events(
+            pairs, self.state, ready=ready, chunk=self.inference_chunk
+        )
+        if scoring:
+            parts = [future.result() for future in scoring]
+            prediction = Prediction(
+                state_probs=np.concatenate([p.state_probs for p in parts]),
+                p_correct=np.concatenate([p.p_correct for p in parts]),
+                state=np.concatenate([p.state for p in parts]),
             )
-            for record, events in batch
-            for event in events
-        ]
-        if not records:
-            return
-        result = self.processor.ingest(records, self.state)
-        if result.scored:
-            inputs = self.processor.model_inputs(result)
-            prediction = self.model.predict(*inputs)
             self.processor.decide(result, self.state, prediction, self.model.score_candidates)
-        await self.sink.write(outbound.store_batch(result, self.model.spec))
+        rows = outbound.store_batch(result, self.model.spec)
         self.state.write_back(result)
+        return rows
+
+    async def store(self, prepared: StoreBatch | None) -> None:
+        """Write the rows of a prepared batch; returns once they are committed."""
+        if prepared is not None:
+            await self.sink.write(prepared)
+
+    def _placed(self, record: InboundRecord, learner: str) -> InboundRecord:
+        partition = self._partition(learner)
+        if partition == record.partition:
+            return record  # keyed by the learner's pseudonym, as producers should
+        return InboundRecord(
+            value=record.value,
+            key=record.key,
+            topic=record.topic,
+            partition=partition,
+            offset=record.offset,
+            timestamp=record.timestamp,
+            normalised=record.normalised,
+        )
 
     def _partition(self, learner: str) -> int:
         # murmur2 in pure Python costs more than the rest of building a record; a class has
@@ -640,7 +707,8 @@ class Rebuild(Output):
         return found
 
     async def close(self) -> None:
-        """Close the sink."""
+        """Close the sink and stop the inference thread."""
+        self._inference.shutdown(wait=True)
         await self.sink.close()
 
 
@@ -689,7 +757,12 @@ class Replay:
         return resume(found, saved[0]), saved[1], saved[2]
 
     async def run(self, output: Output) -> Progress:
-        """Read the ranges, hand each batch to ``output``, checkpoint after each one."""
+        """Read the ranges, hand each batch to ``output``, checkpoint after each one.
+
+        Reading and preparing a batch (on a worker thread) overlaps storing the one before
+        (on the event loop); one batch is stored at a time, in order, and the checkpoint
+        moves past a batch only once it is durable.
+        """
         ranges, began_ms, mark = self._start()
         if mark is not None:
             output.restore(mark)
@@ -701,46 +774,94 @@ class Replay:
         open_ranges = {(r.topic, r.partition): r for r in ranges if not r.exact or r.count}
         consumer = Consumer(consumer_settings(self.bootstrap, self.replay_id))
         last_seen = {key: time.monotonic() for key in open_ranges}
+        # the batch being stored, with the offsets to checkpoint once it is durable
+        storing: tuple[asyncio.Future[None], dict[str, int]] | None = None
+        begun = 0
+        loop = asyncio.get_running_loop()
+        # one reader thread: the consumer is never used by two threads at once, and the
+        # output prepares batches in their order
+        reader = ThreadPoolExecutor(1, thread_name_prefix="replay-read")
+
+        async def settle() -> None:
+            nonlocal storing
+            if storing is None:
+                return
+            task, offsets = storing
+            await task
+            storing = None
+            progress.batches += 1
+            self.checkpoint.save(ranges, offsets, began_ms, output.mark())
+            if self.on_progress is not None:
+                self.on_progress(progress)
+
+        def read_and_prepare() -> tuple[Batch, Any, list[tuple[str, int]]]:
+            batch, finished = self._read(
+                consumer, open_ranges, done, last_seen, began_ms, pseudonymiser, progress
+            )
+            return batch, (output.prepare(batch) if batch else None), finished
+
         try:
-            if open_ranges:
-                consumer.assign(
-                    [TopicPartition(t, p, r.start) for (t, p), r in open_ranges.items()]
-                )
-            while open_ranges:
-                messages = consumer.consume(self.batch_size, 0.1)
-                batch: Batch = []
-                finished: list[tuple[str, int]] = []
-                for message in messages:
-                    record = self._accept(message, open_ranges, began_ms)
-                    if record is None:
-                        continue
-                    key = (record.topic, record.partition)
-                    last_seen[key] = time.monotonic()
-                    done[f"{record.topic}:{record.partition}"] = record.offset + 1
-                    progress.records += 1
-                    batch.append((record, self._events(record, pseudonymiser, progress)))
-                    r = open_ranges[key]
-                    if r.exact and record.offset + 1 >= r.end:
-                        finished.append(key)
-                now = time.monotonic()
-                for key, r in open_ranges.items():
-                    position = done[f"{r.topic}:{r.partition}"]
-                    if not r.exact and position >= r.end and now - last_seen[key] > self.settle_s:
-                        finished.append(key)
-                if batch:
-                    await output.write(batch)
-                    progress.batches += 1
-                    self.checkpoint.save(ranges, done, began_ms, output.mark())
-                for key in finished:
-                    if open_ranges.pop(key, None) is not None:
-                        consumer.pause([TopicPartition(*key)])
-                if batch and self.on_progress is not None:
-                    self.on_progress(progress)
-                if self.max_batches is not None and progress.batches >= self.max_batches:
-                    break
+            with _few_collections():
+                if open_ranges:
+                    consumer.assign(
+                        [TopicPartition(t, p, r.start) for (t, p), r in open_ranges.items()]
+                    )
+                while open_ranges:
+                    batch, prepared, finished = await loop.run_in_executor(reader, read_and_prepare)
+                    for key in finished:
+                        if open_ranges.pop(key, None) is not None:
+                            consumer.pause([TopicPartition(*key)])
+                    if batch:
+                        await settle()
+                        storing = (asyncio.ensure_future(output.store(prepared)), dict(done))
+                        begun += 1
+                    if self.max_batches is not None and begun >= self.max_batches:
+                        break
+                await settle()
         finally:
+            if storing is not None:
+                # stopped or failed with a batch in flight: it is not checkpointed, so a resumed
+                # replay reads it again (and the idempotent outputs make that harmless)
+                storing[0].cancel()
+                with contextlib.suppress(BaseException):
+                    await storing[0]
+            # a cancelled run may leave the reader inside the consumer: let it finish first
+            reader.shutdown(wait=True)
             consumer.close()
         return progress
+
+    def _read(
+        self,
+        consumer: Consumer,
+        open_ranges: dict[tuple[str, int], Range],
+        done: dict[str, int],
+        last_seen: dict[tuple[str, int], float],
+        began_ms: float,
+        pseudonymiser: Pseudonymiser,
+        progress: Progress,
+    ) -> tuple[Batch, list[tuple[str, int]]]:
+        """Consume and normalise the next batch; return it and the ranges it finished."""
+        messages = consumer.consume(self.batch_size, 0.1)
+        batch: Batch = []
+        finished: list[tuple[str, int]] = []
+        for message in messages:
+            record = self._accept(message, open_ranges, began_ms)
+            if record is None:
+                continue
+            key = (record.topic, record.partition)
+            last_seen[key] = time.monotonic()
+            done[f"{record.topic}:{record.partition}"] = record.offset + 1
+            progress.records += 1
+            batch.append((record, self._events(record, pseudonymiser, progress)))
+            r = open_ranges[key]
+            if r.exact and record.offset + 1 >= r.end:
+                finished.append(key)
+        now = time.monotonic()
+        for key, r in open_ranges.items():
+            position = done[f"{r.topic}:{r.partition}"]
+            if not r.exact and position >= r.end and now - last_seen[key] > self.settle_s:
+                finished.append(key)
+        return batch, finished
 
     def _accept(
         self,
@@ -786,6 +907,28 @@ class Replay:
         kept = [e for e in events if self.selection.keeps(e)]
         progress.events += len(kept)
         return kept
+
+
+@contextlib.contextmanager
+def _few_collections(young: int = 200_000) -> Iterator[None]:
+    """Collect cycles less often while a replay runs.
+
+    A batch's events and rows live until it is stored, long enough to outlive the youngest
+    generation: with the default thresholds they were promoted and rescanned, together with
+    everything the process held before (a model, a cohort), in full collections that took a
+    fifth of a rebuild's CPU. Objects that exist before the replay are frozen out of the
+    collector for its duration, and the youngest generation is collected once ``young``
+    more objects have been made than freed (more than a batch of the default size makes);
+    the previous settings come back afterwards.
+    """
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(before[0], young), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 def run_sync(replay: Replay, output: Output) -> Progress:

@@ -125,7 +125,9 @@ def run_replay_bench(learners: int, events: int, say: Say) -> ReplayReport:
             report.export_parquet_per_s = _timed(
                 broker.url, ParquetExport(root / "export-parquet"), say
             )
-            model = LearnerModel.load()
+            # the rebuild scores on a thread of its own beside the featurising one: a second
+            # onnxruntime thread only contends with them for the cores (see Rebuild)
+            model = LearnerModel.load(intra_op_threads=1)
 
             def rebuild() -> Rebuild:
                 return Rebuild(

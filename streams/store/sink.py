@@ -32,7 +32,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from schemas.events import LearningEvent
-from streams.store.binary import register_copy_dumpers
+from streams.store.binary import PackedFloat4Array, register_copy_dumpers
 from streams.store.connection import check_schema, is_wasm_server, search_path
 from streams.store.exceptions import RejectedBatch, StoreError, StoreUnavailable
 from streams.store.migrations import load_migrations
@@ -45,6 +45,7 @@ from streams.store.tables import (
     RECOMMENDATIONS,
     SKILL_MASTERY,
     TABLES,
+    Floats,
     Row,
     Table,
     event_row,
@@ -133,9 +134,7 @@ class StoreBatch:
         """Append learning events."""
         return self.add_rows(EVENTS, (event_row(e) for e in events))
 
-    def add_features(
-        self, event: LearningEvent, vector: Sequence[float], feature_set: str
-    ) -> StoreBatch:
+    def add_features(self, event: LearningEvent, vector: Floats, feature_set: str) -> StoreBatch:
         """Append the feature vector computed at ``event``; see :func:`feature_row`."""
         return self.add_rows(FEATURES, [feature_row(event, vector, feature_set)])
 
@@ -145,7 +144,7 @@ class StoreBatch:
         *,
         state: str,
         confidence: float,
-        state_probs: Sequence[float],
+        state_probs: Floats,
         p_correct: float | None,
         model_version: str,
         mastery: Mapping[str, float] | None = None,
@@ -423,7 +422,9 @@ class StoreSink:
                         await copy.write_row(row)
             else:
                 document = orjson.dumps(
-                    [dict(zip(table.column_names, r, strict=True)) for r in rows]
+                    [dict(zip(table.column_names, r, strict=True)) for r in rows],
+                    default=_json_value,
+                    option=orjson.OPT_SERIALIZE_NUMPY,  # float4[] values are float32 arrays
                 )
                 await cur.execute(
                     sql.SQL(
@@ -515,6 +516,13 @@ async def _scalar(
     cur = await conn.execute(query, params)
     row = await cur.fetchone()
     return None if row is None else row[0]
+
+
+def _json_value(value: Any) -> Any:
+    """Return what orjson cannot write itself as something it can (``default=``)."""
+    if isinstance(value, PackedFloat4Array):
+        return value.values()
+    raise TypeError(f"{type(value).__name__} has no JSON form")
 
 
 def _reason(err: BaseException) -> str:

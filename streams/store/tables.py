@@ -11,9 +11,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from schemas.events import LearningEvent
+from streams.store.binary import PackedFloat4Array
 
 Row = tuple[Any, ...]
+FloatArray = npt.NDArray[np.float32]
+"""A ``float4[]`` column's value in a row: a flat float32 array."""
+Floats = Sequence[float] | npt.NDArray[np.floating[Any]] | PackedFloat4Array
+"""Numbers for a ``float4[]`` column: a sequence, or a flat float32 array or packed value
+(kept as they are)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +52,11 @@ class Table:
     name: str
     columns: tuple[Column, ...]
     key: tuple[str, ...]
+
+    def __hash__(self) -> int:
+        # a batch looks its table up once per row: hashing every column spec each time was
+        # a measurable share of building a batch, and names are unique
+        return hash(self.name)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -144,7 +158,10 @@ def utc(moment: datetime) -> datetime:
     Raises:
         ValueError: for a naive datetime, whose instant is unknown.
     """
-    if moment.tzinfo is None:
+    zone = moment.tzinfo
+    if zone is UTC:
+        return moment  # the normaliser's output: nothing to convert
+    if zone is None:
         raise ValueError("naive datetime: the store keeps instants, give a timezone")
     return moment.astimezone(UTC)
 
@@ -173,7 +190,7 @@ def event_row(event: LearningEvent) -> Row:
     )
 
 
-def feature_row(event: LearningEvent, vector: Sequence[float], feature_set: str) -> Row:
+def feature_row(event: LearningEvent, vector: Floats, feature_set: str) -> Row:
     """Return the ``features`` row of the feature vector computed at ``event``.
 
     Args:
@@ -187,7 +204,7 @@ def feature_row(event: LearningEvent, vector: Sequence[float], feature_set: str)
         event.learner_id,
         event.class_id,
         event.item_id,
-        [float(v) for v in vector],
+        _floats(vector),
         feature_set,
     )
 
@@ -197,7 +214,7 @@ def prediction_row(
     *,
     state: str,
     confidence: float,
-    state_probs: Sequence[float],
+    state_probs: Floats,
     p_correct: float | None,
     model_version: str,
 ) -> Row:
@@ -220,10 +237,22 @@ def prediction_row(
         list(event.skill_ids),
         state,
         float(confidence),
-        [float(p) for p in state_probs],
+        _floats(state_probs),
         None if p_correct is None else float(p_correct),
         model_version,
     )
+
+
+def _floats(values: Floats) -> FloatArray | PackedFloat4Array:
+    # a float32 array or a packed value goes to the binary COPY dumper as it is (see
+    # streams.store.binary); anything else is checked and copied into an array
+    if type(values) is PackedFloat4Array:
+        return values
+    if isinstance(values, np.ndarray) and values.dtype == np.float32 and values.ndim == 1:
+        return values
+    out = np.array([float(v) for v in values], dtype=np.float32)
+    out.flags.writeable = False
+    return out
 
 
 def skill_mastery_rows(

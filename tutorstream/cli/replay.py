@@ -173,6 +173,7 @@ def _rebuild(stream: StreamSettings, url: str, model_ref: str | None = None) -> 
     model = LearnerModel.load(
         model_ref or stream.model,
         registry_roots=[] if stream.model_dir is None else [Path(stream.model_dir)],
+        intra_op_threads=1,  # the rebuild's own thread scores beside featurising (Rebuild)
     )
     store = stream.store
     if model_ref is not None:

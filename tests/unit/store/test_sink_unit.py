@@ -193,3 +193,54 @@ def test_every_builder_fills_its_table_in_column_order(
             assert named["time"].utcoffset() == timedelta(0)
             assert named["event_id"] == event.event_id
             assert named["learner_id"] == event.learner_id
+
+
+@given(st.lists(st.text(max_size=12).filter(lambda s: "\x00" not in s), max_size=5))
+def test_text_arrays_encode_as_psycopg_encodes_them(values: list[str]) -> None:
+    from psycopg.adapt import PyFormat, Transformer
+
+    from streams.store.binary import TextArrayBinaryDumper
+
+    reference = Transformer().get_dumper(values or ["x"], PyFormat.BINARY)
+    fast = TextArrayBinaryDumper(list)
+    assert fast.dump(values) == reference.dump(values)
+    assert fast.dump(values) == fast.dump(tuple(values))  # the second time from its cache
+
+
+def test_a_text_array_of_anything_but_strings_is_refused() -> None:
+    from streams.store.binary import TextArrayBinaryDumper
+
+    with pytest.raises(TypeError, match="takes strings"):
+        TextArrayBinaryDumper(list).dump(["skill", 3])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="NUL"):
+        TextArrayBinaryDumper(list).dump(["a\x00b"])
+
+
+@given(events)
+def test_float_columns_keep_float32_arrays_without_copying(event: LearningEvent) -> None:
+    import numpy as np
+
+    from streams.store.tables import feature_row
+
+    vector = np.arange(5, dtype=np.float32)
+    assert feature_row(event, vector, "v")[5] is vector
+    # anything else becomes a float32 array, checked number by number
+    assert feature_row(event, [1, 2.5], "v")[5].tolist() == [1.0, 2.5]
+    with pytest.raises(ValueError):
+        feature_row(event, ["x"], "v")  # type: ignore[list-item]  # the wrong type on purpose
+
+
+@given(st.integers(0, 6), st.integers(0, 50))
+def test_packed_rows_encode_as_the_row_by_row_dumper_does(rows: int, width: int) -> None:
+    import numpy as np
+
+    from streams.store.binary import Float4ArrayBinaryDumper, pack_float4_rows
+
+    block = np.random.default_rng(rows * 100 + width).normal(0, 1e3, (rows, width))
+    packed = pack_float4_rows(block)
+    dumper = Float4ArrayBinaryDumper(list)
+    assert len(packed) == rows
+    for value, row in zip(packed, block.astype(np.float32), strict=True):
+        assert dumper.dump(value) == dumper.dump(row) == value
+        # and the numbers come back for servers that load JSON instead of COPY
+        assert np.array_equal(value.values(), row)

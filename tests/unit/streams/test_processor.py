@@ -59,7 +59,7 @@ def test_batch_scores_decides_and_dedupes(model: LearnerModel) -> None:
     learners: dict[str, object] = {}
     items: dict[str, object] = {}
     catalogues: dict[str, object] = {}
-    view = StateView(learners, items, catalogues, model.window)  # type: ignore[arg-type]
+    view = StateView(learners, items, catalogues, model.window)
     processor = _processor()
     result = processor.ingest(_records(events), view)
     assert len(result.events) == len(events)
@@ -83,7 +83,7 @@ def test_batch_scores_decides_and_dedupes(model: LearnerModel) -> None:
 def test_raw_learner_ids_never_reach_the_state(model: LearnerModel) -> None:
     events = _cohort(3, 5)
     learners: dict[str, object] = {}
-    view = StateView(learners, {}, {}, model.window)  # type: ignore[arg-type]
+    view = StateView(learners, {}, {}, model.window)
     processor = _processor()
     result = processor.ingest(_records(events), view)
     view.write_back(result)
@@ -148,3 +148,41 @@ def test_dedupe_window_forgets_old_ids() -> None:
     assert record.remember("new", 120.0, 60.0, 100)
     assert "old" not in record.seen
     assert record.remember("old", 121.0, 60.0, 100)
+
+
+def test_normalised_events_featurise_as_raw_records_do(model: LearnerModel) -> None:
+    events = _cohort(5, 8)
+    records = _records(events)
+    processor = _processor()
+    from_raw = processor.ingest(records, StateView({}, {}, {}, model.window))
+
+    # the same events normalised beforehand, as a replay hands them over, scored in chunks
+    normalised = _processor().ingest(records, StateView({}, {}, {}, model.window)).events
+    pairs = list(zip(normalised, records, strict=True))
+    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    from_events = _processor().ingest_events(
+        pairs,
+        StateView({}, {}, {}, model.window),
+        ready=lambda x, m, q: chunks.append((x.copy(), m.copy(), q.copy())),
+        chunk=7,
+    )
+    assert [e.event_id for e in from_events.events] == [e.event_id for e in from_raw.events]
+    assert from_events.scored == from_raw.scored
+    assert np.array_equal(from_events.feature_vectors, from_raw.feature_vectors)
+    x, m, q = processor.model_inputs(from_raw)
+    # every decision point handed over once, in order, in chunks of at most 7
+    assert all(len(c[0]) <= 7 for c in chunks) and len(chunks) > 1
+    for got, want in zip(zip(*chunks, strict=True), (x, m, q), strict=True):
+        assert np.array_equal(np.concatenate(got), want)
+    assert from_events.mastery == from_raw.mastery
+
+
+def test_model_inputs_snapshot_each_decision_point(model: LearnerModel) -> None:
+    events = _cohort(1, 6)
+    processor = _processor()
+    result = processor.ingest(_records(events), StateView({}, {}, {}, model.window))
+    x, m, _ = processor.model_inputs(result)
+    # each decision point's window ends with its own event, and holds what came before it
+    for row, index in enumerate(result.scored):
+        assert np.array_equal(x[row, -1], result.feature_vectors[index])
+        assert int(m[row].sum()) == min(model.window, index + 1)
