@@ -19,6 +19,7 @@ import numpy.typing as npt
 import orjson
 
 from inference.features import FeatureExtractor, ItemNorms
+from inference.policy import DEFAULT_TARGET, CourseItem, CourseMap, NextItemPolicy
 from inference.runtime import Prediction
 from inference.states import STATES
 from schemas.events import EventType, LearningEvent, SourceFormat
@@ -38,7 +39,6 @@ _RECOMMEND_ON = frozenset({EventType.PROBLEM_COMPLETE})
 _PROBLEM_START = EventType.PROBLEM_START
 _ANSWER_SUBMIT = EventType.ANSWER_SUBMIT
 _MASTERY_INDEX = 2  # position of the BKT mastery in a skill's statistics (inference.features)
-_MAX_CANDIDATES = 12
 _MAX_CATALOGUE = 256
 _EMPTY_2D = np.zeros((0, 0), dtype=np.float32)
 _EMPTY_2D.flags.writeable = False
@@ -147,6 +147,7 @@ class StateView:
         self._catalogues = catalogues
         self.learner_cache: dict[str, LearnerRecord] = {}
         self.item_cache: dict[str, ItemNorms] = {}
+        self.peek_cache: dict[str, ItemNorms | None] = {}
         self.catalogue_cache: dict[str, dict[str, list[str]]] = {}
 
     def learner(self, learner_id: str) -> LearnerRecord:
@@ -170,7 +171,9 @@ class StateView:
         """Return the norms of an item without creating them."""
         if key in self.item_cache:
             return self.item_cache[key]
-        return _item_norms(self._items.get(key))
+        if key not in self.peek_cache:
+            self.peek_cache[key] = _item_norms(self._items.get(key))
+        return self.peek_cache[key]
 
     def catalogue(self, key: str) -> dict[str, list[str]]:
         """Return the items seen in a class on this partition: item id -> skill ids."""
@@ -206,6 +209,7 @@ class StateView:
         """Drop the decoded copies; the next batch reads the stored state again."""
         self.learner_cache.clear()
         self.item_cache.clear()
+        self.peek_cache.clear()
         self.catalogue_cache.clear()
 
 
@@ -247,7 +251,9 @@ class EventProcessor:
         policy: the intervention policy.
         dedupe_window_s: how long an event id is remembered per learner.
         dedupe_max_ids: most ids remembered per learner.
-        target_success: predicted success the next-item policy aims for.
+        target_success: predicted success the next-item policy
+            (:class:`inference.policy.NextItemPolicy`, the one ``tutorstream model eval``
+            runs in closed loop) aims for.
     """
 
     def __init__(
@@ -258,7 +264,7 @@ class EventProcessor:
         policy: InterventionPolicy,
         dedupe_window_s: float = 3600.0,
         dedupe_max_ids: int = 2048,
-        target_success: float = 0.7,
+        target_success: float = DEFAULT_TARGET,
     ) -> None:
         self._pseudonymiser = pseudonymiser_for(pseudonym_key)
         self._owns = owns
@@ -267,6 +273,7 @@ class EventProcessor:
         self._dedupe_window_s = dedupe_window_s
         self._dedupe_max_ids = dedupe_max_ids
         self.target_success = target_success
+        self._policies: dict[str, NextItemPolicy] = {}
 
     # -- stage 1: records -> new events and their features -------------------------------
     def ingest(self, records: list[InboundRecord], state: StateView) -> BatchResult:
@@ -498,69 +505,87 @@ class EventProcessor:
     def _recommend(
         self, result: BatchResult, state: StateView, score_candidates: CandidateScorer
     ) -> None:
-        asks: list[tuple[int, list[tuple[str, tuple[str, ...]]]]] = []
-        rows: list[npt.NDArray[np.float32]] = []
-        # one recommendation per learner per batch, on the learner's latest finished item:
-        # an earlier one in the same batch would be stale before anyone could read it
-        latest: dict[str, int] = {}
+        # Every finished item gets a recommendation, so the rows a replay finds again do not
+        # depend on where its batches start. The choice is made once per learner and batch,
+        # from the learner's state after the batch: an earlier one would be stale before
+        # anyone could read it (live, a learner seldom finishes two items in one batch).
+        finished: dict[str, list[int]] = {}
         for index, event in enumerate(result.events):
             if event.event_type in _RECOMMEND_ON and event.class_id is not None:
-                latest[event.learner_id] = index
-        for index in sorted(latest.values()):
-            event = result.events[index]
-            record = result.event_records[index]
-            catalogue = state.catalogue(f"{record.partition}/{event.class_id}")
-            learner = state.learner(event.learner_id)
-            candidates = [
-                (item_id, tuple(skills))
-                for item_id, skills in catalogue.items()
-                if item_id != event.item_id
-            ][:_MAX_CANDIDATES]
-            if not candidates:
-                continue
-            for item_id, skills in candidates:
-                norms = state.peek_item(f"{record.partition}/{item_id}")
-                rows.append(self._extractor.query(learner.features, norms, item_id, skills))
-            asks.append((index, candidates))
+                finished.setdefault(event.learner_id, []).append(index)
+        asks: list[tuple[list[int], NextItemPolicy, LearnerRecord]] = []
+        queries: list[npt.NDArray[np.float32]] = []
+        for learner_id, indices in finished.items():
+            event = result.events[indices[-1]]
+            partition = result.event_records[indices[-1]].partition
+            key = f"{partition}/{event.class_id}"
+            catalogue = state.catalogue(key)
+            if len(catalogue) < 2:
+                continue  # nothing to choose between yet
+            policy = self._course_policy(key, catalogue)
+            learner = state.learner(learner_id)
+            norms = {
+                item_id: found
+                for item_id in catalogue
+                if (found := state.peek_item(f"{partition}/{item_id}")) is not None
+            }
+            queries.append(policy.query_matrix(learner.features, norms))
+            asks.append((indices, policy, learner))
         if not asks:
             return
-        # one window per learner and its candidates padded to the longest list: the encoder
-        # runs once per learner, not once per candidate
-        learners = [state.learner(result.events[index].learner_id) for index, _ in asks]
-        width = max(len(candidates) for _, candidates in asks)
-        queries = np.zeros((len(asks), width, rows[0].shape[0]), dtype=np.float32)
-        offset = 0
-        for n, (_, candidates) in enumerate(asks):
-            queries[n, : len(candidates)] = rows[offset : offset + len(candidates)]
-            offset += len(candidates)
+        # one window per learner and its class's items padded to the longest list: the
+        # encoder runs once per learner, not once per item
+        width = max(q.shape[0] for q in queries)
+        padded = np.zeros((len(asks), width, queries[0].shape[1]), dtype=np.float32)
+        for n, q in enumerate(queries):
+            padded[n, : q.shape[0]] = q
         p = score_candidates(
-            np.stack([learner.window for learner in learners]),
-            np.stack([learner.mask() for learner in learners]),
-            queries,
+            np.stack([learner.window for _, _, learner in asks]),
+            np.stack([learner.mask() for _, _, learner in asks]),
+            padded,
         )
-        for n, (index, candidates) in enumerate(asks):
-            scores = p[n, : len(candidates)]
-            best = int(np.argmin(np.abs(scores - self.target_success)))
-            item_id, skills = candidates[best]
-            ranked = sorted(
-                zip((c for c, _ in candidates), (float(s) for s in scores), strict=True),
-                key=lambda pair: abs(pair[1] - self.target_success),
+        for n, (indices, policy, learner) in enumerate(asks):
+            scores = p[n, : queries[n].shape[0]].astype(np.float64)
+            choice = policy.choose(learner.features, scores)
+            item = policy.course.items[choice.index]
+            reason = policy.reason(learner.features, choice, scores)
+            others = sorted(
+                (k for k in choice.candidates if k != choice.index),
+                key=lambda k: abs(scores[k] - policy.target),
             )
-            reason = (
-                f"predicted success {float(scores[best]):.0%} is the closest to the "
-                f"{self.target_success:.0%} target among {len(candidates)} items of this class"
-            )
-            result.recommendations.append(
-                RecommendationOut(
-                    event=result.events[index],
-                    item_id=item_id,
-                    skill_ids=skills,
-                    p_success=float(scores[best]),
-                    reason=reason,
-                    alternatives=tuple(ranked[1:4]),
+            alternatives = tuple((policy.course.items[k].item_id, float(scores[k])) for k in others)
+            for index in indices:
+                result.recommendations.append(
+                    RecommendationOut(
+                        event=result.events[index],
+                        item_id=item.item_id,
+                        skill_ids=item.skill_ids,
+                        p_success=float(scores[choice.index]),
+                        reason=reason,
+                        alternatives=alternatives[:3],
+                    )
                 )
+                metrics.RECOMMENDATIONS.inc()
+
+    def _course_policy(self, key: str, catalogue: dict[str, list[str]]) -> NextItemPolicy:
+        """Return the next-item policy over a class's items, rebuilt when the class grows.
+
+        The stream learns a class's items from its events, in the order they first appear,
+        and has no prerequisite graph: the policy takes the items' order as the course's.
+        """
+        found = self._policies.get(key)
+        if found is None or len(found.course.items) != len(catalogue):
+            course = CourseMap(
+                items=tuple(CourseItem(i, tuple(skills)) for i, skills in catalogue.items()),
+                prerequisites={},
             )
-            metrics.RECOMMENDATIONS.inc()
+            found = NextItemPolicy(course, _unscored, target=self.target_success)
+            self._policies[key] = found
+        return found
+
+
+def _unscored(query: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    raise RuntimeError("the stream scores a class's items itself, in one batch per learner")
 
 
 def _reason_class(err: InvalidEvent) -> str:

@@ -23,6 +23,9 @@ class StreamSettings(BaseSettings):
             (several pipelines, or tests, on one cluster).
         model: ``TUTORSTREAM_MODEL``, registry reference ``name@version`` or ``name@latest``.
         model_dir: ``TUTORSTREAM_MODEL_DIR``, extra registry root searched before the packaged one.
+        model_threads: ``TUTORSTREAM_MODEL_THREADS``, onnxruntime threads inside an operator.
+            One spends the least CPU per window on this small model (35 against 55 µs at two
+            threads), and the worker's own loop needs the other cores.
         max_batch: ``TUTORSTREAM_MAX_BATCH``, most records per micro-batch.
         max_delay_ms: ``TUTORSTREAM_MAX_DELAY_MS``, how long a batch smaller than ``max_batch``
             waits for records still arriving (0: none).
@@ -57,6 +60,7 @@ class StreamSettings(BaseSettings):
     topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
     model: str = "tutorstream-learner@latest"
     model_dir: str | None = None
+    model_threads: int = Field(default=1, ge=1, le=64)
     max_batch: int = Field(default=512, ge=1, le=10_000)
     max_delay_ms: float = Field(default=5.0, ge=0)
     dedupe_window_s: float = Field(default=3600.0, gt=0)

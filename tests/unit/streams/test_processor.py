@@ -12,7 +12,7 @@ from inference.runtime import LearnerModel
 from streams.app import partition_for
 from streams.learner_state import LearnerRecord
 from streams.policy import InterventionPolicy, PolicySettings
-from streams.processor import EventProcessor, InboundRecord, StateView
+from streams.processor import EventProcessor, InboundRecord, RecommendationOut, StateView
 from tutorstream.cohort import labelled_cohort
 
 pytestmark = pytest.mark.unit
@@ -186,3 +186,50 @@ def test_model_inputs_snapshot_each_decision_point(model: LearnerModel) -> None:
     for row, index in enumerate(result.scored):
         assert np.array_equal(x[row, -1], result.feature_vectors[index])
         assert int(m[row].sum()) == min(model.window, index + 1)
+
+
+def _run(
+    processor: EventProcessor,
+    model: LearnerModel,
+    view: StateView,
+    batches: list[list[InboundRecord]],
+) -> list[RecommendationOut]:
+    out: list[RecommendationOut] = []
+    for records in batches:
+        result = processor.ingest(records, view)
+        x, m, q = processor.model_inputs(result)
+        processor.decide(result, view, model.predict(x, m, q), model.score_candidates)
+        view.write_back(result)
+        out.extend(result.recommendations)
+    return out
+
+
+def test_recommendations_come_from_the_next_item_policy(model: LearnerModel) -> None:
+    events = _cohort(n=4, problems=14)
+    view = StateView({}, {}, {}, model.window)
+    processor = _processor()
+    recs = _run(processor, model, view, [_records(events)])
+    finished = [e for e in events if e["event_type"] == "problem_complete"]
+    assert recs and len(recs) == len(finished)
+    for rec in recs:
+        # the policy's one-line reason, naming the item and the success predicted for it
+        assert rec.reason.startswith(f"{rec.item_id}: "), rec.reason
+        assert f"predicted success {rec.p_success:.0%}" in rec.reason
+        assert 0.0 < rec.p_success < 1.0
+        # alternatives are other items of the same skill, nearer the target first
+        gaps = [abs(p - processor.target_success) for _, p in rec.alternatives]
+        assert gaps == sorted(gaps) and rec.item_id not in {i for i, _ in rec.alternatives}
+        if gaps:
+            assert abs(rec.p_success - processor.target_success) <= gaps[0] + 1e-9
+
+
+def test_the_same_finished_items_get_recommendations_whatever_the_batches(
+    model: LearnerModel,
+) -> None:
+    events = _cohort(n=4, problems=14)
+    records = _records(events)
+    whole = _run(_processor(), model, StateView({}, {}, {}, model.window), [records])
+    cut = len(records) // 3
+    pieces = [records[:cut], records[cut : 2 * cut], records[2 * cut :]]
+    split = _run(_processor(), model, StateView({}, {}, {}, model.window), pieces)
+    assert sorted(r.event.event_id for r in whole) == sorted(r.event.event_id for r in split)
