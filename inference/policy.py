@@ -46,6 +46,7 @@ from inference.features import (
 from inference.simulator.cohort import make_learner
 from inference.simulator.columns import ObjectTable
 from inference.simulator.learners import EventLog, SimulatedLearner
+from schemas.records import RECOMMENDATION_REASON_MAX
 
 Scorer = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
 """Maps query features ``[K, Q]`` to predicted success ``[K]``."""
@@ -80,6 +81,8 @@ def window_arrays(
 
 DEFAULT_TARGET = 0.8
 """Predicted success the policy aims for (tuned in closed loop on learner seeds 11 to 22)."""
+REASON_MAX = RECOMMENDATION_REASON_MAX
+"""Longest reason, in characters: what a recommendation record carries for tutors."""
 MASTERY_THRESHOLD = 0.95
 """Knowledge-tracing mastery estimate at which a skill counts as mastered (Corbett & Anderson)."""
 KEEP_THRESHOLD = 0.5
@@ -417,7 +420,7 @@ class NextItemPolicy:
     def reason(
         self, learner: LearnerFeatureState, choice: Choice, scores: npt.NDArray[np.float64]
     ) -> str:
-        """Return the one-line reason for a choice."""
+        """Return the one-line reason for a choice, at most :data:`REASON_MAX` characters."""
         skill = choice.skill_id
         mastery = f"{skill} (mastery {skill_mastery(learner, skill):.0%})"
         if choice.mode is Mode.REVIEW:
@@ -426,31 +429,31 @@ class NextItemPolicy:
             which = (
                 "the least certain"
                 if skill_mastery(learner, skill) < SURE_MASTERY
-                else "the one resting on the fewest answers"
+                else "the one on the fewest answers"
             )
             why = (
-                "every skill looks mastered" if done else "no unmastered skill can be practised now"
-            ) + (
-                f", so it reviews {which}, {skill} (mastery {skill_mastery(learner, skill):.0%} "
+                ("all skills look mastered" if done else "no unmastered skill is ready")
+                + f"; reviews {which}, {skill} (mastery {skill_mastery(learner, skill):.0%} "
                 f"on {answers} answers)"
             )
         elif choice.mode is Mode.REVISIT:
-            why = (
-                f"it revisits {mastery}, a prerequisite of {', '.join(choice.set_aside)} "
-                "where practice brings no gain"
-            )
+            why = f"revisits {mastery}, prerequisite of {_names(choice.set_aside)} (no gain there)"
         else:
-            why = (
-                f"it practises {mastery}, the first unmastered skill whose prerequisites are "
-                "mastered"
-            )
+            why = f"practises {mastery}, first unmastered skill that is ready"
             if choice.set_aside:
-                why += f" ({', '.join(choice.set_aside)} set aside: practice brings no gain)"
+                why += f" ({_names(choice.set_aside)} set aside: no gain)"
         item = self.course.items[choice.index]
-        return (
-            f"{item.item_id}: {why}; predicted success {scores[choice.index]:.0%}, the closest "
-            f"to the {self.target:.0%} target among its {len(choice.candidates)} items."
+        line = (
+            f"{item.item_id}: {why}; predicted success {scores[choice.index]:.0%}, closest to "
+            f"the {self.target:.0%} target of {len(choice.candidates)} items"
         )
+        return line if len(line) <= REASON_MAX else line[: REASON_MAX - 1] + "…"
+
+
+def _names(skills: Sequence[str], shown: int = 2) -> str:
+    """Name a few skills and count the rest, to keep a reason on one short line."""
+    head = ", ".join(skills[:shown])
+    return head if len(skills) <= shown else f"{head} and {len(skills) - shown} more"
 
 
 def pick_closest(p: npt.NDArray[np.float64], target: float, turn: int) -> int:

@@ -181,13 +181,20 @@ class Intervention(_Record):
         )
 
 
+RECOMMENDATION_REASON_MAX = 200
+"""Longest reason a recommended item carries, in characters."""
+
+
 class RecommendedItem(_Record):
     """One item proposed next, with the chance the learner answers it correctly."""
 
     item_id: str = Field(min_length=1, max_length=500)
     predicted_success: Probability
     reason: str = Field(
-        min_length=1, max_length=200, pattern=r"^[^\r\n]*$", description="One line, for tutors."
+        min_length=1,
+        max_length=RECOMMENDATION_REASON_MAX,
+        pattern=r"^[^\r\n]*$",
+        description="One line, for tutors.",
     )
 
 

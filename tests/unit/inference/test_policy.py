@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from inference.features import QUERY_FEATURE_INDEX, FeatureExtractor, LearnerFeatureState
 from inference.policy import (
+    REASON_MAX,
     ClosedLoopConfig,
     CourseItem,
     CourseMap,
@@ -173,6 +174,17 @@ def test_moves_on_from_a_mastered_skill_and_one_slip_does_not_send_the_learner_b
     learner.answer(add_1, False)
     learner.answer(add_1, False)
     assert policy.plan(learner.state)[0] == "add"
+
+
+def test_a_reason_fits_a_recommendation_record_whatever_the_names() -> None:
+    long = "s" * 150
+    course = CourseMap(
+        items=(CourseItem(f"{long}-1", (long,)), CourseItem(f"{long}-2", (long,))),
+        prerequisites={},
+    )
+    rec = NextItemPolicy(course, _by_item([0.5, 0.6])).recommend(LearnerFeatureState(), {})
+    assert len(rec.reason) == REASON_MAX and rec.reason.endswith("…")
+    assert rec.reason.startswith(f"{rec.item_id}: practises s")
 
 
 def test_picks_the_item_closest_to_the_target_with_a_reason() -> None:

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from inference.runtime import LearnerModel
+from streams import outbound
 from streams.app import partition_for
 from streams.learner_state import LearnerRecord
 from streams.policy import InterventionPolicy, PolicySettings
@@ -221,6 +222,8 @@ def test_recommendations_come_from_the_next_item_policy(model: LearnerModel) -> 
         assert gaps == sorted(gaps) and rec.item_id not in {i for i, _ in rec.alternatives}
         if gaps:
             assert abs(rec.p_success - processor.target_success) <= gaps[0] + 1e-9
+        # and it makes a valid record for the recommendations topic
+        assert outbound.recommendation(rec, model.spec).items[0].reason == rec.reason
 
 
 def test_the_same_finished_items_get_recommendations_whatever_the_batches(
