@@ -356,6 +356,8 @@ class Worker:
         when the stream is quiet a record waits at most ``max_delay_ms`` for company.
         """
         stream.enable_acks = False  # acked by _settle, only once a batch is durable
+        # A restarted agent redoes the batch that failed: nothing it changed in place counts.
+        self.state.forget()
         # A batch's events and rows outlive the youngest generation; at the default threshold
         # they were promoted and rescanned with everything loaded at start (the model, Faust)
         # in full collections. Start-up objects leave the collector, and it runs less often.

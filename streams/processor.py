@@ -40,6 +40,8 @@ _PROBLEM_START = EventType.PROBLEM_START
 _ANSWER_SUBMIT = EventType.ANSWER_SUBMIT
 _MASTERY_INDEX = 2  # position of the BKT mastery in a skill's statistics (inference.features)
 _MAX_CATALOGUE = 256
+_MAX_WRITTEN = 200_000
+"""Learners whose decoded state a StateView keeps between batches (then it starts afresh)."""
 _EMPTY_2D = np.zeros((0, 0), dtype=np.float32)
 _EMPTY_2D.flags.writeable = False
 
@@ -146,6 +148,10 @@ class StateView:
         self._items = items
         self._catalogues = catalogues
         self.learner_cache: dict[str, LearnerRecord] = {}
+        # Across batches: each learner's last written bytes and the record they encode, so a
+        # learner seen again is not decoded again (the window's base64 alone costs more than
+        # the rest of the record). Used only while the table still holds those very bytes.
+        self._written: dict[str, tuple[bytes, LearnerRecord]] = {}
         self.item_cache: dict[str, ItemNorms] = {}
         self.peek_cache: dict[str, ItemNorms | None] = {}
         self.catalogue_cache: dict[str, dict[str, list[str]]] = {}
@@ -155,7 +161,11 @@ class StateView:
         found = self.learner_cache.get(learner_id)
         if found is None:
             raw = self._learners.get(learner_id)
-            found = LearnerRecord.from_bytes(raw) if raw else LearnerRecord.new(self.window)
+            kept = self._written.get(learner_id)
+            if kept is not None and raw is not None and kept[0] is raw:
+                found = kept[1]
+            else:
+                found = LearnerRecord.from_bytes(raw) if raw else LearnerRecord.new(self.window)
             self.learner_cache[learner_id] = found
         return found
 
@@ -197,16 +207,28 @@ class StateView:
             (self._items, self.item_cache, result.touched_items),
             (self._catalogues, self.catalogue_cache, result.touched_catalogues),
         )
+        if len(self._written) > _MAX_WRITTEN:
+            self._written.clear()
         for store, cache, keys in touched:
             for key, record in keys.items():
                 if route is not None:
                     route(record)
                 value = cache[key]
-                store[key] = value.to_bytes() if hasattr(value, "to_bytes") else orjson.dumps(value)
-        self.forget()
+                raw = value.to_bytes() if hasattr(value, "to_bytes") else orjson.dumps(value)
+                store[key] = raw
+                if isinstance(value, LearnerRecord):
+                    self._written[key] = (raw, value)
+        self._end_batch()
 
     def forget(self) -> None:
-        """Drop the decoded copies; the next batch reads the stored state again."""
+        """Drop every decoded copy; the next batch reads the stored state again.
+
+        For a batch that failed: its records were changed in place and were not written.
+        """
+        self._written.clear()
+        self._end_batch()
+
+    def _end_batch(self) -> None:
         self.learner_cache.clear()
         self.item_cache.clear()
         self.peek_cache.clear()

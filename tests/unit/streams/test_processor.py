@@ -236,3 +236,30 @@ def test_the_same_finished_items_get_recommendations_whatever_the_batches(
     pieces = [records[:cut], records[cut : 2 * cut], records[2 * cut :]]
     split = _run(_processor(), model, StateView({}, {}, {}, model.window), pieces)
     assert sorted(r.event.event_id for r in whole) == sorted(r.event.event_id for r in split)
+
+
+def test_a_learner_is_decoded_again_only_when_the_stored_bytes_change(
+    model: LearnerModel,
+) -> None:
+    events = _cohort(n=2, problems=6)
+    learners: dict[str, object] = {}
+    view = StateView(learners, {}, {}, model.window)
+    processor = _processor()
+    _run(processor, model, view, [_records(events[: len(events) // 2])])
+    learner_id = next(iter(learners))
+    # written by the last batch and unchanged since: the record is reused, not decoded again
+    kept = view.learner(learner_id)
+    assert kept.to_bytes() == learners[learner_id]
+    view.write_back(processor.ingest([], view))
+    assert view.learner(learner_id) is kept
+    # a failed batch changed it in place: it is forgotten and read from the stored bytes
+    kept.events += 1000
+    view.forget()
+    reread = view.learner(learner_id)
+    assert reread is not kept and reread.events == kept.events - 1000
+    # new bytes under the key (a changelog recovery, another worker) are decoded afresh
+    _run(processor, model, view, [_records(events[len(events) // 2 :], offset=10_000)])
+    written = view.learner(learner_id)
+    view.write_back(processor.ingest([], view))
+    learners[learner_id] = bytes(learners[learner_id])  # type: ignore[arg-type]
+    assert view.learner(learner_id) is not written
