@@ -606,6 +606,12 @@ class Rebuild(Output):
         inference_chunk: decision points per model call; the model scores one chunk on a
             thread of its own while the next is featurised, so a model with one intra-op
             thread (``LearnerModel(intra_op_threads=1)``) spends the least CPU per event.
+        owned: the partitions whose learners this rebuild holds, when other processes hold
+            the rest (:mod:`streams.replay_pool`); ``None``: all of them.
+
+    Raises:
+        ReplayError: from :meth:`prepare`, on an event of a learner whose state another
+            process holds (a topic not keyed by learner pseudonym cannot be split).
     """
 
     def __init__(
@@ -618,8 +624,10 @@ class Rebuild(Output):
         dedupe_window_s: float = 3600.0,
         dedupe_max_ids: int = 2048,
         inference_chunk: int = 1024,
+        owned: frozenset[int] | None = None,
     ) -> None:
         self.model = model
+        self.owned = owned
         self.sink = sink
         self.partitions = partitions
         self.inference_chunk = inference_chunk
@@ -688,6 +696,13 @@ class Rebuild(Output):
         partition = self._partition(learner)
         if partition == record.partition:
             return record  # keyed by the learner's pseudonym, as producers should
+        if self.owned is not None and partition not in self.owned:
+            raise ReplayError(
+                f"{record.topic}:{record.partition}@{record.offset} holds an event of learner "
+                f"{learner}, whose state lives on partition {partition}, held by another "
+                "process: a topic whose records are not keyed by learner pseudonym (on "
+                f"{self.partitions} partitions) cannot be rebuilt in parallel; use one process"
+            )
         return InboundRecord(
             value=record.value,
             key=record.key,
@@ -728,6 +743,9 @@ class Replay:
         on_progress: called after every batch.
         normalised: normalise and filter each record into events; off for topics that do not
             hold raw learning events (the DLQ), whose outputs read the records themselves.
+        assigned: ranges and start time (epoch ms) handed over by a replay that planned them
+            (a process of a :mod:`streams.replay_pool` rebuild); the run reads exactly these,
+            neither planning nor loading a checkpoint.
     """
 
     bootstrap: str
@@ -740,12 +758,20 @@ class Replay:
     max_batches: int | None = None
     on_progress: Callable[[Progress], None] | None = None
     normalised: bool = True
+    assigned: tuple[list[Range], float] | None = None
 
     def ranges(self) -> list[Range]:
         """Return what this run would read (the dry run), continued from any checkpoint."""
-        return self._start()[0]
+        return self.begin()[0]
 
-    def _start(self) -> tuple[list[Range], float, int | None]:
+    def begin(self) -> tuple[list[Range], float, int | None]:
+        """Plan the run: the ranges to read, its start time (epoch ms) and any output mark.
+
+        The ranges are the selection's with the end offsets captured now, continued from the
+        checkpoint when there is one (whose start time and mark then come back too).
+        """
+        if self.assigned is not None:
+            return self.assigned[0], self.assigned[1], None
         consumer = Consumer(consumer_settings(self.bootstrap, self.replay_id))
         try:
             found = plan(self.bootstrap, consumer, self.selection)
@@ -763,7 +789,7 @@ class Replay:
         (on the event loop); one batch is stored at a time, in order, and the checkpoint
         moves past a batch only once it is durable.
         """
-        ranges, began_ms, mark = self._start()
+        ranges, began_ms, mark = self.begin()
         if mark is not None:
             output.restore(mark)
         progress = Progress(expected=sum(r.count for r in ranges))

@@ -14,7 +14,8 @@ from schemas.topics import LMS_EVENTS
 from tutorstream.settings import Settings
 
 if TYPE_CHECKING:
-    from streams.replay import Progress, Rebuild
+    from streams.replay import Progress
+    from streams.replay_pool import RebuildSpec
     from streams.settings import StreamSettings
 
 app = typer.Typer(
@@ -86,6 +87,15 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print partitions, offsets and counts; read nothing.")
     ] = False,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes for rebuild and rescore, each holding a share of the "
+            "partitions (needs a topic keyed by learner pseudonym, as producers key it); "
+            "--max-batches then counts per process.",
+        ),
+    ] = 1,
 ) -> None:
     """Replay a selection of the events topic: export it, or rebuild the store from it."""
     from streams.replay import (
@@ -133,23 +143,27 @@ def run(
             for line in describe(replay.ranges()):
                 typer.echo(line)
             return
-        output: Output
         if chosen is Mode.EXPORT:
             if out is None:
                 raise _fail("--mode export needs --out PATH")
+            output: Output
             if export_format == "parquet":
                 output = ParquetExport(out)
             elif export_format == "jsonl":
                 output = JsonlExport(out)
             else:
                 raise _fail(f"--format must be jsonl or parquet, not {export_format!r}")
-        elif chosen is Mode.REBUILD:
-            output = _rebuild(stream, database_url(wiring))
+            progress = run_sync(replay, output)
         else:
-            if model is None:
+            if chosen is Mode.RESCORE and model is None:
                 raise _fail("--mode rescore needs --model name@version")
-            output = _rebuild(stream, database_url(wiring), model)
-        progress = run_sync(replay, output)
+            spec = _rebuild(stream, database_url(wiring), model if chosen is Mode.RESCORE else None)
+            if processes > 1:
+                from streams.replay_pool import run_rebuild
+
+                progress = run_rebuild(replay, spec, processes)
+            else:
+                progress = run_sync(replay, spec.build())
         typer.echo("", err=True)
     except (StackError, ReplayError) as err:
         raise _fail(str(err)) from None
@@ -162,31 +176,28 @@ def run(
     )
 
 
-def _rebuild(stream: StreamSettings, url: str, model_ref: str | None = None) -> Rebuild:
-    from inference.runtime import LearnerModel
+def _rebuild(stream: StreamSettings, url: str, model_ref: str | None = None) -> RebuildSpec:
+    """Return what a rebuild writes with (the live model), or a rescore (``model_ref``)."""
     from schemas.topics import LMS_EVENTS as EVENTS
-    from streams.policy import InterventionPolicy
-    from streams.replay import Rebuild, shadow_schema
+    from streams.replay import shadow_schema
+    from streams.replay_pool import RebuildSpec
     from streams.store import migrate
-    from streams.store.sink import StoreSink
 
-    model = LearnerModel.load(
-        model_ref or stream.model,
-        registry_roots=[] if stream.model_dir is None else [Path(stream.model_dir)],
-        intra_op_threads=1,  # the rebuild's own thread scores beside featurising (Rebuild)
-    )
     store = stream.store
+    ref = _resolve_ref(model_ref or stream.model)
     if model_ref is not None:
         # a rescore writes only to a fresh schema of its own, never to the live tables
-        shadow = shadow_schema(model.spec.ref)
+        shadow = shadow_schema(ref)
         migrate(url, schema=shadow)
         store = store.model_copy(update={"db_schema": shadow})
-        typer.echo(f"rescoring with {model.spec.ref} into schema {shadow}", err=True)
-    return Rebuild(
-        model,
-        StoreSink(url, store),
-        InterventionPolicy(stream.policy),
-        EVENTS.partitions,
+        typer.echo(f"rescoring with {ref} into schema {shadow}", err=True)
+    return RebuildSpec(
+        database_url=url,
+        store=store,
+        partitions=EVENTS.partitions,
+        model_ref=ref,
+        registry_roots=() if stream.model_dir is None else (stream.model_dir,),
+        policy=stream.policy,
         dedupe_window_s=stream.dedupe_window_s,
         dedupe_max_ids=stream.dedupe_max_ids,
     )
