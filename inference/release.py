@@ -442,7 +442,12 @@ def model_card(model: TutorStreamModel, metrics: dict[str, Any], name: str, vers
         f"{options.get('val_learners')} --seed {options.get('seed')} --encoder {cfg.encoder} "
         f"--hidden-size {cfg.hidden_size} --layers {cfg.num_layers} --epochs "
         f"{options.get('epochs')} --batch-size {options.get('batch_size')} --learning-rate "
-        f"{options.get('learning_rate')} --threads {options.get('threads')}",
+        f"{options.get('learning_rate')} --threads {options.get('threads')}"
+        + (
+            f" --next-loss-weight {options.get('next_loss_weight')}"
+            if float(options.get("next_loss_weight", 1.0)) != 1.0
+            else ""
+        ),
         "```",
         "",
         "Add `--registry DIR` to write the copy elsewhere. With the same seed, options, "

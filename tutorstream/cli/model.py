@@ -69,6 +69,9 @@ def train(
     epochs: Annotated[int, typer.Option(min=1)] = 4,
     batch_size: Annotated[int, typer.Option(min=1)] = 256,
     learning_rate: Annotated[float, typer.Option()] = 3e-3,
+    next_loss_weight: Annotated[
+        float, typer.Option(min=0.0, help="Weight of the next-answer loss beside the states'.")
+    ] = 1.0,
     threads: Annotated[int, typer.Option(min=1, help="Torch threads.")] = 2,
     evaluate: Annotated[
         bool, typer.Option("--eval/--no-eval", help="Evaluate on unseen learners afterwards.")
@@ -95,6 +98,7 @@ def train(
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        next_loss_weight=next_loss_weight,
         threads=threads,
     )
     train_data, val_data, data_seconds = simulate_cohorts(options)

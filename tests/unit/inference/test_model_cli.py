@@ -31,7 +31,7 @@ def test_train_register_show_tamper_and_eval_a_tiny_model(tmp_path: Path) -> Non
         [
             "model", "train", "--name", "tiny", "--registry", str(registry), "--learners", "4",
             "--val-learners", "3", "--epochs", "1", "--hidden-size", "8", "--threads", "1",
-            "--no-eval",
+            "--next-loss-weight", "2.5", "--no-eval",
         ],
     )  # fmt: skip
     assert trained.exit_code == 0, trained.output
@@ -41,6 +41,10 @@ def test_train_register_show_tamper_and_eval_a_tiny_model(tmp_path: Path) -> Non
     assert metrics["parity"]["max_abs_diff"] <= 1e-4
     card = (folder / "MODEL_CARD.md").read_text()
     assert "--seed 20240601" in card and "## Limits" in card
+    # the card's command reproduces the options actually used
+    assert "--next-loss-weight 2.5" in card
+    config = json.loads((folder / "config.json").read_text())
+    assert config["training"]["next_loss_weight"] == 2.5
 
     again = runner.invoke(
         app, ["model", "train", "--name", "tiny", "--version", "1", "--registry", str(registry),
