@@ -76,6 +76,8 @@ from inference.simulator.learners import (
     BKTLearner,
     IRTLearner,
     SimulatedLearner,
+    logit,
+    sigmoid,
 )
 from inference.states import (
     ANCHORING,
@@ -112,17 +114,6 @@ _QUICK_SHARE = 0.04
 _TIME_SIGMA = 0.35
 _MAX_JOINT_SKILLS = 16
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
-
-
-def _sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
-def _logit(p: float) -> float:
-    return math.log(p / (1.0 - p))
 
 
 # ---------------------------------------------------------------------------- event trace
@@ -382,8 +373,8 @@ def _evidence_likelihood(
 # ---------------------------------------------------------------------------- true parameters
 
 
-class _RecordedBKT(BKTLearner):
-    """A BKT learner that records its normal draws (the same draws, in the same order)."""
+class _DrawRecorder(SimulatedLearner):
+    """Records a learner's normal draws (the same draws, in the same order)."""
 
     def __init__(self, index: int, curriculum: Curriculum, objects: ObjectTable, seed: int):
         self.normal_draws: list[float] = []
@@ -395,17 +386,12 @@ class _RecordedBKT(BKTLearner):
         return value
 
 
-class _RecordedIRT(IRTLearner):
-    """An IRT learner that records its normal draws (the same draws, in the same order)."""
+class _RecordedBKT(_DrawRecorder, BKTLearner):
+    """A BKT learner that records its normal draws."""
 
-    def __init__(self, index: int, curriculum: Curriculum, objects: ObjectTable, seed: int):
-        self.normal_draws: list[float] = []
-        super().__init__(index, curriculum, objects, seed, 0)
 
-    def _normal(self, mu: float, sigma: float) -> float:
-        value = super()._normal(mu, sigma)
-        self.normal_draws.append(value)
-        return value
+class _RecordedIRT(_DrawRecorder, IRTLearner):
+    """An IRT learner that records its normal draws."""
 
 
 Prior = Literal["true", "population"]
@@ -446,9 +432,9 @@ def bkt_initial_knowledge(learner: _RecordedBKT, prior: Prior = "true") -> Float
     for skill in skills:
         z_known, z_rate = per_skill[2 * skill.index], per_skill[2 * skill.index + 1]
         base = 0.12 + 0.16 * ((skill.index * 0.618) % 1.0)
-        if _sigmoid(_logit(base) + 0.4 * a + z_rate) != learner.learn_rate[skill.index]:
+        if sigmoid(logit(base) + 0.4 * a + z_rate) != learner.learn_rate[skill.index]:
             raise RuntimeError("simulator draw order changed: learn rates do not match")
-        l0.append(_sigmoid(-0.5 + 0.9 * a - 0.35 * skill.depth + z_known))
+        l0.append(sigmoid(-0.5 + 0.9 * a - 0.35 * skill.depth + z_known))
     if prior == "true":
         return np.array([l0])
     grid, _ = _ability_grid(_BKT_ABILITY_POINTS)
@@ -470,7 +456,7 @@ def ability_weights(learner: SimulatedLearner, points: int) -> FloatArray:
     if isinstance(learner, BKTLearner):
         for skill in learner.curriculum.skills:
             base = 0.12 + 0.16 * ((skill.index * 0.618) % 1.0)
-            z = _logit(learner.learn_rate[skill.index]) - _logit(base) - 0.4 * grid
+            z = logit(learner.learn_rate[skill.index]) - logit(base) - 0.4 * grid
             log_w = log_w - 0.5 * (z / 0.4) ** 2
     elif isinstance(learner, IRTLearner):
         z = math.log(learner.rate / learner.rate_base) - 0.2 * grid

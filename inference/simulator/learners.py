@@ -50,14 +50,16 @@ MAX_ATTEMPTS = 4
 _NAN = math.nan
 
 
-def _sigmoid(x: float) -> float:
+def sigmoid(x: float) -> float:
+    """Return the logistic function of ``x``, without overflow for large ``|x|``."""
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
     e = math.exp(x)
     return e / (1.0 + e)
 
 
-def _logit(p: float) -> float:
+def logit(p: float) -> float:
+    """Return the log-odds of ``p``."""
     return math.log(p / (1.0 - p))
 
 
@@ -592,18 +594,18 @@ class BKTLearner(SimulatedLearner):
         self.known: list[bool] = []
         self.learn_rate: list[float] = []
         for skill in curriculum.skills:
-            l0 = _sigmoid(-0.5 + 0.9 * a - 0.35 * skill.depth + self._normal(0.0, 0.6))
+            l0 = sigmoid(-0.5 + 0.9 * a - 0.35 * skill.depth + self._normal(0.0, 0.6))
             self.known.append(self.rng.random() < l0)
             base = 0.12 + 0.16 * ((skill.index * 0.618) % 1.0)
-            self.learn_rate.append(_sigmoid(_logit(base) + 0.4 * a + self._normal(0.0, 0.4)))
+            self.learn_rate.append(sigmoid(logit(base) + 0.4 * a + self._normal(0.0, 0.4)))
 
     def p_know(self, item: Item) -> float:
         """Return ``1 - slip`` when all the item's skills are known, else the guess rate."""
         b = item.difficulty
         if all(self.known[s] for s in item.skills):
-            slip = (0.08 + 0.15 * _sigmoid(1.5 * b - 0.5)) * self.carelessness
+            slip = (0.08 + 0.15 * sigmoid(1.5 * b - 0.5)) * self.carelessness
             return 1.0 - min(0.45, slip)
-        guess = (1.0 / item.n_options + 0.36 * _sigmoid(-1.5 * b)) * self.guessing
+        guess = (1.0 / item.n_options + 0.36 * sigmoid(-1.5 * b)) * self.guessing
         return min(0.5, guess)
 
     def mastered(self, skill: int) -> bool:
@@ -676,7 +678,7 @@ class IRTLearner(SimulatedLearner):
         """Return the 3PL-like success probability from the skills' abilities."""
         c = 0.8 / item.n_options
         x = self.slope * item.discrimination * (self._ability(item) - item.difficulty)
-        return c + (1.0 - c - self.slip) * _sigmoid(x)
+        return c + (1.0 - c - self.slip) * sigmoid(x)
 
     def mastered(self, skill: int) -> bool:
         """Return whether the ability is ``mastery_margin`` logits above the skill's level.
@@ -688,7 +690,7 @@ class IRTLearner(SimulatedLearner):
     def _prerequisite_factor(self, skill: int) -> float:
         factor = 1.0
         for p in self.curriculum.skills[skill].prerequisites:
-            factor = min(factor, _sigmoid(2.0 * (self.theta[p] - self.level[p])))
+            factor = min(factor, sigmoid(2.0 * (self.theta[p] - self.level[p])))
         return factor
 
     def blocked(self, skill: int) -> bool:
@@ -701,7 +703,7 @@ class IRTLearner(SimulatedLearner):
         for s in item.skills:
             # Desirable difficulty: an item the learner would solve about two times in three on
             # this skill teaches the skill the most; one far too easy or too hard teaches little.
-            p = c + (1.0 - c - self.slip) * _sigmoid(slope * (self.theta[s] - item.difficulty))
+            p = c + (1.0 - c - self.slip) * sigmoid(slope * (self.theta[s] - item.difficulty))
             bell = math.exp(-(((p - 0.65) / 0.22) ** 2))
             # Too hard still teaches a little; far too easy teaches nothing more.
             zone = 0.25 + 0.75 * bell if p < 0.65 else bell
