@@ -34,6 +34,7 @@ from streams.replay import (
     shadow_schema,
 )
 from streams.store import StoreSettings, StoreSink, migrate
+from tests.integration.replay.snapshots import snapshot
 from tutorstream import kafka
 from tutorstream.cli.topics_inspect import inspect_topic
 from tutorstream.cohort import generate_cohort
@@ -151,27 +152,6 @@ def test_timestamps_map_to_the_offsets_of_the_first_records_at_or_after_them(
     assert all(r.end > r.start for r in ranges)
 
 
-def _snapshot(url: str, schema: str) -> dict[str, list[str]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY 1",
-                (schema,),
-            ).fetchall()
-        ]
-        found = {}
-        for table in tables:
-            rows = conn.execute(
-                sql.SQL("SELECT t::text FROM {}.{} AS t").format(
-                    sql.Identifier(schema), sql.Identifier(table)
-                )
-            ).fetchall()
-            found[table] = sorted(str(r[0]) for r in rows)
-        return found
-
-
 def test_rebuild_of_processed_history_changes_no_row(
     kafka_bootstrap: str, topic_factory: Any, postgres_url: str, pg_schema: Any
 ) -> None:
@@ -191,9 +171,9 @@ def test_rebuild_of_processed_history_changes_no_row(
         )
 
     first = run_sync(_replay(kafka_bootstrap, topic, batch_size=100), rebuild())
-    before = _snapshot(postgres_url, schema)
+    before = snapshot(postgres_url, schema)
     second = run_sync(_replay(kafka_bootstrap, topic, batch_size=100), rebuild())
-    after = _snapshot(postgres_url, schema)
+    after = snapshot(postgres_url, schema)
 
     assert first.events == second.events == len(cohort)
     assert len(before["events"]) == len(cohort)
@@ -356,7 +336,7 @@ def test_rebuild_then_rescore_writes_only_the_shadow_schema_and_diff_agrees(
     try:
         built = runner.invoke(app, ["replay", "run", "--mode", "rebuild", "--topic", topic])
         assert built.exit_code == 0, built.output
-        before = _snapshot(postgres_url, live)
+        before = snapshot(postgres_url, live)
         assert len(before["events"]) == len(cohort)
 
         rescored = runner.invoke(
@@ -365,8 +345,8 @@ def test_rebuild_then_rescore_writes_only_the_shadow_schema_and_diff_agrees(
         )
 
         assert rescored.exit_code == 0, rescored.output
-        assert _snapshot(postgres_url, live) == before
-        shadowed = _snapshot(postgres_url, shadow)
+        assert snapshot(postgres_url, live) == before
+        shadowed = snapshot(postgres_url, shadow)
         assert len(shadowed["events"]) == len(cohort)
         assert len(shadowed["predictions"]) == len(before["predictions"]) > 0
 

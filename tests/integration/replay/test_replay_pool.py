@@ -24,6 +24,7 @@ from schemas.topics import LMS_EVENTS
 from streams.replay import Checkpoint, Progress, Replay, ReplayError, Selection, run_sync
 from streams.replay_pool import RebuildSpec, deal, run_rebuild
 from streams.store import StoreSettings, migrate
+from tests.integration.replay.snapshots import snapshot
 from tutorstream import kafka
 from tutorstream.cohort import generate_cohort
 from tutorstream.producer import produce_records, records_from_events
@@ -66,28 +67,6 @@ def _spec(url: str, schema: str) -> RebuildSpec:
     return RebuildSpec(
         database_url=url, store=StoreSettings(db_schema=schema), partitions=LMS_EVENTS.partitions
     )
-
-
-def _snapshot(url: str, schema: str, drop: list[str] | None = None) -> dict[str, list[str]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY 1",
-                (schema,),
-            ).fetchall()
-        ]
-        found = {}
-        for table in tables:
-            rows = conn.execute(
-                sql.SQL("SELECT (to_jsonb(t) - %s::text[])::text FROM {}.{} AS t").format(
-                    sql.Identifier(schema), sql.Identifier(table)
-                ),
-                (drop or [],),
-            ).fetchall()
-            found[table] = sorted(str(r[0]) for r in rows)
-        return found
 
 
 def _recommended(snapshot: dict[str, list[str]]) -> list[tuple[str, str]]:
@@ -133,11 +112,11 @@ def test_rebuild_in_two_processes_writes_the_rows_of_one_and_again_changes_none(
     assert single.events == parallel.events == len(cohort)
     assert seen[-1] == len(cohort)  # summed over the processes
     assert seen == sorted(seen)
-    expected = _snapshot(postgres_url, one, MOMENTS)
+    expected = snapshot(postgres_url, one, MOMENTS)
     assert len(expected["events"]) == len(cohort)
     assert expected["predictions"]
     assert expected["interventions"]
-    got = _snapshot(postgres_url, two, MOMENTS)
+    got = snapshot(postgres_url, two, MOMENTS)
     # a recommendation reads the class's item catalogue as its batch left it, and a process
     # holding fewer partitions takes more of each into a batch: which item it names can differ,
     # as it does between two batch sizes in one process; that one is made stays the same
@@ -149,12 +128,12 @@ def test_rebuild_in_two_processes_writes_the_rows_of_one_and_again_changes_none(
     # history a one-process run stored, and history the two processes stored, are unchanged
     # by a two-process rebuild
     for schema in (one, two):
-        before = _snapshot(postgres_url, schema)
+        before = snapshot(postgres_url, schema)
         again = run_rebuild(
             _replay(kafka_bootstrap, topic, batch_size=100), _spec(postgres_url, schema), 2
         )
         assert again.events == len(cohort)
-        assert _snapshot(postgres_url, schema) == before
+        assert snapshot(postgres_url, schema) == before
     assert multiprocessing.active_children() == []
 
 
@@ -180,7 +159,7 @@ def test_interrupted_parallel_rebuild_resumes_with_any_number_of_processes(
     assert first.batches == 2  # one per process
     assert 0 < sum(p["next"] for p in saved.values()) < len(cohort)
     assert first.records + second.records + third.records == len(cohort)
-    stored = _snapshot(postgres_url, schema)["events"]
+    stored = snapshot(postgres_url, schema)["events"]
     assert sorted(orjson.loads(row)["event_id"] for row in stored) == sorted(
         str(e["event_id"]) for e in cohort
     )
@@ -295,7 +274,7 @@ def test_a_stop_ends_every_process_and_the_same_command_resumes(
     )
 
     assert resumed.returncode == 0, resumed.stderr
-    stored = _snapshot(postgres_url, schema)["events"]
+    stored = snapshot(postgres_url, schema)["events"]
     assert sorted(orjson.loads(row)["event_id"] for row in stored) == sorted(
         str(e["event_id"]) for e in cohort
     )
@@ -363,15 +342,15 @@ def test_a_parallel_rescore_writes_only_its_shadow_schema(
     monkeypatch.setenv("TUTORSTREAM_STORE__DB_SCHEMA", live)
     monkeypatch.setenv("TUTORSTREAM_PSEUDONYM_KEY", KEY.decode())
     args = ["replay", "run", "--topic", topic, "--processes", "2"]
-    before = _snapshot(postgres_url, live)
+    before = snapshot(postgres_url, live)
     assert before["events"] == []
     try:
         rescored = CliRunner().invoke(app, [*args, "--mode", "rescore", "--model", ref])
 
         assert rescored.exit_code == 0, rescored.output
         assert f"replayed {len(cohort)} records" in rescored.output
-        assert _snapshot(postgres_url, live) == before
-        shadowed = _snapshot(postgres_url, shadow)
+        assert snapshot(postgres_url, live) == before
+        shadowed = snapshot(postgres_url, shadow)
         assert len(shadowed["events"]) == len(cohort)
         assert shadowed["predictions"]
     finally:

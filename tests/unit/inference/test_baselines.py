@@ -27,6 +27,14 @@ def test(train: WindowDataset) -> WindowDataset:
     return build_dataset("bkt", 25, seed=1_000_031, problems_per_learner=80, warmup_learners=10)
 
 
+@pytest.fixture(scope="module")
+def lr(train: WindowDataset) -> LogisticBaseline:
+    return LogisticBaseline(
+        states=SoftmaxRegression(steps=120, lr=0.1, class_weighted=True),
+        nexts=SoftmaxRegression(steps=120, lr=0.1),
+    ).fit(train)
+
+
 def test_rules_follow_the_literature_definitions(test: WindowDataset) -> None:
     rules = RuleBaseline()
     pred = rules.predict_state(test)
@@ -53,12 +61,8 @@ def test_rules_follow_the_literature_definitions(test: WindowDataset) -> None:
 
 
 def test_logistic_regression_learns_states_and_next_answers(
-    train: WindowDataset, test: WindowDataset
+    lr: LogisticBaseline, test: WindowDataset
 ) -> None:
-    lr = LogisticBaseline(
-        states=SoftmaxRegression(steps=120, lr=0.1, class_weighted=True),
-        nexts=SoftmaxRegression(steps=120, lr=0.1),
-    ).fit(train)
     proba = lr.predict_state_proba(test)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     report = state_report(test.y_state, lr.predict_state(test), proba)
@@ -79,12 +83,8 @@ def test_bkt_predicts_next_answers_from_fitted_skills(
 
 
 def test_alert_cap_puts_a_baseline_at_the_models_operating_point(
-    train: WindowDataset, test: WindowDataset
+    lr: LogisticBaseline, train: WindowDataset, test: WindowDataset
 ) -> None:
-    lr = LogisticBaseline(
-        states=SoftmaxRegression(steps=120, lr=0.1, class_weighted=True),
-        nexts=SoftmaxRegression(steps=120, lr=0.1),
-    ).fit(train)
     bkt = BKTBaseline().fit(train)
     capped, untouched = cap_alerts([lr, bkt], train, max_false_alert_rate=0.02)
     assert isinstance(capped, AlertCapped) and capped.name == "logistic"
