@@ -128,6 +128,21 @@ class RecordQueue:
         return batch
 
 
+ORIGIN_HEADER = "tutorstream-origin"
+"""Header of a forwarded event: ``topic/partition@offset`` of the record it came in."""
+
+
+def _origin(headers: Any) -> tuple[str, int]:
+    """Return a forwarded record's origin and origin offset (``("", -1)``: none given)."""
+    pairs = headers.items() if isinstance(headers, dict) else headers or ()
+    for name, value in pairs:
+        if name == ORIGIN_HEADER and value:
+            source, _, offset = bytes(value).decode().rpartition("@")
+            if source and offset.isdigit():
+                return source, int(offset)
+    return "", -1
+
+
 def partition_for(key: str, partitions: int) -> int:
     """Return the partition Kafka's default partitioner picks for ``key`` (murmur2)."""
     return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
@@ -213,6 +228,10 @@ class Worker:
             "schema": faust.Schema(
                 key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
             ),
+            # the table's own types pick the changelog's serializers: without bytes here it
+            # reads values back as JSON, and a recovered learner record is binary
+            "key_type": str,
+            "value_type": bytes,
             "partitions": LMS_EVENTS.partitions,
         }
         self.learners = self.app.Table("learners", **table_options)
@@ -399,18 +418,24 @@ class Worker:
         """
         metrics.BATCH_SIZE.observe(len(events))
         rekeyed = self.rekeyed_topic.get_topic_name()
-        records = [
-            InboundRecord(
-                value=bytes(e.message.value or b""),
-                key=None if e.message.key is None else bytes(e.message.key),
-                topic=e.message.topic,
-                partition=e.message.partition,
-                offset=e.message.offset,
-                timestamp=(e.message.timestamp or time.time() * 1000) / 1000.0,
-                normalised=e.message.topic == rekeyed,
+        records = []
+        for e in events:
+            message = e.message
+            forwarded = message.topic == rekeyed
+            origin, origin_offset = _origin(message.headers) if forwarded else ("", -1)
+            records.append(
+                InboundRecord(
+                    value=bytes(message.value or b""),
+                    key=None if message.key is None else bytes(message.key),
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    timestamp=(message.timestamp or time.time() * 1000) / 1000.0,
+                    normalised=forwarded,
+                    origin=origin,
+                    origin_offset=origin_offset,
+                )
             )
-            for e in events
-        ]
         by_record = {
             (r.topic, r.partition, r.offset): e for r, e in zip(records, events, strict=True)
         }
@@ -520,8 +545,15 @@ class Worker:
                     key=None, value=outbound.dead_letter(letter).model_dump_json().encode()
                 )
             )
-        for learner_id, value, _ in result.forwards:
-            futures.append(await self.rekeyed_topic.send(key=learner_id.encode(), value=value))
+        for learner_id, value, arrived in result.forwards:
+            source, offset = arrived.source
+            futures.append(
+                await self.rekeyed_topic.send(
+                    key=learner_id.encode(),
+                    value=value,
+                    headers=[(ORIGIN_HEADER, f"{source}@{offset}".encode())],
+                )
+            )
         if self.settings.publish_live:
             fresh = set(new_interventions)
             now = time.time()

@@ -59,6 +59,10 @@ class InboundRecord:
         timestamp: the record's Kafka timestamp, epoch seconds.
         normalised: True when the value is a :class:`LearningEvent` forwarded by another
             worker (already validated and pseudonymised).
+        origin: ``topic/partition`` the event first arrived on, when that is not this
+            record's own (a forwarded event, or a replay that places a learner's state on
+            another partition); empty otherwise.
+        origin_offset: the offset it first arrived at, with ``origin``.
     """
 
     value: bytes
@@ -68,6 +72,15 @@ class InboundRecord:
     offset: int
     timestamp: float
     normalised: bool = False
+    origin: str = ""
+    origin_offset: int = -1
+
+    @property
+    def source(self) -> tuple[str, int]:
+        """Return the ``topic/partition`` and offset the record's events first arrived at."""
+        if self.origin:
+            return self.origin, self.origin_offset
+        return f"{self.topic}/{self.partition}", self.offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,9 +398,26 @@ class EventProcessor:
         # counted per batch: a labelled counter per event is a measurable share of ingest
         by_source: dict[SourceFormat, int] = {}
         handed = 0  # scored rows already given to ``ready``
+        # (learner, source, offset) this batch moved a learner's offset to: the other events
+        # of that same record still count, a redelivered record does not
+        claimed: set[tuple[str, str, int]] = set()
         with metrics.stage("features"):
             for event, record in parsed:
                 learner = state.learner(event.learner_id)
+                # A record at or before the last offset this learner's state took from its
+                # source is a redelivery (a worker died or a partition moved before the
+                # commit): its events are already in the state, however old they are.
+                source, offset = record.source
+                last = learner.offsets.get(source, -1)
+                if offset <= last and (
+                    offset < last or (event.learner_id, source, offset) not in claimed
+                ):
+                    result.duplicates += 1
+                    continue
+                if offset != last:
+                    learner.offsets[source] = offset
+                    claimed.add((event.learner_id, source, offset))
+                # a producer's retry: another record, the same event id
                 if not learner.remember(event.event_id, _epoch(event.timestamp), horizon, max_ids):
                     result.duplicates += 1
                     continue

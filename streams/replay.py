@@ -696,6 +696,7 @@ class Rebuild(Output):
         partition = self._partition(learner)
         if partition == record.partition:
             return record  # keyed by the learner's pseudonym, as producers should
+        source, offset = record.source
         if self.owned is not None and partition not in self.owned:
             raise ReplayError(
                 f"{record.topic}:{record.partition}@{record.offset} holds an event of learner "
@@ -711,6 +712,8 @@ class Rebuild(Output):
             offset=record.offset,
             timestamp=record.timestamp,
             normalised=record.normalised,
+            origin=source,
+            origin_offset=offset,
         )
 
     def _partition(self, learner: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import time
 import uuid
 from collections import Counter
@@ -12,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from inference.features import EVENT_FEATURE_INDEX
 from tutorstream.cohort import labelled_cohort
 
 pytestmark = pytest.mark.e2e
@@ -120,6 +122,33 @@ def _duplicates(pipeline: Any) -> dict[str, int]:
     return out
 
 
+def _assert_state_carried_over(pipeline: Any) -> None:
+    """Each learner's last answer counts every answer once: state moved over, nothing twice.
+
+    The replacement reads learner state back from the changelog and is handed again the
+    records its predecessor processed but never committed. A lost record would restart a
+    learner's answer count (the ``experience`` feature); a redelivery counted again would
+    push it past the number of answers stored.
+    """
+    column = EVENT_FEATURE_INDEX["experience"] + 1  # SQL arrays count from 1
+    answers = dict(
+        pipeline.rows(
+            "SELECT learner_id, count(*) FROM events WHERE event_type = 'answer_submit' "
+            "GROUP BY learner_id"
+        )
+    )
+    reached = dict(
+        pipeline.rows(f"SELECT learner_id, max(vector[{column}]) FROM features GROUP BY 1")
+    )
+    assert answers and answers.keys() <= reached.keys()
+    wrong = {
+        learner: (count, round(math.expm1(reached[learner] * math.log(1001.0))))
+        for learner, count in answers.items()
+        if reached[learner] != pytest.approx(math.log1p(count) / math.log(1001.0), rel=1e-6)
+    }
+    assert not wrong, f"learner: (answers stored, answers its state counted): {wrong}"
+
+
 def test_killed_worker_loses_and_duplicates_nothing(pipeline: Any, read_topic: Any) -> None:
     events, _ = _cohort(learners=30, problems=30, seed=12)
     first = pipeline.start_worker()
@@ -139,6 +168,7 @@ def test_killed_worker_loses_and_duplicates_nothing(pipeline: Any, read_topic: A
     time.sleep(3.0)
     assert _duplicates(pipeline) == dict.fromkeys(_duplicates(pipeline), 0)
     assert pipeline.scalar(EVENTS) == len(events)
+    _assert_state_carried_over(pipeline)
     stored = pipeline.scalar("SELECT count(*) FROM interventions")
     published = read_topic(pipeline.topic("tutor.interventions.v1"), stored, settle=2.0)
     ids = [orjson.loads(m.value())["intervention_id"] for m in published]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from inference.runtime import LearnerModel
 from streams import outbound
 from streams.app import partition_for
-from streams.learner_state import LearnerRecord
+from streams.learner_state import FORMAT_VERSION, LearnerRecord, event_digest
 from streams.policy import InterventionPolicy, PolicySettings
 from streams.processor import EventProcessor, InboundRecord, RecommendationOut, StateView
 from tutorstream.cohort import labelled_cohort
@@ -134,21 +135,110 @@ def test_learner_record_round_trips() -> None:
         record.push(np.full(record.window.shape[1], k, dtype=np.float32))
     assert record.remember("e1", 100.0, 3600.0, 16)
     assert not record.remember("e1", 101.0, 3600.0, 16)
-    restored = LearnerRecord.from_bytes(record.to_bytes())
+    record.class_id, record.alerts.last_by_state = "c1", {"gaming": 99.5}
+    raw = record.to_bytes()
+    assert raw[0] == FORMAT_VERSION
+    restored = LearnerRecord.from_bytes(raw)
     assert np.array_equal(restored.window, record.window)
     assert restored.filled == 5 and restored.mask().sum() == 5
-    assert restored.seen == record.seen
-    # recovery from a changelog hands back parsed JSON, which must load the same
-    again = LearnerRecord.from_bytes(orjson.loads(record.to_bytes()))
-    assert np.array_equal(again.window, record.window)
+    assert restored.seen == record.seen == {event_digest("e1"): 100.0}
+    assert restored.to_bytes() == raw
+    assert not restored.remember("e1", 102.0, 3600.0, 16)
+
+
+def test_learner_record_is_compact() -> None:
+    """A full window and a full dedupe memory: raw rows, 16 bytes per id, small JSON."""
+    record = LearnerRecord.new(32)
+    for k in range(40):
+        record.push(np.full(record.window.shape[1], k, dtype=np.float32))
+        record.remember(f"{k:08d}-5b7d-4e8f-9a0b-1c2d3e4f5a6b", 1000.0 + k, 3600.0, 2048)
+    meta = len(orjson.dumps(record.features.to_dict())) + 200
+    assert len(record.to_bytes()) <= record.window.nbytes + 40 * 16 + meta
+
+
+def test_learner_record_loads_the_json_format_of_older_workers() -> None:
+    """Version 0, as an older worker wrote it to the changelog: JSON, window in base64."""
+    record = LearnerRecord.new(4)
+    record.push(np.arange(record.window.shape[1], dtype=np.float32))
+    record.remember("e1", 100.0, 3600.0, 16)
+    old = {
+        "f": record.features.to_dict(),
+        "w": base64.b64encode(record.window[-1:].tobytes()).decode(),
+        "t": 4,
+        "s": {"e1": 100.0},
+        "a": record.alerts.to_dict(),
+        "c": "c1",
+        "n": 1,
+    }
+    for raw in (orjson.dumps(old), old):
+        loaded = LearnerRecord.from_bytes(raw)
+        assert np.array_equal(loaded.window, record.window)
+        assert loaded.filled == 1 and loaded.events == 1 and loaded.class_id == "c1"
+        assert not loaded.remember("e1", 101.0, 3600.0, 16), "ids seen before stay seen"
 
 
 def test_dedupe_window_forgets_old_ids() -> None:
     record = LearnerRecord.new(4)
     assert record.remember("old", 0.0, 60.0, 100)
     assert record.remember("new", 120.0, 60.0, 100)
-    assert "old" not in record.seen
+    assert event_digest("old") not in record.seen
     assert record.remember("old", 121.0, 60.0, 100)
+
+
+def test_a_redelivered_record_counts_once_however_old_its_events(model: LearnerModel) -> None:
+    """A worker that died before its commit leaves state ahead of the committed offsets.
+
+    Its replacement is handed those records again. Their events may be older than the
+    dedupe window (a backlog spans hours of event time in seconds), so the ids are forgotten;
+    the offset each learner's state took from the partition still tells them apart.
+    """
+    events = _cohort(3, 6)
+    # three events per record, as a list of native events: all of a record's events count
+    grouped = [events[k : k + 3] for k in range(0, len(events), 3)]
+    records = [
+        InboundRecord(orjson.dumps(group), None, "lms.events.v1", 0, 40 + k, 0.0)
+        for k, group in enumerate(grouped)
+    ]
+    learners: dict[str, object] = {}
+    view = StateView(learners, {}, {}, model.window)
+    processor = EventProcessor(
+        pseudonym_key=KEY,
+        owns=lambda learner, record: True,
+        policy=InterventionPolicy(PolicySettings()),
+        dedupe_window_s=60.0,  # far shorter than the cohort's history
+    )
+    half = len(records) // 2
+    first = processor.ingest(records[:half], view)
+    view.write_back(first)
+    assert len(first.events) == sum(len(g) for g in grouped[:half])
+    counted = {k: LearnerRecord.from_bytes(v).events for k, v in learners.items()}  # type: ignore[arg-type]
+
+    # the commit was lost: the whole partition comes again, from its first record
+    again = processor.ingest(records, view)
+    view.write_back(again)
+    assert again.duplicates == len(first.events)
+    assert [e.event_id for e in again.events] == [
+        e.event_id for e in processor.ingest(records[half:], StateView({}, {}, {}, 8)).events
+    ]
+    for learner, raw in learners.items():
+        record = LearnerRecord.from_bytes(raw)  # type: ignore[arg-type]
+        new = sum(1 for e in again.events if e.learner_id == learner)
+        assert record.events == counted.get(learner, 0) + new
+
+    # a forwarded copy carries where it first arrived: known too, on another topic
+    forwarded = InboundRecord(
+        b"",
+        None,
+        "rekeyed",
+        5,
+        3,
+        0.0,
+        normalised=True,
+        origin="lms.events.v1/0",
+        origin_offset=40,
+    )
+    copy = processor.ingest_events([(first.events[0], forwarded)], view)
+    assert copy.duplicates == 1 and not copy.events
 
 
 def test_normalised_events_featurise_as_raw_records_do(model: LearnerModel) -> None:
