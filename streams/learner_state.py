@@ -43,8 +43,11 @@ class LearnerRecord:
 
     Attributes:
         features: the online feature state (``inference.features``).
-        window: ``[T, F]`` last feature vectors, oldest first; rows before ``filled`` are zeros.
-        filled: how many rows of ``window`` hold real events (at most ``T``).
+        rows: ``[2T, F]`` feature vectors; the window is the ``T`` rows before ``end`` (see
+            :attr:`window`). Twice the window, so a new event costs one row, and the window
+            moves back to the start once every ``T`` events.
+        end: the row after the newest event.
+        filled: how many rows of the window hold real events (at most ``T``).
         seen: event id digest (:func:`event_digest`) -> event time (epoch s), for dedupe
             within the configured window.
         offsets: ``topic/partition`` -> offset of the last record taken from it, so a
@@ -55,7 +58,8 @@ class LearnerRecord:
     """
 
     features: LearnerFeatureState
-    window: npt.NDArray[np.float32]
+    rows: npt.NDArray[np.float32]
+    end: int
     filled: int = 0
     seen: dict[int, float] = field(default_factory=dict)
     offsets: dict[str, int] = field(default_factory=dict)
@@ -66,19 +70,35 @@ class LearnerRecord:
     @classmethod
     def new(cls, window: int) -> LearnerRecord:
         """Return the state of a learner never seen before."""
-        return cls(LearnerFeatureState(), np.zeros((window, N_FEATURES), dtype=np.float32))
+        return cls(LearnerFeatureState(), np.zeros((2 * window, N_FEATURES), np.float32), window)
+
+    @classmethod
+    def _holding(cls, window: int, recent: npt.NDArray[np.float32], **rest: Any) -> LearnerRecord:
+        """Return a record whose window ends with ``recent`` (``[n, F]``, oldest first)."""
+        rows = np.zeros((2 * window, N_FEATURES), dtype=np.float32)
+        rows[window - len(recent) : window] = recent
+        return cls(rows=rows, end=window, filled=len(recent), **rest)
+
+    @property
+    def window(self) -> npt.NDArray[np.float32]:
+        """``[T]`` last feature vectors, oldest first; rows before ``filled`` are zeros."""
+        return self.rows[self.end - self.rows.shape[0] // 2 : self.end]
 
     def push(self, vector: npt.NDArray[np.float32]) -> None:
         """Append a feature vector to the window, dropping the oldest when full."""
-        t = self.window.shape[0]
-        self.window[:-1] = self.window[1:]
-        self.window[-1] = vector
+        rows = self.rows
+        t = rows.shape[0] // 2
+        if self.end == 2 * t:
+            rows[: t - 1] = rows[t + 1 :]
+            self.end = t - 1
+        rows[self.end] = vector
+        self.end += 1
         self.filled = min(t, self.filled + 1)
         self.events += 1
 
     def mask(self) -> npt.NDArray[np.bool_]:
         """Return ``[T]`` True where the window holds a real event."""
-        t = self.window.shape[0]
+        t = self.rows.shape[0] // 2
         out = np.zeros(t, dtype=np.bool_)
         out[t - self.filled :] = True
         return out
@@ -108,13 +128,13 @@ class LearnerRecord:
                 "o": self.offsets,
             }
         )
-        t = self.window.shape[0]
+        t = self.rows.shape[0] // 2
         seen = self.seen
         return b"".join(
             (
                 _HEADER.pack(FORMAT_VERSION, t, self.filled, len(seen), len(meta), self.events),
                 meta,
-                self.window[t - self.filled :].tobytes(),
+                self.rows[self.end - self.filled : self.end].tobytes(),
                 np.fromiter(seen.keys(), dtype="<u8", count=len(seen)).tobytes(),
                 np.fromiter(seen.values(), dtype="<f8", count=len(seen)).tobytes(),
             )
@@ -133,17 +153,15 @@ class LearnerRecord:
         at = _HEADER.size
         meta = orjson.loads(raw[at : at + meta_len])
         at += meta_len
-        window = np.zeros((t, N_FEATURES), dtype=np.float32)
-        rows = filled * N_FEATURES
-        if filled:
-            window[t - filled :] = np.frombuffer(raw, "<f4", rows, at).reshape(filled, -1)
-        at += 4 * rows
+        values = filled * N_FEATURES
+        recent = np.frombuffer(raw, "<f4", values, at).reshape(filled, N_FEATURES)
+        at += 4 * values
         keys = np.frombuffer(raw, "<u8", n_seen, at).tolist()
         times = np.frombuffer(raw, "<f8", n_seen, at + 8 * n_seen).tolist()
-        return cls(
+        return cls._holding(
+            t,
+            recent,
             features=LearnerFeatureState.from_dict(meta["f"]),
-            window=window,
-            filled=filled,
             seen=dict(zip(keys, times, strict=True)),
             offsets=meta["o"],
             alerts=LearnerAlertState.from_dict(meta["a"]),
@@ -154,14 +172,11 @@ class LearnerRecord:
     @classmethod
     def _from_json(cls, data: dict[str, Any]) -> LearnerRecord:
         t = int(data["t"])
-        rows = np.frombuffer(base64.b64decode(data["w"]), dtype=np.float32).reshape(-1, N_FEATURES)
-        window = np.zeros((t, N_FEATURES), dtype=np.float32)
-        if len(rows):
-            window[t - len(rows) :] = rows
-        return cls(
+        recent = np.frombuffer(base64.b64decode(data["w"]), np.float32).reshape(-1, N_FEATURES)
+        return cls._holding(
+            t,
+            recent,
             features=LearnerFeatureState.from_dict(data["f"]),
-            window=window,
-            filled=len(rows),
             # version 0 kept the ids themselves
             seen={event_digest(str(k)): float(v) for k, v in data["s"].items()},
             alerts=LearnerAlertState.from_dict(data["a"]),

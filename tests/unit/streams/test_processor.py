@@ -146,6 +146,21 @@ def test_learner_record_round_trips() -> None:
     assert not restored.remember("e1", 102.0, 3600.0, 16)
 
 
+def test_learner_record_window_slides_over_many_events() -> None:
+    """The window is always the last T vectors, oldest first, zeros before the first event."""
+    record = LearnerRecord.new(4)
+    width = record.window.shape[1]
+    expected = np.zeros((4, width), dtype=np.float32)
+    for k in range(1, 15):
+        vector = np.full(width, k, dtype=np.float32)
+        record.push(vector)
+        expected = np.vstack([expected[1:], vector])
+        assert np.array_equal(record.window, expected), k
+        assert record.filled == min(4, k) and record.mask().sum() == min(4, k)
+        restored = LearnerRecord.from_bytes(record.to_bytes())
+        assert np.array_equal(restored.window, expected)
+
+
 def test_learner_record_is_compact() -> None:
     """A full window and a full dedupe memory: raw rows, 16 bytes per id, small JSON."""
     record = LearnerRecord.new(32)
