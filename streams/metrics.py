@@ -28,6 +28,12 @@ DLQ = Counter(
 DUPLICATES = Counter(
     "tutorstream_duplicates_total", "Events dropped as duplicates by event id.", registry=REGISTRY
 )
+REDELIVERED = Counter(
+    "tutorstream_redelivered_total",
+    "Events skipped because the learner's state took in their record already (delivered again "
+    "after a restart or a rebalance).",
+    registry=REGISTRY,
+)
 BATCH_SIZE = Histogram(
     "tutorstream_batch_size",
     "Records per micro-batch.",

@@ -137,6 +137,9 @@ class BatchResult:
     interventions: list[InterventionOut] = field(default_factory=list)
     recommendations: list[RecommendationOut] = field(default_factory=list)
     duplicates: int = 0
+    """Events dropped because their id was seen already (a producer's retry)."""
+    redelivered: int = 0
+    """Events skipped because the learner's state took in their record already."""
     touched_learners: dict[str, InboundRecord] = field(default_factory=dict)
     touched_items: dict[str, InboundRecord] = field(default_factory=dict)
     touched_catalogues: dict[str, InboundRecord] = field(default_factory=dict)
@@ -407,16 +410,16 @@ class EventProcessor:
                 # A record at or before the last offset this learner's state took from its
                 # source is a redelivery (a worker died or a partition moved before the
                 # commit): its events are already in the state, however old they are.
-                source, offset = record.source
-                last = learner.offsets.get(source, -1)
+                origin, offset = record.source
+                last = learner.offsets.get(origin, -1)
                 if offset <= last and (
-                    offset < last or (event.learner_id, source, offset) not in claimed
+                    offset < last or (event.learner_id, origin, offset) not in claimed
                 ):
-                    result.duplicates += 1
+                    result.redelivered += 1
                     continue
                 if offset != last:
-                    learner.offsets[source] = offset
-                    claimed.add((event.learner_id, source, offset))
+                    learner.offsets[origin] = offset
+                    claimed.add((event.learner_id, origin, offset))
                 # a producer's retry: another record, the same event id
                 if not learner.remember(event.event_id, _epoch(event.timestamp), horizon, max_ids):
                     result.duplicates += 1
@@ -468,6 +471,8 @@ class EventProcessor:
                         handed = upto
         if result.duplicates:
             metrics.DUPLICATES.inc(result.duplicates)
+        if result.redelivered:
+            metrics.REDELIVERED.inc(result.redelivered)
         for member, count in by_source.items():
             metrics.EVENTS_IN.labels(member.value).inc(count)
         result.feature_vectors = vectors[: len(events)]
