@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -415,6 +416,24 @@ class Output:
     def restore(self, mark: int) -> None:
         """Drop output written after ``mark`` (a batch cut off before its checkpoint)."""
 
+    #: Whether a batch's output depends on the batches before it (learner state): a resumed
+    #: run then reads what was done before again, to rebuild that state, storing nothing.
+    carries_state = False
+
+
+class _WarmUp(Output):
+    """Runs an output's computing over batches already done, keeping only its state."""
+
+    def __init__(self, output: Output) -> None:
+        self.output = output
+
+    def prepare(self, batch: Batch) -> Any:
+        self.output.prepare(batch)
+        return None
+
+    async def store(self, prepared: Any) -> None:
+        return None
+
 
 class JsonlExport(Output):
     """Normalised events as JSON lines (pseudonyms only), appended and fsynced per batch.
@@ -614,6 +633,8 @@ class Rebuild(Output):
             process holds (a topic not keyed by learner pseudonym cannot be split).
     """
 
+    carries_state = True
+
     def __init__(
         self,
         model: LearnerModel,
@@ -749,6 +770,8 @@ class Replay:
         assigned: ranges and start time (epoch ms) handed over by a replay that planned them
             (a process of a :mod:`streams.replay_pool` rebuild); the run reads exactly these,
             neither planning nor loading a checkpoint.
+        before: with ``assigned``, what a resumed run read before its checkpoint (see
+            :attr:`Output.carries_state`).
     """
 
     bootstrap: str
@@ -762,19 +785,21 @@ class Replay:
     on_progress: Callable[[Progress], None] | None = None
     normalised: bool = True
     assigned: tuple[list[Range], float] | None = None
+    before: list[Range] = field(default_factory=list)
 
     def ranges(self) -> list[Range]:
         """Return what this run would read (the dry run), continued from any checkpoint."""
         return self.begin()[0]
 
-    def begin(self) -> tuple[list[Range], float, int | None]:
-        """Plan the run: the ranges to read, its start time (epoch ms) and any output mark.
+    def begin(self) -> tuple[list[Range], float, int | None, list[Range]]:
+        """Plan the run: ranges, start time (epoch ms), output mark, and what came before.
 
-        The ranges are the selection's with the end offsets captured now, continued from the
-        checkpoint when there is one (whose start time and mark then come back too).
+        The last is what a resumed run read before its checkpoint. The ranges are the
+        selection's with the end offsets captured now, continued from the checkpoint when
+        there is one (whose start time and mark then come back too).
         """
         if self.assigned is not None:
-            return self.assigned[0], self.assigned[1], None
+            return self.assigned[0], self.assigned[1], None, self.before
         consumer = Consumer(consumer_settings(self.bootstrap, self.replay_id))
         try:
             found = plan(self.bootstrap, consumer, self.selection)
@@ -782,8 +807,14 @@ class Replay:
             consumer.close()
         saved = self.checkpoint.load()
         if saved is None:
-            return found, time.time() * 1000, None
-        return resume(found, saved[0]), saved[1], saved[2]
+            return found, time.time() * 1000, None, []
+        continued = resume(found, saved[0])
+        before = [
+            Range(r.topic, r.partition, r.start, c.start, True)
+            for r, c in zip(found, continued, strict=True)
+            if c.start > r.start
+        ]
+        return continued, saved[1], saved[2], before
 
     async def run(self, output: Output) -> Progress:
         """Read the ranges, hand each batch to ``output``, checkpoint after each one.
@@ -792,9 +823,21 @@ class Replay:
         (on the event loop); one batch is stored at a time, in order, and the checkpoint
         moves past a batch only once it is durable.
         """
-        ranges, began_ms, mark = self.begin()
+        ranges, began_ms, mark, before = self.begin()
         if mark is not None:
             output.restore(mark)
+        if before and output.carries_state:
+            # Learner and item state live only in the run: a resumed rebuild or rescore
+            # first reads what it did before its checkpoint again, computing and storing
+            # nothing, so the batches after it see the state an uninterrupted run would.
+            again = dataclasses.replace(
+                self,
+                checkpoint=Checkpoint(None),
+                max_batches=None,
+                assigned=(before, began_ms),
+                before=[],
+            )
+            await again.run(_WarmUp(output))
         progress = Progress(expected=sum(r.count for r in ranges))
         pseudonymiser = pseudonymiser_for(self.pseudonym_key)
         done = {r.key: r.start for r in ranges}

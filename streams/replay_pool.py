@@ -215,7 +215,7 @@ def run_rebuild(
         ReplayError: when the selection cannot be planned, or a worker fails (with its error).
         KeyboardInterrupt: on Ctrl-C or SIGTERM, once every worker has stopped.
     """
-    ranges, began_ms, _ = replay.begin()
+    ranges, began_ms, _, before = replay.begin()
     progress = Progress(expected=sum(r.count for r in ranges))
     done = {r.key: r.start for r in ranges}
     replay.checkpoint.save(ranges, done, began_ms)
@@ -225,7 +225,11 @@ def run_rebuild(
         _Task(
             index,
             dataclasses.replace(
-                replay, checkpoint=Checkpoint(None), on_progress=None, assigned=(share, began_ms)
+                replay,
+                checkpoint=Checkpoint(None),
+                on_progress=None,
+                assigned=(share, began_ms),
+                before=[r for r in before if r.partition in owned],
             ),
             spec,
             owned,

@@ -181,6 +181,48 @@ def test_rebuild_of_processed_history_changes_no_row(
     assert after == before
 
 
+def test_interrupted_rebuild_resumes_into_the_rows_of_an_uninterrupted_one(
+    kafka_bootstrap: str, topic_factory: Any, postgres_url: str, pg_schema: Any, tmp_path: Path
+) -> None:
+    """Learner state lives only in the run: a resumed rebuild reads its past again first.
+
+    Without that, the events after the checkpoint would be featurised and scored as if every
+    learner were new, and their rows would differ from an uninterrupted run's.
+    """
+    topic = topic_factory("events", spec=LMS_EVENTS)
+    cohort = _cohort(400, seed=5)
+    _produce(kafka_bootstrap, topic, cohort)
+    model = LearnerModel.load()
+    schemas = [pg_schema(postgres_url).name for _ in range(2)]
+    for schema in schemas:
+        migrate(postgres_url, schema=schema)
+
+    def rebuild(schema: str) -> Rebuild:
+        return Rebuild(
+            model,
+            StoreSink(postgres_url, StoreSettings(db_schema=schema)),
+            InterventionPolicy(PolicySettings()),
+            LMS_EVENTS.partitions,
+        )
+
+    checkpoint = Checkpoint(tmp_path / "rebuild.checkpoint")
+    stopped = run_sync(
+        _replay(kafka_bootstrap, topic, checkpoint=checkpoint, batch_size=60, max_batches=2),
+        rebuild(schemas[0]),
+    )
+    resumed = run_sync(
+        _replay(kafka_bootstrap, topic, checkpoint=checkpoint, batch_size=60), rebuild(schemas[0])
+    )
+    whole = run_sync(_replay(kafka_bootstrap, topic, batch_size=60), rebuild(schemas[1]))
+
+    assert 0 < stopped.records < len(cohort)
+    assert stopped.records + resumed.records == whole.records == len(cohort)
+    written = ("stored_at", "created_at", "updated_at", "published_at", "applied_at")
+    interrupted, uninterrupted = (snapshot(postgres_url, s, drop=written) for s in schemas)
+    assert interrupted["features"] and interrupted["predictions"]
+    assert interrupted == uninterrupted
+
+
 def test_dlq_replay_sends_back_the_fixed_dead_letters_and_keeps_the_others(
     kafka_bootstrap: str, topic_factory: Any, read_topic: Any
 ) -> None:

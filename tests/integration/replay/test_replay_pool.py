@@ -163,6 +163,15 @@ def test_interrupted_parallel_rebuild_resumes_with_any_number_of_processes(
     assert sorted(orjson.loads(row)["event_id"] for row in stored) == sorted(
         str(e["event_id"]) for e in cohort
     )
+    # each resumed process read its partitions' past again first: every learner's features
+    # and scores are those of one uninterrupted run
+    whole = pg_schema(postgres_url).name
+    migrate(postgres_url, schema=whole)
+    run_sync(_replay(kafka_bootstrap, topic, batch_size=40), _spec(postgres_url, whole).build())
+    written = ("stored_at",)
+    resumed, uninterrupted = (snapshot(postgres_url, s, drop=written) for s in (schema, whole))
+    for table in ("features", "predictions", "skill_mastery"):
+        assert resumed[table] and resumed[table] == uninterrupted[table], table
 
 
 def test_a_topic_not_keyed_by_pseudonym_fails_a_parallel_rebuild_with_the_reason(
