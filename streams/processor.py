@@ -206,7 +206,7 @@ class StateView:
         found = self.catalogue_cache.get(key)
         if found is None:
             raw = self._catalogues.get(key)
-            found = (raw if isinstance(raw, dict) else orjson.loads(raw)) if raw else {}
+            found = orjson.loads(raw) if raw else {}
             self.catalogue_cache[key] = found
         return found
 
@@ -251,11 +251,8 @@ class StateView:
         self.catalogue_cache.clear()
 
 
-def _item_norms(raw: bytes | str | dict[str, Any] | None) -> ItemNorms | None:
-    # A table recovered from its changelog hands back the JSON already parsed.
-    if not raw:
-        return None
-    return ItemNorms.from_dict(raw if isinstance(raw, dict) else orjson.loads(raw))
+def _item_norms(raw: bytes | None) -> ItemNorms | None:
+    return ItemNorms.from_dict(orjson.loads(raw)) if raw else None
 
 
 InputsReady = Callable[

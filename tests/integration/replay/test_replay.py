@@ -21,7 +21,6 @@ from schemas.normalise import pseudonymiser_for
 from schemas.records import DeadLetter
 from schemas.topics import LMS_EVENTS, LMS_EVENTS_DLQ
 from streams.app import partition_for
-from streams.policy import InterventionPolicy, PolicySettings
 from streams.replay import (
     Bound,
     Checkpoint,
@@ -33,7 +32,8 @@ from streams.replay import (
     run_sync,
     shadow_schema,
 )
-from streams.store import StoreSettings, StoreSink, migrate
+from streams.replay_pool import RebuildSpec
+from streams.store import StoreSettings, migrate
 from tests.integration.replay.snapshots import snapshot
 from tutorstream import kafka
 from tutorstream.cli.topics_inspect import inspect_topic
@@ -72,6 +72,11 @@ def _replay(bootstrap: str, topic: str, **options: Any) -> Replay:
         replay_id=uuid.uuid4().hex[:8],
         **options,
     )
+
+
+def _rebuild(url: str, schema: str) -> Rebuild:
+    """A rebuild into ``schema`` as `tutorstream replay run --mode rebuild` makes one."""
+    return RebuildSpec(url, StoreSettings(db_schema=schema), LMS_EVENTS.partitions).build()
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -160,19 +165,14 @@ def test_rebuild_of_processed_history_changes_no_row(
     _produce(kafka_bootstrap, topic, cohort)
     schema = pg_schema(postgres_url).name
     migrate(postgres_url, schema=schema)
-    model = LearnerModel.load()
 
-    def rebuild() -> Rebuild:
-        return Rebuild(
-            model,
-            StoreSink(postgres_url, StoreSettings(db_schema=schema)),
-            InterventionPolicy(PolicySettings()),
-            LMS_EVENTS.partitions,
-        )
-
-    first = run_sync(_replay(kafka_bootstrap, topic, batch_size=100), rebuild())
+    first = run_sync(
+        _replay(kafka_bootstrap, topic, batch_size=100), _rebuild(postgres_url, schema)
+    )
     before = snapshot(postgres_url, schema)
-    second = run_sync(_replay(kafka_bootstrap, topic, batch_size=100), rebuild())
+    second = run_sync(
+        _replay(kafka_bootstrap, topic, batch_size=100), _rebuild(postgres_url, schema)
+    )
     after = snapshot(postgres_url, schema)
 
     assert first.events == second.events == len(cohort)
@@ -192,28 +192,22 @@ def test_interrupted_rebuild_resumes_into_the_rows_of_an_uninterrupted_one(
     topic = topic_factory("events", spec=LMS_EVENTS)
     cohort = _cohort(400, seed=5)
     _produce(kafka_bootstrap, topic, cohort)
-    model = LearnerModel.load()
     schemas = [pg_schema(postgres_url).name for _ in range(2)]
     for schema in schemas:
         migrate(postgres_url, schema=schema)
 
-    def rebuild(schema: str) -> Rebuild:
-        return Rebuild(
-            model,
-            StoreSink(postgres_url, StoreSettings(db_schema=schema)),
-            InterventionPolicy(PolicySettings()),
-            LMS_EVENTS.partitions,
-        )
-
     checkpoint = Checkpoint(tmp_path / "rebuild.checkpoint")
     stopped = run_sync(
         _replay(kafka_bootstrap, topic, checkpoint=checkpoint, batch_size=60, max_batches=2),
-        rebuild(schemas[0]),
+        _rebuild(postgres_url, schemas[0]),
     )
     resumed = run_sync(
-        _replay(kafka_bootstrap, topic, checkpoint=checkpoint, batch_size=60), rebuild(schemas[0])
+        _replay(kafka_bootstrap, topic, checkpoint=checkpoint, batch_size=60),
+        _rebuild(postgres_url, schemas[0]),
     )
-    whole = run_sync(_replay(kafka_bootstrap, topic, batch_size=60), rebuild(schemas[1]))
+    whole = run_sync(
+        _replay(kafka_bootstrap, topic, batch_size=60), _rebuild(postgres_url, schemas[1])
+    )
 
     assert 0 < stopped.records < len(cohort)
     assert stopped.records + resumed.records == whole.records == len(cohort)

@@ -37,7 +37,7 @@ def _records(events: list[dict[str, object]], offset: int = 0) -> list[InboundRe
     ]
 
 
-def _processor(owns_all: bool = True) -> EventProcessor:
+def _processor(owns_all: bool = True, dedupe_window_s: float = 1e9) -> EventProcessor:
     return EventProcessor(
         pseudonym_key=KEY,
         owns=(lambda learner, record: True)
@@ -46,8 +46,8 @@ def _processor(owns_all: bool = True) -> EventProcessor:
         policy=InterventionPolicy(
             PolicySettings(cooldown_s=0, same_state_cooldown_s=0, hourly_cap=1000)
         ),
-        # the simulated history spans days; remember every id of it
-        dedupe_window_s=1e9,
+        # the simulated history spans days; by default remember every id of it
+        dedupe_window_s=dedupe_window_s,
     )
 
 
@@ -216,12 +216,7 @@ def test_a_redelivered_record_counts_once_however_old_its_events(model: LearnerM
     ]
     learners: dict[str, object] = {}
     view = StateView(learners, {}, {}, model.window)
-    processor = EventProcessor(
-        pseudonym_key=KEY,
-        owns=lambda learner, record: True,
-        policy=InterventionPolicy(PolicySettings()),
-        dedupe_window_s=60.0,  # far shorter than the cohort's history
-    )
+    processor = _processor(dedupe_window_s=60.0)  # far shorter than the cohort's history
     half = len(records) // 2
     first = processor.ingest(records[:half], view)
     view.write_back(first)
