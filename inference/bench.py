@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from inference.dataset import ProgressPrinter
+from inference.lab.dataset import ProgressPrinter
 from inference.registry import DEFAULT_MODEL, ModelRegistry, ModelSpec
 from inference.runtime import CPU, CUDA, LearnerModel, MicroBatcher
 
@@ -143,7 +143,7 @@ def _pytorch_call(
     try:
         import torch
 
-        from inference.modeling import TutorStreamModel
+        from inference.training.modeling import TutorStreamModel
     except ImportError as err:
         return f"PyTorch eager not measured: {err} (install the 'train' extra)"
     torch.set_num_threads(threads)

@@ -7,17 +7,27 @@ so an alert means the same thing everywhere. Pure numpy: the serving path import
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from inference.metrics import false_alert_rate
-from inference.states import STATES
+from inference.states import NONE, STATES
 
 FloatArray = npt.NDArray[np.float32]
 FloatVec = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+
+def false_alert_rate(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
+    """Return the share of truly-``none`` events predicted as some other state."""
+    t = np.asarray(y_true)
+    p = np.asarray(y_pred)
+    none = t == NONE
+    if not none.any():
+        return math.nan
+    return float((p[none] != NONE).mean())
 
 
 def threshold_vector(

@@ -1,6 +1,6 @@
 """A simulated class producing native events, for the demo and ``tutorstream produce --cohort``.
 
-The learners come from the learner simulator (:mod:`inference.simulator`), the same one the
+The learners come from the learner simulator (:mod:`inference.lab.simulator`), the same one the
 model is trained on: learners with known skills and behavioural states (wheel-spinning, hint
 abuse, gaming) work through an LMS's skill-builder sequence. Their events are turned into the
 native format an LMS would send, in time order across the class.
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from inference.simulator import CohortConfig, EventColumns, simulate_cohort
+from inference.lab.simulator import CohortConfig, EventColumns, simulate_cohort
 
 FAMILY: Final = "bkt"
 """Simulator family of the generated class."""

@@ -83,7 +83,12 @@ def train(
     # spinning OpenMP workers collapse throughput when the cores are shared; set before torch
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from inference.features import EVENT_FEATURES, QUERY_FEATURES
-    from inference.train import TrainOptions, compare_encoders, simulate_cohorts, train_on_arrays
+    from inference.training.train import (
+        TrainOptions,
+        compare_encoders,
+        simulate_cohorts,
+        train_on_arrays,
+    )
 
     reg = _registry(registry)
     version = version or reg.next_version(name)
@@ -127,7 +132,7 @@ def _register(
     eval_learners: int,
     overwrite: bool,
 ) -> None:
-    from inference.release import refresh_card, write_model_folder
+    from inference.training.release import refresh_card, write_model_folder
 
     folder = root / name / version
     try:
@@ -142,7 +147,7 @@ def _register(
         f"{metrics['parity']['max_abs_diff']:.2e}; wrote {folder}"
     )
     if evaluate:
-        from inference.evaluate import EvalOptions, evaluate_model, format_report
+        from inference.lab.evaluate import EvalOptions, evaluate_model, format_report
 
         spec = ModelRegistry([root]).load(f"{name}@{version}")
         evaluation = evaluate_model(spec, EvalOptions(n_learners=eval_learners))
@@ -162,7 +167,7 @@ def export(
 ) -> None:
     """Re-export a registered model's weights to ONNX (fp32 + fp16), check parity, re-sign."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from inference.release import reexport
+    from inference.training.release import reexport
 
     try:
         spec = _registry(registry).load(model)
@@ -269,7 +274,7 @@ def eval_model(
     ] = "all",
 ) -> None:
     """Model vs baselines vs oracle on unseen learners, in-family and cross-family."""
-    from inference.evaluate import (
+    from inference.lab.evaluate import (
         EvalOptions,
         evaluate_model,
         evaluate_policy_only,
@@ -298,7 +303,7 @@ def eval_model(
     out.write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
     typer.echo(f"wrote {out}")
     if write:
-        from inference.release import refresh_card
+        from inference.training.release import refresh_card
 
         metrics = spec.metrics()
         if only == "policy":

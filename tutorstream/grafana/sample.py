@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from inference.simulator import CohortConfig, EventColumns, simulate_cohort
+from inference.lab.simulator import CohortConfig, EventColumns, simulate_cohort
 from inference.states import STATES
 from schemas.events import LearningEvent
 from schemas.normalise import normalise

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from inference.baselines import (
+from inference.features import EVENT_FEATURE_INDEX
+from inference.lab.baselines import (
     AlertCapped,
     BKTBaseline,
     LogisticBaseline,
@@ -9,9 +10,8 @@ from inference.baselines import (
     SoftmaxRegression,
     cap_alerts,
 )
-from inference.dataset import WindowDataset, build_dataset
-from inference.features import EVENT_FEATURE_INDEX
-from inference.metrics import false_alert_rate, roc_auc, state_report
+from inference.lab.dataset import WindowDataset, build_dataset
+from inference.lab.metrics import false_alert_rate, roc_auc, state_report
 from inference.states import GAMING, N_STATES, NONE, WHEEL_SPINNING
 
 pytestmark = pytest.mark.unit

@@ -3,7 +3,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from inference.ceiling import (
+from inference.lab.ceiling import (
     AnswerContext,
     BKTJointFilter,
     answer_likelihood,
@@ -12,12 +12,12 @@ from inference.ceiling import (
     observable_ceiling,
     window_targets,
 )
-from inference.curriculum import Curriculum, Item, Skill, response_hash
-from inference.dataset import next_answer_rows, windows_from_columns
-from inference.metrics import log_loss, roc_auc
-from inference.simulator.cohort import CohortConfig, make_learner, simulate_cohort
-from inference.simulator.columns import EventColumns, ObjectTable
-from inference.simulator.learners import BKTLearner
+from inference.lab.curriculum import Curriculum, Item, Skill, response_hash
+from inference.lab.dataset import next_answer_rows, windows_from_columns
+from inference.lab.metrics import log_loss, roc_auc
+from inference.lab.simulator.cohort import CohortConfig, make_learner, simulate_cohort
+from inference.lab.simulator.columns import EventColumns, ObjectTable
+from inference.lab.simulator.learners import BKTLearner
 from inference.states import ANCHORING, NONE
 
 pytestmark = pytest.mark.unit
@@ -128,9 +128,9 @@ def test_population_prior_runs_and_is_no_better_than_the_true_one() -> None:
 
 def test_recorded_parameters_are_the_simulated_learners() -> None:
     # The filter builds learners itself; they must be the very learners of the cohort.
-    from inference.ceiling import _RecordedBKT, bkt_initial_knowledge
-    from inference.curriculum import make_curriculum
-    from inference.simulator.cohort import learner_seed
+    from inference.lab.ceiling import _RecordedBKT, bkt_initial_knowledge
+    from inference.lab.curriculum import make_curriculum
+    from inference.lab.simulator.cohort import learner_seed
 
     curriculum = make_curriculum()
     objects = ObjectTable.from_curriculum(curriculum)

@@ -3,10 +3,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.dataset import WindowDataset, build_dataset, next_answer_rows, windows_from_columns
 from inference.features import EVENT_FEATURES, QUERY_FEATURES
-from inference.simulator import CohortConfig, EventColumns, simulate_cohort
-from inference.simulator.columns import EVENT_TYPE_CODE
+from inference.lab.dataset import (
+    WindowDataset,
+    build_dataset,
+    next_answer_rows,
+    windows_from_columns,
+)
+from inference.lab.simulator import CohortConfig, EventColumns, simulate_cohort
+from inference.lab.simulator.columns import EVENT_TYPE_CODE
 from schemas.events import EventType
 
 pytestmark = pytest.mark.unit

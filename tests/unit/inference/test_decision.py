@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from inference.decision import _macro_f1, decide_states, fit_thresholds, threshold_vector
-from inference.metrics import false_alert_rate, state_report
+from inference.lab.metrics import false_alert_rate, state_report
 from inference.states import N_STATES, STATES
 
 pytestmark = pytest.mark.unit

@@ -8,11 +8,17 @@ import onnxruntime as ort
 import pytest
 from tiny_learner_model import held_out, tiny_gru, train_tiny
 
-from inference.export import FP16_FILE, FP32_FILE, candidates_onnx_bytes, export_onnx, parity
-from inference.modeling import TutorStreamModel
+from inference.lab.dataset import EVAL_SEED_BASE
 from inference.registry import DEFAULT_MODEL, ModelRegistry
-from inference.release import PARITY_TOLERANCE, held_out_windows, parity_windows
-from inference.train import EVAL_SEED_BASE
+from inference.training.export import (
+    FP16_FILE,
+    FP32_FILE,
+    candidates_onnx_bytes,
+    export_onnx,
+    parity,
+)
+from inference.training.modeling import TutorStreamModel
+from inference.training.release import PARITY_TOLERANCE, held_out_windows, parity_windows
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from inference.dataset import compute_features
 from inference.features import (
     EVENT_FEATURE_INDEX,
     EVENT_FEATURES,
@@ -14,7 +13,8 @@ from inference.features import (
     ItemNorms,
     LearnerFeatureState,
 )
-from inference.simulator import CohortConfig, EventColumns, simulate_cohort
+from inference.lab.dataset import compute_features
+from inference.lab.simulator import CohortConfig, EventColumns, simulate_cohort
 from schemas.events import EventType, LearningEvent, ResourceRelation, SourceFormat
 
 pytestmark = pytest.mark.unit

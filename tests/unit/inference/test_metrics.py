@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from inference.metrics import (
+from inference.lab.metrics import (
     binary_scores,
     cohen_kappa,
     detection_delay,

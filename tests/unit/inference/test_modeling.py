@@ -9,11 +9,11 @@ import pytest
 import torch
 from tiny_learner_model import TINY_WINDOW, held_out, tiny_gru, train_tiny
 
-from inference.export import onnx_bytes
 from inference.features import EVENT_FEATURES, QUERY_FEATURES
-from inference.modeling import TutorStreamConfig, TutorStreamModel
 from inference.states import STATES
-from inference.train import _loss_on
+from inference.training.export import onnx_bytes
+from inference.training.modeling import TutorStreamConfig, TutorStreamModel
+from inference.training.train import _loss_on
 
 pytestmark = pytest.mark.unit
 

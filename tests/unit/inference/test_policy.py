@@ -8,20 +8,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference.features import QUERY_FEATURE_INDEX, FeatureExtractor, LearnerFeatureState
+from inference.lab.closed_loop import ClosedLoopConfig, closed_loop
+from inference.lab.simulator.columns import EVENT_TYPE_CODE
 from inference.policy import (
     REASON_MAX,
-    ClosedLoopConfig,
     CourseItem,
     CourseMap,
     Mode,
     NextItemPolicy,
     Scorer,
     bkt_scorer,
-    closed_loop,
     looks_mastered,
     window_arrays,
 )
-from inference.simulator.columns import EVENT_TYPE_CODE
 from schemas.events import EventType
 
 pytestmark = pytest.mark.unit

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from inference.evaluate import POLICY_FLOOR, merge_policy
+from inference.lab.evaluate import POLICY_FLOOR, merge_policy
 from inference.registry import ModelRegistry
 from tutorstream.cli import app
 

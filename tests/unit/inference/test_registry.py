@@ -139,3 +139,25 @@ def test_serving_path_imports_neither_torch_nor_transformers() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok CPUExecutionProvider")
+
+
+@pytest.mark.parametrize("app", ["streams.app", "api.app"])
+def test_serving_apps_import_neither_the_lab_nor_training(app: str) -> None:
+    # A fresh interpreter, so that modules other tests imported do not hide an import here.
+    script = textwrap.dedent(
+        f"""
+        import importlib, sys
+        importlib.import_module({app!r})
+        parts = ("inference.lab", "inference.training")
+        loaded = sorted(
+            m for m in sys.modules if m in parts or m.startswith(tuple(p + "." for p in parts))
+        )
+        print("loaded:", ",".join(loaded))
+        """
+    )
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "loaded:", done.stdout

@@ -3,9 +3,9 @@ import re
 import numpy as np
 import pytest
 
-from inference.metrics import roc_auc
-from inference.simulator import CohortConfig, EventColumns, simulate_cohort
-from inference.simulator.columns import EVENT_TYPES
+from inference.lab.metrics import roc_auc
+from inference.lab.simulator import CohortConfig, EventColumns, simulate_cohort
+from inference.lab.simulator.columns import EVENT_TYPES
 from inference.states import NONE, STATES
 from schemas.events import EventType
 

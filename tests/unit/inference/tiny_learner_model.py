@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 
-from inference.dataset import WindowDataset, build_dataset
 from inference.features import EVENT_FEATURES, QUERY_FEATURES
-from inference.train import EVAL_SEED_BASE, TrainOptions, TrainResult, train_on_arrays
+from inference.lab.dataset import EVAL_SEED_BASE, WindowDataset, build_dataset
+from inference.training.train import TrainOptions, TrainResult, train_on_arrays
 
 TINY_WINDOW = 8
 

@@ -22,8 +22,8 @@ import numpy.typing as npt
 import onnxruntime as ort
 import torch
 
-from inference.modeling import CandidateGraph, ServingGraph, TutorStreamModel
 from inference.registry import CANDIDATES_FILE
+from inference.training.modeling import CandidateGraph, ServingGraph, TutorStreamModel
 
 INPUT_NAMES = ("events", "mask", "query")
 OUTPUT_NAMES = ("state_probs", "p_correct")

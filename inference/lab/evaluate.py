@@ -1,13 +1,13 @@
 """``tutorstream model eval``: the model against baselines and the oracle on unseen learners.
 
-Two cohorts from seeds never used in training (:data:`inference.train.EVAL_SEED_BASE` on): one
+Two cohorts from seeds never used in training (:data:`inference.lab.dataset.EVAL_SEED_BASE` on): one
 from the simulator family the model was trained on, one from the other family. On each, the
 model (its shipped ONNX graph, through the serving runtime, with its recorded decision
 thresholds), the rule, logistic-regression and BKT baselines (fitted on the model's own training
 cohort, and for the state detectors decided at the model's operating point: thresholds fit on the
 model's validation learners under the model's cap on false alerts; their uncapped decisions are
 reported beside) and the oracle (the simulator's true probability) are scored with
-``inference.metrics``.
+``inference.lab.metrics``.
 The next-item policy is run in closed loop with the model as its scorer, against fixed order,
 random and maximum-information choice. The floors of the issue are checked and reported.
 
@@ -25,15 +25,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from inference.baselines import AlertCapped, Baseline, cap_alerts, fitted_baselines
-from inference.ceiling import observable_ceiling
-from inference.dataset import ProgressPrinter, WindowDataset, build_dataset
-from inference.metrics import detection_delay, next_answer_scores, state_report
-from inference.policy import evaluate_policies
+from inference.lab.baselines import AlertCapped, Baseline, cap_alerts, fitted_baselines
+from inference.lab.ceiling import observable_ceiling
+from inference.lab.closed_loop import evaluate_policies
+from inference.lab.dataset import EVAL_SEED_BASE, ProgressPrinter, WindowDataset, build_dataset
+from inference.lab.metrics import detection_delay, next_answer_scores, state_report
 from inference.registry import ModelSpec
 from inference.runtime import CPU, LearnerModel
 from inference.states import STATES
-from inference.train import EVAL_SEED_BASE
 
 FAMILIES = ("bkt", "irt")
 MACRO_F1_MARGIN = 0.10
@@ -42,7 +41,7 @@ MAX_FALSE_ALERT_RATE = 0.02
 ORACLE_AUC_GAP = 0.02
 POLICY_MIN_SPEEDUP = 0.25
 CEILING = "ceiling"
-"""The next-answer row of :func:`inference.ceiling.observable_ceiling`."""
+"""The next-answer row of :func:`inference.lab.ceiling.observable_ceiling`."""
 MODEL_ALERT_CAP = 0.015
 """The false-alert cap training fits thresholds under, for models whose config omits it."""
 
@@ -180,9 +179,9 @@ def policy_section(
 ) -> dict[str, Any]:
     """Closed-loop time to mastery of the next-item policy, the model as its scorer.
 
-    ``inference.policy.evaluate_policies`` runs the same simulated learners under fixed order,
-    random choice, and the target and maximum-information policies scored by the model (with
-    each learner's own recent window), by BKT and by the oracle.
+    ``inference.lab.closed_loop.evaluate_policies`` runs the same simulated learners under fixed
+    order, random choice, and the target and maximum-information policies scored by the model
+    (with each learner's own recent window), by BKT and by the oracle.
     """
     result = evaluate_policies(model, family=family, n_learners=n_learners, seed=seed, progress=say)
     outcomes = result.get("outcomes", [])

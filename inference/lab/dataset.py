@@ -29,12 +29,15 @@ from inference.features import (
     ItemNorms,
     LearnerFeatureState,
 )
-from inference.simulator.cohort import CohortConfig, simulate_cohort
-from inference.simulator.columns import EVENT_TYPE_CODE, EventColumns
+from inference.lab.simulator.cohort import CohortConfig, simulate_cohort
+from inference.lab.simulator.columns import EVENT_TYPE_CODE, EventColumns
 from schemas.events import EventType
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)``."""
+
+EVAL_SEED_BASE = 1_000_000
+"""Simulator seeds at and above this value are reserved for evaluation: training never uses them."""
 
 _ANSWER = EVENT_TYPE_CODE[EventType.ANSWER_SUBMIT]
 

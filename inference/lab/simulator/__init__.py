@@ -1,14 +1,14 @@
 """Learner simulator with ground truth: BKT and IRT families, behavioural states, oracle."""
 
-from inference.simulator.cohort import (
+from inference.lab.simulator.cohort import (
     CohortConfig,
     SkillBuilderSequence,
     learner_pseudonym,
     make_learner,
     simulate_cohort,
 )
-from inference.simulator.columns import EVENT_TYPES, RELATIONS, EventColumns, ObjectTable
-from inference.simulator.learners import (
+from inference.lab.simulator.columns import EVENT_TYPES, RELATIONS, EventColumns, ObjectTable
+from inference.lab.simulator.learners import (
     FAMILIES,
     BKTLearner,
     EventLog,

@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import numpy.typing as npt
 
+# The false-alert rate lives with the decision rule (the serving side fits thresholds on it);
+# it is named here too so every metric of the evaluation comes from one module.
+from inference.decision import false_alert_rate as false_alert_rate
 from inference.states import NONE, STATES
 
 FloatArray = npt.NDArray[np.floating]
@@ -176,16 +179,6 @@ def state_report(
         kappa=cohen_kappa(t, p),
         false_alert_rate=false_alert_rate(t, p),
     )
-
-
-def false_alert_rate(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
-    """Return the share of truly-``none`` events predicted as some other state."""
-    t = np.asarray(y_true)
-    p = np.asarray(y_pred)
-    none = t == NONE
-    if not none.any():
-        return math.nan
-    return float((p[none] != NONE).mean())
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from inference.curriculum import Curriculum
+from inference.lab.curriculum import Curriculum
 from schemas.events import EventType, LearningEvent, ResourceRelation, SourceFormat
 
 EVENT_TYPES: tuple[EventType, ...] = tuple(EventType)

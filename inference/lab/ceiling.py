@@ -67,11 +67,16 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from inference.curriculum import Curriculum, Item, make_curriculum
-from inference.dataset import next_answer_rows
-from inference.simulator.cohort import CohortConfig, learner_seed, simulate_cohort
-from inference.simulator.columns import EVENT_TYPE_CODE, RELATION_CODE, EventColumns, ObjectTable
-from inference.simulator.learners import (
+from inference.lab.curriculum import Curriculum, Item, make_curriculum
+from inference.lab.dataset import next_answer_rows
+from inference.lab.simulator.cohort import CohortConfig, learner_seed, simulate_cohort
+from inference.lab.simulator.columns import (
+    EVENT_TYPE_CODE,
+    RELATION_CODE,
+    EventColumns,
+    ObjectTable,
+)
+from inference.lab.simulator.learners import (
     MAX_ATTEMPTS,
     BKTLearner,
     IRTLearner,
@@ -864,7 +869,7 @@ def observable_ceiling(
 ) -> FloatArray:
     """Return the observable ceiling's p(next answer correct) for each evaluation window.
 
-    The cohort is simulated as :func:`inference.dataset.build_dataset` simulates it (same
+    The cohort is simulated as :func:`inference.lab.dataset.build_dataset` simulates it (same
     configuration, same seed), and the result is aligned with its :class:`WindowDataset`:
     element ``k`` predicts ``y_next[k]`` from the events up to ``decision_row[k]``.
 

@@ -18,8 +18,8 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from inference.curriculum import Curriculum, Item
-from inference.simulator.columns import EVENT_TYPE_CODE, RELATION_CODE, ObjectTable
+from inference.lab.curriculum import Curriculum, Item
+from inference.lab.simulator.columns import EVENT_TYPE_CODE, RELATION_CODE, ObjectTable
 from inference.states import (
     ANCHORING,
     CONFIRMATION,

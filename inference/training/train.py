@@ -2,7 +2,8 @@
 
 The train, validation and evaluation cohorts come from disjoint simulator seeds: training learners
 from ``seed``, validation learners (early stopping and the decision thresholds) from
-``seed + 1``; evaluation uses seeds from :data:`EVAL_SEED_BASE` on, which training never touches.
+``seed + 1``; evaluation uses seeds from :data:`inference.lab.dataset.EVAL_SEED_BASE` on, which
+training never touches.
 
 With the same seed, options, thread count, torch version and machine, training repeats bit for
 bit: every random draw comes from seeded generators and torch runs in deterministic mode.
@@ -21,19 +22,16 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from inference.dataset import ProgressPrinter, WindowDataset, build_dataset
 from inference.decision import decide_states, fit_thresholds
 from inference.features import EVENT_FEATURES, QUERY_FEATURES
-from inference.metrics import next_answer_scores, state_report
-from inference.modeling import TutorStreamConfig, TutorStreamModel
+from inference.lab.dataset import ProgressPrinter, WindowDataset, build_dataset
+from inference.lab.metrics import next_answer_scores, state_report
 from inference.states import STATES
-
-EVAL_SEED_BASE = 1_000_000
-"""Simulator seeds at and above this value are reserved for evaluation."""
+from inference.training.modeling import TutorStreamConfig, TutorStreamModel
 
 
 class WindowArrays(Protocol):
-    """What training reads from a window dataset (``inference.dataset.WindowDataset``)."""
+    """What training reads from a window dataset (``inference.lab.dataset.WindowDataset``)."""
 
     Q: npt.NDArray[np.float32]
     y_state: npt.NDArray[np.int64]
@@ -328,7 +326,7 @@ def onnx_throughput(model: TutorStreamModel, threads: int, batch: int = 512) -> 
     import onnxruntime as ort
 
     from inference.bench import time_calls
-    from inference.export import onnx_bytes
+    from inference.training.export import onnx_bytes
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

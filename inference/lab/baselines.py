@@ -31,9 +31,9 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from inference.dataset import WindowDataset
 from inference.decision import decide_states, fit_thresholds
 from inference.features import EVENT_FEATURE_INDEX
+from inference.lab.dataset import WindowDataset
 from inference.states import (
     ANCHORING,
     CONFIRMATION,

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from inference.curriculum import Curriculum, make_curriculum
-from inference.simulator.columns import EventColumns, ObjectTable, to_microseconds
-from inference.simulator.learners import FAMILIES, EventLog, SimulatedLearner
+from inference.lab.curriculum import Curriculum, make_curriculum
+from inference.lab.simulator.columns import EventColumns, ObjectTable, to_microseconds
+from inference.lab.simulator.learners import FAMILIES, EventLog, SimulatedLearner
 
 SIMULATION_PSEUDONYM_KEY = b"tutorstream-simulated-learners"
 """HMAC key of simulated learner pseudonyms (simulated learners have no real identity)."""

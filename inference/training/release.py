@@ -15,9 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from inference.dataset import WindowDataset, build_dataset
-from inference.export import FP16_FILE, ParityReport, export_onnx, parity
-from inference.modeling import TutorStreamModel
+from inference.lab.dataset import EVAL_SEED_BASE, WindowDataset, build_dataset
 from inference.registry import (
     CARD_FILE,
     CHECKSUMS_FILE,
@@ -27,7 +25,9 @@ from inference.registry import (
     write_checksums,
 )
 from inference.states import STATES
-from inference.train import EVAL_SEED_BASE, TrainResult, WindowArrays
+from inference.training.export import FP16_FILE, ParityReport, export_onnx, parity
+from inference.training.modeling import TutorStreamModel
+from inference.training.train import TrainResult, WindowArrays
 
 PARITY_WINDOWS = 1000
 PARITY_TOLERANCE = 1e-4
@@ -102,7 +102,7 @@ def write_model_folder(
         held_out: windows of learners not trained on; the first 1,000 check ONNX parity.
         name: model name (for the card).
         version: model version (for the card).
-        evaluation: output of ``inference.evaluate.evaluate``, if run.
+        evaluation: output of ``inference.lab.evaluate.evaluate``, if run.
         encoder_comparison: measured quality and throughput of the candidate encoders.
         overwrite: replace an existing folder.
 
