@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.grafana.recording import TOKEN, serve_grafana
+from tests.fake_grafana import TOKEN, serve_grafana
 from tutorstream import services
 from tutorstream.cohort import labelled_cohort
 

@@ -81,8 +81,10 @@ def test_demo_prints_interventions_and_a_kill_stops_its_workers_and_api(
         for state in ("gaming", "overconfidence", "anchoring", "confirmation", "wheel_spinning")
     )
     assert "stopping..." in output and "interventions shown" in output
-    time.sleep(1.0)
     assert len(spawned) == 3, output  # one worker, the API, the producer
+    deadline = time.monotonic() + 15  # the demo has returned; its children may still be exiting
+    while [pid for pid in spawned if services.pid_alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not [pid for pid in spawned if services.pid_alive(pid)]
     status = run_cli("stack", "status")
     assert status.returncode == 0, status.stdout

@@ -120,8 +120,13 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.25)
         else:
             pytest.fail("Prometheus did not scrape both targets within 60 s")
-        # Enough scrapes for rate() and histogram_quantile() over the board's windows.
-        for _ in range(32):
+        # Enough scrapes for rate() and histogram_quantile() over the board's windows: keep
+        # loading until Prometheus holds eight samples of each target.
+        enough = "min(count_over_time(up[1m])) >= 8"
+        deadline = time.monotonic() + 60
+        while not get(f"{url}/api/v1/query?query={urllib.parse.quote(enough)}")["data"]["result"]:
+            if time.monotonic() > deadline:
+                pytest.fail("Prometheus did not take eight scrapes of each target within 60 s")
             load(api_metrics, rng)
             time.sleep(0.25)
         yield url

@@ -22,7 +22,7 @@ from psycopg import sql
 
 from schemas.topics import LMS_EVENTS
 from streams.replay import Checkpoint, Progress, Replay, ReplayError, Selection, run_sync
-from streams.replay_pool import RebuildSpec, deal, run_rebuild
+from streams.replay_pool import RebuildSpec, run_rebuild
 from streams.store import StoreSettings, migrate
 from tests.integration.replay.snapshots import snapshot
 from tutorstream import kafka
@@ -72,18 +72,6 @@ def _spec(url: str, schema: str) -> RebuildSpec:
 def _recommended(snapshot: dict[str, list[str]]) -> list[tuple[str, str]]:
     rows = (orjson.loads(row) for row in snapshot["recommendations"])
     return sorted((r["event_id"], r["learner_id"]) for r in rows)
-
-
-def test_partitions_are_dealt_by_number_to_at_most_as_many_processes() -> None:
-    from streams.replay import Range
-
-    ranges = [Range(t, p, 0, 10, False) for t in ("a", "b") for p in range(5)]
-
-    shares = deal(ranges, 2)
-    assert [sorted(owned) for owned, _ in shares] == [[0, 2, 4], [1, 3]]
-    assert all({r.partition for r in share} == owned for owned, share in shares)
-    assert sorted(r.key for _, share in shares for r in share) == sorted(r.key for r in ranges)
-    assert len(deal(ranges, 9)) == 5
 
 
 def test_rebuild_in_two_processes_writes_the_rows_of_one_and_again_changes_none(

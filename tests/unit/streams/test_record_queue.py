@@ -25,13 +25,19 @@ def test_a_batch_takes_what_gathered_oldest_first_up_to_its_size() -> None:
     assert left == 0
 
 
+async def _let_others_run() -> None:
+    """Give every ready task its turn: what could run now has run when this returns."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
 def test_put_waits_while_the_queue_is_full_and_resumes_when_a_batch_is_taken() -> None:
     async def run() -> tuple[bool, bool, list[Any]]:
         queue = RecordQueue(limit=3)
         for n in range(3):
             await queue.put(n)
         blocked = asyncio.ensure_future(queue.put(3))
-        await asyncio.sleep(0.01)
+        await _let_others_run()
         waited = not blocked.done()
         taken = queue.take(2)
         await asyncio.wait_for(blocked, 1.0)
@@ -46,7 +52,7 @@ def test_waiting_for_records_returns_once_one_arrives() -> None:
     async def run() -> tuple[bool, list[Any]]:
         queue = RecordQueue(limit=10)
         waiting = asyncio.ensure_future(queue.wait_for_records())
-        await asyncio.sleep(0.01)
+        await _let_others_run()
         idle = not waiting.done()
         await queue.put("event")
         await asyncio.wait_for(waiting, 1.0)

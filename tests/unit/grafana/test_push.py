@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from tests.integration.grafana.recording import TOKEN, FakeGrafana, serve_grafana
+from tests.fake_grafana import TOKEN, FakeGrafana, serve_grafana
 from tutorstream.cli import app
 from tutorstream.grafana.boards import (
     FOLDER_UID,
@@ -25,7 +25,7 @@ from tutorstream.grafana.boards import (
 )
 from tutorstream.grafana.push import StoreSource, connect_grafana, push
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture

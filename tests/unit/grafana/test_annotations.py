@@ -23,10 +23,10 @@ from streams.metrics import REGISTRY
 from streams.policy import Decision, Status
 from streams.processor import InterventionOut
 from streams.prompts import prompt_for
-from tests.integration.grafana.recording import TOKEN, FakeGrafana, serve_grafana
+from tests.fake_grafana import TOKEN, FakeGrafana, serve_grafana
 from tutorstream.cohort import generate_cohort
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.unit
 
 KEY = b"annotation-test-pseudonym-key-0123456789"
 

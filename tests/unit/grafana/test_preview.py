@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from tutorstream.cli import app
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.unit
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
