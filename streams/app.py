@@ -34,7 +34,6 @@ from typing import Any
 
 import faust
 import orjson
-from aiokafka.partitioner import murmur2
 from faust.types import EventT
 
 from inference.runtime import LearnerModel
@@ -49,8 +48,10 @@ from schemas.topics import (
 )
 from streams import metrics, outbound
 from streams.annotations import GrafanaAnnotations
+from streams.partitioning import partition_for
 from streams.policy import InterventionPolicy
 from streams.processor import (
+    WINDOW_FALLBACK,
     BatchResult,
     DeadLetterOut,
     EventProcessor,
@@ -65,7 +66,6 @@ from streams.store.sink import StoreSink, WriteResult
 
 logger = logging.getLogger(__name__)
 
-WINDOW_FALLBACK = 32
 _YOUNG_COLLECTION = 50_000
 """Allocations (net) between collections of the youngest generation while the agent runs."""
 
@@ -141,11 +141,6 @@ def _origin(headers: Any) -> tuple[str, int]:
             if source and offset.isdigit():
                 return source, int(offset)
     return "", -1
-
-
-def partition_for(key: str, partitions: int) -> int:
-    """Return the partition Kafka's default partitioner picks for ``key`` (murmur2)."""
-    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def _brokers(bootstrap: str) -> list[str]:

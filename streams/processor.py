@@ -41,6 +41,9 @@ _ANSWER_SUBMIT = EventType.ANSWER_SUBMIT
 _MASTERY_INDEX = 2  # position of the BKT mastery in a skill's statistics (inference.features)
 _MAX_CATALOGUE = 256
 _MAX_WRITTEN = 200_000
+
+WINDOW_FALLBACK = 32
+"""Events per window for a model that declares none (its ``window`` is 0)."""
 """Learners whose decoded state a StateView keeps between batches (then it starts afresh)."""
 _EMPTY_2D = np.zeros((0, 0), dtype=np.float32)
 _EMPTY_2D.flags.writeable = False

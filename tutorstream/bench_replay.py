@@ -25,15 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from schemas.topics import LMS_EVENTS
-from streams.replay import (
-    JsonlExport,
-    ParquetExport,
-    Progress,
-    Replay,
-    Selection,
-    run_sync,
-)
-from streams.replay_pool import RebuildSpec, run_rebuild
+from streams.replay.outputs import JsonlExport, ParquetExport
+from streams.replay.plan import Selection
+from streams.replay.pool import RebuildSpec, run_rebuild
+from streams.replay.reader import Progress, Replay, run_sync
 from streams.store import StoreSettings, migrate
 from tutorstream import kafka, services
 from tutorstream.cohort import generate_cohort

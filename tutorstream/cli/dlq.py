@@ -34,15 +34,11 @@ def replay(
     """
     from confluent_kafka import Producer
 
-    from streams.replay import (
-        Checkpoint,
-        DlqReplay,
-        Replay,
-        ReplayError,
-        Selection,
-        describe,
-        run_sync,
-    )
+    from streams.replay.checkpoint import Checkpoint
+    from streams.replay.dlq import DlqReplay
+    from streams.replay.exceptions import ReplayError
+    from streams.replay.plan import Selection, describe
+    from streams.replay.reader import Replay, run_sync
     from streams.settings import StreamSettings
     from tutorstream import kafka
     from tutorstream.stack import StackError, kafka_bootstrap

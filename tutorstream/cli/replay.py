@@ -14,8 +14,8 @@ from schemas.topics import LMS_EVENTS
 from tutorstream.settings import Settings
 
 if TYPE_CHECKING:
-    from streams.replay import Progress
-    from streams.replay_pool import RebuildSpec
+    from streams.replay.pool import RebuildSpec
+    from streams.replay.reader import Progress
     from streams.settings import StreamSettings
 
 app = typer.Typer(
@@ -98,19 +98,11 @@ def run(
     ] = 1,
 ) -> None:
     """Replay a selection of the events topic: export it, or rebuild the store from it."""
-    from streams.replay import (
-        Bound,
-        Checkpoint,
-        JsonlExport,
-        Mode,
-        Output,
-        ParquetExport,
-        Replay,
-        ReplayError,
-        Selection,
-        describe,
-        run_sync,
-    )
+    from streams.replay.checkpoint import Checkpoint
+    from streams.replay.exceptions import ReplayError
+    from streams.replay.outputs import JsonlExport, Output, ParquetExport
+    from streams.replay.plan import Bound, Mode, Selection, describe
+    from streams.replay.reader import Replay, run_sync
     from streams.settings import StreamSettings
     from tutorstream.stack import StackError, database_url, kafka_bootstrap
 
@@ -159,7 +151,7 @@ def run(
                 raise _fail("--mode rescore needs --model name@version")
             spec = _rebuild(stream, database_url(wiring), model if chosen is Mode.RESCORE else None)
             if processes > 1:
-                from streams.replay_pool import run_rebuild
+                from streams.replay.pool import run_rebuild
 
                 progress = run_rebuild(replay, spec, processes)
             else:
@@ -179,8 +171,8 @@ def run(
 def _rebuild(stream: StreamSettings, url: str, model_ref: str | None = None) -> RebuildSpec:
     """Return what a rebuild writes with (the live model), or a rescore (``model_ref``)."""
     from schemas.topics import LMS_EVENTS as EVENTS
-    from streams.replay import shadow_schema
-    from streams.replay_pool import RebuildSpec
+    from streams.replay.pool import RebuildSpec
+    from streams.replay.rebuild import shadow_schema
     from streams.store import migrate
 
     store = stream.store
@@ -242,8 +234,9 @@ def diff(
     """Compare a rescore with the live tables: per-state agreement, precision, recall, alerts."""
     import orjson
 
-    from streams.replay import shadow_schema
-    from streams.replay_diff import ReplayDiffError, compare, format_table
+    from streams.replay.diff import compare, format_table
+    from streams.replay.exceptions import ReplayDiffError
+    from streams.replay.rebuild import shadow_schema
     from streams.settings import StreamSettings
     from tutorstream.stack import StackError, database_url
 

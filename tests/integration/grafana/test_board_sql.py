@@ -36,9 +36,9 @@ from api.store import Store
 from inference.runtime import LearnerModel
 from schemas.topics import LMS_EVENTS
 from streams import outbound
-from streams.app import WINDOW_FALLBACK, partition_for
+from streams.partitioning import partition_for
 from streams.policy import InterventionPolicy, PolicySettings
-from streams.processor import EventProcessor, InboundRecord, StateView
+from streams.processor import WINDOW_FALLBACK, EventProcessor, InboundRecord, StateView
 from streams.store import StoreSettings, StoreSink, connect, migrate
 from streams.store.connection import forget_previous_sessions, search_path
 from streams.store.maintenance import maintain

@@ -17,7 +17,9 @@ from schemas.normalise import normalise, pseudonymiser_for
 from schemas.pseudonym import Pseudonymiser
 from schemas.records import DeadLetter
 from schemas.topics import LMS_EVENTS, LMS_EVENTS_DLQ
-from streams.replay import DlqReplay, Replay, Selection, run_sync
+from streams.replay.dlq import DlqReplay
+from streams.replay.plan import Selection
+from streams.replay.reader import Replay, run_sync
 from tutorstream import kafka
 from tutorstream.cohort import generate_cohort
 

@@ -20,19 +20,14 @@ from schemas.exceptions import InvalidEvent
 from schemas.normalise import pseudonymiser_for
 from schemas.records import DeadLetter
 from schemas.topics import LMS_EVENTS, LMS_EVENTS_DLQ
-from streams.app import partition_for
-from streams.replay import (
-    Bound,
-    Checkpoint,
-    DlqReplay,
-    JsonlExport,
-    Rebuild,
-    Replay,
-    Selection,
-    run_sync,
-    shadow_schema,
-)
-from streams.replay_pool import RebuildSpec
+from streams.partitioning import partition_for
+from streams.replay.checkpoint import Checkpoint
+from streams.replay.dlq import DlqReplay
+from streams.replay.outputs import JsonlExport
+from streams.replay.plan import Bound, Selection
+from streams.replay.pool import RebuildSpec
+from streams.replay.reader import Replay, run_sync
+from streams.replay.rebuild import Rebuild, shadow_schema
 from streams.store import StoreSettings, migrate
 from tests.integration.replay.snapshots import snapshot
 from tutorstream import kafka

@@ -17,8 +17,11 @@ from inference.runtime import LearnerModel
 from schemas.records import BehaviouralState
 from schemas.topics import LMS_EVENTS
 from streams.policy import InterventionPolicy, PolicySettings
-from streams.replay import Rebuild, Replay, Selection, run_sync
-from streams.replay_diff import AlertDifference, ReplayDiffError, compare
+from streams.replay.diff import AlertDifference, compare
+from streams.replay.exceptions import ReplayDiffError
+from streams.replay.plan import Selection
+from streams.replay.reader import Replay, run_sync
+from streams.replay.rebuild import Rebuild
 from streams.store import StoreSettings, StoreSink, migrate
 from tutorstream import kafka
 from tutorstream.cohort import generate_cohort

@@ -16,7 +16,10 @@ from confluent_kafka import Producer
 from schemas.events import LearningEvent
 from schemas.normalise import pseudonymiser_for
 from schemas.topics import LMS_EVENTS
-from streams.replay import Checkpoint, JsonlExport, ParquetExport, Replay, Selection, run_sync
+from streams.replay.checkpoint import Checkpoint
+from streams.replay.outputs import JsonlExport, ParquetExport
+from streams.replay.plan import Selection
+from streams.replay.reader import Replay, run_sync
 from tutorstream import kafka
 from tutorstream.cohort import generate_cohort
 

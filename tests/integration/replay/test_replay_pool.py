@@ -21,8 +21,11 @@ from confluent_kafka import Producer
 from psycopg import sql
 
 from schemas.topics import LMS_EVENTS
-from streams.replay import Checkpoint, Progress, Replay, ReplayError, Selection, run_sync
-from streams.replay_pool import RebuildSpec, run_rebuild
+from streams.replay.checkpoint import Checkpoint
+from streams.replay.exceptions import ReplayError
+from streams.replay.plan import Selection
+from streams.replay.pool import RebuildSpec, run_rebuild
+from streams.replay.reader import Progress, Replay, run_sync
 from streams.store import StoreSettings, migrate
 from tests.integration.replay.snapshots import snapshot
 from tutorstream import kafka
@@ -281,7 +284,7 @@ def _replay_workers() -> list[int]:
     found = []
     for pid in _children(os.getpid()):
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if b"streams.replay_pool" in command:
+        if b"streams.replay.pool" in command:
             found.append(pid)
     return found
 
@@ -321,7 +324,7 @@ def test_a_parallel_rescore_writes_only_its_shadow_schema(
     from typer.testing import CliRunner
 
     from inference.registry import DEFAULT_MODEL, ModelRegistry
-    from streams.replay import shadow_schema
+    from streams.replay.rebuild import shadow_schema
     from tutorstream.cli import app
 
     topic = topic_factory("events", spec=LMS_EVENTS)

@@ -11,8 +11,8 @@ import pytest
 
 from inference.runtime import LearnerModel
 from streams import outbound
-from streams.app import partition_for
 from streams.learner_state import FORMAT_VERSION, LearnerRecord, event_digest
+from streams.partitioning import partition_for
 from streams.policy import InterventionPolicy, PolicySettings
 from streams.processor import EventProcessor, InboundRecord, RecommendationOut, StateView
 from tutorstream.cohort import labelled_cohort

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.replay import Range
-from streams.replay_pool import deal
+from streams.replay.plan import Range
+from streams.replay.pool import deal
 
 pytestmark = pytest.mark.unit
 

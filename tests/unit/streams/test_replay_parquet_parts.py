@@ -13,7 +13,8 @@ import pytest
 from schemas.events import LearningEvent
 from schemas.normalise import normalise, pseudonymiser_for
 from streams.processor import InboundRecord
-from streams.replay import Batch, ParquetExport, ReplayError, event_arrow_schema
+from streams.replay.exceptions import ReplayError
+from streams.replay.outputs import Batch, ParquetExport, event_arrow_schema
 from tutorstream.cohort import generate_cohort
 
 pytestmark = pytest.mark.unit

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from streams.replay import Bound, Checkpoint, JsonlExport, Progress, Range, ReplayError, resume
+from streams.replay.checkpoint import Checkpoint, resume
+from streams.replay.exceptions import ReplayError
+from streams.replay.outputs import JsonlExport
+from streams.replay.plan import Bound, Range
+from streams.replay.reader import Progress
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,8 @@ to, and so do the item norms and catalogues keyed by partition: a set of partiti
 rebuilt without the others. :func:`run_rebuild` plans the replay once, in the calling process
 (the end offsets are captured there, the checkpoint is read there), deals the partitions out to
 worker processes and hands each its ranges and the run's start time; each builds its own
-model, sink and :class:`~streams.replay.Rebuild` from a :class:`RebuildSpec` and replays its
-ranges under the replay's consumer group, which nothing commits.
+model, sink and :class:`~streams.replay.rebuild.Rebuild` from a :class:`RebuildSpec` and
+replays its ranges under the replay's consumer group, which nothing commits.
 
 The workers report back: the offsets each has made durable, and its counts. The calling
 process keeps the one checkpoint file, in the format a one-process replay keeps (next offset
@@ -17,7 +17,7 @@ error, after the others are stopped; Ctrl-C or SIGTERM stops every worker the wa
 a one-process replay (the batch in flight is dropped, not checkpointed), and a worker whose
 parent dies stops the same way.
 
-A worker is a fresh interpreter running this module (``python -m streams.replay_pool``): not a
+A worker is a fresh interpreter running this module (``python -m streams.replay.pool``): not a
 fork, because the calling process has threads (librdkafka's, onnxruntime's) that a fork would
 copy in whatever state they were in; and not multiprocessing's ``spawn``, which imports the
 caller's main module again in every worker (the whole command line, a second or more each)
@@ -49,7 +49,11 @@ from types import FrameType
 from typing import IO, Any
 
 from streams.policy import InterventionPolicy, PolicySettings
-from streams.replay import Checkpoint, Progress, Range, Rebuild, Replay, ReplayError
+from streams.replay.checkpoint import Checkpoint
+from streams.replay.exceptions import ReplayError
+from streams.replay.plan import Range
+from streams.replay.reader import Progress, Replay
+from streams.replay.rebuild import Rebuild
 from streams.store.settings import StoreSettings
 from streams.store.sink import StoreSink
 
@@ -61,7 +65,7 @@ _FRAME = struct.Struct("!I")
 
 @dataclass(frozen=True, slots=True)
 class RebuildSpec:
-    """What a worker process needs to build its :class:`~streams.replay.Rebuild`.
+    """What a worker process needs to build its :class:`~streams.replay.rebuild.Rebuild`.
 
     Each worker loads the model and opens the sink itself: neither crosses a process boundary.
 
@@ -147,7 +151,7 @@ class _Worker:
         read_end, write_end = os.pipe()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "streams.replay_pool", str(write_end)],
+                [sys.executable, "-m", "streams.replay.pool", str(write_end)],
                 stdin=subprocess.PIPE,
                 pass_fds=(write_end,),
             )
@@ -438,6 +442,6 @@ def _stop_with_parent(stdin: int) -> None:
 
 if __name__ == "__main__":
     # run the module under its own name, the one the pickled task refers to, not twice
-    from streams.replay_pool import _serve as serve
+    from streams.replay.pool import _serve as serve
 
     sys.exit(serve(int(sys.argv[1])))

@@ -1,7 +1,7 @@
 """How a rescore differs from the live tables: per-state agreement and alerts raised differently.
 
-A rescore (:mod:`streams.replay`) writes the predictions and interventions of another model
-version into a shadow schema. :func:`compare` sets them against a base schema (the live
+A rescore (:mod:`streams.replay.rebuild`) writes the predictions and interventions of another
+model version into a shadow schema. :func:`compare` sets them against a base schema (the live
 tables, or another shadow schema) over the events both have scored:
 
 - per behavioural state, *fires* means the prediction's detected ``state`` is that state;
@@ -26,11 +26,8 @@ import psycopg
 from psycopg import sql
 
 from schemas.records import BehaviouralState
+from streams.replay.exceptions import ReplayDiffError
 from streams.store.connection import check_schema, connect
-
-
-class ReplayDiffError(RuntimeError):
-    """Raised when a schema to compare holds no predictions table."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +143,7 @@ def compare(
 
     Args:
         url: the store's ``postgresql://`` URL.
-        shadow: the schema a rescore wrote (see :func:`streams.replay.shadow_schema`).
+        shadow: the schema a rescore wrote (see :func:`streams.replay.rebuild.shadow_schema`).
         base: the schema to compare against; the live tables' by default.
         class_id: compare only this class's events.
         limit: most learner and state pairs listed in ``differences`` (all are counted).
