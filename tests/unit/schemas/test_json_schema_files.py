@@ -8,7 +8,7 @@ import orjson
 import pytest
 from contract_data import KEY, load_fixture
 
-from schemas.jsonschema import SCHEMA_DIR, drifted, main, render, write
+from schemas.jsonschema import SCHEMA_DIR, clean_descriptions, drifted, main, render, write
 from schemas.normalise import normalise
 
 pytestmark = pytest.mark.unit
@@ -59,3 +59,20 @@ def test_spec_statements_satisfy_the_published_statement_structure() -> None:
         jsonschema.validate(load_fixture(f"xapi/{name}"), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"actor": {"mbox": "mailto:a@b.c"}, "verb": {"id": "x"}}, schema)
+
+
+def test_descriptions_do_not_depend_on_how_a_library_keeps_docstring_indentation() -> None:
+    raw = "A learner's attempt.\n\n    Scored by the LMS,\n      never by us.\n    "
+    dedented = "A learner's attempt.\n\nScored by the LMS,\n  never by us."
+    one = {"description": raw, "properties": {"description": {"description": raw}}}
+    other = {"description": dedented, "properties": {"description": {"description": dedented}}}
+    assert clean_descriptions(one) == clean_descriptions(other)
+    assert clean_descriptions({"anyOf": [{"description": raw}]}) == {
+        "anyOf": [{"description": dedented}]
+    }
+
+
+def test_committed_descriptions_are_clean() -> None:
+    for path in sorted(SCHEMA_DIR.glob("*.json")):
+        schema = json.loads(path.read_text("utf-8"))
+        assert clean_descriptions(schema) == schema, path.name
