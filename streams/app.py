@@ -34,9 +34,10 @@ from typing import Any
 
 import faust
 import orjson
-from aiokafka.partitioner import murmur2
 from faust.types import EventT
 
+from common.kafka import consumer_config
+from common.partitioning import partition_for
 from inference.runtime import LearnerModel
 from schemas.exceptions import InvalidEvent
 from schemas.records import Intervention
@@ -141,11 +142,6 @@ def _origin(headers: Any) -> tuple[str, int]:
             if source and offset.isdigit():
                 return source, int(offset)
     return "", -1
-
-
-def partition_for(key: str, partitions: int) -> int:
-    """Return the partition Kafka's default partitioner picks for ``key`` (murmur2)."""
-    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def _brokers(bootstrap: str) -> list[str]:
@@ -278,13 +274,7 @@ class Worker:
 
         topic = self.interventions_topic.get_topic_name()
         consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
-                "group.id": f"{self.settings.app_id}-outbox",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 50,
-                "max.partition.fetch.bytes": 16 * 1024 * 1024,
-            }
+            consumer_config(self.settings.kafka_bootstrap, f"{self.settings.app_id}-outbox")
         )
         found: set[str] = set()
         try:

@@ -41,6 +41,8 @@ import numpy as np
 import numpy.typing as npt
 from confluent_kafka import Consumer, Message, TopicPartition
 
+from common.kafka import consumer_config
+from common.partitioning import partition_for
 from inference.runtime import LearnerModel, Prediction
 from schemas.events import LearningEvent
 from schemas.exceptions import InvalidEvent
@@ -48,7 +50,7 @@ from schemas.normalise import normalise, pseudonymiser_for
 from schemas.pseudonym import Pseudonymiser
 from schemas.records import DeadLetter
 from streams import outbound
-from streams.app import WINDOW_FALLBACK, partition_for
+from streams.app import WINDOW_FALLBACK
 from streams.policy import InterventionPolicy
 from streams.processor import EventProcessor, InboundRecord, StateView
 from streams.store.sink import StoreBatch, StoreSink
@@ -218,18 +220,11 @@ class Progress:
 
 def consumer_settings(bootstrap: str, replay_id: str) -> dict[str, Any]:
     """Return consumer settings for a replay: its own group, never committed, short fetch wait."""
-    return {
-        "bootstrap.servers": bootstrap,
-        "group.id": f"tutorstream-replay-{replay_id}",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "fetch.wait.max.ms": 20,
-        "fetch.min.bytes": 1,
-        "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        "fetch.max.bytes": 64 * 1024 * 1024,
-        "queued.max.messages.kbytes": 256 * 1024,
-    }
+    return consumer_config(
+        bootstrap,
+        f"tutorstream-replay-{replay_id}",
+        **{"enable.auto.offset.store": False, "fetch.wait.max.ms": 20},
+    )
 
 
 def plan(

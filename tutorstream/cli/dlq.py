@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from common.kafka import producer_config
 from schemas.topics import LMS_EVENTS, LMS_EVENTS_DLQ
 from tutorstream.settings import Settings
 
@@ -44,7 +45,6 @@ def replay(
         run_sync,
     )
     from streams.settings import StreamSettings
-    from tutorstream import kafka
     from tutorstream.stack import StackError, kafka_bootstrap
 
     try:
@@ -68,7 +68,7 @@ def replay(
                 typer.echo(line)
             return
         output = DlqReplay(
-            Producer(kafka.producer_config(bootstrap)),
+            Producer(producer_config(bootstrap)),
             stream.topic(LMS_EVENTS.name),
             LMS_EVENTS.partitions,
             reason,

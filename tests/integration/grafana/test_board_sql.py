@@ -33,10 +33,11 @@ from psycopg import sql
 
 from api.models import STATUS_OF_ACTION
 from api.store import Store
+from common.partitioning import partition_for
 from inference.runtime import LearnerModel
 from schemas.topics import LMS_EVENTS
 from streams import outbound
-from streams.app import WINDOW_FALLBACK, partition_for
+from streams.app import WINDOW_FALLBACK
 from streams.policy import InterventionPolicy, PolicySettings
 from streams.processor import EventProcessor, InboundRecord, StateView
 from streams.store import StoreSettings, StoreSink, connect, migrate

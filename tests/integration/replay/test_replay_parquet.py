@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Producer
 
+from common.kafka import producer_config
 from schemas.events import LearningEvent
 from schemas.normalise import pseudonymiser_for
 from schemas.topics import LMS_EVENTS
 from streams.replay import Checkpoint, JsonlExport, ParquetExport, Replay, Selection, run_sync
-from tutorstream import kafka
 from tutorstream.cohort import generate_cohort
 
 pytestmark = pytest.mark.integration
@@ -27,7 +27,7 @@ START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def _produce(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
-    producer = Producer(kafka.producer_config(bootstrap))
+    producer = Producer(producer_config(bootstrap))
     for event in events:
         producer.produce(topic, key=str(event["learner_id"]).encode(), value=orjson.dumps(event))
         producer.poll(0)

@@ -9,9 +9,9 @@ import numpy as np
 import orjson
 import pytest
 
+from common.partitioning import partition_for
 from inference.runtime import LearnerModel
 from streams import outbound
-from streams.app import partition_for
 from streams.learner_state import FORMAT_VERSION, LearnerRecord, event_digest
 from streams.policy import InterventionPolicy, PolicySettings
 from streams.processor import EventProcessor, InboundRecord, RecommendationOut, StateView
