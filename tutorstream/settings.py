@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.settings import CommonSettings, Mode
-
-__all__ = ["Mode", "Settings"]
+from common.settings import CommonSettings
 
 
 class Settings(CommonSettings):
