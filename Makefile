@@ -23,7 +23,7 @@ LOCK := requirements/dev.txt
 TIMESCALE_DIR := tutorstream/timescale
 NODE_STAMP := $(TIMESCALE_DIR)/node_modules/.tutorstream-installed
 # Packages that hold Python files yet (mypy refuses a folder with none).
-PACKAGES := $(foreach p,schemas inference streams api tutorstream,$(if $(wildcard $(p)/*.py),$(p)))
+PACKAGES := $(foreach p,common schemas inference streams api tutorstream,$(if $(wildcard $(p)/*.py),$(p)))
 # Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-m unit -x"`.
 PYTEST_ARGS ?=
 # Set to 1 to accept a pytest run that collected no test (exit status 5) as a success.

@@ -44,9 +44,10 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as KafkaPartition
 from psycopg import sql
 
-from api.delivery import PRODUCER_DEFAULTS, Delivery, Outgoing
-from api.feed import CONSUMER_DEFAULTS
+from api.delivery import PRODUCER_OVERRIDES, Delivery, Outgoing
+from api.feed import CONSUMER_OVERRIDES
 from api.keys import create_key
+from common.kafka import consumer_config, producer_config
 from schemas.normalise import pseudonymiser_for
 from schemas.records import BehaviouralState, Intervention
 from schemas.topics import LMS_EVENTS, TUTOR_INTERVENTIONS
@@ -452,11 +453,7 @@ class _DirectReader:
     def __init__(self, target: BenchTarget) -> None:
         self.topic = f"{target.topic_prefix}{TUTOR_INTERVENTIONS.name}"
         self.consumer = Consumer(
-            {
-                "bootstrap.servers": target.bootstrap,
-                "group.id": f"bench-{uuid.uuid4().hex}",
-                **CONSUMER_DEFAULTS,
-            }
+            consumer_config(target.bootstrap, f"bench-{uuid.uuid4().hex}", **CONSUMER_OVERRIDES)
         )
         partitions = len(
             self.consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions
@@ -500,7 +497,7 @@ class _DirectReader:
 def _produce_interventions(
     target: BenchTarget, classes: list[str], count: int, rate: float, sent: list[tuple[str, str]]
 ) -> None:
-    producer = Producer({"bootstrap.servers": target.bootstrap, **PRODUCER_DEFAULTS})
+    producer = Producer(producer_config(target.bootstrap, **PRODUCER_OVERRIDES))
     topic = f"{target.topic_prefix}{TUTOR_INTERVENTIONS.name}"
     # A new idempotent producer first obtains its producer id (half a second on Tansu): do
     # that before the clock starts, as a running stream worker has long done.

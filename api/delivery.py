@@ -18,21 +18,16 @@ from typing import Any, Final
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from api.exceptions import Unavailable
+from common.kafka import producer_config
 
 log = logging.getLogger(__name__)
 
-PRODUCER_DEFAULTS: Final[dict[str, Any]] = {
-    "enable.idempotence": True,
-    "acks": "all",
-    # Java's and aiokafka's partitioner, as every tutorstream producer uses: a learner's records
-    # land on the partition whose stream worker holds that learner's state.
-    "partitioner": "murmur2_random",
-    "compression.type": "lz4",
+PRODUCER_OVERRIDES: Final[dict[str, Any]] = {
     # A request waits for its records; a short linger still batches concurrent requests.
     "linger.ms": 2,
-    "batch.num.messages": 10_000,
     "queue.buffering.max.messages": 500_000,
 }
+"""Where the API's producer differs from :func:`common.kafka.producer_config`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +80,10 @@ class Delivery:
     """
 
     def __init__(self, bootstrap: str, timeout_s: float = 10.0, **overrides: Any) -> None:
-        config = {
-            "bootstrap.servers": bootstrap,
-            **PRODUCER_DEFAULTS,
-            "message.timeout.ms": int(timeout_s * 1000),
-            **overrides,
-        }
+        config = producer_config(
+            bootstrap,
+            **{**PRODUCER_OVERRIDES, "message.timeout.ms": int(timeout_s * 1000), **overrides},
+        )
         self.timeout_s = timeout_s
         self._config = config
         self._producer: Producer | None = None

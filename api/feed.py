@@ -34,6 +34,7 @@ from confluent_kafka import TopicPartition as KafkaPartition
 from pydantic import ValidationError
 
 from api.exceptions import BadRequest, Unavailable
+from common.kafka import consumer_config
 from schemas.records import Intervention
 
 log = logging.getLogger(__name__)
@@ -43,16 +44,15 @@ _CURSOR_RE: Final = re.compile(r"^(?:\d{1,6}:\d{1,19})(?:,\d{1,6}:\d{1,19})*$")
 _MAX_CURSOR_LENGTH: Final = 4096
 _METADATA_REFRESH_S: Final = 30.0
 
-CONSUMER_DEFAULTS: Final[dict[str, Any]] = {
-    "enable.auto.commit": False,
-    "auto.offset.reset": "earliest",
+CONSUMER_OVERRIDES: Final[dict[str, Any]] = {
     # Interventions are small and must reach tutors quickly: answer fetches at once.
     "fetch.wait.max.ms": 10,
-    "fetch.min.bytes": 1,
-    "max.partition.fetch.bytes": 16 * 1024 * 1024,
-    "fetch.max.bytes": 64 * 1024 * 1024,
     "enable.partition.eof": False,
+    # A process holds the live consumer and one per reconnecting client's replay: librdkafka's
+    # own pre-fetch bound, not the larger one a bulk reader takes.
+    "queued.max.messages.kbytes": 64 * 1024,
 }
+"""Where the live feed's consumers differ from :func:`common.kafka.consumer_config`."""
 
 
 def encode_cursor(position: Position) -> str:
@@ -239,7 +239,7 @@ class InterventionFeed:
         self._thread: threading.Thread | None = None
 
     def _config(self, group_id: str) -> dict[str, Any]:
-        return {"bootstrap.servers": self.bootstrap, "group.id": group_id, **CONSUMER_DEFAULTS}
+        return consumer_config(self.bootstrap, group_id, **CONSUMER_OVERRIDES)
 
     # ------------------------------------------------------------------ lifecycle
 

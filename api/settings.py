@@ -5,21 +5,10 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from enum import StrEnum
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field
 
-from schemas.pseudonym import DEV_PSEUDONYM_KEY
-
-"""The development key every component shares by default; production refuses it."""
-
-
-class Mode(StrEnum):
-    """Where the API runs; production refuses development defaults."""
-
-    DEV = "dev"
-    PRODUCTION = "production"
+from common.settings import LOCAL_DATABASE_URL, LOCAL_KAFKA_BOOTSTRAP, CommonSettings
 
 
 def _instance_id() -> str:
@@ -77,49 +66,24 @@ class StoreLocation(BaseModel):
     db_schema: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-class ApiSettings(BaseSettings):
+class ApiSettings(CommonSettings):
     """Everything the API needs; each field names its environment variable.
 
+    The mode, pseudonym key and topic prefix (the stream workers read the same variables), and
+    the production refusal of the development key, are
+    :class:`~common.settings.CommonSettings`'.
+
     Attributes:
-        mode: ``TUTORSTREAM_MODE``; ``production`` refuses the development pseudonym key.
         kafka_bootstrap: ``TUTORSTREAM_KAFKA_BOOTSTRAP``, ``host:port[,host:port]``.
         database_url: ``TUTORSTREAM_DATABASE_URL``, libpq URL of the store.
-        pseudonym_key: ``TUTORSTREAM_PSEUDONYM_KEY``, HMAC key for learner pseudonyms.
-        topic_prefix: ``TUTORSTREAM_TOPIC_PREFIX``, put before every catalogue topic name (the
-            stream workers read the same variable).
         public_url: ``TUTORSTREAM_PUBLIC_URL``, base URL the API is reached at; names the
             ``authority`` of stored xAPI statements and the home page of learner pseudonyms.
         api: ``TUTORSTREAM_API__*``, see :class:`ApiOptions`.
         store: ``TUTORSTREAM_STORE__DB_SCHEMA``, see :class:`StoreLocation`.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="TUTORSTREAM_", env_nested_delimiter="__", extra="ignore"
-    )
-
-    mode: Mode = Mode.DEV
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
-    pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
-    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
+    kafka_bootstrap: str = LOCAL_KAFKA_BOOTSTRAP
+    database_url: str = LOCAL_DATABASE_URL
     public_url: str = Field(default="https://tutorstream.invalid", pattern=r"^https?://\S+$")
     api: ApiOptions = Field(default_factory=ApiOptions)
     store: StoreLocation = Field(default_factory=StoreLocation)
-
-    @model_validator(mode="after")
-    def _refuse_dev_key_in_production(self) -> ApiSettings:
-        key = self.pseudonym_key.get_secret_value()
-        if self.mode is Mode.PRODUCTION and (key == DEV_PSEUDONYM_KEY or len(key) < 32):
-            raise ValueError(
-                "TUTORSTREAM_PSEUDONYM_KEY must be set to a secret of at least 32 characters "
-                "in production mode"
-            )
-        return self
-
-    def topic(self, name: str) -> str:
-        """Return the name of catalogue topic ``name`` on this deployment."""
-        return f"{self.topic_prefix}{name}"
-
-    def pseudonym_key_bytes(self) -> bytes:
-        """Return the pseudonym key as bytes for HMAC."""
-        return self.pseudonym_key.get_secret_value().encode()

@@ -28,10 +28,6 @@ _IPAD = bytes(byte ^ 0x36 for byte in range(256))
 _OPAD = bytes(byte ^ 0x5C for byte in range(256))
 
 
-DEV_PSEUDONYM_KEY = "tutorstream-dev-pseudonym-key-change-me"
-"""Key of development setups; production settings refuse it."""
-
-
 class IdentifierKind(StrEnum):
     """Namespaces of identifiers; keyed in, so equal strings of different kinds never collide."""
 

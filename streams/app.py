@@ -36,6 +36,8 @@ import faust
 import orjson
 from faust.types import EventT
 
+from common.kafka import consumer_config
+from common.partitioning import partition_for
 from inference.runtime import LearnerModel
 from schemas.exceptions import InvalidEvent
 from schemas.records import Intervention
@@ -48,7 +50,6 @@ from schemas.topics import (
 )
 from streams import metrics, outbound
 from streams.annotations import GrafanaAnnotations
-from streams.partitioning import partition_for
 from streams.policy import InterventionPolicy
 from streams.processor import (
     WINDOW_FALLBACK,
@@ -273,13 +274,7 @@ class Worker:
 
         topic = self.interventions_topic.get_topic_name()
         consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
-                "group.id": f"{self.settings.app_id}-outbox",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 50,
-                "max.partition.fetch.bytes": 16 * 1024 * 1024,
-            }
+            consumer_config(self.settings.kafka_bootstrap, f"{self.settings.app_id}-outbox")
         )
         found: set[str] = set()
         try:

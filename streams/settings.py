@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
 
-from schemas.pseudonym import DEV_PSEUDONYM_KEY
+from common.settings import LOCAL_DATABASE_URL, LOCAL_KAFKA_BOOTSTRAP, CommonSettings
 from streams.annotations import GrafanaSettings
 from streams.policy import PolicySettings
 from streams.store.settings import StoreSettings
 
 
-class StreamSettings(BaseSettings):
+class StreamSettings(CommonSettings):
     """Everything a stream worker needs; each field names its environment variable.
+
+    The mode, pseudonym key and topic prefix, and the production refusal of the development
+    key, are :class:`~common.settings.CommonSettings`'.
 
     Attributes:
         kafka_bootstrap: ``TUTORSTREAM_KAFKA_BOOTSTRAP``, ``host:port[,host:port]``.
         database_url: ``TUTORSTREAM_DATABASE_URL``, libpq URL of the store.
-        pseudonym_key: ``TUTORSTREAM_PSEUDONYM_KEY``, HMAC key for learner pseudonyms.
         app_id: ``TUTORSTREAM_APP_ID``, Faust app id: the consumer group and table prefix.
-        topic_prefix: ``TUTORSTREAM_TOPIC_PREFIX``, put before every catalogue topic name
-            (several pipelines, or tests, on one cluster).
         model: ``TUTORSTREAM_MODEL``, registry reference ``name@version`` or ``name@latest``.
         model_dir: ``TUTORSTREAM_MODEL_DIR``, extra registry root searched before the packaged one.
         model_threads: ``TUTORSTREAM_MODEL_THREADS``, onnxruntime threads inside an operator.
@@ -49,15 +48,9 @@ class StreamSettings(BaseSettings):
             (off unless ``TUTORSTREAM_GRAFANA__URL`` is set).
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="TUTORSTREAM_", env_nested_delimiter="__", extra="ignore"
-    )
-
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
-    pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
+    kafka_bootstrap: str = LOCAL_KAFKA_BOOTSTRAP
+    database_url: str = LOCAL_DATABASE_URL
     app_id: str = "tutorstream"
-    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
     model: str = "tutorstream-learner@latest"
     model_dir: str | None = None
     model_threads: int = Field(default=1, ge=1, le=64)
@@ -76,7 +69,3 @@ class StreamSettings(BaseSettings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
-
-    def topic(self, name: str) -> str:
-        """Return the name of catalogue topic ``name`` on this deployment."""
-        return f"{self.topic_prefix}{name}"

@@ -31,6 +31,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from psycopg import sql
 
+from common.kafka import consumer_config
 from schemas.topics import TopicSpec
 from tutorstream import kafka, services
 
@@ -171,7 +172,7 @@ def read_topic(kafka_bootstrap: str) -> ReadTopic:
 
     def read(topic: str, count: int, timeout: float = 60.0, settle: float = 1.0) -> list[Message]:
         partitions = kafka.wait_for_topics(kafka_bootstrap, [topic])[topic]
-        consumer = Consumer(kafka.consumer_config(kafka_bootstrap, f"read-{uuid.uuid4().hex}"))
+        consumer = Consumer(consumer_config(kafka_bootstrap, f"read-{uuid.uuid4().hex}"))
         records: list[Message] = []
         try:
             consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])

@@ -36,6 +36,7 @@ import orjson
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from common.kafka import consumer_config, producer_config
 from schemas.pseudonym import Pseudonymiser
 from schemas.topics import CATALOGUE, LMS_EVENTS, TUTOR_INTERVENTIONS
 from streams.store import migrate
@@ -176,7 +177,7 @@ def run_pipeline_bench(
                         start_new_session=True,
                     )
                 )
-            producer = Producer(kafka.producer_config(broker.url))
+            producer = Producer(producer_config(broker.url))
             progress("warming up: worker joins its group and scores a first class")
             warm = list(generate_cohort(5, 300, seed=1, start=datetime.now(UTC)))
             _produce(producer, warm, 0, {})
@@ -272,7 +273,7 @@ def _latency_phase(
 ) -> list[float]:
     topic = TUTOR_INTERVENTIONS.name
     consumer = Consumer(
-        kafka.consumer_config(bootstrap, f"bench-{uuid.uuid4().hex}", **{"fetch.wait.max.ms": 10})
+        consumer_config(bootstrap, f"bench-{uuid.uuid4().hex}", **{"fetch.wait.max.ms": 10})
     )
     parts = kafka.wait_for_topics(bootstrap, [topic])[topic]
     start_at = []

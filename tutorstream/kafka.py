@@ -1,8 +1,7 @@
-"""Kafka clients for the wiring: topic administration and client settings.
+"""Kafka clients for the wiring: topic administration and the read-rate baseline.
 
 Works on any Kafka-protocol broker (Tansu here, Apache Kafka in production). The client settings
-carry what the embedded broker needs to be quick: a short fetch wait and large fetch sizes, or a
-consumer polls in small slices and crawls.
+are :mod:`common.kafka`'s.
 """
 
 from __future__ import annotations
@@ -12,13 +11,13 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from common.kafka import consumer_config
 from schemas.topics import TopicSpec
 
 
@@ -29,48 +28,6 @@ class KafkaSetupError(RuntimeError):
 def admin_client(bootstrap: str) -> AdminClient:
     """Return an admin client for ``bootstrap`` (``host:port[,host:port...]``)."""
     return AdminClient({"bootstrap.servers": bootstrap})
-
-
-def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
-    """Return settings for an idempotent, ordered producer (``acks=all``, lz4).
-
-    Idempotence keeps retries from duplicating or reordering a learner's events on a partition.
-    """
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
-        # Java's and aiokafka's partitioner: a learner's records land on the partition whose
-        # stream worker holds that learner's state (librdkafka's default hashes differently).
-        "partitioner": "murmur2_random",
-        "compression.type": "lz4",
-        "linger.ms": 5,
-        "batch.num.messages": 10_000,
-        "queue.buffering.max.messages": 200_000,
-    }
-    config.update(overrides)
-    return config
-
-
-def consumer_config(bootstrap: str, group_id: str, **overrides: Any) -> dict[str, Any]:
-    """Return consumer settings that read quickly from the start of the log.
-
-    Large fetch sizes and a short fetch wait: with the defaults a consumer on Tansu receives a
-    few records per round trip.
-    """
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
-        "group.id": group_id,
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "fetch.wait.max.ms": 50,
-        "fetch.min.bytes": 1,
-        "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        "fetch.max.bytes": 64 * 1024 * 1024,
-        "queued.max.messages.kbytes": 256 * 1024,
-    }
-    config.update(overrides)
-    return config
 
 
 class TopicOutcome(StrEnum):

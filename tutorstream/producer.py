@@ -23,10 +23,10 @@ from typing import Any, Final, TextIO
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from common.kafka import producer_config
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import normalise, parse_json, pseudonymiser_for
 from schemas.pseudonym import Pseudonymiser
-from tutorstream.kafka import producer_config
 
 MAX_REPORTED_FAILURES: Final = 20
 """Failures listed one by one in a report; the rest are only counted."""

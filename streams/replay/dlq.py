@@ -7,12 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from common.partitioning import partition_for
 from schemas.events import LearningEvent
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import normalise, pseudonymiser_for
 from schemas.pseudonym import Pseudonymiser
 from schemas.records import DeadLetter
-from streams.partitioning import partition_for
 from streams.replay.exceptions import ReplayError
 from streams.replay.outputs import Batch, Output
 

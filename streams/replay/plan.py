@@ -18,6 +18,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from common.kafka import consumer_config
 from schemas.events import LearningEvent
 from streams.replay.exceptions import ReplayError
 
@@ -121,18 +122,11 @@ class Selection:
 
 def consumer_settings(bootstrap: str, replay_id: str) -> dict[str, Any]:
     """Return consumer settings for a replay: its own group, never committed, short fetch wait."""
-    return {
-        "bootstrap.servers": bootstrap,
-        "group.id": f"tutorstream-replay-{replay_id}",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "fetch.wait.max.ms": 20,
-        "fetch.min.bytes": 1,
-        "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        "fetch.max.bytes": 64 * 1024 * 1024,
-        "queued.max.messages.kbytes": 256 * 1024,
-    }
+    return consumer_config(
+        bootstrap,
+        f"tutorstream-replay-{replay_id}",
+        **{"enable.auto.offset.store": False, "fetch.wait.max.ms": 20},
+    )
 
 
 def plan(

@@ -8,10 +8,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import numpy.typing as npt
 
+from common.partitioning import partition_for
 from inference.runtime import LearnerModel, Prediction
 from schemas.events import LearningEvent
 from streams import outbound
-from streams.partitioning import partition_for
 from streams.policy import InterventionPolicy
 from streams.processor import WINDOW_FALLBACK, EventProcessor, InboundRecord, StateView
 from streams.replay.exceptions import ReplayError

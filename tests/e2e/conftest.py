@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from confluent_kafka import Producer
 
+from common.kafka import producer_config
 from schemas.topics import CATALOGUE, TopicSpec
 from streams.store import migrate
 from tutorstream import kafka, services
@@ -87,7 +88,7 @@ class Pipeline:
                 proc.wait(10)
 
     def produce(self, records: list[tuple[bytes | None, bytes]], topic: str | None = None) -> None:
-        producer = Producer(kafka.producer_config(self.bootstrap))
+        producer = Producer(producer_config(self.bootstrap))
         target = topic or self.topic("lms.events.v1")
         for key, value in records:
             while True:

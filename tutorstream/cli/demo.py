@@ -14,6 +14,7 @@ from typing import Annotated
 import orjson
 import typer
 
+from common.kafka import consumer_config
 from schemas.topics import CATALOGUE, TUTOR_INTERVENTIONS
 from tutorstream import kafka, services
 from tutorstream.settings import Settings
@@ -120,7 +121,7 @@ def demo(
             )
         # Read interventions from the topic's current end, assigned directly: a consumer-group
         # join can take seconds, and the first interventions arrive sooner than that.
-        consumer = Consumer(kafka.consumer_config(bootstrap, f"demo-{os.getpid()}"))
+        consumer = Consumer(consumer_config(bootstrap, f"demo-{os.getpid()}"))
         partitions = kafka.wait_for_topics(bootstrap, [TUTOR_INTERVENTIONS.name])[
             TUTOR_INTERVENTIONS.name
         ]

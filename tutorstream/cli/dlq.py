@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from common.kafka import producer_config
 from schemas.topics import LMS_EVENTS, LMS_EVENTS_DLQ
 from tutorstream.settings import Settings
 
@@ -40,7 +41,6 @@ def replay(
     from streams.replay.plan import Selection, describe
     from streams.replay.reader import Replay, run_sync
     from streams.settings import StreamSettings
-    from tutorstream import kafka
     from tutorstream.stack import StackError, kafka_bootstrap
 
     try:
@@ -64,7 +64,7 @@ def replay(
                 typer.echo(line)
             return
         output = DlqReplay(
-            Producer(kafka.producer_config(bootstrap)),
+            Producer(producer_config(bootstrap)),
             stream.topic(LMS_EVENTS.name),
             LMS_EVENTS.partitions,
             reason,

@@ -11,6 +11,7 @@ import orjson
 import typer
 from confluent_kafka import Consumer, TopicPartition
 
+from common.kafka import consumer_config
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import normalise, pseudonymiser_for
 from schemas.pseudonym import Pseudonymiser
@@ -58,7 +59,7 @@ def _groups(bootstrap: str, timeout: float) -> list[str]:
 
 
 def _lag(bootstrap: str, group: str, topic: str, offsets: dict[int, tuple[int, int]]) -> int | None:
-    consumer = Consumer(kafka.consumer_config(bootstrap, group))
+    consumer = Consumer(consumer_config(bootstrap, group))
     try:
         committed = consumer.committed([TopicPartition(topic, p) for p in offsets], timeout=10)
     finally:
@@ -109,7 +110,7 @@ def inspect_topic(
             shown without their raw bytes) or ``output`` (already pseudonymised).
     """
     partitions = kafka.wait_for_topics(bootstrap, [topic], timeout=10)[topic]
-    consumer = Consumer(kafka.consumer_config(bootstrap, f"inspect-{uuid.uuid4().hex[:8]}"))
+    consumer = Consumer(consumer_config(bootstrap, f"inspect-{uuid.uuid4().hex[:8]}"))
     pseudonymiser = pseudonymiser_for(pseudonym_key)
     try:
         first = _watermarks(consumer, topic, partitions)

@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from api.app import create_app
 from api.keys import create_key
 from api.settings import ApiOptions, ApiSettings, StoreLocation
+from common.kafka import consumer_config
 from schemas.records import Intervention
 from schemas.topics import LEARNER_PROMPTS, LMS_EVENTS, TUTOR_INTERVENTIONS, TopicSpec
 from streams.store import connect
@@ -132,7 +133,7 @@ def json_of(body: bytes) -> Any:
 
 def read_all(bootstrap: str, topic: str, settle: float = 1.5) -> list[Any]:
     partitions = kafka.wait_for_topics(bootstrap, [topic])[topic]
-    consumer = Consumer(kafka.consumer_config(bootstrap, f"read-{uuid.uuid4().hex}"))
+    consumer = Consumer(consumer_config(bootstrap, f"read-{uuid.uuid4().hex}"))
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     records = []
     idle_since = time.monotonic()

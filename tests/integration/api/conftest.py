@@ -21,6 +21,7 @@ from psycopg import sql
 
 from api.app import create_app
 from api.keys import create_key
+from common.kafka import producer_config
 from schemas.records import BehaviouralState, Intervention
 from schemas.topics import TUTOR_INTERVENTIONS
 from streams.store import migrate
@@ -81,7 +82,7 @@ def intervention_maker(api_env: ApiEnv) -> Iterator[InterventionMaker]:
 
     Call it as ``make(class_id, learner_id=..., state=..., publish=True)``.
     """
-    producer = Producer(kafka.producer_config(api_env.bootstrap))
+    producer = Producer(producer_config(api_env.bootstrap))
     counter = iter(range(1_000_000))
 
     def make(

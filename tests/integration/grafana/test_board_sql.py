@@ -33,10 +33,10 @@ from psycopg import sql
 
 from api.models import STATUS_OF_ACTION
 from api.store import Store
+from common.partitioning import partition_for
 from inference.runtime import LearnerModel
 from schemas.topics import LMS_EVENTS
 from streams import outbound
-from streams.partitioning import partition_for
 from streams.policy import InterventionPolicy, PolicySettings
 from streams.processor import WINDOW_FALLBACK, EventProcessor, InboundRecord, StateView
 from streams.store import StoreSettings, StoreSink, connect, migrate

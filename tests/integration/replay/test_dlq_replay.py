@@ -11,6 +11,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
+from common.kafka import producer_config
 from schemas.events import LearningEvent
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import normalise, pseudonymiser_for
@@ -54,7 +55,7 @@ def _variant(event: dict[str, Any], **changes: Any) -> bytes:
 
 
 def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    producer = Producer(kafka.producer_config(bootstrap))
+    producer = Producer(producer_config(bootstrap))
     for value in values:
         producer.produce(topic, value=value)
     assert producer.flush(30) == 0
@@ -73,7 +74,7 @@ def test_after_a_normaliser_fix_the_fixed_pass_and_the_others_stay(
     _produce(kafka_bootstrap, dlq, [_dead_letter(v, i) for i, v in enumerate(originals)])
     reason = "Input should be 'problem_start'"  # the enum error of event_type
     output = DlqReplay(
-        Producer(kafka.producer_config(kafka_bootstrap)),
+        Producer(producer_config(kafka_bootstrap)),
         events_topic,
         LMS_EVENTS.partitions,
         reason,

@@ -15,12 +15,13 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from psycopg import sql
 
+from common.kafka import consumer_config, producer_config
+from common.partitioning import partition_for
 from inference.runtime import LearnerModel
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import pseudonymiser_for
 from schemas.records import DeadLetter
 from schemas.topics import LMS_EVENTS, LMS_EVENTS_DLQ
-from streams.partitioning import partition_for
 from streams.replay.checkpoint import Checkpoint
 from streams.replay.dlq import DlqReplay
 from streams.replay.outputs import JsonlExport
@@ -47,7 +48,7 @@ def _cohort(events: int, seed: int = 7) -> list[dict[str, Any]]:
 def _produce(
     bootstrap: str, topic: str, events: list[dict[str, Any]], timestamp_ms: int | None = None
 ) -> None:
-    producer = Producer(kafka.producer_config(bootstrap))
+    producer = Producer(producer_config(bootstrap))
     for event in events:
         key, value = str(event["learner_id"]).encode(), orjson.dumps(event)
         if timestamp_ms is None:
@@ -238,12 +239,12 @@ def test_dlq_replay_sends_back_the_fixed_dead_letters_and_keeps_the_others(
         + [letter(orjson.dumps(e), "timestamp out of range", 20) for e in cohort[4:6]]
         + [b"not a dead letter"]
     )
-    producer = Producer(kafka.producer_config(kafka_bootstrap))
+    producer = Producer(producer_config(kafka_bootstrap))
     for value in letters:
         producer.produce(dlq, value=value)
     assert producer.flush(30) == 0
     output = DlqReplay(
-        Producer(kafka.producer_config(kafka_bootstrap)),
+        Producer(producer_config(kafka_bootstrap)),
         events_topic,
         LMS_EVENTS.partitions,
         "unknown verb",
@@ -276,7 +277,7 @@ def test_topics_inspect_shows_offsets_lag_and_a_pseudonymised_sample(
     for event in cohort:  # one batch per record: Tansu's watermark is the last batch's base + 1
         _produce(kafka_bootstrap, topic, [event])
     group = f"live-{uuid.uuid4().hex[:6]}"
-    committer = Consumer(kafka.consumer_config(kafka_bootstrap, group))
+    committer = Consumer(consumer_config(kafka_bootstrap, group))
     committer.commit(offsets=[TopicPartition(topic, 0, 5)], asynchronous=False)
     committer.close()
 

@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import Producer
 from psycopg import sql
 
+from common.kafka import producer_config
 from inference.runtime import LearnerModel
 from schemas.records import BehaviouralState
 from schemas.topics import LMS_EVENTS
@@ -23,7 +24,6 @@ from streams.replay.plan import Selection
 from streams.replay.reader import Replay, run_sync
 from streams.replay.rebuild import Rebuild
 from streams.store import StoreSettings, StoreSink, migrate
-from tutorstream import kafka
 from tutorstream.cohort import generate_cohort
 
 pytestmark = pytest.mark.integration
@@ -39,7 +39,7 @@ def two_scorings(
 ) -> tuple[str, str]:
     """The same history scored by the shipped model into a live and a shadow schema."""
     topic = topic_factory("events", spec=LMS_EVENTS)
-    producer = Producer(kafka.producer_config(kafka_bootstrap))
+    producer = Producer(producer_config(kafka_bootstrap))
     for event in generate_cohort(8, 600, 31, start=START):
         producer.produce(topic, key=str(event["learner_id"]).encode(), value=orjson.dumps(event))
         producer.poll(0)

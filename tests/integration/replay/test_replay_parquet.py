@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Producer
 
+from common.kafka import producer_config
 from schemas.events import LearningEvent
 from schemas.normalise import pseudonymiser_for
 from schemas.topics import LMS_EVENTS
@@ -20,7 +21,6 @@ from streams.replay.checkpoint import Checkpoint
 from streams.replay.outputs import JsonlExport, ParquetExport
 from streams.replay.plan import Selection
 from streams.replay.reader import Replay, run_sync
-from tutorstream import kafka
 from tutorstream.cohort import generate_cohort
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def _produce(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
-    producer = Producer(kafka.producer_config(bootstrap))
+    producer = Producer(producer_config(bootstrap))
     for event in events:
         producer.produce(topic, key=str(event["learner_id"]).encode(), value=orjson.dumps(event))
         producer.poll(0)

@@ -20,6 +20,7 @@ import pytest
 from confluent_kafka import Producer
 from psycopg import sql
 
+from common.kafka import producer_config
 from schemas.topics import LMS_EVENTS
 from streams.replay.checkpoint import Checkpoint
 from streams.replay.exceptions import ReplayError
@@ -28,7 +29,6 @@ from streams.replay.pool import RebuildSpec, run_rebuild
 from streams.replay.reader import Progress, Replay, run_sync
 from streams.store import StoreSettings, migrate
 from tests.integration.replay.snapshots import snapshot
-from tutorstream import kafka
 from tutorstream.cohort import generate_cohort
 from tutorstream.producer import produce_records, records_from_events
 
@@ -169,7 +169,7 @@ def test_a_topic_not_keyed_by_pseudonym_fails_a_parallel_rebuild_with_the_reason
     kafka_bootstrap: str, topic_factory: Any, postgres_url: str, pg_schema: Any
 ) -> None:
     topic = topic_factory("events", spec=LMS_EVENTS)
-    producer = Producer(kafka.producer_config(kafka_bootstrap))
+    producer = Producer(producer_config(kafka_bootstrap))
     for event in _cohort(200, seed=19):
         # keyed by the raw learner id: learners land on partitions other than their state's
         producer.produce(topic, key=str(event["learner_id"]).encode(), value=orjson.dumps(event))

@@ -9,10 +9,10 @@ import numpy as np
 import orjson
 import pytest
 
+from common.partitioning import partition_for
 from inference.runtime import LearnerModel
 from streams import outbound
 from streams.learner_state import FORMAT_VERSION, LearnerRecord, event_digest
-from streams.partitioning import partition_for
 from streams.policy import InterventionPolicy, PolicySettings
 from streams.processor import EventProcessor, InboundRecord, RecommendationOut, StateView
 from tutorstream.cohort import labelled_cohort
