@@ -35,7 +35,7 @@ DEMO_RATE ?= 300
 # More demo options, e.g. `make demo DEMO_ARGS="--duration 60 --workers 2"`.
 DEMO_ARGS ?=
 
-.PHONY: help setup lock tools demo down test lint typecheck unit integration e2e bench clean
+.PHONY: help setup lock tools demo down test lint typecheck imports unit integration e2e bench clean
 
 help: ## Show the targets
 	@echo "usage: make <target>"
@@ -79,6 +79,9 @@ down: ## Stop the embedded stack
 lint: setup ## Run ruff
 	$(BIN)/ruff check .
 
+imports: setup ## Check the import contracts of docs/architecture.md (import-linter)
+	$(BIN)/lint-imports
+
 typecheck: setup ## Run mypy (strict) on the packages
 	$(BIN)/mypy $(PACKAGES)
 
@@ -86,12 +89,13 @@ test: setup ## Run ruff, mypy and the whole pytest suite (services are started b
 	@status=0; \
 	echo "== ruff"; $(BIN)/ruff check . || status=1; \
 	echo "== mypy"; $(BIN)/mypy $(PACKAGES) || status=1; \
+	echo "== import contracts"; $(BIN)/lint-imports || status=1; \
 	echo "== pytest"; rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ] && [ "$(ALLOW_NO_TESTS)" = 1 ]; then \
 		echo "pytest collected no test (exit 5), accepted because ALLOW_NO_TESTS=1"; rc=0; \
 	fi; \
 	if [ $$rc -ne 0 ]; then status=1; fi; \
-	if [ $$status -ne 0 ]; then echo "make test: FAILED (ruff, mypy or pytest; see above)" >&2; fi; \
+	if [ $$status -ne 0 ]; then echo "make test: FAILED (ruff, mypy, the import contracts or pytest; see above)" >&2; fi; \
 	exit $$status
 
 unit: setup ## Run the unit tests only
