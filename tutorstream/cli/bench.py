@@ -94,9 +94,8 @@ def api(
     except ModuleNotFoundError as err:
         if err.name != "httpx":
             raise
-        raise typer.BadParameter(
-            "`tutorstream bench api` needs httpx: pip install 'tutorstream[dev]'"
-        ) from err
+        _err("error: `tutorstream bench api` needs httpx: pip install 'tutorstream[dev]'")
+        raise typer.Exit(code=1) from err
     from schemas.topics import LEARNER_PROMPTS, LMS_EVENTS, TUTOR_INTERVENTIONS, TopicSpec
     from streams.store import migrate
     from tutorstream import kafka, services
