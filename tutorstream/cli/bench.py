@@ -16,8 +16,11 @@ from typing import Annotated
 import typer
 
 from inference.registry import DEFAULT_MODEL
+from tutorstream.bench.report import publish
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks: each prints a table and writes JSON.")
+
+Out = Annotated[Path, typer.Option(help="Where the JSON goes.")]
 
 
 def _err(message: str) -> None:
@@ -35,15 +38,12 @@ def inference(
     ] = None,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads for both engines.")] = 2,
     smoke: Annotated[bool, typer.Option(help="A few calls per point, for CI.")] = False,
-    out: Annotated[Path, typer.Option(help="Where the JSON goes.")] = Path(
-        "bench-results/inference.json"
-    ),
+    out: Out = Path("bench-results/inference.json"),
 ) -> None:
     """Windows/s and p50/p99 latency at batch 1, 64 and 512: ONNX Runtime vs PyTorch eager."""
     # spinning OpenMP workers distort PyTorch's figures when the cores are shared
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from tutorstream.bench.inference import format_table, run_inference_bench
-    from tutorstream.bench.report import publish
 
     report = run_inference_bench(model, registry or [], threads=threads, smoke=smoke)
     publish(format_table(report), report.to_dict(), out, typer.echo)
@@ -56,13 +56,10 @@ def normalize(
     ] = 20_000,
     rounds: Annotated[int, typer.Option(min=1, help="Passes over each corpus.")] = 5,
     smoke: Annotated[bool, typer.Option(help="A small corpus and one pass, for CI.")] = False,
-    out: Annotated[Path, typer.Option(help="Where the JSON goes.")] = Path(
-        "bench-results/normalize.json"
-    ),
+    out: Out = Path("bench-results/normalize.json"),
 ) -> None:
     """Events/s normalised per core for xAPI, Caliper and native, against json.loads and orjson."""
     from tutorstream.bench.normalize import run_benchmark, table
-    from tutorstream.bench.report import publish
 
     if smoke:
         events, rounds = 1_000, 1
@@ -80,9 +77,7 @@ def api(
     feed_clients: Annotated[
         int, typer.Option(min=1, help="Live-feed (SSE) clients connected at once.")
     ] = 1000,
-    out: Annotated[Path, typer.Option(help="Where the JSON goes.")] = Path(
-        "bench-results/api.json"
-    ),
+    out: Out = Path("bench-results/api.json"),
 ) -> None:
     """Statements/s (p50/p99) for batches of 100, and feed latency at many SSE clients.
 
@@ -99,7 +94,6 @@ def api(
     from schemas.topics import LEARNER_PROMPTS, LMS_EVENTS, TUTOR_INTERVENTIONS, TopicSpec
     from streams.store import migrate
     from tutorstream import kafka, services
-    from tutorstream.bench.report import publish
 
     plan = (
         BenchPlan.smoke()
@@ -150,13 +144,10 @@ def pipeline(
         int, typer.Option(min=1, max=12, help="Worker processes sharing the partitions.")
     ] = 1,
     smoke: Annotated[bool, typer.Option(help="A small run, for CI.")] = False,
-    out: Annotated[Path, typer.Option(help="Where the JSON goes.")] = Path(
-        "bench-results/pipeline.json"
-    ),
+    out: Out = Path("bench-results/pipeline.json"),
 ) -> None:
     """Sustained events/s to durable rows, and p50/p95/p99 event-to-intervention latency."""
     from tutorstream.bench.pipeline import format_table, run_pipeline_bench
-    from tutorstream.bench.report import publish
 
     if smoke:
         learners, events, latency_events, rate = 20, 2000, 1000, 500
@@ -183,14 +174,11 @@ def boards(
     runs: Annotated[int, typer.Option(min=3, help="Timed runs per query.")] = 20,
     schema: Annotated[str, typer.Option(help="Schema to load (dropped first).")] = ("bench_boards"),
     smoke: Annotated[bool, typer.Option(help="A small class and few runs, for CI.")] = False,
-    out: Annotated[Path, typer.Option(help="Where the JSON goes.")] = Path(
-        "bench-results/boards.json"
-    ),
+    out: Out = Path("bench-results/boards.json"),
 ) -> None:
     """Load a year of a simulated class through the sink, then time every panel's SQL."""
     from tutorstream import services
     from tutorstream.bench.boards import format_table, run_boards_bench
-    from tutorstream.bench.report import publish
 
     if smoke:
         learners, problems, runs = 60, 20, 3
@@ -224,13 +212,10 @@ def replay(
     learners: Annotated[int, typer.Option(min=1, help="Learners in the simulated cohort.")] = 500,
     events: Annotated[int, typer.Option(min=100, help="Events to replay.")] = 100_000,
     smoke: Annotated[bool, typer.Option(help="A small run, for CI.")] = False,
-    out: Annotated[Path, typer.Option(help="Where the JSON goes.")] = Path(
-        "bench-results/replay.json"
-    ),
+    out: Out = Path("bench-results/replay.json"),
 ) -> None:
     """Events/s of a replay in export and rebuild modes, against a plain Kafka read."""
     from tutorstream.bench.replay import format_table, run_replay_bench
-    from tutorstream.bench.report import publish
 
     if smoke:
         learners, events = 20, 2000
