@@ -1,4 +1,4 @@
-"""A simulated class producing native events, for the demo and ``tutorstream produce --cohort``.
+"""A simulated class producing native events: the demo, `produce --cohort`, boards, benchmarks.
 
 The learners come from the learner simulator (:mod:`inference.lab.simulator`), the same one the
 model is trained on: learners with known skills and behavioural states (wheel-spinning, hint
@@ -26,15 +26,29 @@ _EVENTS_PER_PROBLEM_GUESS: Final = 5.0
 _MAX_ROUNDS: Final = 6
 
 
+def simulate_class(learners: int, problems_per_learner: int, seed: int) -> EventColumns:
+    """Simulate a class of the generator's family: the columns every generator here reads.
+
+    Args:
+        learners: learners in the class (classes of 30 in the simulator).
+        problems_per_learner: mean problems each learner works.
+        seed: seed of the simulation.
+    """
+    return simulate_cohort(
+        CohortConfig(
+            family=FAMILY,
+            n_learners=learners,
+            seed=seed,
+            problems_per_learner=problems_per_learner,
+        )
+    )
+
+
 def _columns(learners: int, events: int, seed: int) -> EventColumns:
     """Simulate enough problems per learner to give at least ``events`` events."""
     problems = max(2, math.ceil(events / learners / _EVENTS_PER_PROBLEM_GUESS))
     for _ in range(_MAX_ROUNDS):
-        columns = simulate_cohort(
-            CohortConfig(
-                family=FAMILY, n_learners=learners, seed=seed, problems_per_learner=problems
-            )
-        )
+        columns = simulate_class(learners, problems, seed)
         if len(columns) >= events:
             return columns
         # Grow by the shortfall seen, with a margin, so few rounds are needed.
@@ -111,14 +125,7 @@ def labelled_cohort(
     """
     from inference.states import STATES
 
-    columns = simulate_cohort(
-        CohortConfig(
-            family=FAMILY,
-            n_learners=learners,
-            seed=seed,
-            problems_per_learner=problems_per_learner,
-        )
-    )
+    columns = simulate_class(learners, problems_per_learner, seed)
     order = columns.time_order()
     if len(order) == 0:
         return

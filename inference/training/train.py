@@ -325,7 +325,7 @@ def onnx_throughput(model: TutorStreamModel, threads: int, batch: int = 512) -> 
     """Windows/s of the model's fp32 ONNX graph on the CPU at one batch size."""
     import onnxruntime as ort
 
-    from inference.bench import time_calls
+    from inference.lab.throughput import time_calls
     from inference.training.export import onnx_bytes
 
     options = ort.SessionOptions()

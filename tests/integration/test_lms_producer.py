@@ -7,10 +7,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from schemas.bench import caliper_envelope, native_event, xapi_statement
 from schemas.normalise import normalise
 from schemas.pseudonym import Pseudonymiser
 from schemas.topics import LMS_EVENTS
+from tutorstream.bench.records import caliper_envelope, native_event, xapi_statement
 from tutorstream.cohort import generate_cohort
 from tutorstream.producer import (
     OutgoingRecord,

@@ -21,6 +21,7 @@ from inference.registry import (
     ModelRegistry,
     RegistryError,
 )
+from tutorstream.bench.report import publish
 
 app = typer.Typer(no_args_is_help=True, help="Train, export, list, show and evaluate models.")
 
@@ -298,10 +299,7 @@ def eval_model(
         evaluation = evaluate_policy_only(spec, options)
     else:
         evaluation = evaluate_model(spec, options)
-    typer.echo(format_report(evaluation))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
-    typer.echo(f"wrote {out}")
+    publish(format_report(evaluation), evaluation, out, typer.echo)
     if write:
         from inference.training.release import refresh_card
 

@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from inference.lab.simulator import CohortConfig, EventColumns, simulate_cohort
+from inference.lab.simulator import EventColumns
 from inference.states import STATES
 from schemas.events import LearningEvent
 from schemas.normalise import normalise
 from streams.store import StoreBatch, StoreSettings, StoreSink, connect
-from tutorstream.cohort import FAMILY, labelled_cohort
+from tutorstream.cohort import labelled_cohort
 
 Progress = Callable[[int], None]
 """Called with the number of rows of each batch written."""
@@ -57,13 +57,6 @@ def _labelled_events(
     for native, state in labelled_cohort(learners, problems, seed, start=start):
         for event in normalise(native, key):
             yield event, state
-
-
-def simulate_class(learners: int, problems: int, seed: int) -> EventColumns:
-    """Simulate a class with the cohort generator's simulator family."""
-    return simulate_cohort(
-        CohortConfig(family=FAMILY, n_learners=learners, seed=seed, problems_per_learner=problems)
-    )
 
 
 def stretched_events(

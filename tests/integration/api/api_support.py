@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 import uuid
@@ -25,6 +24,7 @@ from schemas.records import Intervention
 from schemas.topics import LEARNER_PROMPTS, LMS_EVENTS, TUTOR_INTERVENTIONS, TopicSpec
 from streams.store import connect
 from tutorstream import kafka
+from tutorstream.services import free_port
 
 PSEUDONYM_KEY = "api-test-pseudonym-key-0123456789abcdef"
 CLASS_A = "class-a"
@@ -81,13 +81,6 @@ def topics_of(prefix: str) -> list[TopicSpec]:
 
 
 XAPI = {"X-Experience-API-Version": "1.0.3"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_support import ApiEnv, free_port
+from api_support import ApiEnv
+
+from tutorstream.services import free_port
 
 pytestmark = pytest.mark.integration
 

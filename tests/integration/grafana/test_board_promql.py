@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -30,17 +29,11 @@ from api.runtime import Metrics
 from streams import metrics as worker
 from tutorstream.grafana.boards import dashboards
 from tutorstream.grafana.macros import expand_promql
+from tutorstream.services import free_port
 
 pytestmark = pytest.mark.integration
 
 SCRAPE = timedelta(seconds=1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def get(url: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from inference.bench import BATCHES, format_table, run_inference_bench
+from tutorstream.bench.inference import BATCHES, format_table, run_inference_bench
 from tutorstream.cli import app
 
 pytestmark = pytest.mark.unit

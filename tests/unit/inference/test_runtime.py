@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.bench import sample_windows
 from inference.decision import decide_states
+from inference.lab.throughput import sample_windows
 from inference.registry import CANDIDATES_FILE, DEFAULT_MODEL, ModelRegistry, write_checksums
 from inference.runtime import CPU, CUDA, LearnerModel, MicroBatcher, Prediction
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from schemas.bench import build_corpora, run_benchmark, table
 from schemas.normalise import normalise
+from tutorstream.bench.normalize import build_corpora, run_benchmark, table
 from tutorstream.cli import app
 
 pytestmark = pytest.mark.unit

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
@@ -15,6 +14,7 @@ from streams.store import StoreBatch, StoreSettings, StoreSink, StoreUnavailable
 from streams.store.connection import check_schema, is_wasm_server
 from streams.store.tables import EVENTS, event_row, utc
 from tutorstream.cli import app
+from tutorstream.services import free_port
 
 pytestmark = pytest.mark.unit
 
@@ -100,15 +100,8 @@ def test_the_wasm_build_is_told_from_its_version() -> None:
     assert not is_wasm_server("PostgreSQL 18.6 on x86_64-pc-linux-gnu, compiled by gcc 14.2.1")
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def test_a_write_gives_up_after_its_deadline_and_says_why() -> None:
-    url = f"postgresql://postgres@127.0.0.1:{closed_port()}/postgres"
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
     settings = StoreSettings(
         retry_initial=timedelta(milliseconds=20),
         retry_max=timedelta(milliseconds=50),
@@ -132,7 +125,7 @@ def test_a_write_gives_up_after_its_deadline_and_says_why() -> None:
 
 
 def test_an_empty_batch_touches_nothing() -> None:
-    url = f"postgresql://postgres@127.0.0.1:{closed_port()}/postgres"
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
 
     async def run() -> int:
         async with StoreSink(url) as sink:
@@ -142,7 +135,7 @@ def test_an_empty_batch_touches_nothing() -> None:
 
 
 def test_db_status_names_an_unreachable_database() -> None:
-    url = f"postgresql://postgres@127.0.0.1:{closed_port()}/postgres"
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
     result = CliRunner().invoke(app, ["db", "status", "--url", url])
     assert result.exit_code == 1
     assert "cannot reach the database" in result.output

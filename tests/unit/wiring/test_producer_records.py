@@ -7,10 +7,10 @@ import random
 import orjson
 import pytest
 
-from schemas.bench import caliper_envelope, native_event, xapi_statement
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import normalise
 from schemas.pseudonym import Pseudonymiser
+from tutorstream.bench.records import caliper_envelope, native_event, xapi_statement
 from tutorstream.producer import (
     ProduceReport,
     ProgressLine,

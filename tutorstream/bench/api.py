@@ -1,5 +1,7 @@
 """``tutorstream bench api``: statements accepted per second, and live-feed delivery latency.
 
+Needs httpx (the ``dev`` extra); the command imports this module only when it runs.
+
 The API runs under uvicorn in a process of its own (uvloop, httptools), on loopback, against the
 broker and database it is given. Two measurements:
 
@@ -21,11 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -51,6 +51,9 @@ from common.kafka import consumer_config, producer_config
 from schemas.normalise import pseudonymiser_for
 from schemas.records import BehaviouralState, Intervention
 from schemas.topics import LMS_EVENTS, TUTOR_INTERVENTIONS
+from tutorstream import services
+from tutorstream.bench.records import xapi_statement
+from tutorstream.bench.report import align, ratio
 
 Progress = Callable[[str], None]
 
@@ -137,17 +140,10 @@ class Latencies:
 # ---------------------------------------------------------------------- the server
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def api_server(target: BenchTarget, log_path: Path) -> Iterator[str]:
     """Run the API under uvicorn (uvloop, httptools) in a child process; yield its URL."""
-    port = _free_port()
+    port = services.free_port()
     env = {
         **os.environ,
         "TUTORSTREAM_KAFKA_BOOTSTRAP": target.bootstrap,
@@ -217,52 +213,9 @@ def _keys(target: BenchTarget) -> dict[str, str]:
 
 
 def statement_batches(count: int, size: int, seed: int = 7) -> list[list[dict[str, Any]]]:
-    """Return ``count`` batches of realistic answered/attempted statements with fresh ids."""
+    """Return ``count`` batches of ``size`` realistic xAPI statements, each with a fresh id."""
     rng = random.Random(seed)
-    start = datetime(2024, 3, 1, 9, tzinfo=UTC)
-    batches = []
-    for b in range(count):
-        batch = []
-        for i in range(size):
-            learner = rng.randrange(500)
-            item = rng.randrange(300)
-            correct = rng.random() < 0.6
-            batch.append(
-                {
-                    "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                    "actor": {
-                        "objectType": "Agent",
-                        "name": f"Learner {learner}",
-                        "mbox": f"mailto:learner{learner}@school.example",
-                    },
-                    "verb": {
-                        "id": "http://adlnet.gov/expapi/verbs/answered",
-                        "display": {"en-US": "answered"},
-                    },
-                    "object": {
-                        "id": f"https://lms.example/items/frac-{item}",
-                        "definition": {
-                            "type": "http://adlnet.gov/expapi/activities/cmi.interaction",
-                            "name": {"en-US": f"Fractions {item}"},
-                            "interactionType": "fill-in",
-                        },
-                    },
-                    "result": {
-                        "success": correct,
-                        "response": rng.choice(["3/8", "1/2", "5/8"]),
-                        "duration": f"PT{rng.randrange(5, 90)}.{rng.randrange(10)}S",
-                    },
-                    "context": {
-                        "registration": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                        "contextActivities": {
-                            "grouping": [{"id": f"https://lms.example/classes/{learner % 20}"}]
-                        },
-                    },
-                    "timestamp": (start + timedelta(seconds=b * size + i)).isoformat(),
-                }
-            )
-        batches.append(batch)
-    return batches
+    return [[xapi_statement(rng, b * size + i) for i in range(size)] for b in range(count)]
 
 
 class _ProgressLine:
@@ -329,7 +282,7 @@ async def _direct(
     latencies = Latencies()
     records = [
         [
-            Outgoing(topic, pseudonymiser.mbox(s["actor"]["mbox"]).encode(), orjson.dumps(s))
+            Outgoing(topic, pseudonymiser.xapi_agent(s["actor"]).encode(), orjson.dumps(s))
             for s in batch
         ]
         for batch in batches
@@ -389,7 +342,7 @@ def _ingest(
             "statements_per_s": round(direct_rate, 1),
             "batch_latency": direct_latencies.summary(),
         },
-        "ratio_api_to_direct": round(api_rate / direct_rate, 3),
+        "ratio_api_to_direct": round(ratio(api_rate, direct_rate), 3),
     }
 
 
@@ -719,18 +672,9 @@ def format_table(report: dict[str, Any]) -> str:
                 "same interventions, no API",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
+    lines = align(rows)
     lines.append("")
     for name, floor in report["floors"].items():
         verdict = "met" if floor["met"] else "NOT met"
         lines.append(f"floor {name}: {floor['floor']:g}, measured {floor['measured']:g}: {verdict}")
     return "\n".join(lines)
-
-
-def write_json(report: dict[str, Any], path: Path) -> Path:
-    """Write the report as JSON; return the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n", "utf-8")
-    return path

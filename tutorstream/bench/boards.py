@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from streams.store import connect, migrate, refresh_aggregates, status
+from tutorstream.bench.report import ratio
+from tutorstream.cohort import simulate_class
 from tutorstream.grafana.boards import dashboards
 from tutorstream.grafana.macros import QueryContext, expand, format_interval, parse_interval
 from tutorstream.grafana.queries import BoardQuery, board_queries
@@ -26,7 +28,6 @@ from tutorstream.grafana.sample import (
     SampleSummary,
     act_on_interventions,
     sample_batches,
-    simulate_class,
     stretched_events,
     write_batches,
 )
@@ -70,7 +71,7 @@ class QueryTiming:
         """Raw-table median over aggregate median, when the query reads an aggregate."""
         if self.raw_median_ms is None or self.median_ms == 0:
             return None
-        return self.raw_median_ms / self.median_ms
+        return ratio(self.raw_median_ms, self.median_ms)
 
 
 @dataclass(slots=True)

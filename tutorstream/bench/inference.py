@@ -9,7 +9,6 @@ sending one window each, the way stream workers call it.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import threading
@@ -24,33 +23,13 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from inference.lab.dataset import ProgressPrinter
+from inference.lab.throughput import Measurement, sample_windows, time_calls
 from inference.registry import DEFAULT_MODEL, ModelRegistry, ModelSpec
 from inference.runtime import CPU, CUDA, LearnerModel, MicroBatcher
+from tutorstream.bench.report import ratio
 
 BATCHES = (1, 64, 512)
 FLOOR_WINDOWS_PER_S_AT_512 = 20_000.0
-
-
-@dataclass
-class Measurement:
-    """Timing of one engine at one batch size.
-
-    Attributes:
-        engine: ``onnxruntime-cpu``, ``pytorch-eager-cpu``, ``onnxruntime-cuda`` or
-            ``micro-batcher-cpu``.
-        batch: windows per call.
-        calls: calls timed.
-        windows_per_s: windows answered per second.
-        p50_ms: median latency of one call.
-        p99_ms: 99th-percentile latency of one call.
-    """
-
-    engine: str
-    batch: int
-    calls: int
-    windows_per_s: float
-    p50_ms: float
-    p99_ms: float
 
 
 @dataclass
@@ -78,7 +57,7 @@ class BenchReport:
             onnx_m = self.find("onnxruntime-cpu", batch)
             torch_m = self.find("pytorch-eager-cpu", batch)
             if onnx_m and torch_m:
-                ratios[str(batch)] = onnx_m.windows_per_s / torch_m.windows_per_s
+                ratios[str(batch)] = ratio(onnx_m.windows_per_s, torch_m.windows_per_s)
         at_512 = self.find("onnxruntime-cpu", 512)
         return {
             "model": self.model,
@@ -94,42 +73,6 @@ class BenchReport:
             },
             "notes": self.notes,
         }
-
-
-def sample_windows(
-    spec: ModelSpec, n: int, seed: int = 0
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
-    """Return ``n`` reproducible windows of the model's shape, with varied history lengths."""
-    rng = np.random.default_rng(seed)
-    events = rng.normal(size=(n, spec.window, len(spec.event_features))).astype(np.float32)
-    lengths = rng.integers(1, spec.window + 1, size=n)
-    mask = np.arange(spec.window)[None, :] >= (spec.window - lengths[:, None])
-    events *= mask[:, :, None]
-    query = rng.normal(size=(n, len(spec.query_features))).astype(np.float32)
-    return events, mask, query
-
-
-def time_calls(
-    engine: str, batch: int, call: Callable[[], object], min_calls: int, min_seconds: float
-) -> Measurement:
-    """Time ``call`` after one untimed warm-up until both minimums are reached."""
-    call()
-    latencies: list[float] = []
-    started = time.perf_counter()
-    while len(latencies) < min_calls or time.perf_counter() - started < min_seconds:
-        t0 = time.perf_counter()
-        call()
-        latencies.append(time.perf_counter() - t0)
-    total = sum(latencies)
-    ms = np.array(latencies) * 1000.0
-    return Measurement(
-        engine=engine,
-        batch=batch,
-        calls=len(latencies),
-        windows_per_s=batch * len(latencies) / total,
-        p50_ms=float(np.percentile(ms, 50)),
-        p99_ms=float(np.percentile(ms, 99)),
-    )
 
 
 def _pytorch_call(
@@ -304,10 +247,3 @@ def format_table(report: BenchReport) -> str:
     )
     lines.extend(f"note: {n}" for n in report.notes)
     return "\n".join(lines)
-
-
-def write_json(report: BenchReport, path: Path) -> Path:
-    """Write the report as JSON (parent folders created)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    return path

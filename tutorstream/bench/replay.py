@@ -31,6 +31,7 @@ from streams.replay.pool import RebuildSpec, run_rebuild
 from streams.replay.reader import Progress, Replay, run_sync
 from streams.store import StoreSettings, migrate
 from tutorstream import kafka, services
+from tutorstream.bench.report import ratio
 from tutorstream.cohort import generate_cohort
 from tutorstream.producer import ProgressLine, produce_records, records_from_events
 from tutorstream.settings import Settings
@@ -241,12 +242,12 @@ def run_replay_bench(learners: int, events: int, say: Say, processes: int = 2) -
 
 def format_table(report: ReplayReport) -> str:
     """Return the report as a printable table."""
-    base = max(report.baseline_per_s, 1.0)
     n = report.processes
 
     def row(label: str, rate: float, floor: float | None) -> str:
         verdict = "" if floor is None else ("  ok" if rate >= floor else f"  BELOW {floor:,.0f}")
-        return f"  {label:<26} {rate:>10,.0f} events/s  ratio {rate / base:.3f}{verdict}"
+        against = ratio(rate, report.baseline_per_s)
+        return f"  {label:<26} {rate:>10,.0f} events/s  ratio {against:.3f}{verdict}"
 
     return "\n".join(
         [
@@ -269,11 +270,7 @@ def format_table(report: ReplayReport) -> str:
                 for label, run in report.runs.items()
             ),
             f"  {n} processes against 1 in this run: empty store "
-            f"{_ratio(report.rebuild_parallel_per_s, report.rebuild_per_s):.2f}x, same history "
-            f"{_ratio(report.rebuild_parallel_again_per_s, report.rebuild_again_per_s):.2f}x",
+            f"{ratio(report.rebuild_parallel_per_s, report.rebuild_per_s):.2f}x, same history "
+            f"{ratio(report.rebuild_parallel_again_per_s, report.rebuild_again_per_s):.2f}x",
         ]
     )
-
-
-def _ratio(rate: float, base: float) -> float:
-    return rate / base if base > 0 else 0.0
