@@ -1,0 +1,47 @@
+"""The container images: linted by hadolint, and every command and setting they name is real.
+
+No Docker engine runs here, so the images are not built; the linter and these checks stand in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.deploy.tools import DOCKERFILES, ROOT, check_cli_args, run, setting_names, tool
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint_finds_nothing(dockerfile):
+    done = run([tool("hadolint"), "--no-color", "--failure-threshold", "info", dockerfile])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_image_runs_tutorstream_as_a_non_root_user(dockerfile):
+    text = dockerfile.read_text()
+    runtime = text.split("AS runtime", 1)[1]
+    assert json.loads(re.search(r"^ENTRYPOINT (.+)$", runtime, re.M).group(1)) == ["tutorstream"]
+    check_cli_args(json.loads(re.search(r"^CMD (.+)$", runtime, re.M).group(1)))
+    user = re.findall(r"^USER (\S+)$", runtime, re.M)
+    assert user and user[-1].split(":")[0] not in ("0", "root")
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_image_environment_is_made_of_real_settings(dockerfile):
+    declared = set(re.findall(r"\b(TUTORSTREAM_[A-Z0-9_]+)=", dockerfile.read_text()))
+    assert declared, "the image sets its data directories"
+    assert declared <= setting_names()
+
+
+def test_build_context_holds_what_the_install_needs_and_no_state():
+    ignore = (ROOT / ".dockerignore").read_text().split()
+    assert ignore[ignore.index("*") if "*" in ignore else 0] == "*"
+    for needed in ("pyproject.toml", "schemas", "inference", "streams", "api", "tutorstream"):
+        assert f"!{needed}" in ignore, needed
+    for never in ("**/.state", "**/node_modules"):
+        assert never in ignore
