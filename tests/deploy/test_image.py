@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import sys
+import zipfile
 
 import pytest
 
@@ -45,3 +48,36 @@ def test_build_context_holds_what_the_install_needs_and_no_state():
         assert f"!{needed}" in ignore, needed
     for never in ("**/.state", "**/node_modules"):
         assert never in ignore
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_commands_the_build_runs_are_real(dockerfile):
+    calls = re.findall(r"/opt/tutorstream/bin/tutorstream ([^>&\\\n]+)", dockerfile.read_text())
+    assert calls
+    for call in calls:
+        check_cli_args(call.split())
+
+
+def test_the_build_context_installs_the_shipped_model_and_migrations(tmp_path):
+    """Build the wheel `pip install .` makes in the image, from what .dockerignore lets in."""
+    ignore = (ROOT / ".dockerignore").read_text().split()
+    allowed = [p[1:] for p in ignore if p.startswith("!")]
+    dropped = {p.removeprefix("**/") for p in ignore if p.startswith("**/")}
+    context = tmp_path / "context"
+    for name in allowed:
+        for path in ROOT.glob(name):
+            if path.is_dir():
+                shutil.copytree(path, context / path.name,
+                                ignore=shutil.ignore_patterns(*dropped))
+            else:
+                context.mkdir(exist_ok=True)
+                shutil.copy2(path, context / path.name)
+    done = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                "--quiet", "-w", tmp_path / "wheel", context])
+    assert done.returncode == 0, done.stderr
+    names = zipfile.ZipFile(next((tmp_path / "wheel").glob("*.whl"))).namelist()
+    model = "inference/models/tutorstream-learner/1/"
+    for needed in ("model.onnx", "checksums.sha256", "config.json"):
+        assert model + needed in names
+    assert any(n.startswith("schemas/sql/0001_core") for n in names)
+    assert not any("node_modules" in n or ".state" in n for n in names)
