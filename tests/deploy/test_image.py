@@ -81,3 +81,27 @@ def test_the_build_context_installs_the_shipped_model_and_migrations(tmp_path):
         assert model + needed in names
     assert any(n.startswith("schemas/sql/0001_core") for n in names)
     assert not any("node_modules" in n or ".state" in n for n in names)
+
+
+def _documented_calls() -> list[list[str]]:
+    """`tutorstream ...` in backticks, shell lines that run it, and `compose run ... api ...`."""
+    texts = [(ROOT / "docs" / "operations.md").read_text(),
+             (ROOT / "helm" / "tutorstream" / "templates" / "NOTES.txt").read_text(),
+             (ROOT / "deploy" / "compose.yaml").read_text()]
+    calls = []
+    for text in texts:
+        calls += [m.split()[1:] for m in re.findall(r"`(tutorstream [^`]+)`", text)]
+        for line in text.splitlines():
+            found = re.search(r"(?:^\s*|-- )tutorstream ([^|;&#]+)$", line.strip())
+            found = found or re.search(r"compose .* run --rm api ([^|;&#]+)$", line)
+            if found:
+                calls.append(found.group(1).split())
+    return calls
+
+
+def test_commands_the_operations_guide_and_notes_give_are_real():
+    calls = _documented_calls()
+    assert len(calls) >= 4
+    for call in calls:
+        # a shell variable stands for a value the reader gives
+        check_cli_args(["value" if "$" in a else a for a in call])
