@@ -4,6 +4,7 @@ check-jsonschema and checkov; no cluster runs here, so these tools stand in for 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -294,3 +295,27 @@ def test_missing_secrets_fail_with_the_value_to_set():
     done = run([tool("helm"), "template", "t", CHART])
     assert done.returncode != 0
     assert "secrets.pseudonymKey" in done.stderr
+
+
+@pytest.mark.parametrize("kube", KUBE_VERSIONS)
+def test_chart_renders_for_each_supported_kubernetes(kube):
+    done = run([tool("helm"), "template", "t", CHART, "-f", VALUES["production"],
+                "--kube-version", kube])
+    assert done.returncode == 0, done.stderr
+
+
+def test_chart_refuses_a_kubernetes_older_than_supported():
+    done = run([tool("helm"), "template", "t", CHART, "-f", VALUES["defaults"],
+                "--kube-version", "1.26.0"])
+    assert done.returncode != 0
+    assert "kubeVersion" in done.stderr or "Kubernetes version" in done.stderr
+
+
+def test_install_dry_run_renders_hooks_notes_and_test(tmp_path):
+    done = run([tool("helm"), "install", "tutorstream", CHART, "-f", VALUES["production"],
+                "--dry-run=client", "--namespace", "tutorstream"],
+               env={**os.environ, "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert "HOOKS:" in done.stdout
+    assert "tutorstream keys create --name lms --scope ingest" in done.stdout
+    assert "helm test tutorstream" in done.stdout
