@@ -95,3 +95,8 @@ def test_observability_mounts_the_generated_grafana_and_prometheus_files():
     assert str(ROOT / "deploy" / "prometheus" / "prometheus.yml") in sources
     assert str(ROOT / "deploy" / "grafana" / "dashboards") in sources
     assert str(ROOT / "deploy" / "grafana" / "provisioning") in sources
+    store = services["timescaledb"]
+    assert any(v["source"] == str(ROOT / "deploy" / "timescaledb" / "initdb")
+               and v["target"] == "/docker-entrypoint-initdb.d" for v in store["volumes"])
+    assert "GRAFANA_READER_PASSWORD" in store["environment"]
+    assert services["grafana"]["environment"]["TUTORSTREAM_GRAFANA_DB_USER"] == "grafana_reader"
