@@ -30,7 +30,7 @@ import pytest
 from confluent_kafka import Consumer
 from psycopg import sql
 
-from tests.deploy.tools import COMPOSE, DOCKERFILES, base_env, compose_binary, run
+from tests.deploy.tools import CHART, COMPOSE, DOCKERFILES, base_env, compose_binary, render, run
 from tutorstream import kafka, services
 from tutorstream.cohort import labelled_cohort
 
@@ -150,6 +150,20 @@ def test_compose_services_run_the_loop_on_the_embedded_stack(
             [*_entry_point(), "keys", "create", "--name", "compose-e2e", "--scope", "ingest"],
             env=env_of("api"), capture_output=True, text=True, timeout=60, check=True)
         token = re.search(r"^token\s+(\S+)", made.stdout, re.M).group(1)
+
+        # The chart's `helm test` script, as rendered, against these services.
+        pods = [d for d in render([CHART / "ci" / "production.yaml"])
+                if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+        script = pods[0]["spec"]["containers"][0]
+        api_url = f"http://127.0.0.1:{api_port}"
+        # streams/app.py does not serve /readyz yet: the API's stands in for the worker's here.
+        checked = subprocess.run(
+            [sys.executable, *script["command"][1:], *script["args"]],
+            env={**base_env(), "API_URL": api_url, "WORKER_URL": api_url,
+                 "INGEST_TOKEN": token},
+            capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "accepted" in checked.stdout
 
         start = datetime.now(UTC) - timedelta(hours=2)
         events = [e for e, _ in labelled_cohort(12, 16, 5, start=start)]
