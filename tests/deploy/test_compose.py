@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.deploy.tools import (
     COMPOSE,
@@ -100,3 +102,19 @@ def test_observability_mounts_the_generated_grafana_and_prometheus_files():
                and v["target"] == "/docker-entrypoint-initdb.d" for v in store["volumes"])
     assert "GRAFANA_READER_PASSWORD" in store["environment"]
     assert services["grafana"]["environment"]["TUTORSTREAM_GRAFANA_DB_USER"] == "grafana_reader"
+
+
+def test_prometheus_scrapes_every_worker_replica_and_the_api():
+    """promtool (Debian's prometheus package, which CI installs) checks the generated config."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: apt-get install prometheus"
+    path = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+    done = run([promtool, "check", "config", path])
+    assert done.returncode == 0, done.stdout + done.stderr
+    jobs = {j["job_name"]: j for j in yaml.safe_load(path.read_text())["scrape_configs"]}
+    services = config()["services"]
+    worker_port = int(services["worker"]["environment"]["TUTORSTREAM_WEB_PORT"])
+    assert jobs["tutorstream-worker"]["dns_sd_configs"] == [
+        {"names": ["worker"], "type": "A", "port": worker_port, "refresh_interval": "30s"}]
+    api_port = services["api"]["environment"]["TUTORSTREAM_API__PORT"]
+    assert jobs["tutorstream-api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
