@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,6 +89,8 @@ def test_product_services_run_real_commands_with_real_settings():
         used = {k for k in service["environment"] if k.startswith("TUTORSTREAM_")}
         assert used <= known, f"{name}: {sorted(used - known)} are no settings"
         assert service["read_only"] is True
+        assert Path(service["build"]["context"]) == ROOT
+        assert (ROOT / service["build"]["dockerfile"]) == ROOT / "deploy" / "Dockerfile"
 
 
 def test_observability_mounts_the_generated_grafana_and_prometheus_files():
