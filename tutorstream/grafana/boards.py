@@ -876,7 +876,11 @@ def _prometheus_config() -> str:
                 {
                     "job_name": "tutorstream-worker",
                     "metrics_path": "/metrics",
-                    "static_configs": [{"targets": ["worker:6066"]}],
+                    # Compose's DNS answers the service name with every replica's address:
+                    # `--scale worker=N` gives N targets, where a static target would be one.
+                    "dns_sd_configs": [
+                        {"names": ["worker"], "type": "A", "port": 6066, "refresh_interval": "30s"}
+                    ],
                 },
                 {
                     "job_name": "tutorstream-api",
