@@ -30,10 +30,11 @@ import logging
 import time
 from collections.abc import Awaitable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
+import psycopg
 from aiokafka.partitioner import murmur2
 from faust.types import EventT
 
@@ -90,6 +91,93 @@ def _cap_fetch_wait(max_wait_ms: int) -> None:
     # the driver offers no setting for it; patch the one method that builds the consumer
     setattr(thread, "_tutorstream_original", original)  # noqa: B010
     setattr(thread, "_create_worker_consumer", create)  # noqa: B010
+
+
+def _keep_gaps_unacked() -> None:
+    """Stop Faust from counting offsets it never delivered as acknowledged.
+
+    Faust takes a jump in the offsets it delivers for a gap in the log (compaction,
+    transaction markers) and commits past it. On the stream's topics there are no such gaps:
+    a jump means fetched records were dropped (a fetch cut short by a rebalance, a stream
+    buffer cleared), and committing past them lost them for good. :class:`DeliveryOrder`
+    finds the jumps instead and fetches the records again; it hands Faust a gap (through
+    the original method, kept on the class) only when the broker really has nothing there.
+    """
+    from faust.transport.consumer import Consumer
+
+    original = getattr(Consumer, "_tutorstream_add_gap", None) or Consumer._add_gap
+
+    async def add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+        return None
+
+    setattr(Consumer, "_tutorstream_add_gap", original)  # noqa: B010
+    setattr(Consumer, "_add_gap", add_gap)  # noqa: B010
+
+
+class DeliveryOrder:
+    """Per source partition, the next offset needed: nothing is processed past a hole.
+
+    A record after a hole is not taken: the consumer is sought back to the first missing
+    offset (again every ``retry_s`` while the hole stays, since a fetch already under way
+    still delivers what it holds). After ``max_probes`` seeks that brought nothing there,
+    the broker has nothing there: the hole is accepted.
+
+    Args:
+        retry_s: least time between two seeks for one hole.
+        max_probes: seeks for one hole before it is taken for real.
+        clock: monotonic seconds.
+    """
+
+    TAKE = -1
+    """:meth:`check`'s answer for a record to process."""
+    DROP = -2
+    """:meth:`check`'s answer for a record to drop while a seek for its hole is under way."""
+
+    def __init__(
+        self, retry_s: float = 1.0, max_probes: int = 5, clock: Any = time.monotonic
+    ) -> None:
+        self._next: dict[Any, int] = {}
+        self._probes: dict[Any, tuple[int, int, float]] = {}
+        self._retry_s = retry_s
+        self._max_probes = max_probes
+        self._clock = clock
+
+    def reset(self) -> None:
+        """Forget every partition's position (after a rebalance Faust seeks to the commit)."""
+        self._next.clear()
+        self._probes.clear()
+
+    def check(self, tp: Any, offset: int, committed: int | None) -> tuple[int, int | None]:
+        """Say what to do with the record at ``offset`` of ``tp``.
+
+        Args:
+            tp: the record's topic partition.
+            offset: its offset.
+            committed: the group's committed offset of ``tp`` (the next one to read), if any.
+
+        Returns:
+            ``(TAKE, None)`` to process it; ``(TAKE, hole_start)`` to process it and accept
+            the hole from ``hole_start`` before it; ``(seek_to, None)`` to drop it and seek
+            ``tp`` back to ``seek_to``; ``(DROP, None)`` to drop it (a seek is under way).
+        """
+        expected = self._next.get(tp, committed)
+        if expected is None or offset <= expected:
+            if expected is None or offset == expected:
+                self._next[tp] = offset + 1
+                self._probes.pop(tp, None)
+            return self.TAKE, None
+        now = self._clock()
+        at, probes, last = self._probes.get(tp, (expected, 0, -1e18))
+        if at != expected:
+            probes, last = 0, -1e18
+        if probes >= self._max_probes and now - last >= self._retry_s:
+            self._next[tp] = offset + 1
+            self._probes.pop(tp, None)
+            return self.TAKE, expected
+        if now - last < self._retry_s:
+            return self.DROP, None
+        self._probes[tp] = (expected, probes + 1, now)
+        return expected, None
 
 
 class RecordQueue:
@@ -164,6 +252,8 @@ class Worker:
         self.settings = settings
         s = settings
         _cap_fetch_wait(s.fetch_max_wait_ms)
+        _keep_gaps_unacked()
+        self.order = DeliveryOrder()
         Path(s.data_dir).mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
             s.app_id,
@@ -261,6 +351,11 @@ class Worker:
             value_serializer="raw",
         )
         self._settling: asyncio.Future[None] | None = None
+
+        def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            self.order.reset()  # Faust seeks every partition back to its committed offset
+
+        self.app.on_partitions_assigned.connect(assigned)
         self.agent = self.app.agent(channel, name="process-events", concurrency=1)(self._run)
         self.app.page("/metrics")(_metrics_view)
         interval = s.store.maintenance_interval.total_seconds()
@@ -397,8 +492,54 @@ class Worker:
                 await self._settle_previous()
 
     async def _feed(self, stream: Any, queue: RecordQueue) -> None:
+        # the consumer's committed offsets and the kept gap method have no public face
+        order, consumer = self.order, cast(Any, self.app.consumer)
         async for event in stream.events():
-            await queue.put(event)
+            message = event.message
+            tp = message.tp
+            seek_to, hole = order.check(tp, message.offset, consumer._committed_offset.get(tp))
+            if seek_to == DeliveryOrder.TAKE:
+                if hole is not None:
+                    logger.warning(
+                        "%s has no records at %d..%d: going on from %d",
+                        tp,
+                        hole,
+                        message.offset - 1,
+                        message.offset,
+                    )
+                    metrics.DELIVERY_HOLES.labels("accepted").inc()
+                    await consumer._tutorstream_add_gap(tp, hole, message.offset - 1)
+                await queue.put(event)
+            elif seek_to >= 0:
+                # records before this one were fetched and never delivered: fetch them again
+                logger.warning(
+                    "%s delivered offset %d before %d..%d: fetching those again",
+                    tp,
+                    message.offset,
+                    seek_to,
+                    message.offset - 1,
+                )
+                metrics.DELIVERY_HOLES.labels("refetched").inc()
+                await self._refetch(tp, seek_to)
+
+    async def _refetch(self, tp: Any, offset: int) -> None:
+        """Seek ``tp`` back to ``offset`` with the flow stopped, as Faust's own seeks are.
+
+        While records flow, a fetch under way keeps delivering past the seek and moves
+        Faust's read offset on, and Faust then drops the records fetched again as already
+        read. A rebalance under way seeks every partition to its commit itself.
+        """
+        app, consumer = self.app, cast(Any, self.app.consumer)
+        if app.rebalancing:
+            return
+        consumer.stop_flow()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(consumer.wait_for_stopped_flow(), 5.0)
+            await consumer.seek(tp, offset)
+        finally:
+            if not app.rebalancing:
+                consumer.resume_flow()
 
     async def _batches(self, stream: Any, queue: RecordQueue) -> None:
         max_batch, linger = self.settings.max_batch, self.settings.max_delay_ms / 1000.0
@@ -504,7 +645,12 @@ class Worker:
         return result
 
     async def _compute(self, records: list[InboundRecord]) -> BatchResult:
-        result = self.processor.ingest(records, self.state)
+        processor = self.processor
+        result = BatchResult()
+        parsed = processor.parse(records, result)
+        doubtful = processor.doubtful(parsed, self.state)
+        stored = await self._stored_events(doubtful) if doubtful else set()
+        processor.ingest_parsed(parsed, self.state, result, stored)
         if result.scored:
             loop = asyncio.get_running_loop()
             inputs = self.processor.model_inputs(result)
@@ -514,6 +660,16 @@ class Worker:
             metrics.INFERENCE_LATENCY.observe(time.perf_counter() - started)
             self.processor.decide(result, self.state, prediction, self.model.score_candidates)
         return result
+
+    async def _stored_events(self, event_ids: list[str]) -> set[str]:
+        # Which of the records the learner state seems to have passed are really stored: only
+        # those may be skipped. Asked again while the store cannot answer, as a write is.
+        while True:
+            try:
+                return await self.sink.stored_events(event_ids)
+            except (psycopg.Error, StoreError) as err:
+                logger.error("store not readable, holding the batch: %s", err)
+                await asyncio.sleep(1.0)
 
     async def _store(self, result: BatchResult) -> WriteResult:
         started = time.perf_counter()

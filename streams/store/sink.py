@@ -343,6 +343,25 @@ class StoreSink:
                     tuple(self._fresh_interventions),
                 )
 
+    async def stored_events(self, event_ids: Sequence[str]) -> set[str]:
+        """Return those of ``event_ids`` whose event row is committed.
+
+        A batch's rows commit in one transaction, so a stored event means its features,
+        prediction, interventions and recommendations are stored too.
+
+        Raises:
+            psycopg.Error: the database could not answer (the caller retries).
+        """
+        if not event_ids:
+            return set()
+        async with self._lock:
+            conn = await self._connection()
+            cur = await conn.execute(
+                "SELECT DISTINCT event_id FROM events WHERE event_id = ANY(%s)",
+                (list(event_ids),),
+            )
+            return {row[0] for row in await cur.fetchall()}
+
     async def mark_published(self, intervention_ids: Sequence[str]) -> None:
         """Record that these interventions are confirmed on their topic (the outbox's ack).
 
