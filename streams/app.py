@@ -29,6 +29,7 @@ import gc
 import logging
 import time
 from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -62,7 +63,7 @@ from streams.settings import StreamSettings
 from streams.store import status as store_status
 from streams.store.exceptions import RejectedBatch, StoreError, StoreUnavailable
 from streams.store.maintenance import maintain
-from streams.store.sink import StoreSink, WriteResult
+from streams.store.sink import DeadLetterPayload, StoreSink, WriteResult
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +215,36 @@ class RecordQueue:
         if len(records) < self._limit:
             self._room.set()
         return batch
+
+
+DEAD_LETTER_LIMIT = 512 * 1024
+"""Largest dead letter (JSON bytes) sent whole; the producer refuses requests over 1 MB."""
+DEAD_LETTER_HEAD = 64 * 1024
+"""Bytes of a record a truncated dead letter keeps."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A record to send, kept until the broker confirms it, so it can be sent again."""
+
+    topic: Any
+    key: bytes | None
+    value: bytes
+    headers: Any = None
+
+
+@dataclass(slots=True)
+class Sending:
+    """What one batch sends: records awaiting confirmation, interventions, dead letters."""
+
+    pending: list[tuple[Outgoing, Awaitable[Any]]] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)
+    dead_letter_kinds: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def take(self) -> list[tuple[Outgoing, Awaitable[Any]]]:
+        """Return the pending sends and forget them."""
+        pending, self.pending = self.pending, []
+        return pending
 
 
 ORIGIN_HEADER = "tutorstream-origin"
@@ -556,6 +587,9 @@ class Worker:
         CPU here, so it overlaps the next batch's compute and store: :meth:`_settle` waits
         for the sends, marks the interventions published and acks the records, one batch at
         a time and in order. A batch is never acked before its records are confirmed.
+
+        Nothing a record holds can make this raise: a batch that fails is taken again one
+        record at a time, and a record that fails alone becomes a dead letter with the error.
         """
         metrics.BATCH_SIZE.observe(len(events))
         rekeyed = self.rekeyed_topic.get_topic_name()
@@ -580,55 +614,129 @@ class Worker:
         by_record = {
             (r.topic, r.partition, r.offset): e for r, e in zip(records, events, strict=True)
         }
+        sending = Sending()
         try:
-            result = await self._compute(records)
-            written = await self._store(result)
-        except RejectedBatch as err:
-            # The database refused the rows themselves: keep every record on the DLQ with the
-            # reason rather than retrying forever or dropping the batch.
-            logger.error("store rejected a batch of %d records: %s", len(records), err)
-            result = self._dead_letter_all(records, f"store rejected the batch: {err}")
-            written = None
+            await self._step(stream, records, by_record, sending)
         except Exception as err:
-            # A bug must not crash the worker (Faust would ack the batch and lose it): park
-            # the records on the DLQ, with the error, for a fix and `tutorstream dlq replay`.
-            logger.exception("batch of %d records failed; sending them to the DLQ", len(records))
-            result = self._dead_letter_all(records, f"internal error: {type(err).__name__}: {err}")
-            written = None
-        with metrics.stage("publish"):
-            sends, published = await self._publish(
-                result, () if written is None else written.new_interventions
-            )
-            if written is not None and self.annotations is not None:
-                self.annotations.offer(result.interventions, written.new_interventions)
-            if written is not None:
-                self._write_tables(stream, result, by_record)
+            if len(records) == 1:
+                await self._reject(records, err, sending)
             else:
-                self.state.forget()
+                # One record's content (or a bug it meets) must not cost the others: take them
+                # again one by one, so only the record that fails is dead-lettered.
+                logger.warning(
+                    "batch of %d records failed (%s: %s); taking its records one by one",
+                    len(records),
+                    type(err).__name__,
+                    err,
+                )
+                for record in records:
+                    try:
+                        await self._step(stream, [record], by_record, sending)
+                    except Exception as alone:
+                        await self._reject([record], alone, sending)
         await self._settle_previous()
-        self._settling = asyncio.ensure_future(self._settle(stream, events, sends, published))
+        self._settling = asyncio.ensure_future(self._settle(stream, events, sending))
 
-    async def _settle(
+    async def _step(
         self,
         stream: Any,
-        events: list[EventT[bytes]],
-        sends: list[Awaitable[Any]],
-        published: list[str],
+        records: list[InboundRecord],
+        by_record: dict[tuple[str, int, int], EventT[bytes]],
+        sending: Sending,
     ) -> None:
+        """Compute, store, send and write the state of ``records``; raise before any send."""
+        try:
+            result = await self._compute(records)
+            letters = await self._dead_letters(result)
+            written = await self._store(result)
+            with metrics.stage("publish"):
+                await self._publish(result, letters, written.new_interventions, sending)
+                if self.annotations is not None:
+                    self.annotations.offer(result.interventions, written.new_interventions)
+                self._write_tables(stream, result, by_record)
+        except BaseException:
+            self.state.forget()  # the records were changed in place and are not written
+            raise
+
+    async def _reject(
+        self, records: list[InboundRecord], err: BaseException, sending: Sending
+    ) -> None:
+        if isinstance(err, RejectedBatch):
+            # The database refused the rows themselves: keep the records on the DLQ with the
+            # reason rather than retrying forever or dropping them.
+            logger.error("store rejected %d records: %s", len(records), err)
+            reason = f"store rejected the batch: {err}"
+        else:
+            # A bug must not crash the worker (Faust would ack the batch and lose it): park
+            # the records on the DLQ, with the error, for a fix and `tutorstream dlq replay`.
+            logger.error(
+                "%d records failed (%s: %s); sending them to the DLQ",
+                len(records),
+                type(err).__name__,
+                err,
+                exc_info=err,
+            )
+            reason = f"internal error: {type(err).__name__}: {err}"
+        result = BatchResult()
+        for record in records:
+            result.dead_letters.append(
+                DeadLetterOut(record, InvalidEvent("", reason, None), "pipeline")
+            )
+        letters = await self._dead_letters(result)
+        with metrics.stage("publish"):
+            await self._publish(result, letters, (), sending)
+
+    async def _settle(self, stream: Any, events: list[EventT[bytes]], sending: Sending) -> None:
         with metrics.stage("confirm"):
-            if sends:
-                await asyncio.gather(*sends)
-            await self.app.producer.flush()
-            if published:
+            await self._confirm(sending)
+            if sending.published:
                 try:
-                    await self.sink.mark_published(published)
+                    await self.sink.mark_published(sending.published)
                 except Exception:
                     # the sweep finds them unmarked and publishes them again: a duplicate a
                     # consumer drops by intervention id, never a loss
-                    logger.warning("could not mark %d interventions published", len(published))
+                    logger.warning(
+                        "could not mark %d interventions published", len(sending.published)
+                    )
         for event in events:
             await stream.ack(event)
         self._observe_lag(events)
+
+    async def _confirm(self, sending: Sending) -> None:
+        """Wait until the broker has every record of ``sending``; send again what failed.
+
+        A send fails for the broker's sake (down, a leader moving): it is sent again, with
+        backoff, as long as it takes, and the batch stays unacked meanwhile. Records that
+        fit by construction (dead letters are fitted, the rest are small) never fail for
+        their content, so this cannot spin on one record.
+        """
+        delay = 0.5
+        pending = sending.take()
+        while True:
+            outcomes = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+            failed = [
+                (out, err)
+                for (out, _), err in zip(pending, outcomes, strict=True)
+                if isinstance(err, BaseException)
+            ]
+            if not failed:
+                break
+            logger.warning(
+                "broker did not take %d records (%s); sending them again in %.1fs",
+                len(failed),
+                failed[0][1],
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            pending = []
+            for out, _ in failed:
+                pending.append((out, await self._send_guarded(out)))
+        with contextlib.suppress(Exception):
+            await self.app.producer.flush()
+        for kind, count in sending.dead_letter_kinds.items():
+            # counted once the topic has them, so the metric is what the topic holds
+            metrics.DLQ.labels(kind).inc(count)
 
     async def _settle_previous(self) -> None:
         # A failed confirmation raises here, in the agent, as it did before it moved off the
@@ -636,13 +744,6 @@ class Worker:
         settling, self._settling = self._settling, None
         if settling is not None:
             await settling
-
-    def _dead_letter_all(self, records: list[InboundRecord], reason: str) -> BatchResult:
-        result = BatchResult()
-        for record in records:
-            result.dead_letters.append(DeadLetterOut(record, InvalidEvent("", reason, None)))
-            metrics.DLQ.labels("pipeline").inc()
-        return result
 
     async def _compute(self, records: list[InboundRecord]) -> BatchResult:
         processor = self.processor
@@ -689,26 +790,78 @@ class Worker:
         metrics.SINK_LATENCY.observe(time.perf_counter() - started)
         return written
 
-    async def _publish(
-        self, result: BatchResult, new_interventions: Iterable[str]
-    ) -> tuple[list[Awaitable[Any]], list[str]]:
-        """Send the batch's records; return their delivery futures and the new interventions."""
-        futures: list[Awaitable[Any]] = []
-        published: list[str] = []
+    async def _dead_letters(self, result: BatchResult) -> list[tuple[str, bytes]]:
+        """Return the batch's dead letters as sent: ``(metric label, JSON)`` each.
+
+        A dead letter too large for its topic goes out truncated (the record's head, size and
+        SHA-256); the whole record is committed to the store first, so the hash in the
+        truncated letter always finds it.
+        """
+        letters: list[tuple[str, bytes]] = []
+        payloads = []
         for letter in result.dead_letters:
-            futures.append(
-                await self.dlq_topic.send(
-                    key=None, value=outbound.dead_letter(letter).model_dump_json().encode()
+            whole = outbound.dead_letter(letter)
+            fitted = whole.fitted(DEAD_LETTER_LIMIT, DEAD_LETTER_HEAD)
+            letters.append((letter.kind, fitted.model_dump_json().encode()))
+            if fitted is whole:
+                continue
+            record = letter.record
+            assert fitted.original_sha256 is not None  # set on every truncated letter
+            payloads.append(
+                DeadLetterPayload(
+                    sha256=fitted.original_sha256,
+                    payload=record.value,
+                    key=record.key,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    reason=letter.error.reason,
                 )
             )
+        while payloads:
+            try:
+                await self.sink.keep_payloads(payloads)
+                break
+            except (psycopg.Error, StoreError) as err:
+                logger.error("store not writable, holding %d dead letters: %s", len(payloads), err)
+                await asyncio.sleep(1.0)
+        return letters
+
+    async def _send_guarded(self, out: Outgoing) -> Awaitable[Any]:
+        """Send ``out``; a send that raises at once comes back as a failed future."""
+        try:
+            sent: Awaitable[Any] = await out.topic.send(
+                key=out.key, value=out.value, headers=out.headers
+            )
+            return sent
+        except Exception as err:
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(err)
+            return failed
+
+    async def _publish(
+        self,
+        result: BatchResult,
+        letters: list[tuple[str, bytes]],
+        new_interventions: Iterable[str],
+        sending: Sending,
+    ) -> None:
+        """Send the batch's records; add their delivery futures to ``sending``."""
+
+        async def send(topic: Any, key: bytes | None, value: bytes, headers: Any = None) -> None:
+            out = Outgoing(topic, key, value, headers)
+            sending.pending.append((out, await self._send_guarded(out)))
+
+        for kind, letter in letters:
+            await send(self.dlq_topic, None, letter)
+            sending.dead_letter_kinds[kind] += 1
         for learner_id, value, arrived in result.forwards:
             source, offset = arrived.source
-            futures.append(
-                await self.rekeyed_topic.send(
-                    key=learner_id.encode(),
-                    value=value,
-                    headers=[(ORIGIN_HEADER, f"{source}@{offset}".encode())],
-                )
+            await send(
+                self.rekeyed_topic,
+                learner_id.encode(),
+                value,
+                [(ORIGIN_HEADER, f"{source}@{offset}".encode())],
             )
         if self.settings.publish_live:
             fresh = set(new_interventions)
@@ -717,31 +870,18 @@ class Worker:
                 if item.decision.intervention_id not in fresh:
                     continue  # already stored: a replay or a retry found it again
                 record = outbound.intervention(item, self.model.spec)
-                published.append(record.intervention_id)
+                sending.published.append(record.intervention_id)
                 key = item.event.learner_id.encode()
-                futures.append(
-                    await self.interventions_topic.send(
-                        key=key, value=record.model_dump_json().encode()
-                    )
-                )
+                await send(self.interventions_topic, key, record.model_dump_json().encode())
                 if item.decision.status.value == "sent":
                     prompt = outbound.learner_prompt(record)
-                    futures.append(
-                        await self.prompts_topic.send(
-                            key=key, value=prompt.model_dump_json().encode()
-                        )
-                    )
+                    await send(self.prompts_topic, key, prompt.model_dump_json().encode())
                 # from the record's arrival on Kafka, not the event's own time: producers may
                 # send history, and a replay must not count as latency
                 metrics.EVENT_TO_INTERVENTION.observe(max(0.0, now - item.record_timestamp))
             for rec in result.recommendations:
                 value = outbound.recommendation(rec, self.model.spec).model_dump_json().encode()
-                futures.append(
-                    await self.recommendations_topic.send(
-                        key=rec.event.learner_id.encode(), value=value
-                    )
-                )
-        return futures, published
+                await send(self.recommendations_topic, rec.event.learner_id.encode(), value)
 
     async def _sweep_outbox(self) -> None:
         # Interventions a killed worker stored but never confirmed on their topic.

@@ -85,10 +85,14 @@ class InboundRecord:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterOut:
-    """A record that failed validation, with where it came from and why."""
+    """A record that failed validation, with where it came from and why.
+
+    ``kind`` labels it in ``tutorstream_dlq_total``, counted once the topic has it.
+    """
 
     record: InboundRecord
     error: InvalidEvent
+    kind: str = "unreadable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,13 +413,11 @@ class EventProcessor:
                 else:
                     events = normalise(record.value, self._pseudonymiser)
             except InvalidEvent as err:
-                result.dead_letters.append(DeadLetterOut(record, err))
-                metrics.DLQ.labels(_reason_class(err)).inc()
+                result.dead_letters.append(DeadLetterOut(record, err, _reason_class(err)))
                 continue
             except ValueError as err:  # a forwarded event that no longer validates
                 bad = InvalidEvent("", f"forwarded event is invalid: {err}", None)
-                result.dead_letters.append(DeadLetterOut(record, bad))
-                metrics.DLQ.labels("forwarded").inc()
+                result.dead_letters.append(DeadLetterOut(record, bad, "forwarded"))
                 continue
             for event in events:
                 if record.normalised or self._owns(event.learner_id, record):

@@ -7,8 +7,13 @@ so these tests compare the set of event ids produced with the set stored.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import random
+import signal
+import subprocess
+import sys
 import time
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -16,7 +21,7 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from schemas.normalise import normalise, pseudonymiser_for
 from schemas.pseudonym import DEV_PSEUDONYM_KEY
@@ -28,6 +33,8 @@ pytestmark = pytest.mark.e2e
 
 KILLS = int(os.environ.get("TUTORSTREAM_E2E_KILLS", "4"))
 """SIGKILLs per run of the kill test (the fault suite runs more)."""
+LEARNERS = int(os.environ.get("TUTORSTREAM_E2E_LEARNERS", "60"))
+"""Learners of the kill test's class (60 learners make about 12,000 events)."""
 
 TABLES = {
     "events": "event_id",
@@ -109,7 +116,8 @@ def test_worker_killed_at_random_points_stores_every_event(pipeline: Any) -> Non
     """
     rng = random.Random(int(os.environ.get("TUTORSTREAM_E2E_SEED", "0")) or None)
     start = datetime.now(UTC) - timedelta(days=1)
-    events = [e for e, _ in labelled_cohort(60, 40, rng.randrange(1 << 30), start=start)]
+    seed = rng.randrange(1 << 30)
+    events = [e for e, _ in labelled_cohort(LEARNERS, 40, seed, start=start)]
     produced = {str(e["event_id"]) for e in events}
     assert len(produced) == len(events)
     records = _keyed_as_producers_do(events)
@@ -146,3 +154,144 @@ def test_worker_killed_at_random_points_stores_every_event(pipeline: Any) -> Non
     assert stored == produced
     time.sleep(2.0)  # a late duplicate would land now
     assert _duplicates(pipeline) == dict.fromkeys(TABLES, 0)
+
+
+def test_workers_joining_and_leaving_under_a_backlog_store_every_event(pipeline: Any) -> None:
+    """Rebalances while the worker is saturated: a worker joins, another joins, one leaves.
+
+    Each rebalance lands while the stream buffers are full: Faust clears them when the flow
+    resumes, and a fetch it was iterating carries on past its seek. Every produced event id
+    must end up stored exactly once.
+    """
+    rng = random.Random(int(os.environ.get("TUTORSTREAM_E2E_SEED", "0")) or None)
+    start = datetime.now(UTC) - timedelta(days=1)
+    events = [e for e, _ in labelled_cohort(80, 60, rng.randrange(1 << 30), start=start)]
+    produced = {str(e["event_id"]) for e in events}
+    pipeline.produce(_keyed_as_producers_do(events))  # the backlog, before any worker
+    first = pipeline.start_worker()
+    total = len(events)
+    pipeline.wait_for("SELECT count(*) FROM events", total // 10)
+    pipeline.start_worker()  # joins
+    pipeline.wait_for("SELECT count(*) FROM events", total * 3 // 10)
+    pipeline.start_worker()  # joins
+    pipeline.wait_for("SELECT count(*) FROM events", total // 2)
+    pipeline.kill(first, signal.SIGTERM)  # leaves
+    stored = _wait_for_ids(pipeline, produced, timeout=120.0)
+    missing = produced - stored
+    assert not missing, (
+        f"{len(missing)} of {len(produced)} produced events never stored, e.g. "
+        f"{sorted(missing)[:5]}\n{pipeline.log_tail()}"
+    )
+    time.sleep(2.0)  # a late duplicate would land now
+    assert _duplicates(pipeline) == dict.fromkeys(TABLES, 0)
+
+
+def _bad_records(rng: random.Random, oversized: int) -> list[tuple[bytes | None, bytes, str]]:
+    """Bad records of every kind, each with what kind it is."""
+    actorless = {
+        "id": "6f1c2c5e-8f5e-4d2e-9a3b-2f0c9c1d7e10",
+        "verb": {"id": "http://adlnet.gov/expapi/verbs/answered"},
+        "object": {"id": "https://lms.example/items/1"},
+        "timestamp": "2026-01-01T10:00:00Z",
+    }
+    wrong_types = {
+        "event_id": "bad-types",
+        "learner_id": "s-1",
+        "event_type": "answer_submit",
+        "timestamp": "2026-01-01T10:00:00Z",
+        "attempt": "three",
+    }
+    good_json = orjson.dumps(wrong_types | {"attempt": 3})
+    out: list[tuple[bytes | None, bytes, str]] = [
+        (b"k", good_json[: len(good_json) // 2], "truncated json"),
+        (b"k", orjson.dumps(wrong_types), "wrong types"),
+        (b"k", orjson.dumps(actorless), "missing actor"),
+        (b"k", rng.randbytes(300), "random bytes"),
+        (b"k", b"[1, 2, 3]", "wrong shape"),
+        (b"k", b'"a string"', "wrong shape"),
+        (b"k", b"[" * 100_000 + b"]" * 100_000, "deeply nested"),
+        (None, b"", "empty"),
+        (b"k", b"\xff\xfe" + "é".encode("utf-16-le") * 10, "not utf-8"),
+    ]
+    for n in range(oversized):
+        if n % 2:
+            value = rng.randbytes(2 * 1024 * 1024)
+        else:
+            value = b'{"event_id": "huge-%d", "padding": "' % n + b"a" * (2 * 1024 * 1024) + b'"}'
+        out.append((b"k", value, "oversized"))
+    return out
+
+
+def test_bad_records_of_every_kind_reach_the_dlq_and_cost_no_good_event(
+    pipeline: Any, read_topic: Any
+) -> None:
+    """Every bad record, 2 MB ones included, is dead-lettered once; every good one stored once.
+
+    A 2 MB record's dead letter (about 2.8 MB) is over the producer's 1 MB request limit: it
+    goes out truncated, with the record's size and SHA-256, and the whole record is in the
+    store under that hash. The worker never crashes (Faust would ack what it held), and its
+    DLQ metric counts what the topic holds.
+    """
+    rng = random.Random(7)
+    start = datetime.now(UTC) - timedelta(days=1)
+    events = [e for e, _ in labelled_cohort(20, 20, 5, start=start)]
+    good = pipeline.native_records(events)
+    bad = _bad_records(rng, oversized=4)
+    mixed: list[tuple[bytes | None, bytes]] = list(good)
+    for key, value, _ in bad:
+        mixed.insert(rng.randrange(len(mixed) + 1), (key, value))
+    worker = pipeline.start_worker()
+    producer = Producer(
+        kafka.producer_config(pipeline.bootstrap, **{"message.max.bytes": 8_000_000})
+    )
+    for key, value in mixed:
+        producer.produce(pipeline.topic("lms.events.v1"), key=key, value=value)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+
+    produced = {str(e["event_id"]) for e in events}
+    stored = _wait_for_ids(pipeline, produced, timeout=120.0)
+    assert stored == produced, f"{len(produced - stored)} good events missing"
+    letters = [
+        orjson.loads(m.value())
+        for m in read_topic(pipeline.topic("lms.events.dlq.v1"), len(bad), timeout=120.0)
+    ]
+    whole = {base64.b64decode(d["original_b64"]): d for d in letters if not d["truncated"]}
+    cut = {d["original_sha256"]: d for d in letters if d["truncated"]}
+    kept = dict(pipeline.rows("SELECT sha256, payload FROM dead_letter_payloads"))
+    for _, value, kind in bad:
+        if kind == "oversized":
+            digest = hashlib.sha256(value).hexdigest()
+            letter = cut[digest]
+            assert letter["original_size"] == len(value)
+            assert "truncated" in letter["error_reason"] and digest in letter["error_reason"]
+            assert value.startswith(base64.b64decode(letter["original_b64"]))
+            assert bytes(kept[digest]) == value
+            fetched = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "from tutorstream.cli import main; main()",
+                    "dlq",
+                    "payload",
+                    digest,
+                ],
+                env=pipeline.env(),
+                capture_output=True,
+                check=True,
+                timeout=120,
+            )
+            assert fetched.stdout == value
+        else:
+            assert whole[value]["error_reason"], kind
+    assert len(whole) + len(cut) == len(bad)
+    assert _duplicates(pipeline) == dict.fromkeys(TABLES, 0)
+
+    counted = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in pipeline.metrics().splitlines()
+        if line.startswith("tutorstream_dlq_total{")
+    )
+    assert counted == len(bad)
+    assert worker.poll() is None, "the worker must survive bad records"
+    assert "Crashed" not in pipeline.log_tail(10**7)
