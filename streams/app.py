@@ -389,6 +389,17 @@ class Worker:
         self.app.on_partitions_assigned.connect(assigned)
         self.agent = self.app.agent(channel, name="process-events", concurrency=1)(self._run)
         self.app.page("/metrics")(_metrics_view)
+        self.app.page("/healthz")(_healthz_view)
+        worker = self
+
+        async def readyz(view: Any, request: Any) -> Any:
+            checks = await worker.readiness()
+            return view.json(
+                {"status": "ok" if all(checks.values()) else "unavailable", "checks": checks},
+                status=200 if all(checks.values()) else 503,
+            )
+
+        self.app.page("/readyz")(readyz)
         interval = s.store.maintenance_interval.total_seconds()
         self.app.timer(interval, on_leader=True)(self._maintain)
         self.app.timer(s.outbox_grace_s / 2)(self._sweep_outbox)
@@ -481,6 +492,30 @@ class Worker:
                 f"topic {name} has {partitions} partitions, the stream needs "
                 f"{LMS_EVENTS.partitions}: delete it and start the worker again"
             )
+
+    async def readiness(self) -> dict[str, bool]:
+        """Return the readiness checks: partitions of the stream assigned, the store reachable.
+
+        ``partitions`` is false while a rebalance or the recovery of the tables runs, and when
+        the group gave this worker none of the stream's partitions. ``database`` is a fresh
+        connection's ``SELECT 1`` within two seconds, so a batch the sink holds through an
+        outage does not make the probe wait for it.
+        """
+        sources = {self.raw_topic.get_topic_name(), self.rekeyed_topic.get_topic_name()}
+        try:
+            assigned = any(tp.topic in sources for tp in self.app.consumer.assignment())
+        except Exception:  # no consumer yet: not started, so not ready
+            assigned = False
+        partitions = assigned and not self.app.rebalancing
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                self.settings.database_url, connect_timeout=2, autocommit=True
+            ) as conn:
+                await asyncio.wait_for(conn.execute("SELECT 1"), 2.0)
+            database = True
+        except (OSError, psycopg.Error, TimeoutError):
+            database = False
+        return {"partitions": partitions, "database": database}
 
     async def _maintain(self) -> None:
         # Refreshes the fallback's aggregates and applies its retention (TimescaleDB's own job
@@ -946,6 +981,12 @@ class Worker:
                 metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
                     max(0, high - offset - 1)
                 )
+
+
+async def _healthz_view(self: Any, request: Any) -> Any:
+    # liveness: the process and its event loop answer; dependencies are /readyz's business,
+    # so an outage of the broker or the database never gets a healthy worker restarted
+    return self.json({"status": "ok"})
 
 
 async def _metrics_view(self: Any, request: Any) -> Any:

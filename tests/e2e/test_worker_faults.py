@@ -19,6 +19,7 @@ import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -295,3 +296,61 @@ def test_bad_records_of_every_kind_reach_the_dlq_and_cost_no_good_event(
     assert counted == len(bad)
     assert worker.poll() is None, "the worker must survive bad records"
     assert "Crashed" not in pipeline.log_tail(10**7)
+
+
+def _probe(pipeline: Any, path: str, index: int = 0) -> tuple[int, dict[str, Any]]:
+    try:
+        response = httpx.get(f"http://127.0.0.1:{pipeline.ports[index]}{path}", timeout=5)
+    except httpx.HTTPError:
+        return 0, {}
+    return response.status_code, response.json()
+
+
+def _wait_for_probe(
+    pipeline: Any, path: str, status: int, timeout: float = 120.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    seen: tuple[int, dict[str, Any]] = (0, {})
+    while time.monotonic() < deadline:
+        seen = _probe(pipeline, path)
+        if seen[0] == status:
+            return seen[1]
+        time.sleep(0.5)
+    pytest.fail(f"{path} answered {seen}, never {status}\n{pipeline.log_tail()}")
+
+
+def test_worker_probes_say_alive_and_ready_and_not_ready_without_its_store(
+    pipeline: Any, tmp_path: Any
+) -> None:
+    """``/healthz`` answers while the process runs; ``/readyz`` needs partitions and the store.
+
+    The store here is a PostgreSQL of its own, so the test can stop it: the worker stays alive
+    (``/healthz`` 200) and says it is not ready (``/readyz`` 503, database false) until the
+    database is back.
+    """
+    from streams.store import migrate
+    from tutorstream import services
+
+    port = services.free_port()
+    data, logs = tmp_path / "pg", tmp_path / "pglogs"
+    logs.mkdir()
+    server = services.start_postgres(data, logs, port=port)
+    try:
+        migrate(server.url)
+        pipeline.database_url = server.url
+        pipeline.schema = "public"
+        pipeline.start_worker()
+        assert _wait_for_probe(pipeline, "/healthz", 200) == {"status": "ok"}
+        ready = _wait_for_probe(pipeline, "/readyz", 200)
+        assert ready["checks"] == {"partitions": True, "database": True}
+
+        server.stop()
+        down = _wait_for_probe(pipeline, "/readyz", 503)
+        assert down["checks"] == {"partitions": True, "database": False}
+        assert _probe(pipeline, "/healthz")[0] == 200
+        assert pipeline.workers[0].poll() is None
+
+        server = services.start_postgres(data, logs, port=port)
+        assert _wait_for_probe(pipeline, "/readyz", 200)["checks"]["database"] is True
+    finally:
+        server.stop()
