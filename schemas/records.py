@@ -6,6 +6,7 @@ Every record names its learner by the pseudonymous id only, and is keyed by it o
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import uuid
 from collections.abc import Mapping
@@ -248,8 +249,25 @@ class LearnerPrompt(_Record):
 class DeadLetter(_Record):
     """An inbound record that could not be normalised, kept whole with the reason."""
 
-    original_b64: str = Field(description="The record's bytes exactly as received, base64.")
+    original_b64: str = Field(
+        description="The record's bytes exactly as received, base64; only their head when "
+        "``truncated``."
+    )
     key_b64: str | None = Field(default=None, description="The record's Kafka key, base64.")
+    truncated: bool = Field(
+        default=False,
+        description="True when the whole dead letter would not fit its topic: "
+        "``original_b64`` holds the head of the record, and the whole record is kept in the "
+        "store's ``dead_letter_payloads`` table under ``original_sha256``.",
+    )
+    original_size: int | None = Field(
+        default=None, ge=0, description="Length of the record's bytes, when truncated."
+    )
+    original_sha256: str | None = Field(
+        default=None,
+        pattern="^[0-9a-f]{64}$",
+        description="SHA-256 of the record's bytes (hex), when truncated.",
+    )
     error_path: str = Field(description="Field path of the failure; empty for the whole record.")
     error_reason: str
     error_source: str | None = Field(
@@ -286,8 +304,34 @@ class DeadLetter(_Record):
         )
 
     def original(self) -> bytes:
-        """Return the record's original bytes."""
+        """Return the record's original bytes (their head only, when :attr:`truncated`)."""
         return base64.b64decode(self.original_b64)
+
+    def fitted(self, limit: int, head: int) -> DeadLetter:
+        """Return this dead letter, or its truncated form when its JSON exceeds ``limit`` bytes.
+
+        The truncated form keeps the first ``head`` bytes of the record, its size and its
+        SHA-256, and says so in the reason; whoever writes it keeps the whole record where
+        the hash finds it.
+        """
+        if len(self.original_b64) + len(self.key_b64 or "") + len(self.error_reason) < limit:
+            return self
+        original = self.original()
+        digest = hashlib.sha256(original).hexdigest()
+        return self.model_copy(
+            update={
+                "original_b64": base64.b64encode(original[:head]).decode("ascii"),
+                "truncated": True,
+                "original_size": len(original),
+                "original_sha256": digest,
+                "error_reason": (
+                    f"{self.error_reason[: limit // 4]} [dead letter truncated: the record's "
+                    f"{len(original)} bytes exceed what the topic takes; its first "
+                    f"{min(head, len(original))} bytes are here, the whole record is in the "
+                    f"store's dead_letter_payloads table under sha256 {digest}]"
+                ),
+            }
+        )
 
 
 RECORD_MODELS: Final[dict[str, type[BaseModel]]] = {

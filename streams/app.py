@@ -29,11 +29,13 @@ import gc
 import logging
 import time
 from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
+import psycopg
 from faust.types import EventT
 
 from common.kafka import consumer_config
@@ -63,7 +65,7 @@ from streams.settings import StreamSettings
 from streams.store import status as store_status
 from streams.store.exceptions import RejectedBatch, StoreError, StoreUnavailable
 from streams.store.maintenance import maintain
-from streams.store.sink import StoreSink, WriteResult
+from streams.store.sink import DeadLetterPayload, StoreSink, WriteResult
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +93,93 @@ def _cap_fetch_wait(max_wait_ms: int) -> None:
     # the driver offers no setting for it; patch the one method that builds the consumer
     setattr(thread, "_tutorstream_original", original)  # noqa: B010
     setattr(thread, "_create_worker_consumer", create)  # noqa: B010
+
+
+def _keep_gaps_unacked() -> None:
+    """Stop Faust from counting offsets it never delivered as acknowledged.
+
+    Faust takes a jump in the offsets it delivers for a gap in the log (compaction,
+    transaction markers) and commits past it. On the stream's topics there are no such gaps:
+    a jump means fetched records were dropped (a fetch cut short by a rebalance, a stream
+    buffer cleared), and committing past them lost them for good. :class:`DeliveryOrder`
+    finds the jumps instead and fetches the records again; it hands Faust a gap (through
+    the original method, kept on the class) only when the broker really has nothing there.
+    """
+    from faust.transport.consumer import Consumer
+
+    original = getattr(Consumer, "_tutorstream_add_gap", None) or Consumer._add_gap
+
+    async def add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+        return None
+
+    setattr(Consumer, "_tutorstream_add_gap", original)  # noqa: B010
+    setattr(Consumer, "_add_gap", add_gap)  # noqa: B010
+
+
+class DeliveryOrder:
+    """Per source partition, the next offset needed: nothing is processed past a hole.
+
+    A record after a hole is not taken: the consumer is sought back to the first missing
+    offset (again every ``retry_s`` while the hole stays, since a fetch already under way
+    still delivers what it holds). After ``max_probes`` seeks that brought nothing there,
+    the broker has nothing there: the hole is accepted.
+
+    Args:
+        retry_s: least time between two seeks for one hole.
+        max_probes: seeks for one hole before it is taken for real.
+        clock: monotonic seconds.
+    """
+
+    TAKE = -1
+    """:meth:`check`'s answer for a record to process."""
+    DROP = -2
+    """:meth:`check`'s answer for a record to drop while a seek for its hole is under way."""
+
+    def __init__(
+        self, retry_s: float = 1.0, max_probes: int = 5, clock: Any = time.monotonic
+    ) -> None:
+        self._next: dict[Any, int] = {}
+        self._probes: dict[Any, tuple[int, int, float]] = {}
+        self._retry_s = retry_s
+        self._max_probes = max_probes
+        self._clock = clock
+
+    def reset(self) -> None:
+        """Forget every partition's position (after a rebalance Faust seeks to the commit)."""
+        self._next.clear()
+        self._probes.clear()
+
+    def check(self, tp: Any, offset: int, committed: int | None) -> tuple[int, int | None]:
+        """Say what to do with the record at ``offset`` of ``tp``.
+
+        Args:
+            tp: the record's topic partition.
+            offset: its offset.
+            committed: the group's committed offset of ``tp`` (the next one to read), if any.
+
+        Returns:
+            ``(TAKE, None)`` to process it; ``(TAKE, hole_start)`` to process it and accept
+            the hole from ``hole_start`` before it; ``(seek_to, None)`` to drop it and seek
+            ``tp`` back to ``seek_to``; ``(DROP, None)`` to drop it (a seek is under way).
+        """
+        expected = self._next.get(tp, committed)
+        if expected is None or offset <= expected:
+            if expected is None or offset == expected:
+                self._next[tp] = offset + 1
+                self._probes.pop(tp, None)
+            return self.TAKE, None
+        now = self._clock()
+        at, probes, last = self._probes.get(tp, (expected, 0, -1e18))
+        if at != expected:
+            probes, last = 0, -1e18
+        if probes >= self._max_probes and now - last >= self._retry_s:
+            self._next[tp] = offset + 1
+            self._probes.pop(tp, None)
+            return self.TAKE, expected
+        if now - last < self._retry_s:
+            return self.DROP, None
+        self._probes[tp] = (expected, probes + 1, now)
+        return expected, None
 
 
 class RecordQueue:
@@ -129,6 +218,36 @@ class RecordQueue:
         return batch
 
 
+DEAD_LETTER_LIMIT = 512 * 1024
+"""Largest dead letter (JSON bytes) sent whole; the producer refuses requests over 1 MB."""
+DEAD_LETTER_HEAD = 64 * 1024
+"""Bytes of a record a truncated dead letter keeps."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A record to send, kept until the broker confirms it, so it can be sent again."""
+
+    topic: Any
+    key: bytes | None
+    value: bytes
+    headers: Any = None
+
+
+@dataclass(slots=True)
+class Sending:
+    """What one batch sends: records awaiting confirmation, interventions, dead letters."""
+
+    pending: list[tuple[Outgoing, Awaitable[Any]]] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)
+    dead_letter_kinds: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def take(self) -> list[tuple[Outgoing, Awaitable[Any]]]:
+        """Return the pending sends and forget them."""
+        pending, self.pending = self.pending, []
+        return pending
+
+
 ORIGIN_HEADER = "tutorstream-origin"
 """Header of a forwarded event: ``topic/partition@offset`` of the record it came in."""
 
@@ -160,6 +279,8 @@ class Worker:
         self.settings = settings
         s = settings
         _cap_fetch_wait(s.fetch_max_wait_ms)
+        _keep_gaps_unacked()
+        self.order = DeliveryOrder()
         Path(s.data_dir).mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
             s.app_id,
@@ -257,8 +378,24 @@ class Worker:
             value_serializer="raw",
         )
         self._settling: asyncio.Future[None] | None = None
+
+        def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            self.order.reset()  # Faust seeks every partition back to its committed offset
+
+        self.app.on_partitions_assigned.connect(assigned)
         self.agent = self.app.agent(channel, name="process-events", concurrency=1)(self._run)
         self.app.page("/metrics")(_metrics_view)
+        self.app.page("/healthz")(_healthz_view)
+        worker = self
+
+        async def readyz(view: Any, request: Any) -> Any:
+            checks = await worker.readiness()
+            return view.json(
+                {"status": "ok" if all(checks.values()) else "unavailable", "checks": checks},
+                status=200 if all(checks.values()) else 503,
+            )
+
+        self.app.page("/readyz")(readyz)
         interval = s.store.maintenance_interval.total_seconds()
         self.app.timer(interval, on_leader=True)(self._maintain)
         self.app.timer(s.outbox_grace_s / 2)(self._sweep_outbox)
@@ -346,6 +483,30 @@ class Worker:
                 f"{LMS_EVENTS.partitions}: delete it and start the worker again"
             )
 
+    async def readiness(self) -> dict[str, bool]:
+        """Return the readiness checks: partitions of the stream assigned, the store reachable.
+
+        ``partitions`` is false while a rebalance or the recovery of the tables runs, and when
+        the group gave this worker none of the stream's partitions. ``database`` is a fresh
+        connection's ``SELECT 1`` within two seconds, so a batch the sink holds through an
+        outage does not make the probe wait for it.
+        """
+        sources = {self.raw_topic.get_topic_name(), self.rekeyed_topic.get_topic_name()}
+        try:
+            assigned = any(tp.topic in sources for tp in self.app.consumer.assignment())
+        except Exception:  # no consumer yet: not started, so not ready
+            assigned = False
+        partitions = assigned and not self.app.rebalancing
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                self.settings.database_url, connect_timeout=2, autocommit=True
+            ) as conn:
+                await asyncio.wait_for(conn.execute("SELECT 1"), 2.0)
+            database = True
+        except (OSError, psycopg.Error, TimeoutError):
+            database = False
+        return {"partitions": partitions, "database": database}
+
     async def _maintain(self) -> None:
         # Refreshes the fallback's aggregates and applies its retention (TimescaleDB's own job
         # scheduler does both when it runs); one worker, the leader, does it for all.
@@ -387,8 +548,54 @@ class Worker:
                 await self._settle_previous()
 
     async def _feed(self, stream: Any, queue: RecordQueue) -> None:
+        # the consumer's committed offsets and the kept gap method have no public face
+        order, consumer = self.order, cast(Any, self.app.consumer)
         async for event in stream.events():
-            await queue.put(event)
+            message = event.message
+            tp = message.tp
+            seek_to, hole = order.check(tp, message.offset, consumer._committed_offset.get(tp))
+            if seek_to == DeliveryOrder.TAKE:
+                if hole is not None:
+                    logger.warning(
+                        "%s has no records at %d..%d: going on from %d",
+                        tp,
+                        hole,
+                        message.offset - 1,
+                        message.offset,
+                    )
+                    metrics.DELIVERY_HOLES.labels("accepted").inc()
+                    await consumer._tutorstream_add_gap(tp, hole, message.offset - 1)
+                await queue.put(event)
+            elif seek_to >= 0:
+                # records before this one were fetched and never delivered: fetch them again
+                logger.warning(
+                    "%s delivered offset %d before %d..%d: fetching those again",
+                    tp,
+                    message.offset,
+                    seek_to,
+                    message.offset - 1,
+                )
+                metrics.DELIVERY_HOLES.labels("refetched").inc()
+                await self._refetch(tp, seek_to)
+
+    async def _refetch(self, tp: Any, offset: int) -> None:
+        """Seek ``tp`` back to ``offset`` with the flow stopped, as Faust's own seeks are.
+
+        While records flow, a fetch under way keeps delivering past the seek and moves
+        Faust's read offset on, and Faust then drops the records fetched again as already
+        read. A rebalance under way seeks every partition to its commit itself.
+        """
+        app, consumer = self.app, cast(Any, self.app.consumer)
+        if app.rebalancing:
+            return
+        consumer.stop_flow()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(consumer.wait_for_stopped_flow(), 5.0)
+            await consumer.seek(tp, offset)
+        finally:
+            if not app.rebalancing:
+                consumer.resume_flow()
 
     async def _batches(self, stream: Any, queue: RecordQueue) -> None:
         max_batch, linger = self.settings.max_batch, self.settings.max_delay_ms / 1000.0
@@ -405,6 +612,9 @@ class Worker:
         CPU here, so it overlaps the next batch's compute and store: :meth:`_settle` waits
         for the sends, marks the interventions published and acks the records, one batch at
         a time and in order. A batch is never acked before its records are confirmed.
+
+        Nothing a record holds can make this raise: a batch that fails is taken again one
+        record at a time, and a record that fails alone becomes a dead letter with the error.
         """
         metrics.BATCH_SIZE.observe(len(events))
         rekeyed = self.rekeyed_topic.get_topic_name()
@@ -429,55 +639,129 @@ class Worker:
         by_record = {
             (r.topic, r.partition, r.offset): e for r, e in zip(records, events, strict=True)
         }
+        sending = Sending()
         try:
-            result = await self._compute(records)
-            written = await self._store(result)
-        except RejectedBatch as err:
-            # The database refused the rows themselves: keep every record on the DLQ with the
-            # reason rather than retrying forever or dropping the batch.
-            logger.error("store rejected a batch of %d records: %s", len(records), err)
-            result = self._dead_letter_all(records, f"store rejected the batch: {err}")
-            written = None
+            await self._step(stream, records, by_record, sending)
         except Exception as err:
-            # A bug must not crash the worker (Faust would ack the batch and lose it): park
-            # the records on the DLQ, with the error, for a fix and `tutorstream dlq replay`.
-            logger.exception("batch of %d records failed; sending them to the DLQ", len(records))
-            result = self._dead_letter_all(records, f"internal error: {type(err).__name__}: {err}")
-            written = None
-        with metrics.stage("publish"):
-            sends, published = await self._publish(
-                result, () if written is None else written.new_interventions
-            )
-            if written is not None and self.annotations is not None:
-                self.annotations.offer(result.interventions, written.new_interventions)
-            if written is not None:
-                self._write_tables(stream, result, by_record)
+            if len(records) == 1:
+                await self._reject(records, err, sending)
             else:
-                self.state.forget()
+                # One record's content (or a bug it meets) must not cost the others: take them
+                # again one by one, so only the record that fails is dead-lettered.
+                logger.warning(
+                    "batch of %d records failed (%s: %s); taking its records one by one",
+                    len(records),
+                    type(err).__name__,
+                    err,
+                )
+                for record in records:
+                    try:
+                        await self._step(stream, [record], by_record, sending)
+                    except Exception as alone:
+                        await self._reject([record], alone, sending)
         await self._settle_previous()
-        self._settling = asyncio.ensure_future(self._settle(stream, events, sends, published))
+        self._settling = asyncio.ensure_future(self._settle(stream, events, sending))
 
-    async def _settle(
+    async def _step(
         self,
         stream: Any,
-        events: list[EventT[bytes]],
-        sends: list[Awaitable[Any]],
-        published: list[str],
+        records: list[InboundRecord],
+        by_record: dict[tuple[str, int, int], EventT[bytes]],
+        sending: Sending,
     ) -> None:
+        """Compute, store, send and write the state of ``records``; raise before any send."""
+        try:
+            result = await self._compute(records)
+            letters = await self._dead_letters(result)
+            written = await self._store(result)
+            with metrics.stage("publish"):
+                await self._publish(result, letters, written.new_interventions, sending)
+                if self.annotations is not None:
+                    self.annotations.offer(result.interventions, written.new_interventions)
+                self._write_tables(stream, result, by_record)
+        except BaseException:
+            self.state.forget()  # the records were changed in place and are not written
+            raise
+
+    async def _reject(
+        self, records: list[InboundRecord], err: BaseException, sending: Sending
+    ) -> None:
+        if isinstance(err, RejectedBatch):
+            # The database refused the rows themselves: keep the records on the DLQ with the
+            # reason rather than retrying forever or dropping them.
+            logger.error("store rejected %d records: %s", len(records), err)
+            reason = f"store rejected the batch: {err}"
+        else:
+            # A bug must not crash the worker (Faust would ack the batch and lose it): park
+            # the records on the DLQ, with the error, for a fix and `tutorstream dlq replay`.
+            logger.error(
+                "%d records failed (%s: %s); sending them to the DLQ",
+                len(records),
+                type(err).__name__,
+                err,
+                exc_info=err,
+            )
+            reason = f"internal error: {type(err).__name__}: {err}"
+        result = BatchResult()
+        for record in records:
+            result.dead_letters.append(
+                DeadLetterOut(record, InvalidEvent("", reason, None), "pipeline")
+            )
+        letters = await self._dead_letters(result)
+        with metrics.stage("publish"):
+            await self._publish(result, letters, (), sending)
+
+    async def _settle(self, stream: Any, events: list[EventT[bytes]], sending: Sending) -> None:
         with metrics.stage("confirm"):
-            if sends:
-                await asyncio.gather(*sends)
-            await self.app.producer.flush()
-            if published:
+            await self._confirm(sending)
+            if sending.published:
                 try:
-                    await self.sink.mark_published(published)
+                    await self.sink.mark_published(sending.published)
                 except Exception:
                     # the sweep finds them unmarked and publishes them again: a duplicate a
                     # consumer drops by intervention id, never a loss
-                    logger.warning("could not mark %d interventions published", len(published))
+                    logger.warning(
+                        "could not mark %d interventions published", len(sending.published)
+                    )
         for event in events:
             await stream.ack(event)
         self._observe_lag(events)
+
+    async def _confirm(self, sending: Sending) -> None:
+        """Wait until the broker has every record of ``sending``; send again what failed.
+
+        A send fails for the broker's sake (down, a leader moving): it is sent again, with
+        backoff, as long as it takes, and the batch stays unacked meanwhile. Records that
+        fit by construction (dead letters are fitted, the rest are small) never fail for
+        their content, so this cannot spin on one record.
+        """
+        delay = 0.5
+        pending = sending.take()
+        while True:
+            outcomes = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+            failed = [
+                (out, err)
+                for (out, _), err in zip(pending, outcomes, strict=True)
+                if isinstance(err, BaseException)
+            ]
+            if not failed:
+                break
+            logger.warning(
+                "broker did not take %d records (%s); sending them again in %.1fs",
+                len(failed),
+                failed[0][1],
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            pending = []
+            for out, _ in failed:
+                pending.append((out, await self._send_guarded(out)))
+        with contextlib.suppress(Exception):
+            await self.app.producer.flush()
+        for kind, count in sending.dead_letter_kinds.items():
+            # counted once the topic has them, so the metric is what the topic holds
+            metrics.DLQ.labels(kind).inc(count)
 
     async def _settle_previous(self) -> None:
         # A failed confirmation raises here, in the agent, as it did before it moved off the
@@ -486,15 +770,13 @@ class Worker:
         if settling is not None:
             await settling
 
-    def _dead_letter_all(self, records: list[InboundRecord], reason: str) -> BatchResult:
-        result = BatchResult()
-        for record in records:
-            result.dead_letters.append(DeadLetterOut(record, InvalidEvent("", reason, None)))
-            metrics.DLQ.labels("pipeline").inc()
-        return result
-
     async def _compute(self, records: list[InboundRecord]) -> BatchResult:
-        result = self.processor.ingest(records, self.state)
+        processor = self.processor
+        result = BatchResult()
+        parsed = processor.parse(records, result)
+        doubtful = processor.doubtful(parsed, self.state)
+        stored = await self._stored_events(doubtful) if doubtful else set()
+        processor.ingest_parsed(parsed, self.state, result, stored)
         if result.scored:
             loop = asyncio.get_running_loop()
             inputs = self.processor.model_inputs(result)
@@ -504,6 +786,16 @@ class Worker:
             metrics.INFERENCE_LATENCY.observe(time.perf_counter() - started)
             self.processor.decide(result, self.state, prediction, self.model.score_candidates)
         return result
+
+    async def _stored_events(self, event_ids: list[str]) -> set[str]:
+        # Which of the records the learner state seems to have passed are really stored: only
+        # those may be skipped. Asked again while the store cannot answer, as a write is.
+        while True:
+            try:
+                return await self.sink.stored_events(event_ids)
+            except (psycopg.Error, StoreError) as err:
+                logger.error("store not readable, holding the batch: %s", err)
+                await asyncio.sleep(1.0)
 
     async def _store(self, result: BatchResult) -> WriteResult:
         started = time.perf_counter()
@@ -523,26 +815,78 @@ class Worker:
         metrics.SINK_LATENCY.observe(time.perf_counter() - started)
         return written
 
-    async def _publish(
-        self, result: BatchResult, new_interventions: Iterable[str]
-    ) -> tuple[list[Awaitable[Any]], list[str]]:
-        """Send the batch's records; return their delivery futures and the new interventions."""
-        futures: list[Awaitable[Any]] = []
-        published: list[str] = []
+    async def _dead_letters(self, result: BatchResult) -> list[tuple[str, bytes]]:
+        """Return the batch's dead letters as sent: ``(metric label, JSON)`` each.
+
+        A dead letter too large for its topic goes out truncated (the record's head, size and
+        SHA-256); the whole record is committed to the store first, so the hash in the
+        truncated letter always finds it.
+        """
+        letters: list[tuple[str, bytes]] = []
+        payloads = []
         for letter in result.dead_letters:
-            futures.append(
-                await self.dlq_topic.send(
-                    key=None, value=outbound.dead_letter(letter).model_dump_json().encode()
+            whole = outbound.dead_letter(letter)
+            fitted = whole.fitted(DEAD_LETTER_LIMIT, DEAD_LETTER_HEAD)
+            letters.append((letter.kind, fitted.model_dump_json().encode()))
+            if fitted is whole:
+                continue
+            record = letter.record
+            assert fitted.original_sha256 is not None  # set on every truncated letter
+            payloads.append(
+                DeadLetterPayload(
+                    sha256=fitted.original_sha256,
+                    payload=record.value,
+                    key=record.key,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    reason=letter.error.reason,
                 )
             )
+        while payloads:
+            try:
+                await self.sink.keep_payloads(payloads)
+                break
+            except (psycopg.Error, StoreError) as err:
+                logger.error("store not writable, holding %d dead letters: %s", len(payloads), err)
+                await asyncio.sleep(1.0)
+        return letters
+
+    async def _send_guarded(self, out: Outgoing) -> Awaitable[Any]:
+        """Send ``out``; a send that raises at once comes back as a failed future."""
+        try:
+            sent: Awaitable[Any] = await out.topic.send(
+                key=out.key, value=out.value, headers=out.headers
+            )
+            return sent
+        except Exception as err:
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(err)
+            return failed
+
+    async def _publish(
+        self,
+        result: BatchResult,
+        letters: list[tuple[str, bytes]],
+        new_interventions: Iterable[str],
+        sending: Sending,
+    ) -> None:
+        """Send the batch's records; add their delivery futures to ``sending``."""
+
+        async def send(topic: Any, key: bytes | None, value: bytes, headers: Any = None) -> None:
+            out = Outgoing(topic, key, value, headers)
+            sending.pending.append((out, await self._send_guarded(out)))
+
+        for kind, letter in letters:
+            await send(self.dlq_topic, None, letter)
+            sending.dead_letter_kinds[kind] += 1
         for learner_id, value, arrived in result.forwards:
             source, offset = arrived.source
-            futures.append(
-                await self.rekeyed_topic.send(
-                    key=learner_id.encode(),
-                    value=value,
-                    headers=[(ORIGIN_HEADER, f"{source}@{offset}".encode())],
-                )
+            await send(
+                self.rekeyed_topic,
+                learner_id.encode(),
+                value,
+                [(ORIGIN_HEADER, f"{source}@{offset}".encode())],
             )
         if self.settings.publish_live:
             fresh = set(new_interventions)
@@ -551,31 +895,18 @@ class Worker:
                 if item.decision.intervention_id not in fresh:
                     continue  # already stored: a replay or a retry found it again
                 record = outbound.intervention(item, self.model.spec)
-                published.append(record.intervention_id)
+                sending.published.append(record.intervention_id)
                 key = item.event.learner_id.encode()
-                futures.append(
-                    await self.interventions_topic.send(
-                        key=key, value=record.model_dump_json().encode()
-                    )
-                )
+                await send(self.interventions_topic, key, record.model_dump_json().encode())
                 if item.decision.status.value == "sent":
                     prompt = outbound.learner_prompt(record)
-                    futures.append(
-                        await self.prompts_topic.send(
-                            key=key, value=prompt.model_dump_json().encode()
-                        )
-                    )
+                    await send(self.prompts_topic, key, prompt.model_dump_json().encode())
                 # from the record's arrival on Kafka, not the event's own time: producers may
                 # send history, and a replay must not count as latency
                 metrics.EVENT_TO_INTERVENTION.observe(max(0.0, now - item.record_timestamp))
             for rec in result.recommendations:
                 value = outbound.recommendation(rec, self.model.spec).model_dump_json().encode()
-                futures.append(
-                    await self.recommendations_topic.send(
-                        key=rec.event.learner_id.encode(), value=value
-                    )
-                )
-        return futures, published
+                await send(self.recommendations_topic, rec.event.learner_id.encode(), value)
 
     async def _sweep_outbox(self) -> None:
         # Interventions a killed worker stored but never confirmed on their topic.
@@ -640,6 +971,12 @@ class Worker:
                 metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
                     max(0, high - offset - 1)
                 )
+
+
+async def _healthz_view(self: Any, request: Any) -> Any:
+    # liveness: the process and its event loop answer; dependencies are /readyz's business,
+    # so an outage of the broker or the database never gets a healthy worker restarted
+    return self.json({"status": "ok"})
 
 
 async def _metrics_view(self: Any, request: Any) -> Any:

@@ -103,6 +103,10 @@ class LearnerRecord:
         out[t - self.filled :] = True
         return out
 
+    def remembers(self, event_id: str) -> bool:
+        """Return whether ``event_id`` is among the ids this state took and still keeps."""
+        return event_digest(event_id) in self.seen
+
     def remember(self, event_id: str, at: float, horizon_s: float, max_ids: int) -> bool:
         """Record ``event_id``; return False when it was already seen within the window.
 

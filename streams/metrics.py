@@ -34,6 +34,21 @@ REDELIVERED = Counter(
     "after a restart or a rebalance).",
     registry=REGISTRY,
 )
+LATE = Counter(
+    "tutorstream_late_records_total",
+    "Events processed although their learner's state had passed their record's offset (the "
+    "record came out of order and the store did not hold it): each would have been lost had "
+    "the offset alone decided.",
+    registry=REGISTRY,
+)
+DELIVERY_HOLES = Counter(
+    "tutorstream_delivery_holes_total",
+    "Records delivered after a hole in a partition's offsets: refetched (the records before "
+    "them were dropped between fetch and delivery, and are fetched again) or accepted (the "
+    "broker has nothing there).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 BATCH_SIZE = Histogram(
     "tutorstream_batch_size",
     "Records per micro-batch.",

@@ -9,7 +9,7 @@ recommendations. The worker (``streams.app``) owns the I/O and the acknowledgeme
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Collection, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -88,10 +88,14 @@ class InboundRecord:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterOut:
-    """A record that failed validation, with where it came from and why."""
+    """A record that failed validation, with where it came from and why.
+
+    ``kind`` labels it in ``tutorstream_dlq_total``, counted once the topic has it.
+    """
 
     record: InboundRecord
     error: InvalidEvent
+    kind: str = "unreadable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +147,8 @@ class BatchResult:
     """Events dropped because their id was seen already (a producer's retry)."""
     redelivered: int = 0
     """Events skipped because the learner's state took in their record already."""
+    late: int = 0
+    """Events whose learner's state had passed their record without taking it in."""
     touched_learners: dict[str, InboundRecord] = field(default_factory=dict)
     touched_items: dict[str, InboundRecord] = field(default_factory=dict)
     touched_catalogues: dict[str, InboundRecord] = field(default_factory=dict)
@@ -314,14 +320,61 @@ class EventProcessor:
         self._policies: dict[str, NextItemPolicy] = {}
 
     # -- stage 1: records -> new events and their features -------------------------------
-    def ingest(self, records: list[InboundRecord], state: StateView) -> BatchResult:
-        """Normalise and dedupe ``records``, update features, gather the model's inputs."""
+    def ingest(
+        self,
+        records: list[InboundRecord],
+        state: StateView,
+        stored: Collection[str] = (),
+    ) -> BatchResult:
+        """Normalise and dedupe ``records``, update features, gather the model's inputs.
+
+        ``stored``: ids of events known to be in the store (see :meth:`doubtful`); without
+        them a record the learner's state seems to have passed is processed again, never
+        skipped, and the store's unique keys drop what was already there.
+        """
         result = BatchResult()
+        self._featurise(self.parse(records, result), state, result, stored=stored)
+        return result
+
+    def parse(
+        self, records: list[InboundRecord], result: BatchResult
+    ) -> list[tuple[LearningEvent, InboundRecord]]:
+        """Normalise ``records`` and return the events this partition owns, with their records.
+
+        Bad records become ``result``'s dead letters, other partitions' events its forwards.
+        """
         with metrics.stage("normalise"):
             metrics.RECORDS_IN.inc(len(records))
-            parsed = self._parse(records, result)
-        self._featurise(parsed, state, result)
-        return result
+            return self._parse(records, result)
+
+    def ingest_parsed(
+        self,
+        parsed: Sequence[tuple[LearningEvent, InboundRecord]],
+        state: StateView,
+        result: BatchResult,
+        stored: Collection[str] = (),
+    ) -> None:
+        """Dedupe and featurise events from :meth:`parse` into ``result`` (see :meth:`ingest`)."""
+        self._featurise(parsed, state, result, stored=stored)
+
+    @staticmethod
+    def doubtful(
+        parsed: Sequence[tuple[LearningEvent, InboundRecord]], state: StateView
+    ) -> list[str]:
+        """Return ids of events whose learner state passed their offset but forgot the id.
+
+        Such a record is either one delivered again long after its event (its id has left
+        the dedupe window) or one the state jumped over (records delivered out of order,
+        or not at all, before a later one was taken): only the store can tell which, and
+        :meth:`ingest` skips it only when the store holds it.
+        """
+        out = []
+        for event, record in parsed:
+            learner = state.learner(event.learner_id)
+            origin, offset = record.source
+            if offset <= learner.offsets.get(origin, -1) and not learner.remembers(event.event_id):
+                out.append(event.event_id)
+        return out
 
     def ingest_events(
         self,
@@ -330,6 +383,7 @@ class EventProcessor:
         *,
         ready: InputsReady | None = None,
         chunk: int = 1024,
+        stored: Collection[str] = (),
     ) -> BatchResult:
         """Dedupe and featurise events already normalised, each with the record it came in.
 
@@ -345,9 +399,10 @@ class EventProcessor:
                 while the next ones are featurised; together, in order, they are
                 :meth:`model_inputs`.
             chunk: scored events per call of ``ready``.
+            stored: ids of events known to be in the store (see :meth:`ingest`).
         """
         result = BatchResult()
-        self._featurise(events, state, result, ready, max(1, chunk))
+        self._featurise(events, state, result, ready, max(1, chunk), stored)
         return result
 
     def _parse(
@@ -361,13 +416,11 @@ class EventProcessor:
                 else:
                     events = normalise(record.value, self._pseudonymiser)
             except InvalidEvent as err:
-                result.dead_letters.append(DeadLetterOut(record, err))
-                metrics.DLQ.labels(_reason_class(err)).inc()
+                result.dead_letters.append(DeadLetterOut(record, err, _reason_class(err)))
                 continue
             except ValueError as err:  # a forwarded event that no longer validates
                 bad = InvalidEvent("", f"forwarded event is invalid: {err}", None)
-                result.dead_letters.append(DeadLetterOut(record, bad))
-                metrics.DLQ.labels("forwarded").inc()
+                result.dead_letters.append(DeadLetterOut(record, bad, "forwarded"))
                 continue
             for event in events:
                 if record.normalised or self._owns(event.learner_id, record):
@@ -385,6 +438,7 @@ class EventProcessor:
         result: BatchResult,
         ready: InputsReady | None = None,
         chunk: int = 1024,
+        stored: Collection[str] = (),
     ) -> None:
         extractor = self._extractor
         window, n_features = state.window, extractor.n_event_features
@@ -408,16 +462,23 @@ class EventProcessor:
             for event, record in parsed:
                 learner = state.learner(event.learner_id)
                 # A record at or before the last offset this learner's state took from its
-                # source is a redelivery (a worker died or a partition moved before the
-                # commit): its events are already in the state, however old they are.
+                # source may be a redelivery (a worker died or a partition moved before the
+                # commit). It is skipped only when its results are known durable: the state
+                # remembers its event (a state reaches the changelog only after its batch's
+                # rows are committed) or the store holds it. Otherwise the state passed it
+                # without taking it (records that came out of order, or a batch lost
+                # between fetch and processing), and it is processed now, late.
                 origin, offset = record.source
                 last = learner.offsets.get(origin, -1)
                 if offset <= last and (
                     offset < last or (event.learner_id, origin, offset) not in claimed
                 ):
-                    result.redelivered += 1
-                    continue
-                if offset != last:
+                    event_id = event.event_id
+                    if event_id in stored or learner.remembers(event_id):
+                        result.redelivered += 1
+                        continue
+                    result.late += 1
+                elif offset != last:
                     learner.offsets[origin] = offset
                     claimed.add((event.learner_id, origin, offset))
                 # a producer's retry: another record, the same event id
@@ -473,6 +534,8 @@ class EventProcessor:
             metrics.DUPLICATES.inc(result.duplicates)
         if result.redelivered:
             metrics.REDELIVERED.inc(result.redelivered)
+        if result.late:
+            metrics.LATE.inc(result.late)
         for member, count in by_source.items():
             metrics.EVENTS_IN.labels(member.value).inc(count)
         result.feature_vectors = vectors[: len(events)]

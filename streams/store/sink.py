@@ -114,6 +114,29 @@ class WriteResult:
         return sum(self.offered.values())
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetterPayload:
+    """A whole record whose dead letter was truncated to fit its topic (see ``keep_payloads``).
+
+    Attributes:
+        sha256: lower-case hex SHA-256 of ``payload``, as the truncated dead letter gives it.
+        payload: the record's bytes.
+        key: the record's key.
+        topic: the topic it came in on.
+        partition: its partition there.
+        offset: its offset there.
+        reason: why it is a dead letter.
+    """
+
+    sha256: str
+    payload: bytes
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+
+
 @dataclass(slots=True)
 class StoreBatch:
     """Rows of several tables, written by :meth:`StoreSink.write` in one transaction.
@@ -342,6 +365,55 @@ class StoreSink:
                     self._method,
                     tuple(self._fresh_interventions),
                 )
+
+    async def keep_payloads(self, payloads: Sequence[DeadLetterPayload]) -> None:
+        """Commit whole records whose dead letters were truncated, once per content hash.
+
+        Raises:
+            psycopg.Error: the database could not take them (the caller retries).
+        """
+        if not payloads:
+            return
+        async with self._lock:
+            conn = await self._connection()
+            async with conn.transaction(), conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO dead_letter_payloads (sha256, length, payload, record_key, "
+                    'topic, "partition", "offset", error_reason) '
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING",
+                    [
+                        (
+                            p.sha256,
+                            len(p.payload),
+                            p.payload,
+                            p.key,
+                            p.topic,
+                            p.partition,
+                            p.offset,
+                            p.reason,
+                        )
+                        for p in payloads
+                    ],
+                )
+
+    async def stored_events(self, event_ids: Sequence[str]) -> set[str]:
+        """Return those of ``event_ids`` whose event row is committed.
+
+        A batch's rows commit in one transaction, so a stored event means its features,
+        prediction, interventions and recommendations are stored too.
+
+        Raises:
+            psycopg.Error: the database could not answer (the caller retries).
+        """
+        if not event_ids:
+            return set()
+        async with self._lock:
+            conn = await self._connection()
+            cur = await conn.execute(
+                "SELECT DISTINCT event_id FROM events WHERE event_id = ANY(%s)",
+                (list(event_ids),),
+            )
+            return {row[0] for row in await cur.fetchall()}
 
     async def mark_published(self, intervention_ids: Sequence[str]) -> None:
         """Record that these interventions are confirmed on their topic (the outbox's ack).

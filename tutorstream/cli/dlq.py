@@ -81,3 +81,44 @@ def replay(
         f"{c.kept:,} still fail and stay on the DLQ; {c.other:,} other reasons, "
         f"{c.unreadable:,} unreadable"
     )
+
+
+@app.command("payload")
+def payload(
+    sha256: Annotated[str, typer.Argument(help="The original_sha256 of a truncated dead letter.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write; standard output if not.")
+    ] = None,
+) -> None:
+    """Write the whole record of a dead letter that went out truncated (too large for the DLQ).
+
+    The worker keeps such records in the store's ``dead_letter_payloads`` table, by SHA-256.
+    """
+    import sys
+
+    import psycopg
+
+    from streams.store.connection import search_path
+    from streams.store.settings import StoreSettings
+    from tutorstream.stack import StackError, database_url
+
+    try:
+        url = database_url(Settings())
+    except StackError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(search_path(StoreSettings().db_schema))
+        row = conn.execute(
+            "SELECT payload FROM dead_letter_payloads WHERE sha256 = %s", (sha256.lower(),)
+        ).fetchone()
+    if row is None:
+        typer.echo(f"error: no dead-letter payload with sha256 {sha256}", err=True)
+        raise typer.Exit(1)
+    data = bytes(row[0])
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        output.write_bytes(data)
+        typer.echo(f"wrote {len(data):,} bytes to {output}", err=True)

@@ -172,3 +172,27 @@ def test_records_round_trip_through_json(name: str) -> None:
 
     round_trip()
     assert valid > 0, "the strategy drew no valid record"
+
+
+def test_a_dead_letter_too_large_for_its_topic_is_truncated_with_size_and_hash() -> None:
+    import hashlib
+
+    original = b'{"padding": "' + b"a" * 2_000_000 + b'"}'
+    error = InvalidEvent("", "not a statement", "unknown")
+    letter = DeadLetter.from_error(original, error, topic="t", partition=3, offset=9, failed_at=NOW)
+    assert len(letter.model_dump_json()) > 2_000_000
+
+    fitted = letter.fitted(512 * 1024, 64 * 1024)
+    assert len(fitted.model_dump_json()) < 512 * 1024
+    digest = hashlib.sha256(original).hexdigest()
+    assert fitted.truncated and fitted.original_size == len(original)
+    assert fitted.original_sha256 == digest
+    assert fitted.original() == original[: 64 * 1024]
+    assert "truncated" in fitted.error_reason and digest in fitted.error_reason
+    assert fitted.error_reason.startswith("not a statement")
+    assert (fitted.topic, fitted.partition, fitted.offset) == ("t", 3, 9)
+    assert DeadLetter.model_validate_json(fitted.model_dump_json()) == fitted
+
+    small = DeadLetter.from_error(b"{", error, topic="t", partition=0, offset=0, failed_at=NOW)
+    assert small.fitted(512 * 1024, 64 * 1024) is small
+    assert not small.truncated and small.original_size is None

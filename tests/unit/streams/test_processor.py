@@ -14,7 +14,13 @@ from inference.runtime import LearnerModel
 from streams import outbound
 from streams.learner_state import FORMAT_VERSION, LearnerRecord, event_digest
 from streams.policy import InterventionPolicy, PolicySettings
-from streams.processor import EventProcessor, InboundRecord, RecommendationOut, StateView
+from streams.processor import (
+    BatchResult,
+    EventProcessor,
+    InboundRecord,
+    RecommendationOut,
+    StateView,
+)
 from tutorstream.cohort import labelled_cohort
 
 pytestmark = pytest.mark.unit
@@ -205,7 +211,8 @@ def test_a_redelivered_record_counts_once_however_old_its_events(model: LearnerM
 
     Its replacement is handed those records again. Their events may be older than the
     dedupe window (a backlog spans hours of event time in seconds), so the ids are forgotten;
-    the offset each learner's state took from the partition still tells them apart.
+    the offset each learner's state took from the partition marks them as doubtful, and the
+    store, which holds them, tells them apart.
     """
     events = _cohort(3, 6)
     # three events per record, as a list of native events: all of a record's events count
@@ -224,7 +231,11 @@ def test_a_redelivered_record_counts_once_however_old_its_events(model: LearnerM
     counted = {k: LearnerRecord.from_bytes(v).events for k, v in learners.items()}  # type: ignore[arg-type]
 
     # the commit was lost: the whole partition comes again, from its first record
-    again = processor.ingest(records, view)
+    parsed = processor.parse(records, BatchResult())
+    stored = {e.event_id for e in first.events}
+    doubtful = set(processor.doubtful(parsed, view))
+    assert doubtful and doubtful < stored, "the ids its state forgot, not the ones it keeps"
+    again = processor.ingest(records, view, stored=stored)
     view.write_back(again)
     assert again.redelivered == len(first.events) and again.duplicates == 0
     assert [e.event_id for e in again.events] == [
@@ -247,8 +258,44 @@ def test_a_redelivered_record_counts_once_however_old_its_events(model: LearnerM
         origin="lms.events.v1/0",
         origin_offset=40,
     )
-    copy = processor.ingest_events([(first.events[0], forwarded)], view)
+    copy = processor.ingest_events([(first.events[0], forwarded)], view, stored=stored)
     assert copy.redelivered == 1 and not copy.events
+
+
+def test_a_record_the_state_passed_without_taking_is_processed_late(
+    model: LearnerModel,
+) -> None:
+    """Records that reach the worker out of order are not lost.
+
+    A learner's state that took offset 50 before offset 45 (a batch dropped between fetch
+    and processing, then fetched again after a later one) must still take 45: the store does
+    not hold it, so nothing says its results are durable.
+    """
+    events = _cohort(1, 4)
+    records = [
+        InboundRecord(orjson.dumps(e), None, "lms.events.v1", 0, 40 + k, 0.0)
+        for k, e in enumerate(events)
+    ]
+    later, earlier = records[len(records) // 2 :], records[: len(records) // 2]
+    learners: dict[str, object] = {}
+    view = StateView(learners, {}, {}, model.window)
+    processor = _processor(dedupe_window_s=60.0)
+    ahead = processor.ingest(later, view)
+    view.write_back(ahead)
+    assert ahead.events
+
+    parsed = processor.parse(earlier, BatchResult())
+    assert len(processor.doubtful(parsed, view)) == len(earlier)
+    behind = processor.ingest(earlier, view, stored=set())
+    view.write_back(behind)
+    assert behind.late == len(earlier) and behind.redelivered == 0
+    assert len(behind.events) == len(earlier)
+    (raw,) = learners.values()
+    assert LearnerRecord.from_bytes(raw).events == len(records)  # type: ignore[arg-type]
+
+    # once taken, the late records are remembered: a further delivery is skipped
+    again = processor.ingest(earlier, view)
+    assert again.redelivered == len(earlier) and not again.events
 
 
 def test_normalised_events_featurise_as_raw_records_do(model: LearnerModel) -> None:
