@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.profiles import ProfileSettings
 from schemas.pseudonym import DEV_PSEUDONYM_KEY
 from streams.annotations import GrafanaSettings
 from streams.policy import PolicySettings
@@ -47,6 +48,9 @@ class StreamSettings(BaseSettings):
         store: ``TUTORSTREAM_STORE__*``, the store and its sink.
         grafana: ``TUTORSTREAM_GRAFANA__*``, annotations of new interventions in Grafana
             (off unless ``TUTORSTREAM_GRAFANA__URL`` is set).
+        profiles: ``TUTORSTREAM_PROFILES__FILES`` (comma-separated YAML files) and
+            ``TUTORSTREAM_PROFILES__DEFAULT``: the statement profiles records are read with; a
+            record names its producer's profile in the ``tutorstream-profile`` header.
     """
 
     model_config = SettingsConfigDict(
@@ -76,6 +80,7 @@ class StreamSettings(BaseSettings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
+    profiles: ProfileSettings = Field(default_factory=ProfileSettings)
 
     def topic(self, name: str) -> str:
         """Return the name of catalogue topic ``name`` on this deployment."""
