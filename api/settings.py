@@ -10,6 +10,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.profiles import ProfileSettings
 from schemas.pseudonym import DEV_PSEUDONYM_KEY
 
 """The development key every component shares by default; production refuses it."""
@@ -91,6 +92,8 @@ class ApiSettings(BaseSettings):
             ``authority`` of stored xAPI statements and the home page of learner pseudonyms.
         api: ``TUTORSTREAM_API__*``, see :class:`ApiOptions`.
         store: ``TUTORSTREAM_STORE__DB_SCHEMA``, see :class:`StoreLocation`.
+        profiles: ``TUTORSTREAM_PROFILES__FILES`` and ``TUTORSTREAM_PROFILES__DEFAULT``, the
+            statement profiles ingest keys read statements with (as for the worker).
     """
 
     model_config = SettingsConfigDict(
@@ -105,6 +108,7 @@ class ApiSettings(BaseSettings):
     public_url: str = Field(default="https://tutorstream.invalid", pattern=r"^https?://\S+$")
     api: ApiOptions = Field(default_factory=ApiOptions)
     store: StoreLocation = Field(default_factory=StoreLocation)
+    profiles: ProfileSettings = Field(default_factory=ProfileSettings)
 
     @model_validator(mode="after")
     def _refuse_dev_key_in_production(self) -> ApiSettings:

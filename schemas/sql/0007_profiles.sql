@@ -10,3 +10,8 @@ COMMENT ON COLUMN events.profile IS
     'Statement profile (id@version) the event was read with; NULL for native events.';
 COMMENT ON COLUMN events.verb IS
     'Verb IRI (xAPI) or type/action (Caliper) of an unmodelled event (event_type unmodelled).';
+
+-- The statement profile an ingest key's statements are read with (NULL: the default one).
+ALTER TABLE api_keys ADD COLUMN profile text;
+COMMENT ON COLUMN api_keys.profile IS
+    'Statement profile id the key''s statements are read with; NULL for the default profile.';
