@@ -23,8 +23,8 @@ from typing import Any, Final, TextIO
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from schemas.exceptions import InvalidEvent
 from schemas.events import UnmodelledEvent
+from schemas.exceptions import InvalidEvent
 from schemas.normalise import normalise, parse_json, pseudonymiser_for
 from schemas.pseudonym import Pseudonymiser
 from tutorstream.kafka import producer_config
