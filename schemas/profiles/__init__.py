@@ -46,7 +46,15 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from schemas.events import EventType
 from schemas.exceptions import SchemaError
@@ -206,23 +214,44 @@ class Fields(_Rule):
     difficulty: tuple[Source, ...] = ()
     resource_relation: tuple[Source, ...] = ()
 
-    @model_validator(mode="after")
-    def _kinds(self) -> Fields:
-        for name in ("skills", "session", "attempt", "hint_level", "hint_count", "difficulty"):
-            _allowed(name, getattr(self, name))
-        _allowed("class", self.class_)
-        _allowed("resource_relation", self.resource_relation)
-        return self
+    @field_validator(
+        "skills",
+        "class_",
+        "session",
+        "attempt",
+        "hint_level",
+        "hint_count",
+        "difficulty",
+        "resource_relation",
+    )
+    @classmethod
+    def _kinds(cls, value: tuple[_Rule, ...], info: ValidationInfo) -> tuple[_Rule, ...]:
+        name = info.field_name or ""
+        _allowed("class" if name == "class_" else name, value)
+        return value
 
 
-ModelledAs = EventType | Literal["unmodelled"]
+_MODELLED_AS: Final = (*(t.value for t in EventType), "unmodelled")
+
+
+def _modelled_as(value: str) -> str:
+    if value not in _MODELLED_AS:
+        raise ValueError(f"{value!r} is not an event type; use one of {', '.join(_MODELLED_AS)}")
+    return value
+
+
+ModelledAs = Annotated[
+    str,
+    AfterValidator(_modelled_as),
+    Field(json_schema_extra={"enum": list(_MODELLED_AS)}),
+]
 
 
 class VerbRule(_Rule):
     """Verbs that map to one event type, optionally only on some objects."""
 
     ids: tuple[str, ...] = Field(min_length=1, description="Verb IRIs.")
-    event_type: ModelledAs
+    event_type: ModelledAs = Field(description="An event type, or 'unmodelled'.")
     activity_types: tuple[str, ...] = Field(
         default=(), description="Only when object.definition.type is one of these."
     )
@@ -248,10 +277,11 @@ class VerbRule(_Rule):
                 raise ValueError(f"is not a valid regular expression: {err}") from None
         return value
 
-    @model_validator(mode="after")
-    def _item(self) -> VerbRule:
-        _allowed("item", self.item)
-        return self
+    @field_validator("item")
+    @classmethod
+    def _item(cls, value: tuple[_Rule, ...]) -> tuple[_Rule, ...]:
+        _allowed("item", value)
+        return value
 
 
 class CaliperRule(_Rule):
@@ -259,7 +289,7 @@ class CaliperRule(_Rule):
 
     type: str = Field(pattern=r"^[A-Za-z]+Event$")
     actions: tuple[str, ...] = Field(min_length=1)
-    event_type: ModelledAs
+    event_type: ModelledAs = Field(description="An event type, or 'unmodelled'.")
 
 
 class StatementProfile(_Rule):
@@ -287,7 +317,7 @@ class StatementProfile(_Rule):
 
 def _lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> list[str]:
     """Record the line of every node under its path; return duplicate-key problems."""
-    out[path] = node.start_mark.line + 1
+    out.setdefault(path, node.start_mark.line + 1)
     dupes: list[str] = []
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
@@ -354,23 +384,32 @@ def parse_profile(text: str, name: str) -> StatementProfile:
     try:
         return StatementProfile.model_validate(data)
     except ValidationError as err:
-        problems = []
+        problems: list[tuple[str, int, str, str]] = []
         for error in err.errors(include_url=False):
-            loc = [step for step in error["loc"] if not _is_union_tag(step)]
-            problems.append((name, _line_of(loc, lines), _field(loc), error["msg"]))
+            loc = _in_file(data, error["loc"])
+            problem = (name, _line_of(loc, lines), _field(loc), error["msg"])
+            if problem not in problems:
+                problems.append(problem)
         raise ProfileError(problems) from None
 
 
-def _is_union_tag(step: Any) -> bool:
-    # pydantic puts the chosen member of a tagged union in the location; the file has no such key
-    return isinstance(step, str) and step in (
-        "definition_extension",
-        "result_extension",
-        "context_extension",
-        "context_activities",
-        "object_id",
-        "registration",
-    )
+def _in_file(data: Any, loc: Sequence[Any]) -> list[Any]:
+    """Return the steps of a pydantic location that are keys or indexes in the file.
+
+    pydantic adds the member a union chose (``context_activities``) to the location; the
+    file has no such key. The last step is kept whatever it is: an unknown key the file has,
+    or a missing one it lacks.
+    """
+    kept: list[Any] = []
+    node = data
+    for position, step in enumerate(loc):
+        in_dict = isinstance(node, dict) and step in node
+        if in_dict or (isinstance(node, list) and isinstance(step, int) and step < len(node)):
+            node = node[step]
+            kept.append(step)
+        elif position == len(loc) - 1 and isinstance(node, dict):
+            kept.append(step)
+    return kept
 
 
 def load_profile_file(path: str | Path) -> StatementProfile:
