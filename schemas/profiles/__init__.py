@@ -375,11 +375,11 @@ def parse_profile(text: str, name: str) -> StatementProfile:
     lines: dict[tuple[Any, ...], int] = {}
     dupes = _lines(node, (), lines)
     if dupes:
-        problems = []
+        twice = []
         for entry in dupes:
             field, _, line = entry.rpartition("@")
-            problems.append((name, int(line), field, "is given twice"))
-        raise ProfileError(problems)
+            twice.append((name, int(line), field, "is given twice"))
+        raise ProfileError(twice)
     data = yaml.SafeLoader("").construct_document(node)
     try:
         return StatementProfile.model_validate(data)
