@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 from schemas.events import EventType
 from schemas.formats import child
@@ -98,6 +98,8 @@ class CompiledProfile:
     resource_relation: tuple[CompiledSource, ...]
     caliper: Mapping[tuple[str, str], EventType | None]
     default_class: str | None
+    readers: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """Per-format field readers built from this profile on first use (see schemas.xapi)."""
 
 
 def _source(
