@@ -1055,6 +1055,13 @@ _FIELD_READS: Final = (
     ("difficulty", "_number"),
     ("resource_relation", "_relation"),
 )
+# Values already right need no reader call (the common case: one call saved per field).
+_ALREADY_RIGHT: Final = {
+    "_CLASS_TEXT": f"type(value) is str and value and len(value) <= {MAX_CLASS_ID_LENGTH}",
+    "_SESSION_TEXT": f"type(value) is str and value and len(value) <= {MAX_SESSION_ID_LENGTH}",
+    "_AT_LEAST_1": "type(value) is int and value >= 1",
+    "_AT_LEAST_0": "type(value) is int and value >= 0",
+}
 _FETCH: Final = {
     "def": "definition.get({S}.key)",
     "res": "res.get({S}.key)",
@@ -1115,6 +1122,12 @@ def _fields_reader(profile: CompiledProfile) -> Callable[[Statement], _Fields]:
             lines.append("    if not done:")
             lines.append(f"        value = {fetch}")
             lines.append("        if value is not None:")
+            fast = _ALREADY_RIGHT.get(reader)
+            if fast is not None:
+                lines.append(f"            if {fast}:")
+                lines.append(f"                {name} = value")
+                lines.append("                done = True")
+                lines.append("        if value is not None and not done:")
             if source.strict:
                 lines.append(f"            {name} = {reader}(value, {tag}.path)")
                 lines.append("            done = True")
