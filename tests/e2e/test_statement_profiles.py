@@ -24,9 +24,11 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.keys import create_key
 from api.settings import ApiOptions, ApiSettings, StoreLocation
-from schemas.profiles import PROFILE_HEADER, ProfileError, ProfileSettings
+from schemas.profiles import PROFILE_HEADER, ProfileError, ProfileSettings, load_profiles
+from schemas.pseudonym import DEV_PSEUDONYM_KEY
 from streams.store.connection import connect
 from tutorstream import kafka
+from tutorstream.cli.topics_inspect import inspect_topic
 
 pytestmark = pytest.mark.e2e
 
@@ -157,6 +159,26 @@ def test_unmodelled_statements_are_stored_and_counted_never_dead_lettered(
         in text
     )
     assert 'tutorstream_default_class_total{profile="my-lms@3"} 1.0' in text
+
+    # topics inspect counts the raw topic the way the worker reads it
+    report = inspect_topic(
+        pipeline.bootstrap,
+        pipeline.topic("lms.events.v1"),
+        DEV_PSEUDONYM_KEY.encode(),
+        sample=0,
+        interval=0.1,
+        kind="events",
+        scan=100,
+        profiles=load_profiles([profile_file]),
+    )
+    assert report.modelled == {"hint_request": 2, "answer_submit": 1}
+    assert report.unmodelled == {
+        f"{LMS}verbs/bookmarked (my-lms@3)": 1,
+        f"{ADL}launched (my-lms@3)": 1,
+        f"{LMS}verbs/hinted (builtin@1)": 1,
+        f"{LMS}verbs/rated (my-lms@3)": 1,
+    }
+    assert report.invalid == 1
 
 
 def test_a_profile_file_with_an_error_stops_the_worker_and_the_api(
