@@ -23,6 +23,7 @@ path above, which also finds and explains what is wrong with it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import msgspec
@@ -86,12 +87,17 @@ def _record(
     out: list[LearningEvent],
     profile: CompiledProfile,
     unmodelled: list[UnmodelledEvent] | None,
+    received: datetime | None,
 ) -> None:
     if type(record) is not dict:
         raise InvalidEvent(path, f"expected a JSON object, got {json_type(record)}")
     kind = detect_format(record)
     if kind is SourceFormat.XAPI:
-        _sort(xapi.normalise_statement(record, pseudonymiser, path, profile), out, unmodelled)
+        _sort(
+            xapi.normalise_statement(record, pseudonymiser, path, profile, received),
+            out,
+            unmodelled,
+        )
     elif kind is SourceFormat.CALIPER:
         for event in caliper.normalise_caliper(record, pseudonymiser, path, profile):
             _sort(event, out, unmodelled)
@@ -136,6 +142,7 @@ def normalise(
     max_bytes: int = MAX_PAYLOAD_BYTES,
     profile: CompiledProfile | None = None,
     unmodelled: list[UnmodelledEvent] | None = None,
+    received: datetime | None = None,
 ) -> list[LearningEvent]:
     """Normalise one inbound record (any supported format) to learning events.
 
@@ -150,6 +157,8 @@ def normalise(
         max_bytes: the largest raw payload read.
         profile: the producer's statement profile; the built-in one when ``None``.
         unmodelled: where valid records the model cannot use go; left out, they are dropped.
+        received: when the record reached tutorstream (its Kafka timestamp): the time of an
+            xAPI statement that carries neither ``timestamp`` nor ``stored``.
 
     Returns:
         The modelled events, in the order they appear in the record (none when every
@@ -170,7 +179,7 @@ def normalise(
                 "", f"payload of {len(data)} bytes is over the {max_bytes}-byte limit"
             )
         if (_VERB_TEXT if isinstance(data, str) else _VERB_BYTES) in data:  # type: ignore[operator]
-            events = _xapi_fast(data, pseudonymiser, profile, unmodelled)
+            events = _xapi_fast(data, pseudonymiser, profile, unmodelled, received)
             if events is not None:
                 return events
         parsed = parse_json(data, max_bytes=max_bytes)
@@ -178,14 +187,14 @@ def normalise(
         parsed = raw
     if type(parsed) is dict:
         events = []
-        _record(parsed, pseudonymiser, "", events, profile, unmodelled)
+        _record(parsed, pseudonymiser, "", events, profile, unmodelled, received)
         return events
     if type(parsed) is list:
         if not parsed:
             raise InvalidEvent("", "the array holds no events")
         events = []
         for index, record in enumerate(parsed):
-            _record(record, pseudonymiser, item("", index), events, profile, unmodelled)
+            _record(record, pseudonymiser, item("", index), events, profile, unmodelled, received)
         return events
     raise InvalidEvent("", f"expected a JSON object or array, got {json_type(parsed)}")
 
@@ -199,6 +208,7 @@ def _xapi_fast(
     pseudonymiser: Pseudonymiser,
     profile: CompiledProfile,
     unmodelled: list[UnmodelledEvent] | None,
+    received: datetime | None,
 ) -> list[LearningEvent] | None:
     """Decode what looks like xAPI straight into the typed model; ``None`` when it is not that.
 
@@ -211,7 +221,7 @@ def _xapi_fast(
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return None
     if not is_array:
-        event = xapi.normalise_statement(statements[0], pseudonymiser, "", profile)
+        event = xapi.normalise_statement(statements[0], pseudonymiser, "", profile, received)
         if type(event) is LearningEvent:
             return [event]
         if unmodelled is not None:
@@ -222,7 +232,7 @@ def _xapi_fast(
     events: list[LearningEvent] = []
     for index, statement in enumerate(statements):
         _sort(
-            xapi.normalise_statement(statement, pseudonymiser, item("", index), profile),
+            xapi.normalise_statement(statement, pseudonymiser, item("", index), profile, received),
             events,
             unmodelled,
         )

@@ -1329,6 +1329,7 @@ def normalise_statement(
     pseudonymiser: Pseudonymiser,
     path: str = "",
     profile: CompiledProfile | None = None,
+    received: datetime | None = None,
 ) -> LearningEvent | UnmodelledEvent:
     """Validate one statement and map it through a statement profile.
 
@@ -1337,6 +1338,9 @@ def normalise_statement(
         pseudonymiser: turns the actor's identifier into the learner's pseudonym.
         path: where the statement sits in its payload (``[3]``); prefixes error paths.
         profile: the producer's profile; the built-in one when ``None``.
+        received: when the statement reached tutorstream (a Kafka record's timestamp): the
+            timestamp of a statement that has neither ``timestamp`` nor ``stored``, as an LRS
+            gives a statement without one its stored time.
 
     Returns:
         The learning event, or an :class:`UnmodelledEvent` for a valid statement the model
@@ -1344,8 +1348,9 @@ def normalise_statement(
         an Activity).
 
     Raises:
-        InvalidEvent: when the statement breaks an xAPI rule, has no timestamp, or has a value
-            of the wrong type where a strict source of the profile reads it.
+        InvalidEvent: when the statement breaks an xAPI rule, has no time at all (no
+            ``timestamp``, ``stored`` or ``received``), or has a value of the wrong type where a
+            strict source of the profile reads it.
     """
     typed = statement if isinstance(statement, Statement) else typed_statement(statement, path)
     try:
@@ -1353,7 +1358,7 @@ def normalise_statement(
     except _Invalid as bad:
         raise bad.event(path) from None
     try:
-        return _map(typed, checked, stored, pseudonymiser, profile or builtin())
+        return _map(typed, checked, stored or received, pseudonymiser, profile or builtin())
     except InvalidEvent as err:
         if not path:
             raise

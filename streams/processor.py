@@ -378,7 +378,12 @@ class EventProcessor:
                 else:
                     profile = self._profile(record)
                     events = normalise(
-                        record.value, self._pseudonymiser, profile=profile, unmodelled=unmodelled
+                        record.value,
+                        self._pseudonymiser,
+                        profile=profile,
+                        unmodelled=unmodelled,
+                        # a statement with neither timestamp nor stored: when Kafka took it
+                        received=datetime.fromtimestamp(record.timestamp, UTC),
                     )
                     fallback = profile.default_class
                     if fallback is not None:

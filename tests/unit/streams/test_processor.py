@@ -429,3 +429,18 @@ def test_a_record_naming_a_profile_the_worker_lacks_is_a_dead_letter(model: Lear
     (letter,) = result.dead_letters
     assert letter.error.path == "header.tutorstream-profile"
     assert "elsewhere" in letter.error.reason
+
+
+def test_a_statement_without_any_time_takes_the_time_kafka_received_it(
+    model: LearnerModel,
+) -> None:
+    statement = orjson.loads(_statement("http://adlnet.gov/expapi/verbs/attempted", 1))
+    del statement["timestamp"]
+    received = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    record = InboundRecord(
+        orjson.dumps(statement), None, "lms.events.v1", 0, 1, received.timestamp()
+    )
+    result = _processor().ingest([record], StateView({}, {}, {}, model.window))
+    assert not result.dead_letters
+    (event,) = result.events
+    assert event.timestamp == received
