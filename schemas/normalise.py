@@ -1,10 +1,12 @@
 """One entry point from raw inbound records to :class:`LearningEvent`: :func:`normalise`.
 
 It reads JSON (bytes, text, or already parsed), tells the format apart, validates, pseudonymises
-and maps. Whatever the input (truncated JSON, wrong types, nesting beyond the parser's depth
-limit, a payload of many megabytes), it either returns the events or raises
+and maps through a statement profile (:mod:`schemas.profiles`; the built-in one unless the
+producer has its own). Whatever the input (truncated JSON, wrong types, nesting beyond the
+parser's depth limit, a payload of many megabytes), it either returns the events or raises
 :class:`~schemas.exceptions.InvalidEvent` with the field path and the reason, which is what the
-stream worker writes to the dead-letter topic.
+stream worker writes to the dead-letter topic. A valid record the model cannot use is not an
+error: it comes back as an :class:`~schemas.events.UnmodelledEvent`, stored and counted.
 
 Formats are told apart by their shape:
 

@@ -288,3 +288,12 @@ def test_every_loaded_profile_compiles(tmp_path: Path) -> None:
     assert set(compiled) == {"builtin", "my-lms"}
     before = copy.deepcopy(statement(ADL + "answered"))
     assert read(before, compiled["my-lms"]).profile == "my-lms@3"
+
+
+def test_the_core_verb_table_and_the_builtin_profile_agree() -> None:
+    from schemas.vocabulary import XAPI_VERB_EVENT_TYPES
+
+    rules = builtin().verbs
+    for verb, event_type in XAPI_VERB_EVENT_TYPES.items():
+        unconditional = [r for r in rules[verb] if not r.activity_types and r.object_id is None]
+        assert unconditional[0].event_type is event_type, verb
