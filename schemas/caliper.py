@@ -29,10 +29,11 @@ ToolUseEvent           Used                             resource_view, or hint_r
 
 The statement profile (:mod:`schemas.profiles`) gives each event type and action its event type
 (the table above is the built-in profile's). A valid event the profile does not model (the
-other actions of these types, such as a MediaEvent's ChangedVolume, an actor that is not a
-Person, an anonymous actor) becomes an :class:`~schemas.events.UnmodelledEvent`: stored and
-counted, never a dead letter. Event types outside the table are still refused: tutorstream does
-not check their actions and entity types, so it cannot tell a valid one from an invalid one.
+other actions of these types, such as a MediaEvent's ChangedVolume; Canvas's SessionEvent and
+GradeEvent, checked against the specification like the others; an actor that is not a Person,
+an anonymous actor) becomes an :class:`~schemas.events.UnmodelledEvent`: stored and counted,
+never a dead letter. Other event types are still refused: tutorstream does not check their
+actions and entity types, so it cannot tell a valid one from an invalid one.
 """
 
 from __future__ import annotations
@@ -266,6 +267,20 @@ _PROFILES: Final[dict[str, _Profile]] = {
         objects=_RESOURCE_TYPES,
         targets=_RESOURCE_TYPES,
     ),
+    # Canvas sends these two often; they are checked against the specification (actions,
+    # entity types) and stored unmodelled: they say nothing about how a learner learns.
+    "SessionEvent": _Profile(
+        actions={},
+        unused_actions=frozenset({"LoggedIn", "LoggedOut", "TimedOut"}),
+        objects=frozenset({"SoftwareApplication", "Session"}),
+        targets=_RESOURCE_TYPES,
+    ),
+    "GradeEvent": _Profile(
+        actions={},
+        unused_actions=frozenset({"Graded"}),
+        objects=frozenset({"Attempt"}),
+        generated=frozenset({"Score"}),
+    ),
     "ToolUseEvent": _Profile(
         actions={"Used": EventType.RESOURCE_VIEW},
         unused_actions=frozenset(),
@@ -401,7 +416,11 @@ def _event_type_of(event: dict[str, Any], path: str, profile: CompiledProfile) -
                 f"{action[:60]!r} is not an action of {event_type} (it allows {reads})",
             )
         _, object_type = _entity(event["object"], _at(path, "object"), spec.objects)
-        if object_type == "Attempt" and event.get("@context") != CALIPER_V1P1:
+        if (
+            event_type == "AssessmentEvent"
+            and object_type == "Attempt"
+            and event.get("@context") != CALIPER_V1P1
+        ):
             _fail(
                 _at(path, "object.type"),
                 "an Attempt as object is Caliper 1.1 only; 1.2 uses the Assessment",

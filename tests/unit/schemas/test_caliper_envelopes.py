@@ -174,7 +174,23 @@ UNREAD = [
     if name.startswith("caliperEvent")
     and not any(name == read for read, _, _ in READ)
     and "ToolUseUsedAnonymous" not in name
+    and not name.startswith(("caliperEventSession", "caliperEventGrade"))
 ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        name
+        for name in fixture_names("caliper/v1p2")
+        if name.startswith(("caliperEventSession", "caliperEventGrade"))
+    ],
+)
+def test_canvas_sessions_and_grades_are_checked_and_stored_unmodelled(name: str) -> None:
+    event = v1p2(name)
+    stored = unmodelled_of(event)
+    assert stored.verb == f"{event['type']}/{event['action']}"
+    assert stored.reason in ("unmodelled in profile", "actor is a SoftwareApplication")
 
 
 @pytest.mark.parametrize("name", UNREAD)
