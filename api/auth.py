@@ -127,6 +127,7 @@ class Authenticator:
             name=row["name"],
             scopes=frozenset(Scope(scope) for scope in row["scopes"]),
             class_ids=frozenset(row["class_ids"]),
+            profile=row["profile"],
         )
         cached = _Cached(principal, row["secret_hash"], now)
         self._cache[key_id] = cached

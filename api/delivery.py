@@ -37,6 +37,7 @@ class Outgoing:
     topic: str
     key: bytes | None
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class _Batch:
@@ -131,7 +132,16 @@ class Delivery:
         for record in batch_records:
             while True:
                 try:
-                    produce(record.topic, record.value, record.key, on_delivery=batch.report)
+                    if record.headers:
+                        produce(
+                            record.topic,
+                            record.value,
+                            record.key,
+                            headers=list(record.headers),
+                            on_delivery=batch.report,
+                        )
+                    else:
+                        produce(record.topic, record.value, record.key, on_delivery=batch.report)
                     break
                 except BufferError:
                     # The local queue is full; the polling thread drains it.

@@ -48,12 +48,15 @@ class Principal:
         name: the key's label.
         scopes: what the key may do.
         class_ids: the classes a tutor key is bound to.
+        profile: the statement profile an ingest key's statements are read with (``None``:
+            the default profile).
     """
 
     key_id: str
     name: str
     scopes: frozenset[Scope]
     class_ids: frozenset[str] = field(default_factory=frozenset)
+    profile: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -160,8 +163,15 @@ def check_scopes(scopes: list[str], class_ids: list[str]) -> tuple[list[str], li
     return sorted(set(scopes)), sorted(set(class_ids))
 
 
+_PROFILE_ID: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+
+
 def create_key(
-    conn: psycopg.Connection, name: str, scopes: list[str], class_ids: list[str] | None = None
+    conn: psycopg.Connection,
+    name: str,
+    scopes: list[str],
+    class_ids: list[str] | None = None,
+    profile: str | None = None,
 ) -> NewKey:
     """Create a key and return its token (shown once; only its hash is stored).
 
@@ -170,18 +180,22 @@ def create_key(
         name: a label for people (who or what uses the key).
         scopes: ``ingest``, ``tutor``, ``admin``.
         class_ids: the classes of a tutor key.
+        profile: the statement profile the key's statements are read with (its id); the
+            API's default profile when ``None``.
 
     Raises:
-        ValueError: when the scopes, classes or name are not acceptable.
+        ValueError: when the scopes, classes, profile or name are not acceptable.
     """
     if not name.strip() or len(name) > 200:
         raise ValueError("the name must be 1-200 characters")
+    if profile is not None and _PROFILE_ID.fullmatch(profile) is None:
+        raise ValueError(f"profile id {profile[:40]!r} must be lower case letters, digits, . _ -")
     scope_list, class_list = check_scopes(scopes, class_ids or [])
     key_id, secret, token = new_token()
     conn.execute(
-        "INSERT INTO api_keys (key_id, name, secret_hash, scopes, class_ids) "
-        "VALUES (%s, %s, %s, %s, %s)",
-        (key_id, name.strip(), secret_hash(key_id, secret), scope_list, class_list),
+        "INSERT INTO api_keys (key_id, name, secret_hash, scopes, class_ids, profile) "
+        "VALUES (%s, %s, %s, %s, %s, %s)",
+        (key_id, name.strip(), secret_hash(key_id, secret), scope_list, class_list, profile),
     )
     return NewKey(key_id, token)
 

@@ -12,12 +12,14 @@ from starlette.requests import HTTPConnection
 
 from api.auth import Authenticator
 from api.delivery import Delivery
+from api.exceptions import BadRequest
 from api.feed import InterventionFeed
 from api.keys import Principal
 from api.settings import ApiSettings
 from api.statements import StatementPreparer
 from api.store import Store
 from schemas.normalise import pseudonymiser_for
+from schemas.profiles.compiled import CompiledProfile, compile_profiles
 from schemas.pseudonym import Pseudonymiser
 from schemas.topics import LEARNER_PROMPTS, LMS_EVENTS, TUTOR_INTERVENTIONS
 
@@ -48,6 +50,14 @@ class Metrics:
             ["format"],
             registry=r,
         )
+        self.events_unmodelled = Counter(
+            "tutorstream_api_events_unmodelled",
+            "Valid statements accepted that the model does not use, by verb and profile (verbs "
+            "past the first 200 distinct ones counted as 'other').",
+            ["verb", "profile"],
+            registry=r,
+        )
+        self._verbs: set[str] = set()
         self.events_rejected = Counter(
             "tutorstream_api_events_rejected",
             "Requests refused for an invalid learning event.",
@@ -74,6 +84,21 @@ class Metrics:
         )
 
 
+_MAX_VERB_LABELS: Final = 200
+
+
+def count_unmodelled(metrics: Metrics, verbs: list[str], profile: str) -> None:
+    """Count accepted statements the model does not use, by verb (bounded) and profile."""
+    for verb in verbs:
+        label = verb
+        if verb not in metrics._verbs:
+            if len(metrics._verbs) >= _MAX_VERB_LABELS:
+                label = "other"
+            else:
+                metrics._verbs.add(verb)
+        metrics.events_unmodelled.labels(label, profile).inc()
+
+
 @dataclass
 class Runtime:
     """Everything the endpoints reach through ``request.app.state.runtime``."""
@@ -89,6 +114,23 @@ class Runtime:
     lms_topic: str
     interventions_topic: str
     prompts_topic: str
+    profiles: dict[str, CompiledProfile]
+    default_profile: str
+
+    def profile_for(self, caller: Principal) -> CompiledProfile:
+        """Return the statement profile the caller's key reads statements with.
+
+        Raises:
+            BadRequest: when the key names a profile this API does not load.
+        """
+        found = self.profiles.get(caller.profile or self.default_profile)
+        if found is None:
+            raise BadRequest(
+                f"the key's statement profile {caller.profile!r} is not loaded here (loaded: "
+                f"{', '.join(sorted(self.profiles))}); set TUTORSTREAM_PROFILES__FILES",
+                "header.Authorization",
+            )
+        return found
 
     @classmethod
     def build(cls, settings: ApiSettings, metrics: Metrics) -> Runtime:
@@ -101,6 +143,8 @@ class Runtime:
             max_size=options.pool_max,
         )
         pseudonymiser = pseudonymiser_for(settings.pseudonym_key_bytes())
+        # a profile file with an error stops the API here, naming file, line and field
+        profiles = settings.profiles.load()
         interventions_topic = settings.topic(TUTOR_INTERVENTIONS.name)
         return cls(
             settings=settings,
@@ -123,6 +167,8 @@ class Runtime:
             lms_topic=settings.topic(LMS_EVENTS.name),
             interventions_topic=interventions_topic,
             prompts_topic=settings.topic(LEARNER_PROMPTS.name),
+            profiles=compile_profiles(profiles),
+            default_profile=profiles.default,
         )
 
 

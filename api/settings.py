@@ -9,6 +9,7 @@ import uuid
 from pydantic import BaseModel, Field
 
 from common.settings import LOCAL_DATABASE_URL, LOCAL_KAFKA_BOOTSTRAP, CommonSettings
+from schemas.profiles import ProfileSettings
 
 
 def _instance_id() -> str:
@@ -80,6 +81,8 @@ class ApiSettings(CommonSettings):
             ``authority`` of stored xAPI statements and the home page of learner pseudonyms.
         api: ``TUTORSTREAM_API__*``, see :class:`ApiOptions`.
         store: ``TUTORSTREAM_STORE__DB_SCHEMA``, see :class:`StoreLocation`.
+        profiles: ``TUTORSTREAM_PROFILES__FILES`` and ``TUTORSTREAM_PROFILES__DEFAULT``, the
+            statement profiles ingest keys read statements with (as for the worker).
     """
 
     kafka_bootstrap: str = LOCAL_KAFKA_BOOTSTRAP
@@ -87,3 +90,4 @@ class ApiSettings(CommonSettings):
     public_url: str = Field(default="https://tutorstream.invalid", pattern=r"^https?://\S+$")
     api: ApiOptions = Field(default_factory=ApiOptions)
     store: StoreLocation = Field(default_factory=StoreLocation)
+    profiles: ProfileSettings = Field(default_factory=ProfileSettings)

@@ -26,9 +26,11 @@ from msgspec import UNSET
 
 from api.exceptions import BadRequest
 from schemas import xapi
+from schemas.events import UnmodelledEvent
 from schemas.exceptions import InvalidEvent
 from schemas.formats import is_language_tag, parse_timestamp
 from schemas.normalise import parse_json
+from schemas.profiles.compiled import CompiledProfile
 from schemas.pseudonym import Pseudonymiser
 from schemas.vocabulary import VERB_VOIDED
 
@@ -47,6 +49,8 @@ class Accepted:
         raw: the statement as sent, with its id, as JSON for the topic.
         stored: the pseudonymised statement, with ``stored``, ``authority`` and ``version``.
         voids: the id of the statement it voids, when it is a voiding statement.
+        unmodelled: the verb of a valid statement the model does not use (stored and counted),
+            ``None`` for a modelled one.
     """
 
     statement_id: str
@@ -54,6 +58,7 @@ class Accepted:
     raw: bytes
     stored: dict[str, Any]
     voids: str | None
+    unmodelled: str | None = None
 
 
 def check_version(value: str | None) -> None:
@@ -123,6 +128,7 @@ class StatementPreparer:
         key_id: str,
         stored: datetime,
         statement_id: str | None = None,
+        profile: CompiledProfile | None = None,
     ) -> list[Accepted]:
         """Validate every statement and build what is produced and stored.
 
@@ -132,6 +138,7 @@ class StatementPreparer:
             key_id: the sending key; the stored statements' authority.
             stored: when they are stored.
             statement_id: the ``statementId`` of a PUT, which the statement's id must match.
+            profile: the sending key's statement profile (the built-in one when ``None``).
 
         Raises:
             InvalidEvent: for the first statement that breaks a rule, or two statements with
@@ -152,7 +159,11 @@ class StatementPreparer:
                 # The LRS sets the id (Data 2.4.1): a new statement each time, even with content
                 # like another's, since a learner can do the same thing twice.
                 statement.id = str(uuid.uuid4())
-            key = self._key(statement, path)
+            if statement.timestamp is UNSET:
+                # The LRS sets the timestamp to the stored time (Data 2.4.7); the worker orders
+                # a learner's events by it, so the record on the topic carries it too.
+                statement.timestamp = stamp
+            key, unmodelled = self._key(statement, path, profile)
             sid = xapi.statement_id(statement)
             if sid in seen:
                 raise InvalidEvent(
@@ -167,24 +178,31 @@ class StatementPreparer:
             voids = None
             if statement.verb.id == VERB_VOIDED and statement.object.id is not UNSET:
                 voids = statement.object.id.lower()
-            accepted.append(Accepted(sid, key.encode(), raw, record, voids))
+            accepted.append(Accepted(sid, key.encode(), raw, record, voids, unmodelled))
         return accepted
 
-    def _key(self, statement: xapi.Statement, path: str) -> str:
-        """Return the learner's pseudonym after validating the statement.
+    def _key(
+        self, statement: xapi.Statement, path: str, profile: CompiledProfile | None
+    ) -> tuple[str, str | None]:
+        """Return the learner's pseudonym, and the verb when the model does not use it.
 
-        The normaliser validates and maps in one pass; a statement it cannot map is validated
-        on its own, and when it is valid xAPI its actor's pseudonym keys it all the same.
+        The normaliser validates and maps in one pass; a statement it cannot map (no timestamp
+        yet: the LRS gives it the stored time) is validated on its own, and when it is valid
+        xAPI its actor's pseudonym keys it all the same.
         """
         try:
-            return xapi.normalise_statement(statement, self.pseudonymiser, path).learner_id
+            event = xapi.normalise_statement(statement, self.pseudonymiser, path, profile)
         except InvalidEvent:
             xapi.validate_statement(statement, path)
+        else:
+            if isinstance(event, UnmodelledEvent):
+                return event.learner_id, event.verb
+            return event.learner_id, None
         actor = statement.actor
         if actor.objectType == "Group" and _ifi(actor) is None and actor.member:
             actor = actor.member[0]
         found = _ifi(actor)
-        return self.pseudonymiser.xapi_identifier(**found) if found else "anonymous"
+        return self.pseudonymiser.xapi_identifier(**found) if found else "anonymous", None
 
     def pseudonym_account(self, agent: Mapping[str, Any]) -> dict[str, str] | None:
         """Return the pseudonym account of an Agent or identified Group (parsed JSON)."""

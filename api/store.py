@@ -126,7 +126,7 @@ class Store:
         """Return the key's row (hash, scopes, classes, revocation), or ``None``."""
         async with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
-                "SELECT key_id, name, secret_hash, scopes, class_ids, revoked_at "
+                "SELECT key_id, name, secret_hash, scopes, class_ids, profile, revoked_at "
                 "FROM api_keys WHERE key_id = %s",
                 (key_id,),
             )

@@ -555,7 +555,16 @@ class FeatureExtractor:
         repeat = new_share = hint_depth = fast_hint = fb_dwell = fb_skipped = 0.0
         res_sup = res_con = res_neu = res_dwell = media_dwell = score_f = 0.0
 
-        if code == _START:
+        if (
+            code == _START
+            and item_id is not None
+            and item_id == learner.cur_item
+            and (learner.cur_open or attempt > 1)
+        ):
+            # A retry, not a new problem: many LMSs send a start before every attempt. The
+            # item's memory (responses, hints, feedback owed) carries on.
+            learner.cur_open = True
+        elif code == _START:
             learner.cur_item = item_id
             learner.cur_open = True
             learner.cur_attempts = 0
@@ -608,7 +617,10 @@ class FeatureExtractor:
             learner.feedback_since_wrong = 0.0
             # Running norms and ratings learn from first answers only: retries are another task.
             if first:
-                err = answer_correct - elo_expected
+                # An answer given after the bottom-out hint was shown to the learner, not known:
+                # it is no evidence of mastery (the usual tutor-log convention counts it wrong).
+                credited = is_correct and not learner.cur_bottom_out
+                err = (1.0 if credited else 0.0) - elo_expected
                 if item is not None:
                     item.n_first += 1
                     item.n_first_correct += int(is_correct)
@@ -622,7 +634,7 @@ class FeatureExtractor:
                 for sid in skill_ids:
                     stats = learner.skill(sid)
                     stats[_S_THETA] += _elo_k(stats[_S_ATTEMPTS]) * err
-                    self._skill_answer(stats, is_correct)
+                    self._skill_answer(stats, credited)
             learner.n_answers += 1
             learner.recent_correct += _EWMA * (answer_correct - learner.recent_correct)
             learner.recent_rapid += _EWMA * (rapid - learner.recent_rapid)

@@ -27,8 +27,13 @@ ToolUseEvent           Used                             resource_view, or hint_r
                                                         ``extensions`` has ``EXT_HINT_LEVEL``
 =====================  ===============================  ======================================
 
-Anything else (other event types, other actions of these types, an actor that is not a Person,
-an anonymous actor) is rejected with a reason: nothing is dropped silently.
+The statement profile (:mod:`schemas.profiles`) gives each event type and action its event type
+(the table above is the built-in profile's). A valid event the profile does not model (the
+other actions of these types, such as a MediaEvent's ChangedVolume; Canvas's SessionEvent and
+GradeEvent, checked against the specification like the others; an actor that is not a Person,
+an anonymous actor) becomes an :class:`~schemas.events.UnmodelledEvent`: stored and counted,
+never a dead letter. Other event types are still refused: tutorstream does not check their
+actions and entity types, so it cannot tell a valid one from an invalid one.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, NoReturn
 
-from schemas.events import EventType, LearningEvent, SourceFormat
+from schemas.events import EventType, LearningEvent, SourceFormat, UnmodelledEvent
 from schemas.exceptions import InvalidEvent
 from schemas.formats import (
     UUID_RE,
@@ -62,6 +67,7 @@ from schemas.mapping import (
     resource_relation,
     skill_ids,
 )
+from schemas.profiles.compiled import CompiledProfile, builtin
 from schemas.pseudonym import Pseudonymiser
 from schemas.vocabulary import (
     EXT_ATTEMPT,
@@ -261,6 +267,20 @@ _PROFILES: Final[dict[str, _Profile]] = {
         objects=_RESOURCE_TYPES,
         targets=_RESOURCE_TYPES,
     ),
+    # Canvas sends these two often; they are checked against the specification (actions,
+    # entity types) and stored unmodelled: they say nothing about how a learner learns.
+    "SessionEvent": _Profile(
+        actions={},
+        unused_actions=frozenset({"LoggedIn", "LoggedOut", "TimedOut"}),
+        objects=frozenset({"SoftwareApplication", "Session"}),
+        targets=_RESOURCE_TYPES,
+    ),
+    "GradeEvent": _Profile(
+        actions={},
+        unused_actions=frozenset({"Graded"}),
+        objects=frozenset({"Attempt"}),
+        generated=frozenset({"Score"}),
+    ),
     "ToolUseEvent": _Profile(
         actions={"Used": EventType.RESOURCE_VIEW},
         unused_actions=frozenset(),
@@ -269,7 +289,6 @@ _PROFILES: Final[dict[str, _Profile]] = {
         targets=frozenset({"SoftwareApplication"}),
     ),
 }
-_UNDERSTOOD: Final = ", ".join(_PROFILES)
 _REQUIRED: Final = ("@context", "id", "type", "actor", "action", "object", "eventTime")
 _TYPED_ENTITIES: Final = (
     ("edApp", frozenset({"SoftwareApplication"})),
@@ -372,42 +391,48 @@ def _check_event(event: object, path: str) -> tuple[dict[str, Any], datetime]:
     return event, event_time
 
 
-def _event_type_of(event: dict[str, Any], path: str) -> EventType:
+def _event_type_of(event: dict[str, Any], path: str, profile: CompiledProfile) -> EventType | None:
+    """Return the event type the profile gives the event, ``None`` when it is unmodelled.
+
+    A type tutorstream reads is first checked against its Caliper profile (the actions it
+    allows, its object's type): an action outside the type's is invalid, not unmodelled.
+    """
     event_type: str = event["type"]
-    profile = _PROFILES.get(event_type)
-    if profile is None:
+    action: str = event["action"]
+    spec = _PROFILES.get(event_type)
+    if spec is None and (event_type, action) not in profile.caliper:
+        # Without the Caliper specification's rules for this type (its actions and entity
+        # types), a valid event cannot be told from an invalid one: it is refused, not stored.
         _fail(
             _at(path, "type"),
             f"{event_type} is valid Caliper but tutorstream does not read it; "
-            f"it reads {_UNDERSTOOD}",
+            f"it reads {', '.join(_PROFILES)}",
         )
-    action: str = event["action"]
-    mapped = profile.actions.get(action)
-    if mapped is None:
-        reads = ", ".join(profile.actions)
-        if action in profile.unused_actions:
+    if spec is not None:
+        if action not in spec.actions and action not in spec.unused_actions:
+            reads = ", ".join(sorted(spec.actions.keys() | spec.unused_actions))
             _fail(
                 _at(path, "action"),
-                f"{event_type} {action} is not used by tutorstream; it reads {reads}",
+                f"{action[:60]!r} is not an action of {event_type} (it allows {reads})",
             )
-        _fail(
-            _at(path, "action"),
-            f"{action[:60]!r} is not an action of {event_type} (it allows {reads})",
-        )
-    _, object_type = _entity(event["object"], _at(path, "object"), profile.objects)
-    if object_type == "Attempt" and event.get("@context") != CALIPER_V1P1:
-        _fail(
-            _at(path, "object.type"),
-            "an Attempt as object is Caliper 1.1 only; 1.2 uses the Assessment",
-        )
-    for key, allowed in (
-        ("generated", profile.generated),
-        ("target", profile.targets),
-        ("referrer", profile.referrers),
-    ):
-        if key in event:
-            _entity(event[key], _at(path, key), allowed)
-    return mapped
+        _, object_type = _entity(event["object"], _at(path, "object"), spec.objects)
+        if (
+            event_type == "AssessmentEvent"
+            and object_type == "Attempt"
+            and event.get("@context") != CALIPER_V1P1
+        ):
+            _fail(
+                _at(path, "object.type"),
+                "an Attempt as object is Caliper 1.1 only; 1.2 uses the Assessment",
+            )
+        for key, allowed in (
+            ("generated", spec.generated),
+            ("target", spec.targets),
+            ("referrer", spec.referrers),
+        ):
+            if key in event:
+                _entity(event[key], _at(path, key), allowed)
+    return profile.caliper.get((event_type, action))
 
 
 def _entity_id(value: object) -> str | None:
@@ -433,31 +458,73 @@ def _response_text(generated: dict[str, Any]) -> str | None:
 
 
 def to_learning_event(
-    event: dict[str, Any], pseudonymiser: Pseudonymiser, path: str = ""
-) -> LearningEvent:
-    """Check an event and map it to a :class:`LearningEvent`.
+    event: dict[str, Any],
+    pseudonymiser: Pseudonymiser,
+    path: str = "",
+    profile: CompiledProfile | None = None,
+) -> LearningEvent | UnmodelledEvent:
+    """Check an event and map it through a profile (the built-in one when ``None``).
+
+    Returns:
+        The learning event, or an :class:`UnmodelledEvent` for valid Caliper the model cannot
+        use (an event type or action the profile does not model, an actor that is not a
+        Person, an anonymous actor).
 
     Raises:
-        InvalidEvent: when the event is malformed, or valid Caliper that tutorstream cannot use.
+        InvalidEvent: when the event is malformed.
     """
-    return _map(*_check_event(event, path), pseudonymiser, path)
+    return _map(*_check_event(event, path), pseudonymiser, path, profile or builtin())
+
+
+def _unmodelled(
+    event: dict[str, Any],
+    event_time: datetime,
+    pseudonymiser: Pseudonymiser,
+    reason: str,
+    profile: CompiledProfile,
+) -> UnmodelledEvent:
+    actor_id = _entity_id(event["actor"]) or "anonymous"
+    group_id = _entity_id(event.get("group"))
+    session_id = _entity_id(event.get("session"))
+    item_id = _entity_id(event["object"])
+    return UnmodelledEvent.model_construct(
+        event_id=event["id"].lower()[:MAX_EVENT_ID_LENGTH],
+        learner_id=pseudonymiser.caliper_actor(actor_id),
+        class_id=group_id[:MAX_CLASS_ID_LENGTH] if group_id else profile.default_class,
+        session_id=session_id[:MAX_SESSION_ID_LENGTH] if session_id else None,
+        item_id=item_id if item_id and len(item_id) <= MAX_ITEM_ID_LENGTH else None,
+        timestamp=event_time,
+        verb=f"{event['type']}/{event['action']}"[:500],
+        reason=reason,
+        source=SourceFormat.CALIPER,
+        profile=profile.label,
+    )
 
 
 def _map(
-    event: dict[str, Any], event_time: datetime, pseudonymiser: Pseudonymiser, path: str
-) -> LearningEvent:
-    event_type = _event_type_of(event, path)
+    event: dict[str, Any],
+    event_time: datetime,
+    pseudonymiser: Pseudonymiser,
+    path: str,
+    profile: CompiledProfile,
+) -> LearningEvent | UnmodelledEvent:
+    mapped = _event_type_of(event, path, profile)
+    if mapped is None:
+        reason = (
+            "unmodelled in profile"
+            if (event["type"], event["action"]) in profile.caliper
+            else "event type and action not in profile"
+        )
+        return _unmodelled(event, event_time, pseudonymiser, reason, profile)
+    event_type: EventType = mapped
     actor = event["actor"]
     actor_id, actor_type = _entity(actor, _at(path, "actor"), _AGENT_TYPES)
     if actor_type not in (None, "Person"):
-        _fail(
-            _at(path, "actor.type"),
-            f"is {actor_type}; tutorstream follows learners, who are a Person",
-        )
+        # tutorstream follows learners, who are a Person
+        return _unmodelled(event, event_time, pseudonymiser, f"actor is a {actor_type}", profile)
     if actor_id.startswith(ANONYMOUS_PREFIX):
-        _fail(
-            _at(path, "actor.id"), "is anonymous; tutorstream needs a stable id to follow a learner"
-        )
+        # no stable id to follow a learner by
+        return _unmodelled(event, event_time, pseudonymiser, "anonymous actor", profile)
 
     extensions = event.get("extensions") or _EMPTY
     extensions_path = _at(path, "extensions")
@@ -565,6 +632,7 @@ def _map(
             ),
             "score_scaled": None,
             "source": SourceFormat.CALIPER,
+            "profile": profile.label,
         }
     )
 
@@ -616,17 +684,21 @@ def _check_envelope(envelope: object, path: str) -> list[tuple[dict[str, Any], d
 
 
 def normalise_caliper(
-    payload: dict[str, Any], pseudonymiser: Pseudonymiser, path: str = ""
-) -> list[LearningEvent]:
-    """Validate an envelope (or a bare event) and map its events.
+    payload: dict[str, Any],
+    pseudonymiser: Pseudonymiser,
+    path: str = "",
+    profile: CompiledProfile | None = None,
+) -> list[LearningEvent | UnmodelledEvent]:
+    """Validate an envelope (or a bare event) and map its events through a profile.
 
     Raises:
-        InvalidEvent: when the envelope or any of its events is invalid or unusable.
+        InvalidEvent: when the envelope or any of its events is invalid.
     """
+    compiled = profile or builtin()
     if is_envelope(payload):
         data_path = _at(path, "data")
         return [
-            _map(event, event_time, pseudonymiser, item(data_path, index))
+            _map(event, event_time, pseudonymiser, item(data_path, index), compiled)
             for index, (event, event_time) in enumerate(_check_envelope(payload, path))
         ]
-    return [_map(*_check_event(payload, path), pseudonymiser, path)]
+    return [_map(*_check_event(payload, path), pseudonymiser, path, compiled)]

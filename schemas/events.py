@@ -74,9 +74,39 @@ class LearningEvent(BaseModel):
     resource_relation: ResourceRelation | None = None
     score_scaled: float | None = Field(default=None, ge=-1, le=1)
     source: SourceFormat
+    profile: str | None = Field(
+        default=None,
+        max_length=80,
+        description="The statement profile (id@version) the event was read with; none for "
+        "native events.",
+    )
 
     def utc_timestamp(self) -> datetime:
         """Return the timestamp converted to UTC."""
         from datetime import UTC
 
         return self.timestamp.astimezone(UTC)
+
+
+class UnmodelledEvent(BaseModel):
+    """A valid statement that carries nothing the model uses: stored and counted, not scored.
+
+    An LRS keeps every valid statement; the worker stores these in the ``events`` table with
+    the event type ``unmodelled`` and the verb, so they are counted by verb and profile and
+    never sent to the dead-letter topic, which holds invalid records only.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str = Field(min_length=1, max_length=200)
+    learner_id: str = Field(min_length=1, max_length=128, description="Pseudonymous learner id.")
+    class_id: str | None = Field(default=None, max_length=200)
+    session_id: str | None = Field(default=None, max_length=200)
+    item_id: str | None = Field(default=None, max_length=500)
+    timestamp: AwareDatetime
+    verb: str = Field(
+        max_length=500, description="The xAPI verb IRI, or the Caliper event type and action."
+    )
+    reason: str = Field(max_length=200, description="Why the model cannot use it.")
+    source: SourceFormat
+    profile: str | None = Field(default=None, max_length=80)

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from schemas.events import LearningEvent
 from schemas.native import NativeEvent
+from schemas.profiles import StatementProfile
 from schemas.records import RECORD_MODELS
 from schemas.xapi import Statement
 
@@ -48,6 +49,7 @@ def _schemas() -> dict[str, Callable[[], dict[str, Any]]]:
     models: dict[str, type[BaseModel]] = {
         "LearningEvent": LearningEvent,
         "NativeEvent": NativeEvent,
+        "StatementProfile": StatementProfile,
         **RECORD_MODELS,
     }
     found: dict[str, Callable[[], dict[str, Any]]] = {

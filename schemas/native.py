@@ -144,6 +144,7 @@ def to_learning_event(
         "resource_relation": event.resource_relation,
         "score_scaled": event.score_scaled,
         "source": SourceFormat.NATIVE,
+        "profile": None,
     }
     return make_event(fields)
 

@@ -1,10 +1,12 @@
 """One entry point from raw inbound records to :class:`LearningEvent`: :func:`normalise`.
 
 It reads JSON (bytes, text, or already parsed), tells the format apart, validates, pseudonymises
-and maps. Whatever the input (truncated JSON, wrong types, nesting beyond the parser's depth
-limit, a payload of many megabytes), it either returns the events or raises
+and maps through a statement profile (:mod:`schemas.profiles`; the built-in one unless the
+producer has its own). Whatever the input (truncated JSON, wrong types, nesting beyond the
+parser's depth limit, a payload of many megabytes), it either returns the events or raises
 :class:`~schemas.exceptions.InvalidEvent` with the field path and the reason, which is what the
-stream worker writes to the dead-letter topic.
+stream worker writes to the dead-letter topic. A valid record the model cannot use is not an
+error: it comes back as an :class:`~schemas.events.UnmodelledEvent`, stored and counted.
 
 Formats are told apart by their shape:
 
@@ -23,15 +25,17 @@ path above, which also finds and explains what is wrong with it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import msgspec
 import orjson
 
 from schemas import caliper, native, xapi
-from schemas.events import LearningEvent, SourceFormat
+from schemas.events import LearningEvent, SourceFormat, UnmodelledEvent
 from schemas.exceptions import InvalidEvent
 from schemas.formats import item, json_type
+from schemas.profiles.compiled import CompiledProfile, builtin
 from schemas.pseudonym import Pseudonymiser
 
 MAX_PAYLOAD_BYTES: Final = 16 * 1024 * 1024
@@ -79,19 +83,41 @@ _UNKNOWN_FORMAT: Final = (
 
 
 def _record(
-    record: object, pseudonymiser: Pseudonymiser, path: str, out: list[LearningEvent]
+    record: object,
+    pseudonymiser: Pseudonymiser,
+    path: str,
+    out: list[LearningEvent],
+    profile: CompiledProfile,
+    unmodelled: list[UnmodelledEvent] | None,
+    received: datetime | None,
 ) -> None:
     if type(record) is not dict:
         raise InvalidEvent(path, f"expected a JSON object, got {json_type(record)}")
     kind = detect_format(record)
     if kind is SourceFormat.XAPI:
-        out.append(xapi.normalise_statement(record, pseudonymiser, path))
+        _sort(
+            xapi.normalise_statement(record, pseudonymiser, path, profile, received),
+            out,
+            unmodelled,
+        )
     elif kind is SourceFormat.CALIPER:
-        out.extend(caliper.normalise_caliper(record, pseudonymiser, path))
+        for event in caliper.normalise_caliper(record, pseudonymiser, path, profile):
+            _sort(event, out, unmodelled)
     elif kind is SourceFormat.NATIVE:
         out.append(native.normalise_native(record, pseudonymiser, path))
     else:
         raise InvalidEvent(path, _UNKNOWN_FORMAT)
+
+
+def _sort(
+    event: LearningEvent | UnmodelledEvent,
+    out: list[LearningEvent],
+    unmodelled: list[UnmodelledEvent] | None,
+) -> None:
+    if type(event) is LearningEvent:
+        out.append(event)
+    elif unmodelled is not None:
+        unmodelled.append(event)  # type: ignore[arg-type]  # the other member of the union
 
 
 def parse_json(
@@ -112,9 +138,18 @@ def parse_json(
 
 
 def normalise(
-    raw: RawRecord, key: bytes | Pseudonymiser, *, max_bytes: int = MAX_PAYLOAD_BYTES
+    raw: RawRecord,
+    key: bytes | Pseudonymiser,
+    *,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
+    profile: CompiledProfile | None = None,
+    unmodelled: list[UnmodelledEvent] | None = None,
+    received: datetime | None = None,
 ) -> list[LearningEvent]:
     """Normalise one inbound record (any supported format) to learning events.
+
+    A valid statement or Caliper event the model cannot use is not an error: it is appended to
+    ``unmodelled`` (when given) as an :class:`UnmodelledEvent`, to be stored and counted.
 
     Args:
         raw: the record as received: JSON bytes or text, or already-parsed JSON (a dict for one
@@ -122,15 +157,22 @@ def normalise(
         key: the pseudonym key (``TUTORSTREAM_PSEUDONYM_KEY`` as bytes), or a ready
             :class:`Pseudonymiser`.
         max_bytes: the largest raw payload read.
+        profile: the producer's statement profile; the built-in one when ``None``.
+        unmodelled: where valid records the model cannot use go; left out, they are dropped.
+        received: when the record reached tutorstream (its Kafka timestamp): the time of an
+            xAPI statement that carries neither ``timestamp`` nor ``stored``.
 
     Returns:
-        The events, in the order they appear in the record (at least one).
+        The modelled events, in the order they appear in the record (none when every
+        statement in it is unmodelled).
 
     Raises:
         InvalidEvent: with the path of the failing field (``actor.mbox``, ``[2].verb.id``,
             ``data[0].object.id``), the reason, and the format when it could be told.
     """
     pseudonymiser = key if type(key) is Pseudonymiser else pseudonymiser_for(key)
+    if profile is None:
+        profile = builtin()
     parsed: Any
     if isinstance(raw, bytes | str | bytearray | memoryview):
         data = raw if isinstance(raw, bytes | str) else bytes(raw)
@@ -139,7 +181,7 @@ def normalise(
                 "", f"payload of {len(data)} bytes is over the {max_bytes}-byte limit"
             )
         if (_VERB_TEXT if isinstance(data, str) else _VERB_BYTES) in data:  # type: ignore[operator]
-            events = _xapi_fast(data, pseudonymiser)
+            events = _xapi_fast(data, pseudonymiser, profile, unmodelled, received)
             if events is not None:
                 return events
         parsed = parse_json(data, max_bytes=max_bytes)
@@ -147,14 +189,14 @@ def normalise(
         parsed = raw
     if type(parsed) is dict:
         events = []
-        _record(parsed, pseudonymiser, "", events)
+        _record(parsed, pseudonymiser, "", events, profile, unmodelled, received)
         return events
     if type(parsed) is list:
         if not parsed:
             raise InvalidEvent("", "the array holds no events")
         events = []
         for index, record in enumerate(parsed):
-            _record(record, pseudonymiser, item("", index), events)
+            _record(record, pseudonymiser, item("", index), events, profile, unmodelled, received)
         return events
     raise InvalidEvent("", f"expected a JSON object or array, got {json_type(parsed)}")
 
@@ -164,7 +206,11 @@ _VERB_TEXT: Final = '"verb"'
 
 
 def _xapi_fast(
-    raw: bytes | bytearray | memoryview | str, pseudonymiser: Pseudonymiser
+    raw: bytes | bytearray | memoryview | str,
+    pseudonymiser: Pseudonymiser,
+    profile: CompiledProfile,
+    unmodelled: list[UnmodelledEvent] | None,
+    received: datetime | None,
 ) -> list[LearningEvent] | None:
     """Decode what looks like xAPI straight into the typed model; ``None`` when it is not that.
 
@@ -177,10 +223,19 @@ def _xapi_fast(
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return None
     if not is_array:
-        return [xapi.normalise_statement(statements[0], pseudonymiser)]
+        event = xapi.normalise_statement(statements[0], pseudonymiser, "", profile, received)
+        if type(event) is LearningEvent:
+            return [event]
+        if unmodelled is not None:
+            unmodelled.append(event)  # type: ignore[arg-type]  # the other member of the union
+        return []
     if not statements:
         raise InvalidEvent("", "the array holds no events")
-    return [
-        xapi.normalise_statement(statement, pseudonymiser, item("", index))
-        for index, statement in enumerate(statements)
-    ]
+    events: list[LearningEvent] = []
+    for index, statement in enumerate(statements):
+        _sort(
+            xapi.normalise_statement(statement, pseudonymiser, item("", index), profile, received),
+            events,
+            unmodelled,
+        )
+    return events

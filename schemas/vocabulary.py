@@ -62,21 +62,17 @@ XAPI_VERB_EVENT_TYPES: Final[dict[str, EventType]] = {
     VERB_REQUESTED_HINT: EventType.HINT_REQUEST,
     VERB_VIEWED_FEEDBACK: EventType.FEEDBACK_VIEW,
 }
-"""How each understood verb maps to the closed event set; ``completed`` on a video activity is
-:attr:`EventType.MEDIA_COMPLETE` instead."""
+"""The core verbs and how the built-in statement profile maps them (``completed`` on a video
+activity is :attr:`EventType.MEDIA_COMPLETE` instead). The profile
+(``schemas/profiles/builtin.yaml``) is what the normaliser reads, with many more verbs; a test
+keeps this table and it in step."""
 
 VIDEO_ACTIVITY_TYPE: Final = VIDEO + "activity-type/video"
 VIDEO_SESSION_ID: Final = VIDEO + "extensions/session-id"
 
-CLASS_ACTIVITY_TYPES: Final = frozenset(
-    {
-        TUTORSTREAM_XAPI + "activities/class",
-        "http://adlnet.gov/expapi/activities/course",
-        "https://w3id.org/xapi/cmi5/activitytype/course",
-    }
-)
-"""Activity types that mark a ``contextActivities.grouping`` entry as the learner's class; when no
-entry has one of them, the first grouping activity is taken."""
+CLASS_ACTIVITY_TYPE: Final = TUTORSTREAM_XAPI + "activities/class"
+"""Marks a ``contextActivities.grouping`` entry as the learner's class (the built-in profile also
+takes the ADL, cmi5 and Tin Can course types; failing those, the first grouping activity)."""
 
 EXT_SKILLS: Final = TUTORSTREAM_XAPI + "extensions/skills"
 EXT_DIFFICULTY: Final = TUTORSTREAM_XAPI + "extensions/difficulty"

@@ -11,9 +11,10 @@ values, interaction types and the component lists each allows, SubStatement rest
 ``revision``/``platform`` only with an Activity object, the authority rules, version ``1.0.x``,
 attachments, and voiding statements.
 
-:func:`normalise_statement` then maps a valid statement to a :class:`LearningEvent`, rejecting
-statements tutorstream cannot use (a verb outside :data:`XAPI_VERB_EVENT_TYPES`, a Group as actor,
-an object that is not an Activity) with a reason the producer can act on.
+:func:`normalise_statement` then maps a valid statement to a :class:`LearningEvent` through a
+statement profile (:mod:`schemas.profiles`); a valid statement the model cannot use (a verb the
+profile does not model, a Group as actor, an object that is not an Activity) becomes an
+:class:`~schemas.events.UnmodelledEvent`, stored and counted, never a dead letter.
 
 Decoding JSON bytes straight into the model (:func:`decode_statements`) costs less than parsing
 them into dicts, which is what keeps xAPI ingest fast; already-parsed statements are converted
@@ -26,7 +27,7 @@ import math
 import operator
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final, NamedTuple, NoReturn
 
@@ -34,7 +35,7 @@ import msgspec
 from msgspec import UNSET, Struct, UnsetType
 from msgspec.structs import astuple
 
-from schemas.events import EventType, LearningEvent, SourceFormat
+from schemas.events import LearningEvent, ResourceRelation, SourceFormat, UnmodelledEvent
 from schemas.exceptions import InvalidEvent
 from schemas.formats import (
     KNOWN_IRIS,
@@ -64,23 +65,9 @@ from schemas.mapping import (
     resource_relation,
     skill_ids,
 )
+from schemas.profiles.compiled import CompiledProfile, CompiledSource, CompiledVerb, builtin
 from schemas.pseudonym import Pseudonymiser
-from schemas.vocabulary import (
-    CLASS_ACTIVITY_TYPES,
-    EXT_ATTEMPT,
-    EXT_DIFFICULTY,
-    EXT_HINT_COUNT,
-    EXT_HINT_LEVEL,
-    EXT_RESOURCE_RELATION,
-    EXT_SKILLS,
-    VERB_COMPLETED,
-    VERB_FAILED,
-    VERB_PASSED,
-    VERB_VOIDED,
-    VIDEO_ACTIVITY_TYPE,
-    VIDEO_SESSION_ID,
-    XAPI_VERB_EVENT_TYPES,
-)
+from schemas.vocabulary import VERB_FAILED, VERB_PASSED, VERB_VOIDED
 
 SOURCE: Final = SourceFormat.XAPI.value
 STATEMENT_ID_NAMESPACE: Final = uuid.UUID("6f1c3a52-8f0e-4b7e-9a51-2d4c8e7b1f30")
@@ -309,15 +296,6 @@ _NOT_OF_ACTIVITY: Final = operator.itemgetter(
 _VERSION_RE: Final = re.compile(r"1\.0(?:\.[0-9]+)?", re.ASCII)
 _VERDICT_VERBS: Final = frozenset({VERB_PASSED, VERB_FAILED})
 _EMPTY: Final[Mapping[str, Any]] = {}
-
-# Paths of tutorstream's extensions, relative to the statement; built once, not per statement.
-_SKILLS_PATH: Final = child("object.definition.extensions", EXT_SKILLS)
-_DIFFICULTY_PATH: Final = child("object.definition.extensions", EXT_DIFFICULTY)
-_HINT_COUNT_PATH: Final = child("object.definition.extensions", EXT_HINT_COUNT)
-_ATTEMPT_PATH: Final = child("context.extensions", EXT_ATTEMPT)
-_RELATION_PATH: Final = child("context.extensions", EXT_RESOURCE_RELATION)
-_VIDEO_SESSION_PATH: Final = child("context.extensions", VIDEO_SESSION_ID)
-_HINT_LEVEL_PATH: Final = child("result.extensions", EXT_HINT_LEVEL)
 
 
 class _Invalid(Exception):
@@ -969,94 +947,333 @@ def statement_id(statement: Statement) -> str:
     return str(uuid.uuid5(STATEMENT_ID_NAMESPACE, canonical.decode("utf-8", "surrogatepass")))
 
 
-def _class_id(grouping: list[Activity] | Activity) -> str | None:
-    activities = grouping if isinstance(grouping, list) else [grouping]
-    chosen: str | None = None
-    for activity in activities:
-        definition = activity.definition
-        if definition is not UNSET and definition.type in CLASS_ACTIVITY_TYPES:
-            return activity.id
-        if chosen is None:
-            chosen = activity.id
-    return chosen
-
-
 def _fail(path: str, reason: str) -> NoReturn:
     raise InvalidEvent(path, reason, SOURCE)
 
 
-class _Item(NamedTuple):
-    """What the mapping reads from an activity: the item's tutorstream extensions, its kind."""
+class _Places:
+    """The parts of a statement a profile's sources read, each looked up once."""
 
-    skills: tuple[str, ...]
-    difficulty: float | None
-    hint_count: int | None
-    video: bool
+    __slots__ = ("activities", "ctx", "definition", "object_id", "registration", "res")
+
+    def __init__(self, statement: Statement) -> None:
+        target = statement.object
+        definition = target.definition
+        self.object_id: str = target.id if target.id is not UNSET else ""
+        self.definition: Mapping[str, Any] = (
+            definition.extensions
+            if definition is not UNSET and definition.extensions is not UNSET
+            else _EMPTY
+        )
+        result = statement.result
+        self.res: Mapping[str, Any] = (
+            result.extensions if result is not UNSET and result.extensions is not UNSET else _EMPTY
+        )
+        context = statement.context
+        if context is UNSET:
+            self.ctx: Mapping[str, Any] = _EMPTY
+            self.activities: ContextActivities | None = None
+            self.registration: str | None = None
+        else:
+            self.ctx = context.extensions if context.extensions is not UNSET else _EMPTY
+            activities = context.contextActivities
+            self.activities = activities if activities is not UNSET else None
+            self.registration = (
+                context.registration.lower() if context.registration is not UNSET else None
+            )
+
+    def activity_ids(self, source: CompiledSource) -> list[str]:
+        """Return the ids of the source's context activity list (of its types, if any)."""
+        return _activity_ids(self.activities, source)
 
 
-def _item(definition: Definition | UnsetType) -> _Item:
-    if definition is UNSET:
-        return _NO_ITEM_FACTS
-    extensions: Mapping[str, Any] = (
-        definition.extensions if definition.extensions is not UNSET else _EMPTY
+def _activity_ids(activities: ContextActivities | None, source: CompiledSource) -> list[str]:
+    """Return the ids in a context activity list (of the source's types, if any)."""
+    if activities is None:
+        return []
+    entries = getattr(activities, source.key)
+    if entries is UNSET:
+        return []
+    listed = entries if isinstance(entries, list) else [entries]
+    types = source.types
+    found = []
+    for activity in listed:
+        if types:
+            definition = activity.definition
+            if definition is UNSET or definition.type not in types:
+                continue
+        value = activity.id if source.pattern is None else source.group(activity.id)
+        if value is not None:
+            found.append(value)
+    return found
+
+
+def _read(
+    sources: tuple[CompiledSource, ...], places: _Places, read: Callable[[object, str], Any]
+) -> Any:
+    """Return the first value a source finds that ``read`` accepts; ``None`` when none does.
+
+    A value of the wrong type fails the statement when its source is strict (tutorstream's own
+    extensions), and is passed over otherwise (third-party extensions, whose types vary).
+    """
+    for source in sources:
+        # the places are inlined: this runs for every field of every statement
+        kind = source.kind
+        value: object
+        if kind == "def":
+            value = places.definition.get(source.key)
+        elif kind == "ctx":
+            value = places.ctx.get(source.key)
+        elif kind == "res":
+            value = places.res.get(source.key)
+        elif kind == "acts":
+            value = places.activity_ids(source) or None
+        elif kind == "obj":
+            value = source.group(places.object_id)
+        else:
+            value = places.registration
+        if value is None:
+            continue
+        if source.strict:
+            return read(value, source.path)
+        try:
+            found = read(value, source.path)
+        except InvalidEvent:
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+_FIELD_READS: Final = (
+    ("skills", "_skills"),
+    ("class_", "_CLASS_TEXT"),
+    ("session", "_SESSION_TEXT"),
+    ("attempt", "_AT_LEAST_1"),
+    ("hint_level", "_AT_LEAST_0"),
+    ("hint_count", "_AT_LEAST_1"),
+    ("difficulty", "_number"),
+    ("resource_relation", "_relation"),
+)
+# Values already right need no reader call (the common case: one call saved per field).
+_ALREADY_RIGHT: Final = {
+    "_CLASS_TEXT": f"type(value) is str and value and len(value) <= {MAX_CLASS_ID_LENGTH}",
+    "_SESSION_TEXT": f"type(value) is str and value and len(value) <= {MAX_SESSION_ID_LENGTH}",
+    "_AT_LEAST_1": "type(value) is int and value >= 1",
+    "_AT_LEAST_0": "type(value) is int and value >= 0",
+}
+_FETCH: Final = {
+    "def": "definition.get({S}.key)",
+    "res": "res.get({S}.key)",
+    "ctx": "ctx.get({S}.key)",
+    "acts": "(_activity_ids(activities, {S}) or None)",
+    "obj": "{S}.group(target.id)",
+    "reg": "registration",
+}
+# The places of :class:`_Places`, found as locals of the generated reader.
+_PRELUDE: Final = """\
+def fields(statement):
+    target = statement.object
+    found = target.definition
+    definition = EMPTY if found is UNSET or found.extensions is UNSET else found.extensions
+    found = statement.result
+    res = EMPTY if found is UNSET or found.extensions is UNSET else found.extensions
+    context = statement.context
+    if context is UNSET:
+        ctx = EMPTY
+        activities = registration = None
+    else:
+        ctx = EMPTY if context.extensions is UNSET else context.extensions
+        activities = context.contextActivities
+        if activities is UNSET:
+            activities = None
+        registration = context.registration
+        registration = None if registration is UNSET else registration.lower()
+"""
+_Fields = tuple[Any, Any, Any, Any, Any, Any, Any, Any]
+
+
+def _fields_reader(profile: CompiledProfile) -> Callable[[Statement], _Fields]:
+    """Return one function reading every field of a statement the way :func:`_read` does.
+
+    Built once per profile as straight-line code: one call per statement instead of a loop over
+    sources for each of eight fields, which is what keeps profiles off the ingest budget.
+    """
+    found = profile.readers.get("xapi")
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    lines = [_PRELUDE]
+    scope: dict[str, Any] = {
+        "InvalidEvent": InvalidEvent,
+        "EMPTY": _EMPTY,
+        "UNSET": UNSET,
+        "_activity_ids": _activity_ids,
+    }
+    names = []
+    for name, reader in _FIELD_READS:
+        scope[reader] = globals()[reader]
+        names.append(name)
+        lines.append(f"    {name} = None")
+        lines.append("    done = False")
+        for index, source in enumerate(getattr(profile, name)):
+            tag = f"S_{name}_{index}"
+            scope[tag] = source
+            fetch = _FETCH[source.kind].format(S=tag)
+            lines.append("    if not done:")
+            lines.append(f"        value = {fetch}")
+            lines.append("        if value is not None:")
+            fast = _ALREADY_RIGHT.get(reader)
+            if fast is not None:
+                lines.append(f"            if {fast}:")
+                lines.append(f"                {name} = value")
+                lines.append("                done = True")
+                lines.append("        if value is not None and not done:")
+            if source.strict:
+                lines.append(f"            {name} = {reader}(value, {tag}.path)")
+                lines.append("            done = True")
+            else:
+                lines.append("            try:")
+                lines.append(f"                {name} = {reader}(value, {tag}.path)")
+                lines.append("            except InvalidEvent:")
+                lines.append(f"                {name} = None")
+                lines.append(f"            done = {name} is not None")
+    lines.append(f"    return ({', '.join(names)})")
+    exec(compile("\n".join(lines), f"<profile {profile.label}>", "exec"), scope)
+    reader_fn: Callable[[Statement], _Fields] = scope["fields"]
+    profile.readers["xapi"] = reader_fn
+    return reader_fn
+
+
+def _skills(value: object, path: str) -> tuple[str, ...]:
+    return skill_ids(value, path, SOURCE)
+
+
+def _text(limit: int) -> Callable[[object, str], str | None]:
+    def read(value: object, path: str) -> str | None:
+        if type(value) is list:
+            value = value[0] if value else None
+        if type(value) is not str or not value:
+            return None
+        return bounded(value, limit, path, SOURCE)
+
+    return read
+
+
+_CLASS_TEXT: Final = _text(MAX_CLASS_ID_LENGTH)
+_SESSION_TEXT: Final = _text(MAX_SESSION_ID_LENGTH)
+_ITEM_TEXT: Final = _text(MAX_ITEM_ID_LENGTH)
+
+
+def _count(minimum: int) -> Callable[[object, str], int | None]:
+    def read(value: object, path: str) -> int | None:
+        if type(value) is int and value >= minimum:
+            return value
+        return optional_int(value, minimum, path, SOURCE)
+
+    return read
+
+
+_AT_LEAST_0: Final = _count(0)
+_AT_LEAST_1: Final = _count(1)
+
+
+def _number(value: object, path: str) -> float | None:
+    return optional_number(value, path, SOURCE)
+
+
+def _relation(value: object, path: str) -> ResourceRelation | None:
+    return resource_relation(value, path, SOURCE)
+
+
+def _rule(verb_id: str, target: StatementObject, profile: CompiledProfile) -> CompiledVerb | None:
+    rules = profile.verbs.get(verb_id)
+    if rules is None:
+        return None
+    for rule in rules:
+        if rule.activity_types:
+            definition = target.definition
+            if definition is UNSET or definition.type not in rule.activity_types:
+                continue
+        if rule.object_id is not None and (
+            target.id is UNSET or rule.object_id.search(target.id) is None
+        ):
+            continue
+        return rule
+    return None
+
+
+def _learner(actor: Actor, pseudonymiser: Pseudonymiser) -> str:
+    if actor.mbox is not UNSET:
+        return pseudonymiser.mbox(actor.mbox)
+    if actor.account is not UNSET:
+        return pseudonymiser.account(actor.account.homePage, actor.account.name)
+    if actor.mbox_sha1sum is not UNSET or actor.openid is not UNSET:
+        return pseudonymiser.xapi_identifier(mbox_sha1sum=actor.mbox_sha1sum, openid=actor.openid)
+    # an anonymous Group (only an unmodelled statement gets here): its first member
+    members = actor.member if actor.member is not UNSET else []
+    return _learner(members[0], pseudonymiser) if members else "anonymous-group"
+
+
+def _unmodelled(
+    statement: Statement,
+    timestamp: datetime,
+    reason: str,
+    pseudonymiser: Pseudonymiser,
+    profile: CompiledProfile,
+) -> UnmodelledEvent:
+    target = statement.object
+    places = _Places(statement)
+    item_id = target.id if target.id is not UNSET and len(target.id) <= MAX_ITEM_ID_LENGTH else None
+    return UnmodelledEvent.model_construct(
+        event_id=statement_id(statement),
+        learner_id=_learner(statement.actor, pseudonymiser),
+        class_id=_read(profile.class_, places, _CLASS_TEXT) or profile.default_class,
+        session_id=_read(profile.session, places, _SESSION_TEXT),
+        item_id=item_id,
+        timestamp=timestamp,
+        verb=statement.verb.id[:500],
+        reason=reason,
+        source=SourceFormat.XAPI,
+        profile=profile.label,
     )
-    skills = extensions.get(EXT_SKILLS)
-    hint_count = extensions.get(EXT_HINT_COUNT)
-    if hint_count is not None and (type(hint_count) is not int or hint_count < 1):
-        hint_count = optional_int(hint_count, 1, _HINT_COUNT_PATH, SOURCE)
-    difficulty = extensions.get(EXT_DIFFICULTY)
-    return _Item(
-        skill_ids(skills, _SKILLS_PATH, SOURCE) if skills is not None else (),
-        optional_number(difficulty, _DIFFICULTY_PATH, SOURCE) if difficulty is not None else None,
-        hint_count,
-        definition.type == VIDEO_ACTIVITY_TYPE,
-    )
-
-
-_NO_ITEM_FACTS: Final = _Item((), None, None, False)
 
 
 def _map(
-    statement: Statement, checked: _Checked, stored: datetime | None, pseudonymiser: Pseudonymiser
-) -> LearningEvent:
+    statement: Statement,
+    checked: _Checked,
+    stored: datetime | None,
+    pseudonymiser: Pseudonymiser,
+    profile: CompiledProfile,
+) -> LearningEvent | UnmodelledEvent:
     """Map a checked statement; paths in errors are relative to the statement."""
-    verb_id = statement.verb.id
-    event_type = XAPI_VERB_EVENT_TYPES.get(verb_id)
-    if event_type is None:
-        _fail(
-            "verb.id",
-            f"verb {verb_id[:200]!r} is not one tutorstream understands; send one of: "
-            + ", ".join(XAPI_VERB_EVENT_TYPES),
-        )
-    actor = statement.actor
-    if actor.objectType == "Group":
-        _fail(
-            "actor",
-            "is a Group; tutorstream follows individual learners, send one statement per Agent",
-        )
-    if checked.object_type != "Activity":
-        _fail(
-            "object.objectType",
-            f"is {checked.object_type!r}; tutorstream needs an Activity (the item, resource or "
-            "media acted on)",
-        )
     timestamp = checked.timestamp or stored
     if timestamp is None:
         _fail(
             "timestamp", "is required: tutorstream orders a learner's events by when they happened"
         )
+    verb_id = statement.verb.id
     target = statement.object
+    rule = _rule(verb_id, target, profile)
+    if rule is None or rule.event_type is None:
+        reason = "verb not in profile" if rule is None else "unmodelled in profile"
+        return _unmodelled(statement, timestamp, reason, pseudonymiser, profile)
+    actor = statement.actor
+    if actor.objectType == "Group":
+        # tutorstream follows individual learners
+        return _unmodelled(statement, timestamp, "group actor", pseudonymiser, profile)
+    if checked.object_type != "Activity":
+        reason = f"object is a {checked.object_type}"
+        return _unmodelled(statement, timestamp, reason, pseudonymiser, profile)
+    event_type = rule.event_type
     item_id: str = target.id  # type: ignore[assignment]
+    if rule.item:
+        item_id = _read(rule.item, _Places(statement), _ITEM_TEXT) or item_id
     if len(item_id) > MAX_ITEM_ID_LENGTH:
         bounded(item_id, MAX_ITEM_ID_LENGTH, "object.id", SOURCE)
-    item = _item(target.definition)
-    if verb_id == VERB_COMPLETED and item.video:
-        event_type = EventType.MEDIA_COMPLETE
 
     correct: bool | None = None
     response_digest: str | None = None
     score_scaled: float | None = None
-    hint_level = None
     result = statement.result
     if result is not UNSET:
         if result.success is not UNSET:
@@ -1069,10 +1286,6 @@ def _map(
                 score_scaled = score.scaled
             elif score.raw is not UNSET and score.min is not UNSET and score.max is not UNSET:
                 score_scaled = (score.raw - score.min) / (score.max - score.min)
-        if result.extensions is not UNSET:
-            hint_level = result.extensions.get(EXT_HINT_LEVEL)
-            if hint_level is not None and (type(hint_level) is not int or hint_level < 0):
-                hint_level = optional_int(hint_level, 0, _HINT_LEVEL_PATH, SOURCE)
     if verb_id in _VERDICT_VERBS:
         passed = verb_id == VERB_PASSED
         if correct is not None and correct is not passed:
@@ -1082,46 +1295,18 @@ def _map(
     if duration_s is not None and not math.isfinite(duration_s):
         _fail("result.duration", "is too large")
 
-    session = class_id = attempt = relation = None
-    context = statement.context
-    if context is not UNSET:
-        context_ext: Mapping[str, Any] = (
-            context.extensions if context.extensions is not UNSET else _EMPTY
-        )
-        if context.registration is not UNSET:
-            session = context.registration.lower()
-        else:
-            video_session = context_ext.get(VIDEO_SESSION_ID)
-            if type(video_session) is str and video_session:
-                session = bounded(video_session, MAX_SESSION_ID_LENGTH, _VIDEO_SESSION_PATH, SOURCE)
-        activities = context.contextActivities
-        if activities is not UNSET and activities.grouping is not UNSET and activities.grouping:
-            class_id = _class_id(activities.grouping)
-            if class_id is not None and len(class_id) > MAX_CLASS_ID_LENGTH:
-                bounded(class_id, MAX_CLASS_ID_LENGTH, "context.contextActivities.grouping", SOURCE)
-        attempt = context_ext.get(EXT_ATTEMPT)
-        if attempt is not None and (type(attempt) is not int or attempt < 1):
-            attempt = optional_int(attempt, 1, _ATTEMPT_PATH, SOURCE)
-        relation = context_ext.get(EXT_RESOURCE_RELATION)
-        if relation is not None:
-            relation = resource_relation(relation, _RELATION_PATH, SOURCE)
-
-    if actor.mbox is not UNSET:
-        learner_id = pseudonymiser.mbox(actor.mbox)
-    elif actor.account is not UNSET:
-        learner_id = pseudonymiser.account(actor.account.homePage, actor.account.name)
-    else:
-        learner_id = pseudonymiser.xapi_identifier(
-            mbox_sha1sum=actor.mbox_sha1sum, openid=actor.openid
-        )
+    reader = profile.readers.get("xapi") or _fields_reader(profile)
+    (skills, class_id, session, attempt, hint_level, hint_count, difficulty, relation) = reader(
+        statement
+    )
     return make_event(
         {
             "event_id": statement_id(statement),
-            "learner_id": learner_id,
-            "class_id": class_id,
+            "learner_id": _learner(actor, pseudonymiser),
+            "class_id": class_id or profile.default_class,
             "session_id": session,
             "item_id": item_id,
-            "skill_ids": item.skills,
+            "skill_ids": skills if skills is not None else (),
             "event_type": event_type,
             "timestamp": timestamp,
             "correct": correct,
@@ -1129,29 +1314,43 @@ def _map(
             "attempt": attempt,
             "duration_s": duration_s,
             "hint_level": hint_level,
-            "hint_count": item.hint_count,
-            "item_difficulty": item.difficulty,
+            "hint_count": hint_count,
+            "item_difficulty": difficulty,
             "resource_relation": relation,
             "score_scaled": score_scaled,
             "source": SourceFormat.XAPI,
+            "profile": profile.label,
         }
     )
 
 
 def normalise_statement(
-    statement: object, pseudonymiser: Pseudonymiser, path: str = ""
-) -> LearningEvent:
-    """Validate one statement and map it to a :class:`LearningEvent`.
+    statement: object,
+    pseudonymiser: Pseudonymiser,
+    path: str = "",
+    profile: CompiledProfile | None = None,
+    received: datetime | None = None,
+) -> LearningEvent | UnmodelledEvent:
+    """Validate one statement and map it through a statement profile.
 
     Args:
         statement: the statement, parsed from JSON or already typed by :func:`decode_statements`.
         pseudonymiser: turns the actor's identifier into the learner's pseudonym.
         path: where the statement sits in its payload (``[3]``); prefixes error paths.
+        profile: the producer's profile; the built-in one when ``None``.
+        received: when the statement reached tutorstream (a Kafka record's timestamp): the
+            timestamp of a statement that has neither ``timestamp`` nor ``stored``, as an LRS
+            gives a statement without one its stored time.
+
+    Returns:
+        The learning event, or an :class:`UnmodelledEvent` for a valid statement the model
+        cannot use (a verb the profile does not model, a Group as actor, an object that is not
+        an Activity).
 
     Raises:
-        InvalidEvent: when the statement breaks an xAPI rule, or is valid xAPI that tutorstream
-            cannot use: an unknown verb, a Group as actor, an object that is not an Activity, no
-            timestamp, or a tutorstream extension with a value of the wrong type.
+        InvalidEvent: when the statement breaks an xAPI rule, has no time at all (no
+            ``timestamp``, ``stored`` or ``received``), or has a value of the wrong type where a
+            strict source of the profile reads it.
     """
     typed = statement if isinstance(statement, Statement) else typed_statement(statement, path)
     try:
@@ -1159,7 +1358,7 @@ def normalise_statement(
     except _Invalid as bad:
         raise bad.event(path) from None
     try:
-        return _map(typed, checked, stored, pseudonymiser)
+        return _map(typed, checked, stored or received, pseudonymiser, profile or builtin())
     except InvalidEvent as err:
         if not path:
             raise

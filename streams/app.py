@@ -42,6 +42,8 @@ from common.kafka import consumer_config
 from common.partitioning import partition_for
 from inference.runtime import LearnerModel
 from schemas.exceptions import InvalidEvent
+from schemas.profiles import PROFILE_HEADER
+from schemas.profiles.compiled import compile_profiles
 from schemas.records import Intervention
 from schemas.topics import (
     LEARNER_PROMPTS,
@@ -252,6 +254,15 @@ ORIGIN_HEADER = "tutorstream-origin"
 """Header of a forwarded event: ``topic/partition@offset`` of the record it came in."""
 
 
+def _profile_header(headers: Any) -> str:
+    """Return the profile a raw record's producer names (``""``: the worker's default)."""
+    pairs = headers.items() if isinstance(headers, dict) else headers or ()
+    for name, value in pairs:
+        if name == PROFILE_HEADER and value:
+            return bytes(value).decode("utf-8", "replace")
+    return ""
+
+
 def _origin(headers: Any) -> tuple[str, int]:
     """Return a forwarded record's origin and origin offset (``("", -1)``: none given)."""
     pairs = headers.items() if isinstance(headers, dict) else headers or ()
@@ -355,7 +366,11 @@ class Worker:
         self.items = self.app.Table("item-norms", **table_options)
         self.catalogues = self.app.Table("class-items", **table_options)
         self.state = StateView(self.learners, self.items, self.catalogues, window)
+        # a profile file with an error stops the worker here, naming file, line and field
+        profiles = s.profiles.load()
         self.processor = EventProcessor(
+            profiles=compile_profiles(profiles),
+            default_profile=profiles.default,
             pseudonym_key=s.pseudonym_key.get_secret_value().encode(),
             owns=lambda learner, record: (
                 partition_for(learner, LMS_EVENTS.partitions) == record.partition
@@ -634,6 +649,7 @@ class Worker:
                     normalised=forwarded,
                     origin=origin,
                     origin_offset=origin_offset,
+                    profile="" if forwarded else _profile_header(message.headers),
                 )
             )
         by_record = {

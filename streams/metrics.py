@@ -25,6 +25,21 @@ DLQ = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+UNMODELLED = Counter(
+    "tutorstream_unmodelled_total",
+    "Valid statements stored but not modelled (a verb or Caliper action the profile does not "
+    "map, a Group actor, an object that is not an Activity), by verb and profile. Verbs past "
+    "the first 200 distinct ones are counted as 'other'.",
+    ["verb", "profile"],
+    registry=REGISTRY,
+)
+DEFAULT_CLASS = Counter(
+    "tutorstream_default_class_total",
+    "Events whose profile found no class and that were modelled under the profile's default "
+    "class, by profile.",
+    ["profile"],
+    registry=REGISTRY,
+)
 DUPLICATES = Counter(
     "tutorstream_duplicates_total", "Events dropped as duplicates by event id.", registry=REGISTRY
 )
@@ -123,3 +138,21 @@ def stage(name: str) -> Iterator[None]:
         yield
     finally:
         STAGE_SECONDS.labels(name).inc(time.perf_counter() - start)
+
+
+_MAX_VERB_LABELS = 200
+_verb_labels: set[str] = set()
+
+
+def verb_label(verb: str) -> str:
+    """Return ``verb`` as a metric label, or ``other`` once 200 distinct verbs are labelled.
+
+    Producers choose their verbs freely; a bound keeps a misbehaving one from growing the
+    metric's series without limit.
+    """
+    if verb in _verb_labels:
+        return verb
+    if len(_verb_labels) >= _MAX_VERB_LABELS:
+        return "other"
+    _verb_labels.add(verb)
+    return verb

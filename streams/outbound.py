@@ -22,6 +22,7 @@ from streams.processor import BatchResult, DeadLetterOut, InterventionOut, Recom
 from streams.store.binary import pack_float4_rows
 from streams.store.sink import StoreBatch
 from streams.store.tables import (
+    EVENTS,
     FEATURES,
     PREDICTIONS,
     SKILL_MASTERY,
@@ -29,6 +30,7 @@ from streams.store.tables import (
     feature_row,
     prediction_row,
     skill_mastery_rows,
+    unmodelled_row,
 )
 
 FEATURE_SET = f"v1/{len(EVENT_FEATURES)}"
@@ -42,6 +44,8 @@ def store_batch(result: BatchResult, spec: ModelSpec) -> StoreBatch:
     """
     events = result.events
     batch = StoreBatch().add_events(events)
+    if result.unmodelled:
+        batch.add_rows(EVENTS, (unmodelled_row(e) for e in result.unmodelled))
     prediction = result.prediction
     version = spec.ref
     vectors = result.feature_vectors

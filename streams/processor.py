@@ -9,7 +9,7 @@ recommendations. The worker (``streams.app``) owns the I/O and the acknowledgeme
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,9 +22,10 @@ from inference.features import FeatureExtractor, ItemNorms
 from inference.policy import DEFAULT_TARGET, CourseItem, CourseMap, NextItemPolicy
 from inference.runtime import Prediction
 from inference.states import STATES
-from schemas.events import EventType, LearningEvent, SourceFormat
+from schemas.events import EventType, LearningEvent, SourceFormat, UnmodelledEvent
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import normalise, pseudonymiser_for
+from schemas.profiles.compiled import CompiledProfile, builtin
 from streams import metrics
 from streams.learner_state import LearnerRecord
 from streams.policy import Decision, InterventionPolicy, SuppressReason
@@ -66,6 +67,8 @@ class InboundRecord:
             record's own (a forwarded event, or a replay that places a learner's state on
             another partition); empty otherwise.
         origin_offset: the offset it first arrived at, with ``origin``.
+        profile: the statement profile the producer named in the record's
+            ``tutorstream-profile`` header; empty for the worker's default.
     """
 
     value: bytes
@@ -77,6 +80,7 @@ class InboundRecord:
     normalised: bool = False
     origin: str = ""
     origin_offset: int = -1
+    profile: str = ""
 
     @property
     def source(self) -> tuple[str, int]:
@@ -140,6 +144,8 @@ class BatchResult:
     mastery: dict[int, dict[str, float]] = field(default_factory=dict)
     prediction: Prediction | None = None
     dead_letters: list[DeadLetterOut] = field(default_factory=list)
+    unmodelled: list[UnmodelledEvent] = field(default_factory=list)
+    """Valid statements the model does not use: stored, counted, never dead letters."""
     forwards: list[tuple[str, bytes, InboundRecord]] = field(default_factory=list)
     interventions: list[InterventionOut] = field(default_factory=list)
     recommendations: list[RecommendationOut] = field(default_factory=list)
@@ -298,6 +304,10 @@ class EventProcessor:
         target_success: predicted success the next-item policy
             (:class:`inference.policy.NextItemPolicy`, the one ``tutorstream model eval``
             runs in closed loop) aims for.
+        profiles: the statement profiles records are read with, by id
+            (``TUTORSTREAM_PROFILES__FILES``); the built-in one when ``None``.
+        default_profile: the profile of records whose producer names none
+            (``TUTORSTREAM_PROFILES__DEFAULT``).
     """
 
     def __init__(
@@ -309,8 +319,16 @@ class EventProcessor:
         dedupe_window_s: float = 3600.0,
         dedupe_max_ids: int = 2048,
         target_success: float = DEFAULT_TARGET,
+        profiles: Mapping[str, CompiledProfile] | None = None,
+        default_profile: str = "builtin",
     ) -> None:
         self._pseudonymiser = pseudonymiser_for(pseudonym_key)
+        self._profiles = dict(profiles) if profiles is not None else {"builtin": builtin()}
+        if default_profile not in self._profiles:
+            raise ValueError(
+                f"default profile {default_profile!r} is not loaded: {sorted(self._profiles)}"
+            )
+        self._default_profile = self._profiles[default_profile]
         self._owns = owns
         self._policy = policy
         self._extractor = FeatureExtractor()
@@ -409,12 +427,29 @@ class EventProcessor:
         self, records: list[InboundRecord], result: BatchResult
     ) -> list[tuple[LearningEvent, InboundRecord]]:
         parsed: list[tuple[LearningEvent, InboundRecord]] = []
+        unmodelled = result.unmodelled
+        default_class: dict[str, int] = {}
         for record in records:
             try:
                 if record.normalised:
                     events = [LearningEvent.model_validate_json(record.value)]
                 else:
-                    events = normalise(record.value, self._pseudonymiser)
+                    profile = self._profile(record)
+                    events = normalise(
+                        record.value,
+                        self._pseudonymiser,
+                        profile=profile,
+                        unmodelled=unmodelled,
+                        # a statement with neither timestamp nor stored: when Kafka took it
+                        received=datetime.fromtimestamp(record.timestamp, UTC),
+                    )
+                    fallback = profile.default_class
+                    if fallback is not None:
+                        for event in events:
+                            if event.class_id == fallback:
+                                default_class[profile.label] = (
+                                    default_class.get(profile.label, 0) + 1
+                                )
             except InvalidEvent as err:
                 result.dead_letters.append(DeadLetterOut(record, err, _reason_class(err)))
                 continue
@@ -429,7 +464,30 @@ class EventProcessor:
                     result.forwards.append(
                         (event.learner_id, event.model_dump_json().encode(), record)
                     )
+        for label, count in default_class.items():
+            metrics.DEFAULT_CLASS.labels(label).inc(count)
+        for stored in unmodelled:
+            metrics.UNMODELLED.labels(metrics.verb_label(stored.verb), stored.profile or "").inc()
         return parsed
+
+    def _profile(self, record: InboundRecord) -> CompiledProfile:
+        """Return the profile the record's producer named, or the worker's default.
+
+        Raises:
+            InvalidEvent: when the record names a profile this worker does not load; the
+                record goes to the DLQ and can be replayed once the profile is deployed.
+        """
+        if not record.profile:
+            return self._default_profile
+        found = self._profiles.get(record.profile)
+        if found is None:
+            raise InvalidEvent(
+                "header.tutorstream-profile",
+                f"names profile {record.profile[:80]!r}, which this worker does not load "
+                f"(it loads {', '.join(sorted(self._profiles))})",
+                None,
+            )
+        return found
 
     def _featurise(
         self,

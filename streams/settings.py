@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from common.settings import LOCAL_DATABASE_URL, LOCAL_KAFKA_BOOTSTRAP, CommonSettings
+from schemas.profiles import ProfileSettings
 from streams.annotations import GrafanaSettings
 from streams.policy import PolicySettings
 from streams.store.settings import StoreSettings
@@ -46,6 +47,9 @@ class StreamSettings(CommonSettings):
         store: ``TUTORSTREAM_STORE__*``, the store and its sink.
         grafana: ``TUTORSTREAM_GRAFANA__*``, annotations of new interventions in Grafana
             (off unless ``TUTORSTREAM_GRAFANA__URL`` is set).
+        profiles: ``TUTORSTREAM_PROFILES__FILES`` (comma-separated YAML files) and
+            ``TUTORSTREAM_PROFILES__DEFAULT``: the statement profiles records are read with; a
+            record names its producer's profile in the ``tutorstream-profile`` header.
     """
 
     kafka_bootstrap: str = LOCAL_KAFKA_BOOTSTRAP
@@ -69,3 +73,4 @@ class StreamSettings(CommonSettings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
+    profiles: ProfileSettings = Field(default_factory=ProfileSettings)

@@ -24,6 +24,7 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from common.kafka import producer_config
+from schemas.events import UnmodelledEvent
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import normalise, parse_json, pseudonymiser_for
 from schemas.pseudonym import Pseudonymiser
@@ -158,7 +159,10 @@ def learner_key(record: OutgoingRecord, pseudonymiser: Pseudonymiser) -> bytes:
     """
     if record.error is not None:
         raise record.error
-    return normalise(record.parsed, pseudonymiser)[0].learner_id.encode()
+    unmodelled: list[UnmodelledEvent] = []
+    events = normalise(record.parsed, pseudonymiser, unmodelled=unmodelled)
+    # a valid statement the model does not use still goes to its learner's partition
+    return (events[0] if events else unmodelled[0]).learner_id.encode()
 
 
 class ProgressLine:

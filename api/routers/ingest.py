@@ -18,10 +18,12 @@ from api.delivery import Outgoing
 from api.exceptions import BadRequest, UnsupportedMediaType
 from api.keys import Principal
 from api.models import Accepted
-from api.runtime import is_json, principal, runtime_of
+from api.runtime import count_unmodelled, is_json, principal, runtime_of
 from schemas import caliper, native
+from schemas.events import UnmodelledEvent
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import parse_json
+from schemas.profiles import PROFILE_HEADER
 
 router = APIRouter(tags=["ingest"])
 
@@ -112,19 +114,27 @@ async def post_caliper(
         raise BadRequest(
             "expected a Caliper envelope: sensor, sendTime, dataVersion and data (events)", ""
         )
+    profile = runtime.profile_for(caller)
     try:
-        events = caliper.normalise_caliper(payload, runtime.pseudonymiser)
+        events = caliper.normalise_caliper(payload, runtime.pseudonymiser, profile=profile)
     except InvalidEvent:
         runtime.metrics.events_rejected.labels("caliper").inc()
         raise
+    headers = () if caller.profile is None else ((PROFILE_HEADER, caller.profile.encode()),)
     records = [
         Outgoing(
             runtime.lms_topic,
             event.learner_id.encode(),
             orjson.dumps({**payload, "data": [entry]}),
+            headers,
         )
         for entry, event in zip(payload["data"], events, strict=True)
     ]
+    count_unmodelled(
+        runtime.metrics,
+        [event.verb for event in events if isinstance(event, UnmodelledEvent)],
+        profile.label,
+    )
     return await _send(request, "caliper", records, [event.event_id for event in events])
 
 

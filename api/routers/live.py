@@ -28,9 +28,10 @@ from api.feed import FeedItem, InterventionFeed, Position, Subscription, parse_c
 from api.keys import Principal
 from api.runtime import Metrics, principal, runtime_of
 
-router = APIRouter(prefix="/classes/{class_id}", tags=["live feed"])
+# class ids of any shape (IRIs): see api.routers.tutor
+router = APIRouter(prefix="/classes/{class_id:path}", tags=["live feed"])
 
-ClassId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\s/]+$")]
+ClassId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^\S+$")]
 _BATCH: Final = 256
 _RETRY_MS: Final = 2000
 

@@ -44,10 +44,19 @@ from schemas.records import BehaviouralState, Intervention, LearnerPrompt
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/classes/{class_id}", tags=["tutors"])
+# A class id may be an IRI (an LMS's course or section), slashes and all. It goes into the
+# path percent-encoded as one segment (encodeURIComponent); ASGI servers decode %2F before
+# routing, so the route takes the rest of the path up to its own suffix (``:path``).
+router = APIRouter(prefix="/classes/{class_id:path}", tags=["tutors"])
 
 ClassId = Annotated[
-    str, Path(min_length=1, max_length=200, pattern=r"^[^\s/]+$", description="The class.")
+    str,
+    Path(
+        min_length=1,
+        max_length=200,
+        pattern=r"^\S+$",
+        description="The class: any id without whitespace (an IRI too), percent-encoded.",
+    ),
 ]
 InterventionId = Annotated[
     str,

@@ -22,7 +22,7 @@ from api.auth import require_ingest, require_statement_reader
 from api.delivery import Outgoing
 from api.exceptions import BadRequest, Conflict, NotFound
 from api.keys import Principal
-from api.runtime import Runtime, is_json, principal, runtime_of, utc_now
+from api.runtime import Runtime, count_unmodelled, is_json, principal, runtime_of, utc_now
 from api.statements import (
     Accepted,
     check_version,
@@ -35,6 +35,7 @@ from api.statements import (
 from api.store import Store
 from schemas.exceptions import InvalidEvent
 from schemas.formats import is_iri, is_uuid, parse_timestamp
+from schemas.profiles import PROFILE_HEADER
 
 router = APIRouter(prefix="/xapi", tags=["xAPI"])
 
@@ -140,7 +141,11 @@ async def _read_body(request: Request) -> tuple[bytes, list[Part] | None]:
 
 
 async def _accept(
-    runtime: Runtime, accepted: list[Accepted], stored: datetime, parts: list[Part]
+    runtime: Runtime,
+    accepted: list[Accepted],
+    stored: datetime,
+    parts: list[Part],
+    caller: Principal,
 ) -> None:
     """Store the statements and produce the new ones, all or nothing.
 
@@ -172,10 +177,18 @@ async def _accept(
         await Store.insert_attachments(
             conn, [(p.sha2, p.content_type, p.content) for p in parts if p.sha2 in kept]
         )
+        # the worker reads each record with the profile its key names
+        headers = () if caller.profile is None else ((PROFILE_HEADER, caller.profile.encode()),)
         await runtime.delivery.send(
-            Outgoing(runtime.lms_topic, statement.key, statement.raw) for statement in fresh
+            Outgoing(runtime.lms_topic, statement.key, statement.raw, headers)
+            for statement in fresh
         )
     runtime.metrics.events_accepted.labels("xapi").inc(len(fresh))
+    count_unmodelled(
+        runtime.metrics,
+        [s.unmodelled for s in fresh if s.unmodelled is not None],
+        runtime.profile_for(caller).label,
+    )
 
 
 async def _prepare(
@@ -198,6 +211,7 @@ async def _prepare(
             key_id=caller.key_id,
             stored=stored,
             statement_id=statement_id,
+            profile=runtime.profile_for(caller),
         )
     except (InvalidEvent, BadRequest):
         runtime.metrics.events_rejected.labels("xapi").inc()
@@ -228,10 +242,11 @@ async def post_statements(
         name = next(iter(request.query_params.keys()))
         raise BadRequest("is not a parameter of POST statements", f"query.{name}")
     accepted, stored, parts = await _prepare(request, caller)
-    await _accept(runtime_of(request), accepted, stored, parts)
+    await _accept(runtime_of(request), accepted, stored, parts, caller)
     response = Response(
         orjson.dumps([statement.statement_id for statement in accepted]),
         media_type="application/json",
+        headers=_mapping_headers(runtime_of(request), caller, accepted),
     )
     return response
 
@@ -265,9 +280,31 @@ async def put_statement(
     if not is_uuid(statement_id):
         raise BadRequest("is not a UUID", "query.statementId")
     accepted, stored, parts = await _prepare(request, caller, statement_id.lower())
-    await _accept(runtime_of(request), accepted, stored, parts)
-    response = Response(status_code=204)
+    await _accept(runtime_of(request), accepted, stored, parts, caller)
+    response = Response(
+        status_code=204, headers=_mapping_headers(runtime_of(request), caller, accepted)
+    )
     return response
+
+
+UNMODELLED_HEADER: Final = "X-Tutorstream-Unmodelled"
+"""Response header: how many of the statements are stored but not modelled (0 when all are)."""
+PROFILE_RESPONSE_HEADER: Final = "X-Tutorstream-Profile"
+"""Response header: the statement profile (id@version) the statements were read with."""
+
+
+def _mapping_headers(
+    runtime: Runtime, caller: Principal, accepted: list[Accepted]
+) -> dict[str, str]:
+    """Return the headers that say how the statements were read.
+
+    xAPI fixes the body of a POST (the ids) and of a PUT (none), so the count of unmodelled
+    statements and the profile travel in headers.
+    """
+    return {
+        UNMODELLED_HEADER: str(sum(1 for s in accepted if s.unmodelled is not None)),
+        PROFILE_RESPONSE_HEADER: runtime.profile_for(caller).label,
+    }
 
 
 def _flag(request: Request, name: str) -> bool:

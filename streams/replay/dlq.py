@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.partitioning import partition_for
-from schemas.events import LearningEvent
+from schemas.events import LearningEvent, UnmodelledEvent
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import normalise, pseudonymiser_for
 from schemas.pseudonym import Pseudonymiser
@@ -89,7 +89,17 @@ class DlqReplay(Output):
             except InvalidEvent:
                 self.counts.kept += 1
                 continue
-            learner = events[0].learner_id
+            if events:
+                learner = events[0].learner_id
+            else:
+                # valid and unmodelled (an unknown verb dead-lettered by an older release):
+                # it goes back to be stored and counted, on its learner's partition
+                unmodelled: list[UnmodelledEvent] = []
+                normalise(original, self.pseudonymiser, unmodelled=unmodelled)
+                if not unmodelled:
+                    self.counts.kept += 1
+                    continue
+                learner = unmodelled[0].learner_id
             self.producer.produce(
                 self.target,
                 key=learner.encode(),

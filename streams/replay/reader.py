@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import gc
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,8 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from schemas.events import LearningEvent
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import normalise, pseudonymiser_for
+from schemas.profiles import BUILTIN_ID, PROFILE_HEADER, load_profiles
+from schemas.profiles.compiled import CompiledProfile, compile_profiles
 from schemas.pseudonym import Pseudonymiser
 from streams.processor import InboundRecord
 from streams.replay.checkpoint import Checkpoint, resume
@@ -117,6 +120,10 @@ class Replay:
             neither planning nor loading a checkpoint.
         before: with ``assigned``, what a resumed run read before its checkpoint (see
             :attr:`Output.carries_state`).
+        profile_files: statement profile files beside the built-in one
+            (``TUTORSTREAM_PROFILES__FILES``): each record is read with the profile its
+            ``tutorstream-profile`` header names, as the live worker read it.
+        default_profile: the profile of records that name none (``TUTORSTREAM_PROFILES__DEFAULT``).
     """
 
     bootstrap: str
@@ -131,6 +138,8 @@ class Replay:
     normalised: bool = True
     assigned: tuple[list[Range], float] | None = None
     before: list[Range] = field(default_factory=list)
+    profile_files: tuple[str, ...] = ()
+    default_profile: str = BUILTIN_ID
 
     def ranges(self) -> list[Range]:
         """Return what this run would read (the dry run), continued from any checkpoint."""
@@ -309,6 +318,7 @@ class Replay:
             partition=partition,
             offset=offset,
             timestamp=stamp / 1000.0,
+            profile=_profile_header(message.headers()),
         )
 
     def _events(
@@ -316,14 +326,33 @@ class Replay:
     ) -> list[LearningEvent]:
         if not self.normalised:
             return []
+        profiles = _compiled_profiles(self.profile_files, self.default_profile)
+        profile = profiles.get(record.profile or self.default_profile)
+        if profile is None:  # the live worker dead-lettered it too
+            progress.invalid += 1
+            return []
         try:
-            events = normalise(record.value, pseudonymiser)
+            events = normalise(record.value, pseudonymiser, profile=profile)
         except InvalidEvent:
             progress.invalid += 1
             return []
         kept = [e for e in events if self.selection.keeps(e)]
         progress.events += len(kept)
         return kept
+
+
+def _profile_header(headers: Any) -> str:
+    """Return the profile a record's producer named in its headers (``""``: none)."""
+    for name, value in headers or ():
+        if name == PROFILE_HEADER and value:
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return ""
+
+
+@functools.cache
+def _compiled_profiles(files: tuple[str, ...], default: str) -> dict[str, CompiledProfile]:
+    """Load and compile the profiles once per process (a pool's processes each do it)."""
+    return compile_profiles(load_profiles(files, default))
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from schemas.events import LearningEvent
+from schemas.events import LearningEvent, UnmodelledEvent
 from streams.store.binary import PackedFloat4Array
 
 Row = tuple[Any, ...]
@@ -89,7 +89,8 @@ EVENTS = Table(
         "time timestamptz, event_id text, learner_id text, class_id text, session_id text, "
         "item_id text, skill_ids text[], event_type text, correct bool, response_hash text, "
         "attempt int4, duration_s float8, hint_level int4, hint_count int4, "
-        "item_difficulty float8, resource_relation text, score_scaled float8, source text"
+        "item_difficulty float8, resource_relation text, score_scaled float8, source text, "
+        "profile text, verb text"
     ),
     key=("event_id", "time"),
 )
@@ -187,6 +188,38 @@ def event_row(event: LearningEvent) -> Row:
         None if event.resource_relation is None else event.resource_relation.value,
         event.score_scaled,
         event.source.value,
+        event.profile,
+        None,
+    )
+
+
+UNMODELLED_TYPE = "unmodelled"
+"""The ``events.event_type`` of a valid statement the model does not use."""
+
+
+def unmodelled_row(event: UnmodelledEvent) -> Row:
+    """Return the ``events`` row of a valid statement the model does not use."""
+    return (
+        utc(event.timestamp),
+        event.event_id,
+        event.learner_id,
+        event.class_id,
+        event.session_id,
+        event.item_id,
+        [],
+        UNMODELLED_TYPE,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        event.source.value,
+        event.profile,
+        event.verb,
     )
 
 

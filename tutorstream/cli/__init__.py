@@ -14,6 +14,7 @@ from tutorstream.cli import (
     keys,
     model,
     produce,
+    profiles,
     replay,
     stack,
     topics,
@@ -35,6 +36,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(grafana.app, name="grafana")
 app.add_typer(replay.app, name="replay")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(profiles.app, name="profiles")
 app.command("produce")(produce.produce)
 app.command("worker")(worker.worker)
 app.command("demo")(demo.demo)

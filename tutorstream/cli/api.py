@@ -25,6 +25,7 @@ def api(
     import uvicorn
 
     from api.settings import ApiSettings
+    from schemas.profiles import ProfileError
     from tutorstream.stack import StackError, database_url, kafka_bootstrap
 
     wiring = Settings()
@@ -35,6 +36,11 @@ def api(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from err
     settings = ApiSettings()
+    try:
+        settings.profiles.load()
+    except ProfileError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
     logging.basicConfig(
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )

@@ -54,13 +54,21 @@ def create(
         list[str] | None,
         typer.Option("--class", help="A class a tutor key may see (repeat for several)."),
     ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            help="The statement profile an ingest key's statements are read with (its id); "
+            "the default profile when left out.",
+        ),
+    ] = None,
     url: UrlOption = None,
     schema: SchemaOption = None,
 ) -> None:
     """Create a key and print its token: store it now, it is never shown again."""
     with _connection(url, schema) as conn:
         try:
-            made = create_key(conn, name, [s.value for s in scope], class_id or [])
+            made = create_key(conn, name, [s.value for s in scope], class_id or [], profile)
         except ValueError as err:
             _fail(str(err))
     typer.echo(f"key id  {made.key_id}")

@@ -129,6 +129,8 @@ def run(
         batch_size=batch_size,
         max_batches=max_batches,
         on_progress=_progress_printer(),
+        profile_files=tuple(str(path) for path in stream.profiles.paths()),
+        default_profile=stream.profiles.default,
     )
     try:
         if dry_run:

@@ -22,6 +22,7 @@ def worker(
     """Consume lms.events.v1, score learners and publish interventions, until stopped."""
     import faust
 
+    from schemas.profiles import ProfileError
     from streams.app import Worker
     from streams.settings import StreamSettings
     from tutorstream.stack import StackError, database_url, kafka_bootstrap
@@ -33,6 +34,12 @@ def worker(
     except StackError as err:
         raise typer.BadParameter(str(err)) from None
     settings = StreamSettings(web_port=web_port, worker_id=worker_id)
+    try:
+        settings.profiles.load()
+    except ProfileError as err:
+        # a worker that misreads its producers' statements must not start
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
     logging.basicConfig(level=loglevel.upper())
     stream_worker = Worker(settings)
     try:

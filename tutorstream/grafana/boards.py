@@ -144,7 +144,8 @@ def _learner_link(title: str) -> dashboard_models.DynamicConfigValue:
         value=[
             {
                 "title": title,
-                "url": f"/d/{LEARNER_UID}/learner-drill-down?var-class=${{class}}"
+                # a class id may be an IRI: encoded, its ?, & and # stay in the variable
+                "url": f"/d/{LEARNER_UID}/learner-drill-down?var-class=${{class:percentencode}}"
                 "&var-learner=${__value.raw}&${__url_time_range}",
             }
         ],

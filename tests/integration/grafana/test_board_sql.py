@@ -103,6 +103,11 @@ def flow_cohort(url: str, schema: str, *, learners: int, events: int, seed: int)
     """Send a simulated class's raw records through the pipeline into the store at ``url``."""
     start = datetime.now(UTC) - timedelta(days=2)
     natives = list(generate_cohort(learners, events, seed, start=start))
+    for native in natives:
+        # class ids as LMSs send them: IRIs, here with a query and a quote the boards' SQL
+        # variables must carry intact
+        if native.get("class_id") is not None:
+            native["class_id"] = f"https://lms.example.edu/course/{native['class_id']}?t=o'neil"
     model = LearnerModel.load()
     processor = EventProcessor(
         pseudonym_key=KEY,

@@ -231,7 +231,16 @@ def test_dlq_replay_sends_back_the_fixed_dead_letters_and_keeps_the_others(
             .encode()
         )
 
-    fixed = [orjson.dumps(e) for e in cohort[:4]]
+    # a valid statement an older release dead-lettered for its verb: it now goes back, to be
+    # stored and counted as unmodelled
+    pondered = {
+        "id": str(uuid.uuid4()),
+        "actor": {"mbox": "mailto:ada@example.edu"},
+        "verb": {"id": "https://lms.example/verbs/pondered"},
+        "object": {"id": "https://lms.example/items/1"},
+        "timestamp": "2026-03-02T09:00:00Z",
+    }
+    fixed = [orjson.dumps(e) for e in cohort[:4]] + [orjson.dumps(pondered)]
     broken = [b'{"learner_id": "x"', b"[]", b'{"event_type": "answer.submit"}']
     letters = (
         [letter(v, fixed_reason, i) for i, v in enumerate(fixed)]
@@ -258,13 +267,18 @@ def test_dlq_replay_sends_back_the_fixed_dead_letters_and_keeps_the_others(
 
     assert progress.records == len(letters)
     counts = output.counts
-    assert (counts.matched, counts.passed, counts.kept) == (7, 4, 3)
+    assert (counts.matched, counts.passed, counts.kept) == (8, 5, 3)
     assert (counts.other, counts.unreadable) == (2, 1)
-    sent = read_topic(events_topic, 4)
+    sent = read_topic(events_topic, 5)
     assert sorted(m.value() for m in sent) == sorted(fixed)
     pseudonymise = pseudonymiser_for(KEY)
     for message in sent:
-        learner = pseudonymise.native_learner(str(orjson.loads(message.value())["learner_id"]))
+        body = orjson.loads(message.value())
+        learner = (
+            pseudonymise.mbox(body["actor"]["mbox"])
+            if "actor" in body
+            else pseudonymise.native_learner(str(body["learner_id"]))
+        )
         assert message.key() == learner.encode()
         assert message.partition() == partition_for(learner, LMS_EVENTS.partitions)
 
@@ -396,3 +410,37 @@ def test_rebuild_then_rescore_writes_only_the_shadow_schema_and_diff_agrees(
     finally:
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(drop)
+
+
+def test_a_replay_reads_each_record_with_the_profile_its_header_names(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path
+) -> None:
+    lms = "https://lms.example.edu/xapi/"
+    profile = tmp_path / "my-lms.yaml"
+    profile.write_text(
+        f"profile: my-lms\nversion: 2\nextends: builtin\nverbs:\n"
+        f"  - ids: [{lms}verbs/hinted]\n    event_type: hint_request\n"
+    )
+    topic = topic_factory("events", spec=LMS_EVENTS, partitions=1)
+    statement = {
+        "id": str(uuid.uuid4()),
+        "actor": {"mbox": "mailto:ada@example.edu"},
+        "verb": {"id": f"{lms}verbs/hinted"},
+        "object": {"id": "https://lms.example.edu/item/1"},
+        "timestamp": "2026-03-02T09:00:00Z",
+    }
+    producer = Producer(kafka.producer_config(kafka_bootstrap))
+    producer.produce(
+        topic, value=orjson.dumps(statement), headers=[("tutorstream-profile", b"my-lms")]
+    )
+    # the same verb without the header: the built-in profile does not model it
+    producer.produce(topic, value=orjson.dumps({**statement, "id": str(uuid.uuid4())}))
+    assert producer.flush(30) == 0
+    out = tmp_path / "events.jsonl"
+
+    progress = run_sync(
+        _replay(kafka_bootstrap, topic, profile_files=(str(profile),)), JsonlExport(out)
+    )
+
+    assert progress.records == 2 and progress.invalid == 0
+    assert [(e["event_type"], e["profile"]) for e in _lines(out)] == [("hint_request", "my-lms@2")]

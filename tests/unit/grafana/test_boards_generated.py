@@ -70,6 +70,8 @@ def test_class_overview_links_learners_to_the_drill_down() -> None:
     ]
     assert links and f"/d/{LEARNER_UID}/" in links[0]["url"]
     assert "var-learner=${__value.raw}" in links[0]["url"]
+    # a class id may be an IRI with ?, & or #: the link carries it percent-encoded
+    assert "var-class=${class:percentencode}" in links[0]["url"]
 
 
 def test_tutor_boards_read_the_continuous_aggregates() -> None:

@@ -132,3 +132,61 @@ def test_features_of_a_hand_built_sequence() -> None:
         and hint[f["bottom_out"]] == 1.0
         and hint[f["fast_hint"]] == 1.0
     )
+
+
+def _wrong(t: int, **kw: Any) -> LearningEvent:
+    return _event(EventType.ANSWER_SUBMIT, t, correct=False, response_hash="aa", **kw)
+
+
+@pytest.mark.parametrize("habit", ["open item", "attempt number"])
+def test_a_start_before_each_retry_continues_the_item(habit: str) -> None:
+    fx = FeatureExtractor()
+    learner = LearnerFeatureState()
+    norms = ItemNorms()
+    f = EVENT_FEATURE_INDEX
+    fx.update(learner, norms, _event(EventType.PROBLEM_START, 0))
+    fx.update(learner, norms, _event(EventType.HINT_REQUEST, 1, hint_level=1, hint_count=3))
+    fx.update(learner, norms, _wrong(2, duration_s=8.0))
+    if habit == "attempt number":
+        # the LMS closed the item after the wrong answer; the next start says it is attempt 2
+        fx.update(learner, norms, _event(EventType.PROBLEM_COMPLETE, 3))
+        fx.update(learner, norms, _event(EventType.PROBLEM_START, 4, attempt=2))
+    else:
+        fx.update(learner, norms, _event(EventType.PROBLEM_START, 4))
+    again = fx.update(learner, norms, _wrong(6, duration_s=8.0))
+    # the same wrong response is seen again, the hint remembered; feedback owed on the wrong
+    # answer is remembered while the item stays open (a completion settles it)
+    assert again[f["repeat_response"]] == 1.0
+    assert again[f["feedback_skipped"]] == (1.0 if habit == "open item" else 0.0)
+    assert again[f["attempt"]] == pytest.approx(0.25)
+    assert again[f["hints_on_item"]] == pytest.approx(0.2)
+    # norms and ratings still learn from the first answer only
+    assert norms.n_first == 1
+
+
+def test_a_start_on_another_item_or_a_finished_one_is_a_new_problem() -> None:
+    fx = FeatureExtractor()
+    learner = LearnerFeatureState()
+    norms = ItemNorms()
+    f = EVENT_FEATURE_INDEX
+    fx.update(learner, norms, _event(EventType.PROBLEM_START, 0))
+    fx.update(learner, norms, _wrong(2, duration_s=8.0))
+    fx.update(learner, norms, _event(EventType.PROBLEM_COMPLETE, 3))
+    fx.update(learner, norms, _event(EventType.PROBLEM_START, 4))
+    fresh = fx.update(learner, norms, _wrong(6, duration_s=8.0))
+    assert fresh[f["repeat_response"]] == 0.0
+    assert fresh[f["attempt"]] == 0.0
+
+
+def test_an_answer_after_the_bottom_out_hint_is_no_evidence_of_mastery() -> None:
+    fx = FeatureExtractor()
+    helped, unhelped = LearnerFeatureState(), LearnerFeatureState()
+    fx.update(helped, None, _event(EventType.PROBLEM_START, 0))
+    fx.update(helped, None, _event(EventType.HINT_REQUEST, 1, hint_level=3, hint_count=3))
+    fx.update(helped, None, _event(EventType.ANSWER_SUBMIT, 2, correct=True, duration_s=5.0))
+    fx.update(unhelped, None, _event(EventType.PROBLEM_START, 0))
+    fx.update(unhelped, None, _event(EventType.ANSWER_SUBMIT, 2, correct=False, duration_s=5.0))
+    # the bottom-out hint gave the answer away: the update is that of a wrong answer
+    assert helped.skill_view("s1") == unhelped.skill_view("s1")
+    assert helped.skill_view("s1").streak == 0
+    assert helped.theta == pytest.approx(unhelped.theta)

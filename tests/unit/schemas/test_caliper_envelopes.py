@@ -11,7 +11,7 @@ import pytest
 from contract_data import KEY, fixture_names, load_fixture
 
 from schemas.caliper import CALIPER_V1P2, validate_envelope, validate_event
-from schemas.events import EventType, LearningEvent, SourceFormat
+from schemas.events import EventType, LearningEvent, SourceFormat, UnmodelledEvent
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import normalise
 from schemas.pseudonym import Pseudonymiser
@@ -50,6 +50,14 @@ def envelope(*events: dict[str, Any]) -> dict[str, Any]:
 def one(payload: Any) -> LearningEvent:
     (event,) = normalise(orjson.dumps(payload), KEY)
     return event
+
+
+def unmodelled_of(payload: Any) -> UnmodelledEvent:
+    """Normalise a valid record the model cannot use; return the one stored unmodelled event."""
+    unmodelled: list[UnmodelledEvent] = []
+    assert normalise(orjson.dumps(payload), KEY, unmodelled=unmodelled) == []
+    assert len(unmodelled) == 1
+    return unmodelled[0]
 
 
 def error_of(payload: Any) -> InvalidEvent:
@@ -166,7 +174,23 @@ UNREAD = [
     if name.startswith("caliperEvent")
     and not any(name == read for read, _, _ in READ)
     and "ToolUseUsedAnonymous" not in name
+    and not name.startswith(("caliperEventSession", "caliperEventGrade"))
 ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        name
+        for name in fixture_names("caliper/v1p2")
+        if name.startswith(("caliperEventSession", "caliperEventGrade"))
+    ],
+)
+def test_canvas_sessions_and_grades_are_checked_and_stored_unmodelled(name: str) -> None:
+    event = v1p2(name)
+    stored = unmodelled_of(event)
+    assert stored.verb == f"{event['type']}/{event['action']}"
+    assert stored.reason in ("unmodelled in profile", "actor is a SoftwareApplication")
 
 
 @pytest.mark.parametrize("name", UNREAD)
@@ -178,10 +202,10 @@ def test_spec_events_of_unread_types_are_refused_with_the_read_types(name: str) 
     assert "does not read it" in error.reason
 
 
-def test_anonymous_actor_is_refused() -> None:
-    error = error_of(v1p2("caliperEventToolUseUsedAnonymous.json"))
-    assert error.path == "actor.id"
-    assert "anonymous" in error.reason
+def test_anonymous_actor_is_stored_as_unmodelled() -> None:
+    stored = unmodelled_of(v1p2("caliperEventToolUseUsedAnonymous.json"))
+    assert stored.reason == "anonymous actor"
+    assert stored.verb == "ToolUseEvent/Used"
 
 
 # --- IMS Caliper 1.2 error fixtures -------------------------------------------------------
@@ -277,9 +301,9 @@ def test_canvas_navigation_to_an_assignment_is_a_resource_view() -> None:
 
 
 def test_canvas_events_by_the_platform_itself_are_not_a_learner() -> None:
-    error = error_of(load_fixture("canvas/asset_accessed_attachment.json"))
-    assert error.path == "data[0].actor.type"
-    assert "SoftwareApplication" in error.reason
+    stored = unmodelled_of(load_fixture("canvas/asset_accessed_attachment.json"))
+    assert stored.reason == "actor is a SoftwareApplication"
+    assert stored.profile == "builtin@1"
 
 
 def test_an_attempt_as_object_is_only_read_from_caliper_1_1() -> None:
@@ -351,12 +375,14 @@ def test_media_actions_map_to_media_events(action: str, event_type: EventType) -
     assert one(event).event_type is event_type
 
 
-def test_valid_caliper_actions_tutorstream_does_not_use_are_refused_with_a_reason() -> None:
+def test_valid_caliper_actions_tutorstream_does_not_use_are_stored_as_unmodelled() -> None:
     event = v1p2("caliperEventMediaPausedVideo.json")
     event["action"] = "ChangedVolume"
-    error = error_of(event)
-    assert error.path == "action"
-    assert "not used by tutorstream" in error.reason
+    stored = unmodelled_of(event)
+    assert (stored.verb, stored.reason) == (
+        "MediaEvent/ChangedVolume",
+        "event type and action not in profile",
+    )
     event["action"] = "Deleted"
     assert "not an action of MediaEvent" in error_of(event).reason
 

@@ -410,3 +410,84 @@ def test_a_learner_is_decoded_again_only_when_the_stored_bytes_change(
     view.write_back(processor.ingest([], view))
     learners[learner_id] = bytes(learners[learner_id])  # type: ignore[arg-type]
     assert view.learner(learner_id) is not written
+
+
+def _statement(verb: str, n: int) -> bytes:
+    return orjson.dumps(
+        {
+            "id": f"00000000-0000-4000-8000-{n:012d}",
+            "actor": {"objectType": "Agent", "mbox": "mailto:ada@example.edu"},
+            "verb": {"id": verb},
+            "object": {"objectType": "Activity", "id": "https://lms.example.edu/q/1"},
+            "timestamp": f"2026-03-02T09:00:{n:02d}Z",
+        }
+    )
+
+
+def test_valid_statements_the_model_does_not_use_are_stored_not_dead_lettered(
+    model: LearnerModel,
+) -> None:
+    from streams import metrics
+
+    before = metrics.UNMODELLED.labels("http://adlnet.gov/expapi/verbs/launched", "builtin@1")
+    counted = before._value.get()
+    records = [
+        InboundRecord(_statement(verb, n), None, "lms.events.v1", 0, n, 0.0)
+        for n, verb in enumerate(
+            [
+                "http://adlnet.gov/expapi/verbs/attempted",
+                "http://adlnet.gov/expapi/verbs/launched",
+                "https://lms.example.edu/verbs/bookmarked",
+            ]
+        )
+    ]
+    view = StateView({}, {}, {}, model.window)
+    result = _processor().ingest(records, view)
+    assert not result.dead_letters
+    assert [e.event_type.value for e in result.events] == ["problem_start"]
+    assert [u.verb for u in result.unmodelled] == [
+        "http://adlnet.gov/expapi/verbs/launched",
+        "https://lms.example.edu/verbs/bookmarked",
+    ]
+    assert before._value.get() == counted + 1
+    rows = outbound.store_batch(result, model.spec).rows
+    stored = [
+        row for table, table_rows in rows.items() if table.name == "events" for row in table_rows
+    ]
+    assert sorted(row[7] for row in stored) == ["problem_start", "unmodelled", "unmodelled"]
+    assert {row[-1] for row in stored if row[7] == "unmodelled"} == {
+        "http://adlnet.gov/expapi/verbs/launched",
+        "https://lms.example.edu/verbs/bookmarked",
+    }
+    assert {row[-2] for row in stored} == {"builtin@1"}
+
+
+def test_a_record_naming_a_profile_the_worker_lacks_is_a_dead_letter(model: LearnerModel) -> None:
+    record = InboundRecord(
+        _statement("http://adlnet.gov/expapi/verbs/attempted", 1),
+        None,
+        "lms.events.v1",
+        0,
+        1,
+        0.0,
+        profile="elsewhere",
+    )
+    result = _processor().ingest([record], StateView({}, {}, {}, model.window))
+    (letter,) = result.dead_letters
+    assert letter.error.path == "header.tutorstream-profile"
+    assert "elsewhere" in letter.error.reason
+
+
+def test_a_statement_without_any_time_takes_the_time_kafka_received_it(
+    model: LearnerModel,
+) -> None:
+    statement = orjson.loads(_statement("http://adlnet.gov/expapi/verbs/attempted", 1))
+    del statement["timestamp"]
+    received = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    record = InboundRecord(
+        orjson.dumps(statement), None, "lms.events.v1", 0, 1, received.timestamp()
+    )
+    result = _processor().ingest([record], StateView({}, {}, {}, model.window))
+    assert not result.dead_letters
+    (event,) = result.events
+    assert event.timestamp == received

@@ -70,3 +70,24 @@ def test_an_export_cut_off_mid_batch_is_cut_back_to_its_last_durable_batch(tmp_p
     export._file.close()
 
     assert path.read_bytes() == b'{"event_id": "a"}\n{"event_id": "c"}\n'
+
+
+def test_a_class_filter_takes_an_iri_class_id() -> None:
+    from schemas.events import EventType, LearningEvent, SourceFormat
+    from streams.replay import Selection
+
+    section = "https://lms.example.edu/course/9/section/2?term=2026"
+
+    def event(class_id: str) -> LearningEvent:
+        return LearningEvent(
+            event_id=f"e-{class_id}",
+            learner_id="l1",
+            class_id=class_id,
+            event_type=EventType.PROBLEM_START,
+            timestamp=datetime(2026, 3, 2, 9, tzinfo=UTC),
+            source=SourceFormat.XAPI,
+        )
+
+    selection = Selection(topics=("lms.events.v1",), class_id=section)
+    assert selection.keeps(event(section))
+    assert not selection.keeps(event("https://lms.example.edu/course/9/section/2"))

@@ -1,0 +1,211 @@
+"""Profiles turned into the lookups the normalisers run per statement.
+
+:func:`compile_profile` resolves ``extends`` (this profile's rules first, then its base's),
+compiles every regex once, and keys verb rules by verb IRI, so mapping a statement costs one
+dict lookup for its verb and one or two for each field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from schemas.events import EventType
+from schemas.formats import child
+from schemas.profiles import (
+    UNMODELLED,
+    ContextActivitiesSource,
+    ExtensionSource,
+    ObjectIdSource,
+    ProfileSet,
+    RegistrationSource,
+    StatementProfile,
+    builtin_profile,
+)
+
+_EXTENSION_PLACES: Final = {
+    "definition_extension": ("def", "object.definition.extensions"),
+    "result_extension": ("res", "result.extensions"),
+    "context_extension": ("ctx", "context.extensions"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledSource:
+    """One place a field's value is read from.
+
+    Attributes:
+        kind: ``def``, ``res``, ``ctx`` (an extension), ``acts`` (context activities),
+            ``obj`` (the object id) or ``reg`` (the registration).
+        key: the extension IRI, or the context activity list's name.
+        types: activity types an entry must have (empty: any).
+        pattern: the compiled regex, whose first group (or ``value``) is the value.
+        strict: whether a value of the wrong type makes the statement invalid.
+        path: where the value sits in the statement, for error messages.
+    """
+
+    kind: str
+    key: str
+    types: frozenset[str]
+    pattern: re.Pattern[str] | None
+    strict: bool
+    path: str
+
+    def group(self, text: str) -> str | None:
+        """Return the value ``pattern`` finds in ``text``, or ``None``."""
+        assert self.pattern is not None
+        found = self.pattern.search(text)
+        if found is None:
+            return None
+        value = found.group("value") if "value" in self.pattern.groupindex else found.group(1)
+        return value or None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledVerb:
+    """One verb rule: its event type (``None``: unmodelled), conditions and item sources."""
+
+    event_type: EventType | None
+    activity_types: frozenset[str]
+    object_id: re.Pattern[str] | None
+    item: tuple[CompiledSource, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledProfile:
+    """A profile ready for the hot path.
+
+    Attributes:
+        label: ``id@version``, stored with every event read through it.
+        verbs: verb IRI -> rules in order (the first whose conditions hold wins).
+        caliper: (Caliper event type, action) -> event type (``None``: unmodelled).
+        default_class: class given to events no class source finds one for.
+    """
+
+    label: str
+    profile_id: str
+    version: int
+    verbs: Mapping[str, tuple[CompiledVerb, ...]]
+    skills: tuple[CompiledSource, ...]
+    class_: tuple[CompiledSource, ...]
+    session: tuple[CompiledSource, ...]
+    attempt: tuple[CompiledSource, ...]
+    hint_level: tuple[CompiledSource, ...]
+    hint_count: tuple[CompiledSource, ...]
+    difficulty: tuple[CompiledSource, ...]
+    resource_relation: tuple[CompiledSource, ...]
+    caliper: Mapping[tuple[str, str], EventType | None]
+    default_class: str | None
+    readers: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """Per-format field readers built from this profile on first use (see schemas.xapi)."""
+
+
+def _source(
+    source: ExtensionSource | ContextActivitiesSource | ObjectIdSource | RegistrationSource,
+) -> CompiledSource:
+    strict = source.on_invalid == "reject"
+    if isinstance(source, ExtensionSource):
+        kind, place = _EXTENSION_PLACES[source.from_]
+        return CompiledSource(kind, source.key, frozenset(), None, strict, child(place, source.key))
+    if isinstance(source, ContextActivitiesSource):
+        return CompiledSource(
+            "acts",
+            source.list,
+            frozenset(source.activity_types),
+            None if source.pattern is None else re.compile(source.pattern),
+            strict,
+            f"context.contextActivities.{source.list}",
+        )
+    if isinstance(source, ObjectIdSource):
+        return CompiledSource(
+            "obj", "", frozenset(), re.compile(source.pattern), strict, "object.id"
+        )
+    return CompiledSource("reg", "", frozenset(), None, strict, "context.registration")
+
+
+def _chain(
+    profile: StatementProfile, known: Mapping[str, StatementProfile]
+) -> list[StatementProfile]:
+    chain = [profile]
+    seen = {profile.profile}
+    while chain[-1].extends is not None:
+        base = known[chain[-1].extends]
+        if base.profile in seen:
+            raise ValueError(f"profile {profile.profile!r} extends itself through {base.profile!r}")
+        seen.add(base.profile)
+        chain.append(base)
+    return chain
+
+
+def compile_profile(
+    profile: StatementProfile, known: Mapping[str, StatementProfile] | None = None
+) -> CompiledProfile:
+    """Compile ``profile`` (with the profiles its ``extends`` chain names, from ``known``)."""
+    chain = _chain(profile, known or {profile.profile: profile})
+    verbs: dict[str, list[CompiledVerb]] = {}
+    caliper: dict[tuple[str, str], EventType | None] = {}
+    fields: dict[str, list[CompiledSource]] = {}
+    default_class = next((p.default_class for p in chain if p.default_class), None)
+    for member in chain:
+        for rule in member.verbs:
+            compiled = CompiledVerb(
+                None if rule.event_type == UNMODELLED else EventType(rule.event_type),
+                frozenset(rule.activity_types),
+                None if rule.object_id is None else re.compile(rule.object_id),
+                tuple(_source(s) for s in rule.item),
+            )
+            for verb in rule.ids:
+                verbs.setdefault(verb, []).append(compiled)
+        for caliper_rule in member.caliper:
+            mapped = (
+                None
+                if caliper_rule.event_type == UNMODELLED
+                else EventType(caliper_rule.event_type)
+            )
+            for action in caliper_rule.actions:
+                caliper.setdefault((caliper_rule.type, action), mapped)
+        for name in (
+            "skills",
+            "class_",
+            "session",
+            "attempt",
+            "hint_level",
+            "hint_count",
+            "difficulty",
+            "resource_relation",
+        ):
+            fields.setdefault(name, []).extend(_source(s) for s in getattr(member.fields, name))
+    return CompiledProfile(
+        label=f"{profile.profile}@{profile.version}",
+        profile_id=profile.profile,
+        version=profile.version,
+        verbs={verb: tuple(rules) for verb, rules in verbs.items()},
+        skills=tuple(fields["skills"]),
+        class_=tuple(fields["class_"]),
+        session=tuple(fields["session"]),
+        attempt=tuple(fields["attempt"]),
+        hint_level=tuple(fields["hint_level"]),
+        hint_count=tuple(fields["hint_count"]),
+        difficulty=tuple(fields["difficulty"]),
+        resource_relation=tuple(fields["resource_relation"]),
+        caliper=caliper,
+        default_class=default_class,
+    )
+
+
+def compile_profiles(profiles: ProfileSet) -> dict[str, CompiledProfile]:
+    """Compile every profile of a set, by id."""
+    return {p.profile: compile_profile(p, profiles.profiles) for p in profiles}
+
+
+_BUILTIN: CompiledProfile | None = None
+
+
+def builtin() -> CompiledProfile:
+    """Return the built-in profile, compiled once."""
+    global _BUILTIN
+    if _BUILTIN is None:
+        _BUILTIN = compile_profile(builtin_profile())
+    return _BUILTIN

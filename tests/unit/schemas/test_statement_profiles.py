@@ -1,0 +1,299 @@
+"""Statement profiles: the file format's errors, the built-in vocabulary, a producer's dialect."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from contract_data import KEY
+
+from schemas.events import EventType, LearningEvent, UnmodelledEvent
+from schemas.exceptions import InvalidEvent
+from schemas.normalise import normalise
+from schemas.profiles import (
+    ProfileError,
+    StatementProfile,
+    builtin_profile,
+    load_profiles,
+    parse_profile,
+)
+from schemas.profiles.compiled import CompiledProfile, builtin, compile_profile, compile_profiles
+
+pytestmark = pytest.mark.unit
+
+ADL = "http://adlnet.gov/expapi/verbs/"
+TINCAN = "http://id.tincanapi.com/verb/"
+LMS = "https://lms.example.edu/xapi/"
+
+
+def statement(
+    verb: str, object_id: str = "https://lms.example.edu/item/fractions/3", **parts: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "actor": {"objectType": "Agent", "mbox": "mailto:ada@example.edu"},
+        "verb": {"id": verb},
+        "object": {"objectType": "Activity", "id": object_id},
+        "timestamp": "2026-03-02T09:00:00Z",
+    }
+    body.update(parts)
+    return body
+
+
+def read(
+    body: dict[str, Any], profile: CompiledProfile | None = None
+) -> LearningEvent | UnmodelledEvent:
+    unmodelled: list[UnmodelledEvent] = []
+    events = normalise(orjson.dumps(body), KEY, profile=profile, unmodelled=unmodelled)
+    assert len(events) + len(unmodelled) == 1
+    return events[0] if events else unmodelled[0]
+
+
+# --- the file format ----------------------------------------------------------------------
+
+GOOD = """\
+profile: my-lms
+version: 3
+extends: builtin
+default_class: my-lms/unassigned
+verbs:
+  - ids: [https://lms.example.edu/xapi/verbs/hinted]
+    event_type: hint_request
+fields:
+  hint_level:
+    - {from: result_extension, key: https://lms.example.edu/xapi/hint-level}
+  skills:
+    - {from: object_id, pattern: "/item/([^/]+)/[^/]+$"}
+  class:
+    - {from: context_extension, key: https://lms.example.edu/xapi/section}
+"""
+
+
+def test_a_good_profile_loads_and_names_its_version() -> None:
+    profile = parse_profile(GOOD, "my-lms.yaml")
+    assert (profile.profile, profile.version, profile.extends) == ("my-lms", 3, "builtin")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "reason"),
+    [
+        (GOOD.replace("hint_request", "hint"), 7, "verbs[0].event_type", "is not an event type"),
+        (GOOD.replace("version: 3", "version: 0"), 2, "version", "greater than or equal to 1"),
+        (
+            GOOD.replace("{from: object_id, pattern:", "{from: object_id, patern:"),
+            12,
+            "fields.skills[0].patern",
+            "Extra inputs",
+        ),
+        (
+            GOOD.replace('"/item/([^/]+)/[^/]+$"', '"/item/[^/]+"'),
+            12,
+            "fields.skills[0].pattern",
+            "needs a group",
+        ),
+        (
+            GOOD.replace('"/item/([^/]+)/[^/]+$"', '"/item/(["'),
+            12,
+            "fields.skills[0].pattern",
+            "not a valid regular expression",
+        ),
+        (
+            GOOD.replace("key: https://lms.example.edu/xapi/hint-level", "key: hint-level"),
+            10,
+            "fields.hint_level[0].key",
+            "not an absolute IRI",
+        ),
+        (
+            GOOD.replace(
+                "{from: result_extension, key: https://lms.example.edu/xapi/hint-level}",
+                "{from: registration}",
+            ),
+            9,
+            "fields.hint_level",
+            "hint_level cannot come from registration",
+        ),
+        (GOOD + "version: 4\n", 15, "version", "given twice"),
+    ],
+)
+def test_every_profile_error_names_file_line_and_field(
+    text: str, line: int, field: str, reason: str
+) -> None:
+    with pytest.raises(ProfileError) as caught:
+        parse_profile(text, "my-lms.yaml")
+    problems = caught.value.problems
+    assert ("my-lms.yaml", line, field) in [(f, n, name) for f, n, name, _ in problems], problems
+    assert any(reason in why for _, _, _, why in problems), problems
+    assert f"my-lms.yaml:{line}: {field}:" in str(caught.value)
+
+
+def test_all_the_errors_of_a_file_are_reported_at_once(tmp_path: Path) -> None:
+    broken = GOOD.replace("version: 3", "version: x").replace("hint_request", "hint")
+    path = tmp_path / "broken.yaml"
+    path.write_text(broken)
+    other = tmp_path / "unreadable.yaml"
+    other.write_text("profile: [unclosed\n")
+    with pytest.raises(ProfileError) as caught:
+        load_profiles([path, other])
+    found = {(Path(f).name, n, name) for f, n, name, _ in caught.value.problems}
+    assert ("broken.yaml", 2, "version") in found
+    assert ("broken.yaml", 7, "verbs[0].event_type") in found
+    assert any(name == "unreadable.yaml" for name, _, _ in found)
+
+
+def test_a_missing_base_or_default_profile_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "orphan.yaml"
+    path.write_text(GOOD.replace("extends: builtin", "extends: nowhere"))
+    with pytest.raises(ProfileError, match="extends: names 'nowhere'"):
+        load_profiles([path])
+    with pytest.raises(ProfileError, match="default profile"):
+        load_profiles([], default="absent")
+
+
+def test_the_published_schema_is_the_models() -> None:
+    schema = StatementProfile.model_json_schema()
+    assert set(schema["required"]) == {"profile", "version"}
+
+
+# --- the built-in profile -----------------------------------------------------------------
+
+
+def test_the_builtin_profile_is_valid_and_labelled() -> None:
+    profile = builtin_profile()
+    assert builtin().label == f"builtin@{profile.version}"
+
+
+@pytest.mark.parametrize(
+    ("verb", "object_id", "expected"),
+    [
+        (ADL + "attempted", "https://lms.example.edu/q/1", EventType.PROBLEM_START),
+        (ADL + "answered", "https://lms.example.edu/q/1", EventType.ANSWER_SUBMIT),
+        (ADL + "passed", "https://lms.example.edu/q/1", EventType.PROBLEM_COMPLETE),
+        (TINCAN + "viewed", "https://lms.example.edu/page/7", EventType.RESOURCE_VIEW),
+        (TINCAN + "viewed", "https://lms.example.edu/q/1/feedback", EventType.FEEDBACK_VIEW),
+        (TINCAN + "skipped", "https://lms.example.edu/q/1", EventType.PROBLEM_COMPLETE),
+        ("https://w3id.org/xapi/video/verbs/seeked", "https://v.example/1", EventType.MEDIA_SEEK),
+        (
+            "http://activitystrea.ms/schema/1.0/consume",
+            "https://h5p.example/1",
+            EventType.RESOURCE_VIEW,
+        ),
+    ],
+)
+def test_builtin_vocabulary(verb: str, object_id: str, expected: EventType) -> None:
+    event = read(statement(verb, object_id))
+    assert isinstance(event, LearningEvent)
+    assert event.event_type is expected
+    assert event.profile == builtin().label
+
+
+def test_a_feedback_view_is_about_the_item_it_belongs_to() -> None:
+    event = read(statement(TINCAN + "viewed", "https://lms.example.edu/q/1/feedback"))
+    assert isinstance(event, LearningEvent) and event.item_id == "https://lms.example.edu/q/1"
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ADL + "launched",
+        ADL + "initialized",
+        "https://w3id.org/xapi/adl/verbs/satisfied",
+        "https://w3id.org/xapi/adl/verbs/logged-in",
+        LMS + "verbs/bookmarked",
+    ],
+)
+def test_known_and_unknown_verbs_the_model_does_not_use_are_unmodelled(verb: str) -> None:
+    stored = read(statement(verb))
+    assert isinstance(stored, UnmodelledEvent)
+    assert (stored.verb, stored.profile) == (verb, "builtin@1")
+
+
+def test_moodle_course_in_the_grouping_is_the_class_not_the_site() -> None:
+    context = {
+        "contextActivities": {
+            "grouping": [
+                {
+                    "id": "https://moodle.example.edu",
+                    "definition": {"type": "http://id.tincanapi.com/activitytype/lms"},
+                },
+                {
+                    "id": "https://moodle.example.edu/course/view.php?id=7",
+                    "definition": {"type": "http://id.tincanapi.com/activitytype/lms/course"},
+                },
+            ]
+        },
+        "extensions": {"http://id.tincanapi.com/extension/attempt-id": 2},
+    }
+    event = read(statement(ADL + "answered", context=context))
+    assert isinstance(event, LearningEvent)
+    assert event.class_id == "https://moodle.example.edu/course/view.php?id=7"
+    assert event.attempt == 2
+
+
+def test_a_third_party_extension_of_the_wrong_type_is_passed_over_not_refused() -> None:
+    context = {"extensions": {"http://id.tincanapi.com/extension/attempt-id": "second"}}
+    event = read(statement(ADL + "answered", context=context))
+    assert isinstance(event, LearningEvent) and event.attempt is None
+
+
+# --- a producer's dialect -----------------------------------------------------------------
+
+
+def my_lms(**changes: Any) -> CompiledProfile:
+    profile = parse_profile(GOOD, "my-lms.yaml")
+    if changes:
+        profile = profile.model_copy(update=changes)
+    return compile_profile(profile, {"builtin": builtin_profile(), "my-lms": profile})
+
+
+def test_a_producer_profile_reads_its_own_verbs_and_places_before_the_builtin_ones() -> None:
+    profile = my_lms()
+    hint = statement(
+        LMS + "verbs/hinted",
+        "https://lms.example.edu/item/fractions/3",
+        result={"extensions": {LMS + "hint-level": 2}},
+        context={"extensions": {LMS + "section": "https://lms.example.edu/course/9/section/2"}},
+    )
+    event = read(hint, profile)
+    assert isinstance(event, LearningEvent)
+    assert (event.event_type, event.hint_level, event.skill_ids, event.class_id, event.profile) == (
+        EventType.HINT_REQUEST,
+        2,
+        ("fractions",),
+        "https://lms.example.edu/course/9/section/2",
+        "my-lms@3",
+    )
+    # the built-in vocabulary still applies after the producer's own rules
+    assert read(statement(ADL + "answered"), profile).event_type is EventType.ANSWER_SUBMIT  # type: ignore[union-attr]
+
+
+def test_no_class_found_is_the_producers_default_class() -> None:
+    event = read(statement(ADL + "answered"), my_lms())
+    assert isinstance(event, LearningEvent) and event.class_id == "my-lms/unassigned"
+    assert read(statement(ADL + "answered")).class_id is None  # type: ignore[union-attr]
+
+
+def test_a_wrong_type_in_a_strict_source_is_still_invalid() -> None:
+    bad = statement(ADL + "answered", result={"extensions": {LMS + "hint-level": "two"}})
+    with pytest.raises(InvalidEvent) as caught:
+        normalise(orjson.dumps(bad), KEY, profile=my_lms())
+    assert caught.value.path == f'result.extensions["{LMS}hint-level"]'
+
+
+def test_every_loaded_profile_compiles(tmp_path: Path) -> None:
+    path = tmp_path / "my-lms.yaml"
+    path.write_text(GOOD)
+    compiled = compile_profiles(load_profiles([path], default="my-lms"))
+    assert set(compiled) == {"builtin", "my-lms"}
+    before = copy.deepcopy(statement(ADL + "answered"))
+    assert read(before, compiled["my-lms"]).profile == "my-lms@3"
+
+
+def test_the_core_verb_table_and_the_builtin_profile_agree() -> None:
+    from schemas.vocabulary import XAPI_VERB_EVENT_TYPES
+
+    rules = builtin().verbs
+    for verb, event_type in XAPI_VERB_EVENT_TYPES.items():
+        unconditional = [r for r in rules[verb] if not r.activity_types and r.object_id is None]
+        assert unconditional[0].event_type is event_type, verb
