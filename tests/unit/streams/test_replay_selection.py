@@ -74,7 +74,7 @@ def test_an_export_cut_off_mid_batch_is_cut_back_to_its_last_durable_batch(tmp_p
 
 def test_a_class_filter_takes_an_iri_class_id() -> None:
     from schemas.events import EventType, LearningEvent, SourceFormat
-    from streams.replay import Selection
+    from streams.replay.plan import Selection
 
     section = "https://lms.example.edu/course/9/section/2?term=2026"
 
