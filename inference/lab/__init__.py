@@ -1,0 +1,1 @@
+"""Research code: what judges and trains the learner model, never imported by serving."""
