@@ -177,7 +177,9 @@ def _run_style(
             continue
         result = processor.ingest(records, view)
         if result.scored:
-            processor.decide(result, view, model.predict(*processor.model_inputs(result)))
+            prediction = model.predict(*processor.model_inputs(result))
+            # with the next-item policy too, as the worker runs it: it reads the same state
+            processor.decide(result, view, prediction, model.score_candidates)
         for out in result.interventions:
             number, index = where[out.event.event_id]
             raised[number].append((index, out.decision.state))
