@@ -73,6 +73,15 @@ def train(
         float, typer.Option(min=0.0, help="Weight of the next-answer loss beside the states'.")
     ] = 1.0,
     threads: Annotated[int, typer.Option(min=1, help="Torch threads.")] = 2,
+    producer_habits: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of simulated learners given real LMSs' habits (signals left out, a "
+            "start before each retry, their own pace).",
+        ),
+    ] = 0.0,
     evaluate: Annotated[
         bool, typer.Option("--eval/--no-eval", help="Evaluate on unseen learners afterwards.")
     ] = True,
@@ -100,6 +109,7 @@ def train(
         learning_rate=learning_rate,
         next_loss_weight=next_loss_weight,
         threads=threads,
+        dataset_options={"producer_habits": producer_habits} if producer_habits > 0 else {},
     )
     train_data, val_data, data_seconds = simulate_cohorts(options)
     comparison = None

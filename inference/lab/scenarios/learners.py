@@ -10,9 +10,9 @@ Each behaviour follows its definition in the literature, not the training simula
   seconds, then entering the answer it gives. Intended ``gaming``. Onset: that item's start.
 - **identical wrong resubmission**: after a wrong answer, the same response again, with the
   feedback skimmed or not opened. Intended ``anchoring``. Onset: the first resubmitted answer.
-- **wheel-spinning** (Beck & Gong, 2013): ten attempts on one skill without three right in a
-  row. Intended ``wheel_spinning``. Onset: the tenth answer on the skill, the first point at
-  which the definition holds.
+- **wheel-spinning** (Beck & Gong, 2013): ten practice opportunities (items) on one skill
+  without three first answers right in a row. Intended ``wheel_spinning``. Onset: the tenth
+  item's first answer, the first point at which the definition holds.
 - **confirmation seeking**: after a wrong answer, the corrective feedback skimmed and a resource
   that backs the answer already given read at length, then the same answer again. Intended
   ``confirmation``. Onset: the first such resource.
@@ -176,7 +176,11 @@ def resubmission(s: Script, rng: random.Random) -> None:
 
 
 def wheel_spinning(s: Script, rng: random.Random) -> None:
-    """One engaged item, then one skill practised on and on without three right in a row."""
+    """One engaged item, then one skill practised item after item without three right in a row.
+
+    Practice opportunities are items (first answers), as in Beck and Gong's definition; a wrong
+    first answer is retried once, which does not count as another opportunity.
+    """
     skill = rng.choice(SKILLS)
     others = _course(rng)
     first = next(others)
@@ -184,28 +188,32 @@ def wheel_spinning(s: Script, rng: random.Random) -> None:
         first = next(others)
     _engaged_item(s, rng, first, p_right=0.7)
     items = _course(rng, skill)
-    answers = streak = 0
-    while answers < 22:
+    streak = 0
+    for opportunity in range(1, 19):
         item = next(items)
         s.start(item, skill, after=rng.uniform(3, 8))
-        for k in range(2):
-            ok = rng.random() < 0.35 and streak < 2
-            answers += 1
-            if answers == 10:
-                s.onset()
-            s.answer(
-                correct=ok,
-                response=right(item) if ok else wrong(item, k),
-                think=rng.lognormvariate(3.5, 0.3),
-            )
-            streak = streak + 1 if ok else 0
-            if ok:
-                break
+        ok = rng.random() < 0.35 and streak < 2
+        streak = streak + 1 if ok else 0
+        if opportunity == 10:
+            s.onset()
+        s.answer(
+            correct=ok,
+            response=right(item) if ok else wrong(item, 0),
+            think=rng.lognormvariate(3.5, 0.3),
+        )
+        if not ok:
             s.feedback(dwell=rng.uniform(8, 18), after=rng.uniform(0.5, 2))
             if rng.random() < 0.4:
                 s.hint(after=rng.uniform(10, 25))
-            if k == 0:
-                s.retry(after=rng.uniform(1, 3))
+            s.retry(after=rng.uniform(1, 3))
+            again = rng.random() < 0.5
+            s.answer(
+                correct=again,
+                response=right(item) if again else wrong(item, 1),
+                think=rng.uniform(20, 40),
+            )
+            if not again:
+                s.feedback(dwell=rng.uniform(8, 18), after=rng.uniform(0.5, 2))
         s.complete(after=rng.uniform(0.5, 2))
 
 
