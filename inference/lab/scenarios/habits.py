@@ -40,9 +40,6 @@ HABITS: Final[dict[str, float]] = {
 """Chance that a learner with habits has each one (drawn independently)."""
 PACE_SIGMA: Final = 0.6
 """Spread of a learner's own pace: durations scale by ``exp(N(0, PACE_SIGMA))``."""
-FLUENT: Final = 0.35
-"""Share of the learners with their own pace who are fluent: three to seven times faster than
-the simulator's engaged learners throughout (a fast expert, whom speed alone must not flag)."""
 _SEED_SALT: Final = 0x48AB
 
 
@@ -74,8 +71,6 @@ def apply_habits(cols: EventColumns, share: float, seed: int) -> EventColumns:
         name: chosen & (rng.random(n_learners) < p) for name, p in HABITS.items()
     }  # one draw per habit and learner, whatever the share
     pace = np.exp(rng.normal(0.0, PACE_SIGMA, n_learners))
-    fluent = rng.random(n_learners) < FLUENT
-    pace = np.where(fluent, rng.uniform(1 / 7, 1 / 3, n_learners), pace)
     learner = cols.learner
     event_type = cols.event_type
     rows = np.arange(len(cols), dtype=np.int64)
