@@ -10,10 +10,12 @@ deployed pipeline does.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from api.app import create_app
 from api.keys import create_key
@@ -42,7 +44,7 @@ def test_scenario_streams_through_the_deployed_pipeline(pipeline: Any) -> None:
     settings = ApiSettings(
         kafka_bootstrap=pipeline.bootstrap,
         database_url=pipeline.database_url,
-        pseudonym_key=KEY,  # type: ignore[arg-type]  # pydantic makes it a SecretStr
+        pseudonym_key=SecretStr(KEY),
         topic_prefix=pipeline.prefix,
         api=ApiOptions(rate_per_s=0.0, key_cache_s=0.0),
         store=StoreLocation(db_schema=pipeline.schema),
@@ -96,17 +98,11 @@ def test_scenario_streams_through_the_deployed_pipeline(pipeline: Any) -> None:
 
     # and the table computed from the stored interventions is the offline one
     rows = summarise(
-        [
-            o.__class__(**{**_fields(o), "interventions": tuple(sorted(found.get(o.learner, [])))})
-            for o in expected
-        ]
+        dataclasses.replace(o, interventions=tuple(sorted(found.get(o.learner, []))))
+        for o in expected
     )
     assert [(r.scenario, r.style, r.detected, r.flagged) for r in rows] == [
         (r.scenario, r.style, r.detected, r.flagged) for r in summarise(expected)
     ]
     hint_abuse = next(r for r in rows if r.scenario == "hint_abuse")
     assert hint_abuse.detected == hint_abuse.learners  # the pipeline does detect something
-
-
-def _fields(outcome: Any) -> dict[str, Any]:
-    return {name: getattr(outcome, name) for name in outcome.__slots__}
