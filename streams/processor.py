@@ -700,6 +700,10 @@ class EventProcessor:
             catalogue = state.catalogue(key)
             if len(catalogue) < 2:
                 continue  # nothing to choose between yet
+            if not any(catalogue.values()):
+                # the policy chooses a skill first; a class whose items name none (an LMS
+                # that sends no skills) has nothing it can choose by
+                continue
             policy = self._course_policy(key, catalogue)
             learner = state.learner(learner_id)
             norms = {

@@ -436,6 +436,7 @@ def build_dataset(
     problems_per_learner: int = 120,
     progress: Progress | None = None,
     warmup_learners: int = 50,
+    producer_habits: float = 0.0,
     **cohort: int,
 ) -> WindowDataset:
     """Simulate a cohort and build its decision windows.
@@ -451,6 +452,8 @@ def build_dataset(
         warmup_learners: Learners of a separate cohort (same course, seed derived from
             ``seed``) replayed first to warm the item norms, as a deployed stream's history
             would; 0 starts from empty norms.
+        producer_habits: Share of learners given real producers' habits (missing signals,
+            other grammars, their own pace; :mod:`inference.lab.scenarios.habits`).
         **cohort: Other :class:`CohortConfig` fields (``n_skills``, ``items_per_skill``...).
 
     Returns:
@@ -468,6 +471,13 @@ def build_dataset(
         warm = replace(config, n_learners=warmup_learners, seed=warmup_seed(seed))
         norms = warm_item_norms(simulate_cohort(warm))
     cols = simulate_cohort(config)
+    if producer_habits > 0:
+        from inference.lab.scenarios.habits import apply_habits
+
+        cols = apply_habits(cols, producer_habits, seed)
+        if norms is not None:
+            # items seen without their skills are twins of their own, with cold norms
+            norms += [ItemNorms() for _ in range(len(cols.objects.object_ids) - len(norms))]
     return windows_from_columns(
         cols, window=window, stride=stride, progress=progress, item_norms=norms
     )

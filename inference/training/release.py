@@ -447,6 +447,11 @@ def model_card(model: TutorStreamModel, metrics: dict[str, Any], name: str, vers
             f" --next-loss-weight {options.get('next_loss_weight')}"
             if float(options.get("next_loss_weight", 1.0)) != 1.0
             else ""
+        )
+        + (
+            f" --producer-habits {habits}"
+            if (habits := (options.get("dataset_options") or {}).get("producer_habits"))
+            else ""
         ),
         "```",
         "",

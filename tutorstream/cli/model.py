@@ -74,6 +74,15 @@ def train(
         float, typer.Option(min=0.0, help="Weight of the next-answer loss beside the states'.")
     ] = 1.0,
     threads: Annotated[int, typer.Option(min=1, help="Torch threads.")] = 2,
+    producer_habits: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of simulated learners given real LMSs' habits (signals left out, a "
+            "start before each retry, their own pace).",
+        ),
+    ] = 0.0,
     evaluate: Annotated[
         bool, typer.Option("--eval/--no-eval", help="Evaluate on unseen learners afterwards.")
     ] = True,
@@ -106,6 +115,7 @@ def train(
         learning_rate=learning_rate,
         next_loss_weight=next_loss_weight,
         threads=threads,
+        dataset_options={"producer_habits": producer_habits} if producer_habits > 0 else {},
     )
     train_data, val_data, data_seconds = simulate_cohorts(options)
     comparison = None
@@ -273,8 +283,28 @@ def eval_model(
             "--write, only the policy figures of the stored evaluation are replaced)."
         ),
     ] = "all",
+    scenarios: Annotated[
+        bool,
+        typer.Option(
+            "--scenarios",
+            help="Judge the model on the scripted behaviour streams of every producer style "
+            "instead of the simulator (through the normaliser, features and policy).",
+        ),
+    ] = False,
+    scenario_learners: Annotated[
+        int, typer.Option(min=1, help="With --scenarios: learners per scenario and style.")
+    ] = 20,
+    control_learners: Annotated[
+        int, typer.Option(min=1, help="With --scenarios: learners per control kind and style.")
+    ] = 50,
 ) -> None:
-    """Model vs baselines vs oracle on unseen learners, in-family and cross-family."""
+    """Model vs baselines vs oracle on unseen learners, in-family and cross-family.
+
+    With ``--scenarios``: detection on scripted streams in each LMS's style instead.
+    """
+    if scenarios:
+        _eval_scenarios(model, registry, out, scenario_learners, control_learners, seed)
+        return
     from inference.lab.evaluate import (
         EvalOptions,
         evaluate_model,
@@ -316,3 +346,27 @@ def eval_model(
         metrics["evaluation"] = evaluation
         refresh_card(spec.folder, metrics)
         typer.echo(f"updated {spec.folder / 'metrics.json'} and the model card")
+
+
+def _eval_scenarios(
+    model: str, registry: Path, out: Path, per_scenario: int, per_control: int, seed: int | None
+) -> None:
+    from tutorstream.scenarios.evaluate import evaluate_scenarios
+
+    try:
+        spec = _registry(registry).load(model)
+    except RegistryError as err:
+        _fail(str(err))
+        return
+    result, text = evaluate_scenarios(
+        spec,
+        per_scenario=per_scenario,
+        per_control=per_control,
+        seed=14 if seed is None else seed,
+    )
+    typer.echo(text)
+    if out == Path("bench-results/model-eval.json"):
+        out = out.with_name("model-eval-scenarios.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    typer.echo(f"wrote {out}")

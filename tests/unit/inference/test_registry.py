@@ -80,7 +80,7 @@ def test_latest_is_the_highest_version_and_earlier_roots_win(
     shipped_copy: ShippedCopy, tmp_path: Path
 ) -> None:
     registry, folder = shipped_copy
-    for version in ("2", "10", "9"):
+    for version in ("8", "10", "9"):  # around the shipped version, never on it
         shutil.copytree(folder, folder.parent / version)
     assert registry.resolve(DEFAULT_MODEL).version == "10"
     assert registry.resolve(f"{DEFAULT_MODEL}@9").folder == folder.parent / "9"
