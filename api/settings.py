@@ -10,6 +10,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.console.options import DEV_ROSTER_KEY, DEV_SESSION_KEY, ConsoleOptions
 from schemas.pseudonym import DEV_PSEUDONYM_KEY
 
 """The development key every component shares by default; production refuses it."""
@@ -91,6 +92,10 @@ class ApiSettings(BaseSettings):
             ``authority`` of stored xAPI statements and the home page of learner pseudonyms.
         api: ``TUTORSTREAM_API__*``, see :class:`ApiOptions`.
         store: ``TUTORSTREAM_STORE__DB_SCHEMA``, see :class:`StoreLocation`.
+        roster_key: ``TUTORSTREAM_ROSTER_KEY``, the key the roster's names are encrypted with
+            (AES-GCM, derived with HKDF), kept apart from every other key; unset in development
+            uses a development key, unset in production turns the roster off.
+        console: ``TUTORSTREAM_CONSOLE__*``, see :class:`api.console.options.ConsoleOptions`.
     """
 
     model_config = SettingsConfigDict(
@@ -105,6 +110,8 @@ class ApiSettings(BaseSettings):
     public_url: str = Field(default="https://tutorstream.invalid", pattern=r"^https?://\S+$")
     api: ApiOptions = Field(default_factory=ApiOptions)
     store: StoreLocation = Field(default_factory=StoreLocation)
+    roster_key: SecretStr | None = None
+    console: ConsoleOptions = Field(default_factory=ConsoleOptions)
 
     @model_validator(mode="after")
     def _refuse_dev_key_in_production(self) -> ApiSettings:
@@ -114,11 +121,32 @@ class ApiSettings(BaseSettings):
                 "TUTORSTREAM_PSEUDONYM_KEY must be set to a secret of at least 32 characters "
                 "in production mode"
             )
+        if self.mode is Mode.PRODUCTION:
+            roster = self.roster_key.get_secret_value() if self.roster_key else None
+            if roster is not None and (roster == DEV_ROSTER_KEY or len(roster) < 32):
+                raise ValueError(
+                    "TUTORSTREAM_ROSTER_KEY must be a secret of at least 32 characters in "
+                    "production mode (or unset: no roster)"
+                )
+            session = self.console.session_key.get_secret_value()
+            if self.console.oidc_issuer and (session == DEV_SESSION_KEY or len(session) < 32):
+                raise ValueError(
+                    "TUTORSTREAM_CONSOLE__SESSION_KEY must be a secret of at least 32 characters "
+                    "in production mode"
+                )
+            if not self.console.cookie_secure:
+                raise ValueError("TUTORSTREAM_CONSOLE__COOKIE_SECURE cannot be off in production")
         return self
 
     def topic(self, name: str) -> str:
         """Return the name of catalogue topic ``name`` on this deployment."""
         return f"{self.topic_prefix}{name}"
+
+    def roster_key_bytes(self) -> bytes | None:
+        """Return the roster's key as bytes, or ``None`` when the roster is off."""
+        if self.roster_key is not None:
+            return self.roster_key.get_secret_value().encode()
+        return DEV_ROSTER_KEY.encode() if self.mode is Mode.DEV else None
 
     def pseudonym_key_bytes(self) -> bytes:
         """Return the pseudonym key as bytes for HMAC."""
