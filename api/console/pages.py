@@ -30,13 +30,13 @@ from api.console import webhooks
 from api.console.evidence import evidence_of
 from api.console.exceptions import ConsoleError, RosterError, SignInFailed
 from api.console.oidc import new_login
-from api.console.runtime import STATIC, Console, class_from_segment, class_segment, console_of
+from api.console.runtime import STATIC, class_from_segment, class_segment, console_of
 from api.console.session import Session, csrf_matches
 from api.exceptions import ApiError, Conflict, NotFound, Unavailable
 from api.keys import Principal, Scope
 from api.models import ActionRequest
 from api.routers import tutor
-from api.runtime import principal, runtime_of, utc_now
+from api.runtime import principal, runtime_of
 from api.store import InterventionFilter
 
 log = logging.getLogger(__name__)
@@ -428,9 +428,6 @@ async def act(request: Request, segment: str, intervention_id: str, action: str)
         )
     except ApiError as err:
         return _answer(request, 400, err.reason)
-    delivery = None
-    if action == "approve":
-        delivery = await _enqueue_webhook(request, console, class_id, result, note, session)
     console.hub.publish(
         class_id,
         {
@@ -443,39 +440,10 @@ async def act(request: Request, segment: str, intervention_id: str, action: str)
     )
     if request.headers.get("x-console-fetch"):
         return Response(
-            orjson.dumps({"status": result.intervention.status, "webhook": delivery}),
+            orjson.dumps({"status": result.intervention.status}),
             media_type="application/json",
         )
     return RedirectResponse(f"/console/classes/{segment}/", status_code=303)
-
-
-async def _enqueue_webhook(
-    request: Request,
-    console: Console,
-    class_id: str,
-    result: Any,
-    note: str | None,
-    session: Session,
-) -> str | None:
-    row = await runtime_of(request).store.intervention(
-        class_id, result.intervention.intervention_id
-    )
-    if row is None:
-        return None
-    async with runtime_of(request).store.transaction() as conn:
-        learner = None
-        if console.names is not None:
-            entries = await roster_store.entries_of(
-                conn, class_id, [row["learner_id"]], console.names
-            )
-            entry = entries.get(row["learner_id"])
-            learner = entry.learner if entry else None
-        delivery = await webhooks.enqueue(
-            conn, class_id, row, result.prompt_id, learner, session.actor, note, utc_now()
-        )
-    if delivery is not None and console.sender is not None:
-        console.sender.wake()
-    return delivery
 
 
 def _answer(request: Request, status: int, message: str) -> Response:

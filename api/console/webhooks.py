@@ -1,7 +1,8 @@
 """Approved prompts delivered to the LMS as Standard Webhooks, retried and dead-lettered.
 
 Each class may name one endpoint and its signing secret (``whsec_<base64>``). An approval
-writes a delivery to the ``webhook_deliveries`` outbox in the approval's own transaction; the
+(in the console or with an API key) writes a delivery to the ``webhook_deliveries`` outbox in
+the approval's own transaction; the
 sender then POSTs it with the Standard Webhooks headers::
 
     webhook-id: <delivery id>
@@ -25,7 +26,6 @@ import logging
 import secrets
 import time
 import uuid
-from datetime import datetime
 from typing import Any, Final
 
 import httpx
@@ -33,10 +33,12 @@ import orjson
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
+from starlette.requests import HTTPConnection
 
 from api.console.exceptions import ConsoleError
-from api.console.roster import Sealer
+from api.console.roster import Sealer, entries_of
 from api.store import Store
+from schemas.records import LearnerPrompt
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +125,9 @@ async def enqueue(
     conn: AsyncConnection[Any],
     class_id: str,
     intervention: dict[str, Any],
-    prompt_id: str | None,
+    prompt: LearnerPrompt,
     learner: str | None,
-    approved_by: str,
     note: str | None,
-    approved_at: datetime,
 ) -> str | None:
     """Write the delivery of an approved prompt to the outbox, in the caller's transaction.
 
@@ -135,11 +135,9 @@ async def enqueue(
         conn: a connection inside the approval's transaction.
         class_id: the class.
         intervention: the intervention's row as approved.
-        prompt_id: the id of the prompt published on learner.prompts.v1.
+        prompt: the prompt published on learner.prompts.v1 (who approved it, and when).
         learner: the LMS's own identifier of the learner, from the roster, when it has one.
-        approved_by: who approved.
         note: the tutor's note.
-        approved_at: when.
 
     Returns:
         The delivery id (the ``webhook-id``), or ``None`` when the class has no endpoint.
@@ -151,16 +149,17 @@ async def enqueue(
     body = orjson.dumps(
         {
             "type": "prompt.approved",
-            "timestamp": approved_at.isoformat(),
+            "timestamp": prompt.approved_at.isoformat(),
             "data": {
-                "prompt_id": prompt_id,
+                "learner_prompt_id": prompt.learner_prompt_id,
+                "prompt_id": prompt.prompt_id,
                 "intervention_id": intervention["intervention_id"],
                 "class_id": class_id,
                 "learner_id": intervention["learner_id"],
                 "learner": learner,
                 "state": intervention["state"],
                 "prompt": intervention["prompt"],
-                "approved_by": approved_by,
+                "approved_by": prompt.approved_by,
                 "note": note,
             },
         }
@@ -185,6 +184,41 @@ async def deliveries(
             (class_id, limit),
         )
         return await cur.fetchall()
+
+
+async def enqueue_approval(
+    connection: HTTPConnection,
+    conn: AsyncConnection[Any],
+    intervention: dict[str, Any],
+    prompt: LearnerPrompt,
+    note: str | None,
+) -> str | None:
+    """Write the webhook of an approval to the outbox when its class has an endpoint.
+
+    Called inside the approval's transaction (by the API's action, whether a tutor approved in
+    the console or with an API key), so an approval and its delivery commit together. The
+    learner's identifier in the LMS comes from the roster when the roster names them.
+
+    Returns:
+        The delivery id, or ``None`` when the class has no endpoint.
+    """
+    class_id = intervention["class_id"]
+    console = getattr(connection.app.state, "console", None)
+    learner = None
+    names = getattr(console, "names", None)
+    if names is not None:
+        found = await entries_of(conn, class_id, [intervention["learner_id"]], names)
+        entry = found.get(intervention["learner_id"])
+        learner = entry.learner if entry is not None else None
+    return await enqueue(conn, class_id, intervention, prompt, learner, note)
+
+
+def wake_sender(connection: HTTPConnection) -> None:
+    """Tell the app's webhook sender that a delivery may be due (after a commit)."""
+    console = getattr(connection.app.state, "console", None)
+    sender = getattr(console, "sender", None)
+    if sender is not None:
+        sender.wake()
 
 
 class WebhookSender:

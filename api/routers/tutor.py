@@ -18,6 +18,7 @@ import psycopg
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from api.auth import require_class
+from api.console.webhooks import enqueue_approval, wake_sender
 from api.delivery import Outgoing
 from api.exceptions import BadRequest, Conflict, NotFound
 from api.keys import Principal
@@ -200,6 +201,8 @@ async def _act(
                         )
                     ]
                 )
+                # The LMS's webhook joins the outbox in the same transaction as the approval.
+                await enqueue_approval(request, conn, updated, prompt, note)
     except psycopg.errors.UniqueViolation as err:
         raise Conflict("this intervention has been acted on already", "intervention_id") from err
     except NotFound:
@@ -212,6 +215,8 @@ async def _act(
             + "; an intervention is acted on once",
             "intervention_id",
         ) from None
+    if prompt is not None:
+        wake_sender(request)
     runtime.metrics.actions.labels(action).inc()
     log.info(
         "intervention %s of class %s: %s by key %s",

@@ -31,6 +31,7 @@ from api.console.oidc import OpenIdClient, new_login, pkce_challenge
 from api.console.options import ConsoleOptions
 from api.console.runtime import class_segment
 from api.settings import ApiSettings
+from schemas.normalise import pseudonymiser_for
 
 pytestmark = pytest.mark.integration
 
@@ -347,8 +348,6 @@ def test_a_bad_roster_row_imports_nothing_and_a_good_one_names_learners(
         )
         assert answer.status_code == 200
         assert "Imported 2 learners" in answer.text
-        from schemas.normalise import pseudonymiser_for
-
         pseudonym = pseudonymiser_for(api_env.settings().pseudonym_key_bytes()).native_learner(
             "native-7"
         )
@@ -413,3 +412,37 @@ def test_a_failing_endpoint_is_retried_then_dead_lettered_and_shown(
         )
         assert "<td>dead</td><td>3</td><td>the endpoint answered 500</td>" in page.text
         assert "could not be delivered" in http.get("/console/classes/class-a/").text
+
+
+def test_an_approval_with_an_api_key_also_reaches_the_lms_with_the_lms_identifier(
+    console: tuple[str, str],
+    api_env: ApiEnv,
+    intervention_maker: InterventionMaker,
+    hook: Receiver,
+):
+    url, _ = console
+    with sign_in(url, "tutor-a") as http:
+        made = http.post(
+            "/console/classes/class-a/webhook", data={"csrf": http.csrf, "url": hook.url}
+        )
+        hook.secret = made.text.split('id="new-secret">')[1].split("<")[0]
+        http.post(
+            "/console/classes/class-a/roster",
+            data={"csrf": http.csrf},
+            files={"file": ("roster.csv", "learner,name\nnative-42,Dee Marsh\n", "text/csv")},
+        )
+    pseudonym = pseudonymiser_for(api_env.settings().pseudonym_key_bytes()).native_learner(
+        "native-42"
+    )
+    record = intervention_maker(CLASS_A, learner_id=pseudonym, publish=False)
+    answer = httpx.post(
+        f"{url}/classes/{CLASS_A}/interventions/{record.intervention_id}/approve",
+        headers=api_env.auth("tutor"),
+    )
+    assert answer.status_code == 200, answer.text
+    got = wait_for(lambda: hook.received, what="the webhook")
+    data = got[0].body["data"]
+    assert data["intervention_id"] == record.intervention_id
+    assert data["learner"] == "native-42"
+    assert data["learner_id"] == pseudonym
+    assert data["approved_by"] == api_env.key_ids["tutor"]
