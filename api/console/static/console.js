@@ -43,11 +43,15 @@
   }
 
   async function decide(id) {
-    const old = document.getElementById(`i-${id}`);
     const card = await fetchCard(id);
-    if (old) old.remove();
+    // Both this page's own action and the live decision land here: keep one card.
+    const old = [...document.querySelectorAll('article.card')].filter((e) => e.dataset.intervention === id);
+    const hadFocus = old.some((e) => e.contains(document.activeElement));
+    old.forEach((e) => e.remove());
     if (card) decided.prepend(card);
     refreshCount();
+    // Keyboard users go on with the next card waiting.
+    if (hadFocus) cards.querySelector('article.card')?.focus();
   }
 
   function connect() {

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import orjson
@@ -16,6 +20,8 @@ from console_support import (
     CLIENT_ID,
     CLIENT_SECRET,
     OTHER_CLIENT_ID,
+    USERS,
+    WEB_DIR,
     Receiver,
     authorization_code,
     node_ready,
@@ -36,6 +42,7 @@ from schemas.normalise import pseudonymiser_for
 pytestmark = pytest.mark.integration
 
 CLASS_IRI = "https://school.example/classes/7b"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
@@ -446,3 +453,84 @@ def test_an_approval_with_an_api_key_also_reaches_the_lms_with_the_lms_identifie
     assert data["learner"] == "native-42"
     assert data["learner_id"] == pseudonym
     assert data["approved_by"] == api_env.key_ids["tutor"]
+
+
+def test_in_a_browser_a_tutor_signs_in_watches_reads_and_approves(
+    console: tuple[str, str],
+    api_env: ApiEnv,
+    intervention_maker: InterventionMaker,
+    hook: Receiver,
+    tmp_path: Path,
+):
+    """Chromium (Debian's, driven by playwright-core) through sign-in, the live queue and axe.
+
+    Screenshots go to ``TUTORSTREAM_CONSOLE_SCREENSHOTS`` when it names a folder (the ones in
+    docs/screenshots were made so), to the test's temporary folder otherwise.
+    """
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"the browser tests need Debian's chromium at {CHROMIUM}")
+    url, _ = console
+    learner_ref = f"browser-{uuid.uuid4().hex[:8]}"
+    learner = pseudonymiser_for(api_env.settings().pseudonym_key_bytes()).native_learner(
+        learner_ref
+    )
+    with sign_in(url, "tutor-a") as http:
+        made = http.post(
+            "/console/classes/class-a/webhook", data={"csrf": http.csrf, "url": hook.url}
+        )
+        hook.secret = made.text.split('id="new-secret">')[1].split("<")[0]
+        http.post(
+            "/console/classes/class-a/roster",
+            data={"csrf": http.csrf},
+            files={"file": ("roster.csv", f"learner,name\n{learner_ref},Eve Park\n", "text/csv")},
+        )
+    when = datetime.now(UTC)
+    _events(api_env, CLASS_A, learner, when)
+    shots = os.environ.get("TUTORSTREAM_CONSOLE_SCREENSHOTS") or str(tmp_path)
+    config = tmp_path / "browser.json"
+    config.write_text(
+        json.dumps(
+            {
+                "url": url,
+                "login": "tutor-a",
+                "password": USERS["tutor-a"]["password"],
+                "segment": "class-a",
+                "screenshots": str(Path(shots).resolve()),
+            }
+        )
+    )
+    driver = subprocess.Popen(
+        ["node", str(WEB_DIR / "browser.mjs"), str(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert driver.stdin is not None and driver.stdout is not None
+    try:
+        first = json.loads(driver.stdout.readline() or '{"step": "exited"}')
+        assert first["step"] == "watching", first
+        record = intervention_maker(CLASS_A, learner_id=learner, time_=when)
+        driver.stdin.write(json.dumps({"intervention_id": record.intervention_id}) + "\n")
+        driver.stdin.flush()
+        result = json.loads(driver.stdout.readline() or '{"step": "exited"}')
+        assert driver.wait(timeout=60) == 0, result
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert result["step"] == "done", result
+    assert "answered 12 items in 2\u20133 s where the class takes about a minute; 1 right" in (
+        result["evidence"]
+    )
+    assert "Eve Park" in result["heading"]
+    assert result["decision"] == "sent by oidc:tutor-a"
+    assert {name: found for name, found in result["violations"].items() if found} == {}
+    assert len(result["violations"]) == 8
+    got = wait_for(lambda: hook.received, what="the webhook")
+    assert got[0].body["data"]["intervention_id"] == record.intervention_id
+    assert got[0].body["data"]["learner"] == learner_ref
+    with api_env.connect() as conn:
+        audit = conn.execute(
+            "SELECT action, actor, note FROM intervention_actions WHERE intervention_id = %s",
+            (record.intervention_id,),
+        ).fetchall()
+    assert audit == [("approve", "oidc:tutor-a", "Checked with them in class.")]
