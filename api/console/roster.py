@@ -130,7 +130,8 @@ def parse_csv(text: str) -> list[RosterEntry]:
         RosterError: naming the row (the header is row 1) and column of the first problem; a
             file with any problem yields nothing.
     """
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # Spreadsheets often save UTF-8 with a byte-order mark; it is not part of the header.
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     try:
         header = next(reader)
     except StopIteration:
