@@ -410,7 +410,6 @@ async def act(request: Request, segment: str, intervention_id: str, action: str)
         scopes=frozenset({Scope.TUTOR}),
         class_ids=session.classes,
     )
-    console = console_of(request)
     try:
         result = await tutor._act(  # the API's own action: same rules, same audit
             request,
@@ -428,16 +427,6 @@ async def act(request: Request, segment: str, intervention_id: str, action: str)
         )
     except ApiError as err:
         return _answer(request, 400, err.reason)
-    console.hub.publish(
-        class_id,
-        {
-            "intervention_id": intervention_id,
-            "status": result.intervention.status,
-            "action": action,
-            "by": session.name,
-            "note": note,
-        },
-    )
     if request.headers.get("x-console-fetch"):
         return Response(
             orjson.dumps({"status": result.intervention.status}),

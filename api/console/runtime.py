@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
+import orjson
+import psycopg
 from fastapi.templating import Jinja2Templates
+from psycopg import AsyncConnection, sql
 from starlette.requests import HTTPConnection
 
 from api.console.oidc import OpenIdClient
@@ -19,6 +23,8 @@ from api.console.session import CookieSigner
 from api.console.webhooks import WebhookSender
 from api.settings import ApiSettings
 from api.store import Store
+
+log = logging.getLogger(__name__)
 
 TEMPLATES: Final = Path(__file__).parent / "templates"
 STATIC: Final = Path(__file__).parent / "static"
@@ -64,11 +70,76 @@ def class_from_segment(segment: str) -> str | None:
     return decoded if decoded and class_segment(decoded) == segment else None
 
 
-class DecisionHub:
-    """Tells every open queue page of a class, on this instance, what a tutor just decided."""
+def decisions_channel(schema: str) -> str:
+    """Return the PostgreSQL notification channel of the decisions made on store ``schema``."""
+    return f"ts_decisions_{schema}"[:63]
 
-    def __init__(self) -> None:
+
+async def announce_decision(
+    conn: AsyncConnection[Any], schema: str, decision: dict[str, Any]
+) -> None:
+    """Notify every API instance of a decision, when (and only if) the caller's transaction commits.
+
+    Args:
+        conn: the connection of the decision's transaction.
+        schema: the store's schema (instances of other stores in the same database do not hear).
+        decision: ``class_id``, ``intervention_id``, ``status``, ``action``, ``by`` and ``note``.
+    """
+    await conn.execute(
+        "SELECT pg_notify(%s, %s)",
+        (decisions_channel(schema), orjson.dumps(decision).decode()[:7900]),
+    )
+
+
+class DecisionHub:
+    """Tells every open queue page of a class what a tutor just decided, on any API instance.
+
+    Decisions are announced with PostgreSQL's NOTIFY inside the decision's transaction (see
+    :func:`announce_decision`); each instance LISTENs and passes them to its open pages.
+
+    Args:
+        url: the store's libpq URL.
+        schema: the store's schema.
+    """
+
+    def __init__(self, url: str = "", schema: str = "public") -> None:
         self._followers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self.url = url
+        self.channel = decisions_channel(schema)
+        self._task: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+
+    def start(self) -> None:
+        """Start listening for decisions."""
+        if self.url:
+            self._task = asyncio.create_task(self._listen(), name="console-decisions")
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _listen(self) -> None:
+        wait_s = 0.5
+        while True:
+            try:
+                async with await AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    self.listening.set()
+                    wait_s = 0.5
+                    async for note in conn.notifies():
+                        with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
+                            decision = orjson.loads(note.payload)
+                            self.publish(str(decision["class_id"]), decision)
+            except (psycopg.Error, OSError) as err:
+                self.listening.clear()
+                log.warning(
+                    "console: listening for decisions failed (%s); again in %.0f s", err, wait_s
+                )
+                await asyncio.sleep(wait_s)
+                wait_s = min(wait_s * 2, 30.0)
 
     @contextlib.asynccontextmanager
     async def follow(self, class_id: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
@@ -156,6 +227,7 @@ class Console:
             names=names,
             secrets=secrets,
             sender=sender,
+            hub=DecisionHub(settings.database_url, settings.store.db_schema),
         )
         env = console.templates.env
         env.globals["class_segment"] = class_segment
@@ -164,12 +236,14 @@ class Console:
         return console
 
     def start(self) -> None:
-        """Start the webhook sender."""
+        """Start the webhook sender and listening for decisions."""
+        self.hub.start()
         if self.sender is not None:
             self.sender.start()
 
     async def stop(self) -> None:
-        """Stop the sender and close the provider's client."""
+        """Stop the sender and the listener, and close the provider's client."""
+        await self.hub.stop()
         if self.sender is not None:
             await self.sender.stop()
         if self.oidc is not None:

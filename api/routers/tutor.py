@@ -18,6 +18,7 @@ import psycopg
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from api.auth import require_class
+from api.console.runtime import announce_decision
 from api.console.webhooks import enqueue_approval, wake_sender
 from api.delivery import Outgoing
 from api.exceptions import BadRequest, Conflict, NotFound
@@ -185,6 +186,19 @@ async def _act(
             )
             if updated is None or recorded is None:
                 raise NotFound("no such intervention in this class")
+            # Every open console page of the class hears of it, on commit only.
+            await announce_decision(
+                conn,
+                runtime.store.schema,
+                {
+                    "class_id": class_id,
+                    "intervention_id": intervention_id,
+                    "status": STATUS_OF_ACTION[action],
+                    "action": action,
+                    "by": caller.name,
+                    "note": note,
+                },
+            )
             if action == "approve":
                 prompt = LearnerPrompt.from_intervention(
                     Intervention.from_row(updated, status="sent"), caller.key_id, utc_now()

@@ -288,7 +288,7 @@ def test_a_tutor_of_another_class_sees_nothing_and_the_attempt_is_audited(
 
 
 def test_live_feed_brings_new_interventions_and_decisions(
-    console: tuple[str, str], intervention_maker: InterventionMaker
+    console: tuple[str, str], api_env: ApiEnv, intervention_maker: InterventionMaker
 ):
     url, _ = console
     with (
@@ -316,6 +316,18 @@ def test_live_feed_brings_new_interventions_and_decisions(
                 break
         else:
             raise AssertionError("the stream ended before the decision arrived")
+        # A decision made with an API key shows the same way.
+        other = intervention_maker(CLASS_A, publish=False)
+        answer = httpx.post(
+            f"{url}/classes/{CLASS_A}/interventions/{other.intervention_id}/escalate",
+            headers=api_env.auth("tutor"),
+        )
+        assert answer.status_code == 200
+        for line in lines:
+            if other.intervention_id in line and '"status":"escalated"' in line:
+                break
+        else:
+            raise AssertionError("the stream ended before the API key's decision arrived")
 
 
 def test_a_bad_roster_row_imports_nothing_and_a_good_one_names_learners(
