@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import psycopg
 import pytest
 from api_support import CLASS_A, ApiEnv, InterventionMaker, free_port
 from console_support import (
@@ -546,3 +547,21 @@ def test_in_a_browser_a_tutor_signs_in_watches_reads_and_approves(
             (record.intervention_id,),
         ).fetchall()
     assert audit == [("approve", "oidc:tutor-a", "Checked with them in class.")]
+
+
+def test_the_reporting_role_cannot_read_the_roster_or_webhook_secrets(api_env: ApiEnv):
+    """Grafana's role reads the store's tables but not names, even sealed, nor secrets."""
+    name = f"reader_{uuid.uuid4().hex[:10]}"
+    with api_env.connect() as admin:
+        admin.execute(f"CREATE ROLE {name} IN ROLE tutorstream_reader")
+        try:
+            with admin.transaction():
+                admin.execute(f"SET LOCAL ROLE {name}")
+                admin.execute("SELECT count(*) FROM console_audit").fetchone()
+            for table in ("roster", "class_webhooks"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege), admin.transaction():
+                    admin.execute(f"SET LOCAL ROLE {name}")
+                    admin.execute(f"SELECT count(*) FROM {table}")
+        finally:
+            admin.execute("RESET ROLE")
+            admin.execute(f"DROP ROLE {name}")
