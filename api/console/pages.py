@@ -606,6 +606,10 @@ async def learner(request: Request, segment: str, learner_id: str) -> Response:
     timeline = await store.timeline(class_id, learner_id[:128], 50)
     if not any(timeline.values()):
         return _error(request, 404, "No record of this learner in this class.", session)
+    events = timeline["events"]
+    interventions = [
+        {**row, "followed": followed(events, row["time"])} for row in timeline["interventions"]
+    ]
     mastery: dict[str, float] = {}
     for row in timeline["mastery"]:
         mastery.setdefault(row["skill_id"], float(row["mastery"]))
@@ -630,10 +634,82 @@ async def learner(request: Request, segment: str, learner_id: str) -> Response:
             "segment": class_segment(class_id),
             "learner_id": learner_id,
             "name": names.get(learner_id),
-            "events": timeline["events"],
-            "interventions": timeline["interventions"],
+            "events": events,
+            "interventions": interventions,
             "mastery": sorted(mastery.items()),
             "recommendation": recommendation,
+        },
+    )
+
+
+def followed(events: list[dict[str, Any]], since: Any, answers: int = 10) -> str:
+    """Say what a learner did after an intervention: their next answers, and how many were right.
+
+    Args:
+        events: the learner's recent events, any order.
+        since: the intervention's time.
+        answers: how many answers after it to count at most.
+    """
+    after = sorted(
+        (e for e in events if e["time"] > since and e["event_type"] == "answer_submit"),
+        key=lambda e: e["time"],
+    )[:answers]
+    if not after:
+        return "no answer since"
+    right = sum(1 for e in after if e["correct"] is True)
+    durations = sorted(e["duration_s"] for e in after if e["duration_s"] is not None)
+    pace = f", typically {durations[len(durations) // 2]:.0f} s each" if durations else ""
+    return f"{right} of the next {len(after)} answers right{pace}"
+
+
+@router.get("/classes/{segment}/overview", name="console_overview")
+async def overview(request: Request, segment: str) -> Response:
+    """The class at a glance: interventions by state and review status, activity, mastery."""
+    found = await _viewable(request, segment)
+    if isinstance(found, Response):
+        return found
+    session, class_id = found
+    async with (
+        runtime_of(request).store.connection() as conn,
+        conn.cursor(row_factory=dict_row) as cur,
+    ):
+        await cur.execute(
+            "SELECT state, count(*) FILTER (WHERE status = 'pending_review') AS pending, "
+            "count(*) FILTER (WHERE status = 'sent') AS sent, "
+            "count(*) FILTER (WHERE status = 'dismissed') AS dismissed, "
+            "count(*) FILTER (WHERE status = 'escalated') AS escalated, count(*) AS total "
+            "FROM interventions WHERE class_id = %s AND time > now() - INTERVAL '1 day' "
+            "GROUP BY state ORDER BY total DESC",
+            (class_id,),
+        )
+        states = await cur.fetchall()
+        await cur.execute(
+            "SELECT count(DISTINCT learner_id) AS learners, count(*) AS events, "
+            "count(*) FILTER (WHERE event_type = 'answer_submit') AS answers, "
+            "count(*) FILTER (WHERE correct) AS right "
+            "FROM events WHERE class_id = %s AND time > now() - INTERVAL '1 hour'",
+            (class_id,),
+        )
+        activity = await cur.fetchone()
+        await cur.execute(
+            "SELECT skill_id, avg(mastery) AS mastery, count(*) AS learners FROM ("
+            "SELECT DISTINCT ON (learner_id, skill_id) learner_id, skill_id, mastery "
+            "FROM skill_mastery WHERE class_id = %s AND time > now() - INTERVAL '1 day' "
+            "ORDER BY learner_id, skill_id, time DESC) latest "
+            "GROUP BY skill_id ORDER BY mastery",
+            (class_id,),
+        )
+        skills = await cur.fetchall()
+    return _page(
+        request,
+        "overview.html",
+        {
+            "session": session,
+            "class_id": class_id,
+            "segment": class_segment(class_id),
+            "states": states,
+            "activity": activity,
+            "skills": skills,
         },
     )
 

@@ -101,6 +101,11 @@ try {
   await audit(page, 'settings');
 
   await page.goto(`${config.url}/console/classes/${config.segment}/`);
+  await page.getByRole('link', { name: 'Class overview' }).click();
+  await page.getByRole('heading', { name: /Interventions in the last day/ }).waitFor();
+  await audit(page, 'overview');
+
+  await page.goto(`${config.url}/console/classes/${config.segment}/`);
   await page.locator(`#decided #i-${published.intervention_id}`).getByRole('link', { name: 'learner page' }).click();
   await page.getByRole('heading', { name: 'Mastery per skill' }).waitFor();
   await audit(page, 'learner');

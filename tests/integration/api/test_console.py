@@ -537,7 +537,7 @@ def test_in_a_browser_a_tutor_signs_in_watches_reads_and_approves(
     assert "Eve Park" in result["heading"]
     assert result["decision"] == "sent by oidc:tutor-a"
     assert {name: found for name, found in result["violations"].items() if found} == {}
-    assert len(result["violations"]) == 8
+    assert len(result["violations"]) == 9
     got = wait_for(lambda: hook.received, what="the webhook")
     assert got[0].body["data"]["intervention_id"] == record.intervention_id
     assert got[0].body["data"]["learner"] == learner_ref

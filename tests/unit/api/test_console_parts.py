@@ -13,6 +13,7 @@ from starlette.responses import Response
 from api.console.evidence import describe
 from api.console.exceptions import RosterError
 from api.console.oidc import Identity, classes_of, pkce_challenge
+from api.console.pages import followed
 from api.console.roster import RosterEntry, Sealer, parse_csv
 from api.console.runtime import class_from_segment, class_segment
 from api.console.session import SESSION_COOKIE, CookieSigner
@@ -161,3 +162,15 @@ def test_production_refuses_development_console_secrets():
     settings = ApiSettings(mode=Mode.PRODUCTION, pseudonym_key=strong)  # type: ignore[arg-type]
     assert settings.roster_key_bytes() is None
     assert ApiSettings().roster_key_bytes() is not None
+
+
+def test_what_followed_an_intervention():
+    start = 1000.0
+    events = [
+        {"time": start - 5, "event_type": "answer_submit", "correct": False, "duration_s": 2.0},
+        {"time": start + 1, "event_type": "hint_request", "correct": None, "duration_s": None},
+        {"time": start + 2, "event_type": "answer_submit", "correct": True, "duration_s": 30.0},
+        {"time": start + 3, "event_type": "answer_submit", "correct": False, "duration_s": 40.0},
+    ]
+    assert followed(events, start) == "1 of the next 2 answers right, typically 40 s each"
+    assert followed(events, start + 10) == "no answer since"
