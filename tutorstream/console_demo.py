@@ -46,6 +46,40 @@ def unavailable() -> str | None:
     return None
 
 
+def run_provider(
+    config_path: Path,
+    port: int,
+    users: dict[str, dict[str, object]],
+    clients: list[dict[str, object]],
+    log: Path,
+) -> subprocess.Popen[bytes]:
+    """Start ``tests/web/provider.mjs`` on ``port`` with these users and clients.
+
+    Raises:
+        RuntimeError: when it does not become ready within 30 seconds.
+    """
+    issuer = f"http://127.0.0.1:{port}"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(
+        json.dumps({"port": port, "issuer": issuer, "users": users, "clients": clients})
+    )
+    config_path.chmod(0o600)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        ["node", str(WEB_DIR / "provider.mjs"), str(config_path)],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while f"ready {issuer}" not in log.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the OpenID Provider did not start; see {log}")
+        time.sleep(0.1)
+    return process
+
+
 def start_provider(
     state_dir: Path, port: int, api_url: str, classes: list[str], log: Path
 ) -> DemoProvider:
@@ -57,11 +91,11 @@ def start_provider(
     issuer = f"http://127.0.0.1:{port}"
     password = secrets.token_urlsafe(9)
     client_secret = secrets.token_urlsafe(32)
-    config = {
-        "port": port,
-        "issuer": issuer,
-        "users": {DEMO_LOGIN: {"password": password, "name": "Demo Tutor", "groups": classes}},
-        "clients": [
+    process = run_provider(
+        state_dir / "demo-provider.json",
+        port,
+        {DEMO_LOGIN: {"password": password, "name": "Demo Tutor", "groups": classes}},
+        [
             {
                 "client_id": CLIENT_ID,
                 "client_secret": client_secret,
@@ -71,24 +105,8 @@ def start_provider(
                 "response_types": ["code"],
             }
         ],
-    }
-    path = state_dir / "demo-provider.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        ["node", str(WEB_DIR / "provider.mjs"), str(path)],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        log,
     )
-    deadline = time.monotonic() + 30
-    while f"ready {issuer}" not in log.read_text(errors="replace"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"the demo's OpenID Provider did not start; see {log}")
-        time.sleep(0.1)
     return DemoProvider(
         process=process,
         issuer=issuer,

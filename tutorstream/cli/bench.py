@@ -7,6 +7,7 @@ import typer
 from tutorstream.cli import (
     bench_api,
     bench_boards,
+    bench_console,
     bench_inference,
     bench_normalize,
     bench_pipeline,
@@ -21,3 +22,4 @@ app.command("api")(bench_api.api)
 app.command("pipeline")(bench_pipeline.pipeline)
 app.command("boards")(bench_boards.boards)
 app.command("replay")(bench_replay.replay)
+app.command("console")(bench_console.console)
