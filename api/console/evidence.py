@@ -110,32 +110,52 @@ def describe(
     return Evidence(len(answers), right, hints, fastest, slowest, class_median_s, "; ".join(parts))
 
 
-async def evidence_of(conn: AsyncConnection[Any], intervention: dict[str, Any]) -> Evidence:
-    """Read the inputs of one intervention's decision from the store and put them into words."""
+async def evidence_of_many(
+    conn: AsyncConnection[Any], class_id: str, interventions: list[dict[str, Any]]
+) -> dict[str, Evidence]:
+    """Put the inputs of many interventions of one class into words, in one query.
+
+    Returns:
+        The evidence of each intervention, by its id.
+    """
+    if not interventions:
+        return {}
+    ids = [row["intervention_id"] for row in interventions]
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT event_type, correct, duration_s, hint_count FROM events "
-            "WHERE learner_id = %s AND class_id = %s AND time <= %s "
-            "ORDER BY time DESC LIMIT %s",
+            "SELECT i.intervention_id, e.event_type, e.correct, e.duration_s, e.hint_count, "
+            "m.median FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) "
+            "AS i(intervention_id, learner_id, at) "
+            "LEFT JOIN LATERAL (SELECT event_type, correct, duration_s, hint_count FROM events "
+            "WHERE learner_id = i.learner_id AND class_id = %s AND time <= i.at "
+            "ORDER BY time DESC LIMIT %s) e ON true "
+            "LEFT JOIN LATERAL (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_s) "
+            "AS median FROM events WHERE class_id = %s AND event_type = 'answer_submit' "
+            "AND duration_s IS NOT NULL AND time <= i.at "
+            f"AND time > i.at - INTERVAL '{_CLASS_WINDOW}') m ON true",
             (
-                intervention["learner_id"],
-                intervention["class_id"],
-                intervention["time"],
+                ids,
+                [row["learner_id"] for row in interventions],
+                [row["time"] for row in interventions],
+                class_id,
                 WINDOW_EVENTS,
+                class_id,
             ),
         )
-        events = await cur.fetchall()
-        await cur.execute(
-            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_s) AS median "
-            "FROM events WHERE class_id = %s AND event_type = 'answer_submit' "
-            f"AND duration_s IS NOT NULL AND time <= %s AND time > %s - INTERVAL '{_CLASS_WINDOW}'",
-            (intervention["class_id"], intervention["time"], intervention["time"]),
+        found = await cur.fetchall()
+    events: dict[str, list[dict[str, Any]]] = {ident: [] for ident in ids}
+    medians: dict[str, float | None] = {}
+    for row in found:
+        ident = row["intervention_id"]
+        if row["event_type"] is not None:
+            events[ident].append(row)
+        medians[ident] = float(row["median"]) if row["median"] is not None else None
+    return {
+        row["intervention_id"]: describe(
+            events[row["intervention_id"]],
+            medians.get(row["intervention_id"]),
+            str(row["state"]),
+            float(row["confidence"]),
         )
-        found = await cur.fetchone()
-    median = found["median"] if found else None
-    return describe(
-        events,
-        float(median) if median is not None else None,
-        str(intervention["state"]),
-        float(intervention["confidence"]),
-    )
+        for row in interventions
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,21 @@ class DecisionHub:
                 queue.put_nowait(decision)
 
 
+class EvidenceWords(OrderedDict[str, str]):
+    """The evidence sentences of recent interventions, the least recently used dropped first."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key: str, value: str) -> None:
+        """Remember a sentence, forgetting the oldest beyond the size."""
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
 @dataclass
 class Console:
     """The console's parts.
@@ -173,6 +189,7 @@ class Console:
         secrets: seals the classes' webhook secrets, or ``None`` when the roster key is unset.
         sender: the webhook sender, or ``None`` without a key to open secrets with.
         hub: live decisions.
+        evidence: the evidence in words of recent interventions.
         templates: the pages.
     """
 
@@ -183,6 +200,7 @@ class Console:
     secrets: Sealer | None
     sender: WebhookSender | None
     hub: DecisionHub = field(default_factory=DecisionHub)
+    evidence: EvidenceWords = field(default_factory=EvidenceWords)
     templates: Jinja2Templates = field(
         default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES))
     )
