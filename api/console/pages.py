@@ -290,20 +290,21 @@ async def _queue_context(request: Request, session: Session, class_id: str) -> d
     decided = await store.interventions(class_id, InterventionFilter(), None, 20)
     decided = [row for row in decided if row["status"] != "pending_review"][:10]
     async with store.connection() as conn:
-        roster_count = await roster_store.roster_size(conn, class_id)
-        dead = await conn.execute(
-            "SELECT count(*) FROM webhook_deliveries WHERE class_id = %s AND status = 'dead'",
-            (class_id,),
+        counted = await conn.execute(
+            "SELECT (SELECT count(*) FROM roster WHERE class_id = %s), "
+            "(SELECT count(*) FROM webhook_deliveries WHERE class_id = %s AND status = 'dead')",
+            (class_id, class_id),
         )
-        dead_row = await dead.fetchone()
+        counts = await counted.fetchone()
+    cards = await _cards(request, class_id, pending + decided)
     return {
         "session": session,
         "class_id": class_id,
         "segment": class_segment(class_id),
-        "cards": await _cards(request, class_id, pending),
-        "decided": await _cards(request, class_id, decided),
-        "roster_count": roster_count,
-        "dead_letters": int(dead_row[0]) if dead_row else 0,
+        "cards": cards[: len(pending)],
+        "decided": cards[len(pending) :],
+        "roster_count": int(counts[0]) if counts else 0,
+        "dead_letters": int(counts[1]) if counts else 0,
     }
 
 
