@@ -216,17 +216,25 @@ class Received:
 
     headers: dict[str, str]
     body: dict[str, Any]
+    raw: bytes
 
 
 @dataclass
 class Receiver:
-    """A real HTTP endpoint of the LMS: checks signatures, refuses replays, or fails on purpose."""
+    """A real HTTP endpoint of the LMS: checks signatures, drops replays, or fails on purpose.
+
+    ``delay_first_s`` makes the first accepted delivery answer that late (past the sender's
+    timeout): the sender then tries again with the same id, which the receiver drops.
+    """
 
     secret: str = ""
     status: int = 200
     received: list[Received] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
+    failed_ids: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    delay_first_s: float = 0.0
     url: str = ""
 
     def verify(self, headers: dict[str, str], body: bytes) -> str | None:
@@ -247,8 +255,6 @@ class Receiver:
             for version, _, value in (part.partition(",") for part in signatures.split())
         ):
             return "bad signature"
-        if message_id in self.seen:
-            return "replayed message id"
         return None
 
 
@@ -261,18 +267,33 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             headers = {k.lower(): v for k, v in self.headers.items()}
+            why = state.verify(headers, body)
             if state.status != 200:
+                # Failing on purpose, after checking the signature: the sender must retry.
+                if why is None:
+                    state.failed_ids.append(headers["webhook-id"])
+                else:
+                    state.refused.append(why)
                 self.send_response(state.status)
                 self.end_headers()
                 return
-            why = state.verify(headers, body)
             if why is not None:
                 state.refused.append(why)
                 self.send_response(401)
                 self.end_headers()
                 return
+            if headers["webhook-id"] in state.seen:
+                # A replay (or a retry after an answer the sender never read): acknowledged,
+                # never processed twice.
+                state.duplicates.append(headers["webhook-id"])
+                self.send_response(204)
+                self.end_headers()
+                return
             state.seen.add(headers["webhook-id"])
-            state.received.append(Received(headers, json.loads(body)))
+            state.received.append(Received(headers, json.loads(body), body))
+            if state.delay_first_s:
+                delay, state.delay_first_s = state.delay_first_s, 0.0
+                time.sleep(delay)
             self.send_response(204)
             self.end_headers()
 

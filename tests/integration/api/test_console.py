@@ -245,6 +245,23 @@ def test_queue_shows_evidence_and_an_approval_reaches_the_lms_signed(
     assert body["data"]["approved_by"] == "oidc:tutor-a"
     assert got[0].headers["webhook-signature"].startswith("v1,")
     assert hook.refused == []
+    # The same message again is recognised by its id and not processed twice.
+    replayed = httpx.post(
+        hook.url,
+        content=got[0].raw,
+        headers={k: v for k, v in got[0].headers.items() if k.startswith("webhook-")},
+    )
+    assert replayed.status_code == 204
+    assert hook.duplicates == [got[0].headers["webhook-id"]]
+    assert len(hook.received) == 1
+    # A tampered body is refused.
+    forged = httpx.post(
+        hook.url,
+        content=got[0].raw.replace(b"seen in class", b"seen in clasS"),
+        headers={k: v for k, v in got[0].headers.items() if k.startswith("webhook-")},
+    )
+    assert forged.status_code == 401
+    assert hook.refused == ["bad signature"]
     with api_env.connect() as conn:
         audit = conn.execute(
             "SELECT action, actor, note FROM intervention_actions WHERE intervention_id = %s",
@@ -432,6 +449,9 @@ def test_a_failing_endpoint_is_retried_then_dead_lettered_and_shown(
         )
         assert "<td>dead</td><td>3</td><td>the endpoint answered 500</td>" in page.text
         assert "could not be delivered" in http.get("/console/classes/class-a/").text
+    # Every try was signed anew and carried the same id, so the LMS can drop a replay.
+    assert len(hook.failed_ids) == 3 and len(set(hook.failed_ids)) == 1, hook.failed_ids
+    assert hook.refused == []
 
 
 def test_an_approval_with_an_api_key_also_reaches_the_lms_with_the_lms_identifier(
@@ -531,8 +551,9 @@ def test_in_a_browser_a_tutor_signs_in_watches_reads_and_approves(
         if driver.poll() is None:
             driver.kill()
     assert result["step"] == "done", result
-    assert "answered 12 items in 2\u20133 s where the class takes about a minute; 1 right" in (
-        result["evidence"]
+    assert (
+        "answered 12 items in 2\u20133 s where the class takes about a minute; 1 right"
+        in (result["evidence"])
     )
     assert "Eve Park" in result["heading"]
     assert result["decision"] == "sent by oidc:tutor-a"
@@ -565,3 +586,33 @@ def test_the_reporting_role_cannot_read_the_roster_or_webhook_secrets(api_env: A
         finally:
             admin.execute("RESET ROLE")
             admin.execute(f"DROP ROLE {name}")
+
+
+def test_an_endpoint_that_answers_too_late_gets_the_same_message_again(
+    console: tuple[str, str], api_env: ApiEnv, intervention_maker: InterventionMaker, hook: Receiver
+):
+    url, _ = console
+    hook.delay_first_s = 3.0  # the sender waits 2 s
+    with sign_in(url, "tutor-a") as http:
+        made = http.post(
+            "/console/classes/class-a/webhook", data={"csrf": http.csrf, "url": hook.url}
+        )
+        hook.secret = made.text.split('id="new-secret">')[1].split("<")[0]
+        record = intervention_maker(CLASS_A, publish=False)
+        done = http.post(
+            f"/console/classes/class-a/interventions/{record.intervention_id}/approve",
+            data={"csrf": http.csrf},
+        )
+        assert done.status_code == 200
+    wait_for(lambda: hook.duplicates, what="the retry after the timeout")
+    assert [r.headers["webhook-id"] for r in hook.received] == hook.duplicates
+    with api_env.connect() as conn:
+        row = wait_for(
+            lambda: conn.execute(
+                "SELECT status, attempts FROM webhook_deliveries WHERE intervention_id = %s "
+                "AND status = 'delivered'",
+                (record.intervention_id,),
+            ).fetchone(),
+            what="the delivery",
+        )
+    assert row == ("delivered", 2)
