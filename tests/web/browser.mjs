@@ -110,7 +110,29 @@ try {
   await page.getByRole('heading', { name: 'Mastery per skill' }).waitFor();
   await audit(page, 'learner');
 
-  say({ step: 'done', evidence, heading, decision, arrived_ms: arrivedMs, violations, screenshots: shots });
+  // A tutor of another class: signs in, sees nothing of this class, is refused the action.
+  let other = null;
+  if (config.other_login) {
+    await context.clearCookies();
+    await page.goto(`${config.url}/console/login`);
+    await page.getByLabel('Login').fill(config.other_login);
+    await page.getByLabel('Password').fill(config.other_password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Your classes' }).waitFor();
+    const csrf = await page.locator('input[name=csrf]').first().inputValue();
+    const answer = await page.goto(`${config.url}/console/classes/${config.segment}/`);
+    const text = await page.locator('main').innerText();
+    await audit(page, 'not-your-class');
+    const action = await page.evaluate(async ([url, token]) => {
+      const form = new FormData();
+      form.append('csrf', token);
+      const r = await fetch(url, { method: 'POST', body: form, headers: { 'X-Console-Fetch': '1' } });
+      return r.status;
+    }, [`${config.url}/console/classes/${config.segment}/interventions/${published.intervention_id}/escalate`, csrf]);
+    other = { page_status: answer.status(), page_text: text, action_status: action };
+  }
+
+  say({ step: 'done', evidence, heading, decision, arrived_ms: arrivedMs, violations, screenshots: shots, other });
 } catch (err) {
   say({ step: 'failed', error: String(err && err.stack || err), violations });
   process.exitCode = 1;

@@ -529,6 +529,8 @@ def test_in_a_browser_a_tutor_signs_in_watches_reads_and_approves(
                 "password": USERS["tutor-a"]["password"],
                 "segment": "class-a",
                 "screenshots": str(Path(shots).resolve()),
+                "other_login": "tutor-b",
+                "other_password": USERS["tutor-b"]["password"],
             }
         )
     )
@@ -558,7 +560,11 @@ def test_in_a_browser_a_tutor_signs_in_watches_reads_and_approves(
     assert "Eve Park" in result["heading"]
     assert result["decision"] == "sent by oidc:tutor-a"
     assert {name: found for name, found in result["violations"].items() if found} == {}
-    assert len(result["violations"]) == 9
+    assert len(result["violations"]) == 10
+    other = result["other"]
+    assert other["page_status"] == 403 and other["action_status"] == 403, other
+    assert "You are not a tutor of this class." in other["page_text"]
+    assert "Eve Park" not in other["page_text"] and record.prompt not in other["page_text"]
     got = wait_for(lambda: hook.received, what="the webhook")
     assert got[0].body["data"]["intervention_id"] == record.intervention_id
     assert got[0].body["data"]["learner"] == learner_ref
@@ -568,6 +574,13 @@ def test_in_a_browser_a_tutor_signs_in_watches_reads_and_approves(
             (record.intervention_id,),
         ).fetchall()
     assert audit == [("approve", "oidc:tutor-a", "Checked with them in class.")]
+    with api_env.connect() as conn:
+        refused = conn.execute(
+            "SELECT what FROM console_audit WHERE actor = 'oidc:tutor-b' AND outcome = 'refused' "
+            "AND at > %s",
+            (when,),
+        ).fetchall()
+    assert ("view",) in refused and ("escalate",) in refused
 
 
 def test_the_reporting_role_cannot_read_the_roster_or_webhook_secrets(api_env: ApiEnv):
