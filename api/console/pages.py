@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
+from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -112,8 +114,6 @@ def _signed_in(request: Request) -> Session | Response:
 
 
 def _quote(text: str) -> str:
-    from urllib.parse import quote
-
     return quote(text, safe="")
 
 
@@ -184,8 +184,13 @@ async def callback(request: Request) -> Response:
         failure = (
             f"The school's sign-in refused: {params.get('error_description') or params['error']}."
         )
-    elif not params.get("state") or not csrf_matches_text(attempt.state, params["state"]):
+    elif not params.get("state") or not secrets.compare_digest(
+        attempt.state.encode(), params["state"].encode()
+    ):
         failure = "The sign-in's state does not match."
+    elif params.get("iss") and params["iss"].rstrip("/") != console.oidc.issuer:
+        # RFC 9207: the answer names the provider that sent it; another one is a mix-up.
+        failure = "The sign-in came back from another provider."
     elif not params.get("code"):
         failure = "The sign-in came back without a code."
     if failure is None and attempt is not None:
@@ -204,13 +209,6 @@ async def callback(request: Request) -> Response:
     console.cookies.end_login(refused)
     console.cookies.end_session(refused)
     return refused
-
-
-def csrf_matches_text(expected: str, given: str) -> bool:
-    """Return whether two secrets are equal (constant time)."""
-    import secrets
-
-    return secrets.compare_digest(expected.encode(), given.encode())
 
 
 @router.post("/logout", name="console_logout")
