@@ -200,6 +200,14 @@ def test_a_callback_with_a_wrong_state_signs_nobody_in(console: tuple[str, str])
         answer = http.get("/console/callback", params={"code": "x", "state": "not-the-state"})
         assert answer.status_code == 401
         assert "Sign in again" in answer.text
+        start = http.get("/console/login")
+        state = httpx.URL(start.headers["location"]).params["state"]
+        mixed_up = http.get(
+            "/console/callback",
+            params={"code": "x", "state": state, "iss": "http://127.0.0.1:9/another"},
+        )
+        assert mixed_up.status_code == 401
+        assert "another provider" in mixed_up.text
         assert "tutorstream_console" not in {c.name for c in http.cookies.jar}
         assert http.get("/console/classes/class-a/").status_code == 303
 
