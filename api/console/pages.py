@@ -34,9 +34,11 @@ from api.console.exceptions import ConsoleError, RosterError, SignInFailed
 from api.console.oidc import new_login
 from api.console.runtime import STATIC, class_from_segment, class_segment, console_of
 from api.console.session import Session, csrf_matches
-from api.exceptions import ApiError, Conflict, NotFound, Unavailable
+from api.exceptions import ApiError, BadRequest, Conflict, NotFound, Unavailable
+from api.feed import FeedItem, Subscription
 from api.keys import Principal, Scope
 from api.models import ActionRequest
+from api.routers import live as live_feed
 from api.routers import tutor
 from api.runtime import principal, runtime_of
 from api.store import InterventionFilter
@@ -360,16 +362,20 @@ async def live(request: Request, segment: str) -> Response:
         return Response("not a class of yours", status_code=403)
     runtime = runtime_of(request)
     console = console_of(request)
-    if not runtime.feed.ready:
-        return Response("the live feed is starting", status_code=503, headers={"retry-after": "2"})
-    subscription, _ = runtime.feed.subscribe(class_id, None)
-    subscription.caught_up = True
+    try:
+        # A reconnecting page sends the id of the last event it had (browsers do this by
+        # themselves): what it missed meanwhile comes first, as on the API's own feed.
+        since = live_feed._since(None, request.headers.get("last-event-id"))
+        subscription, missed = await live_feed._start(runtime.feed, class_id, since)
+    except ApiError as err:
+        return Response(err.reason, status_code=400 if isinstance(err, BadRequest) else 503)
     heartbeat_s = runtime.settings.api.heartbeat_s
 
     async def frames() -> AsyncIterator[bytes]:
         async with console.hub.follow(class_id) as decisions:
             try:
-                yield b"retry: 2000\n\n"
+                yield b"retry: 2000\n\n" + b"".join(_sse_item(subscription, i) for i in missed)
+                subscription.caught_up = True
                 while not subscription.overflowed and time.time() < session.expires_at:
                     item_task = asyncio.ensure_future(subscription.next(heartbeat_s))
                     decision_task = asyncio.ensure_future(decisions.get())
@@ -387,8 +393,7 @@ async def live(request: Request, segment: str) -> Response:
                         if item is None:
                             yield b"event: heartbeat\ndata: {}\n\n"
                         else:
-                            data = orjson.dumps({"intervention_id": item.intervention_id})
-                            yield b"event: intervention\ndata: " + data + b"\n\n"
+                            yield _sse_item(subscription, item)
             finally:
                 runtime.feed.unsubscribe(subscription)
 
@@ -397,6 +402,12 @@ async def live(request: Request, segment: str) -> Response:
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )
+
+
+def _sse_item(subscription: Subscription, item: FeedItem) -> bytes:
+    cursor = subscription.cursor_for(item) or item.cursor
+    data = orjson.dumps({"intervention_id": item.intervention_id})
+    return b"id: " + cursor.encode() + b"\nevent: intervention\ndata: " + data + b"\n\n"
 
 
 @router.post("/classes/{segment}/interventions/{intervention_id}/{action}")

@@ -54,16 +54,33 @@
     if (hadFocus) cards.querySelector('article.card')?.focus();
   }
 
+  // After a drop the browser resumes the feed from its last event id (new interventions come
+  // again); decisions taken meanwhile are read back from the cards still waiting.
+  async function recheck() {
+    for (const card of [...cards.querySelectorAll('article.card')]) {
+      const fresh = await fetchCard(card.dataset.intervention);
+      if (fresh && !fresh.classList.contains('status-pending_review')) {
+        card.remove();
+        decided.prepend(fresh);
+      }
+    }
+    refreshCount();
+  }
+
   function connect() {
     const source = new EventSource(`${base}/live`);
-    source.addEventListener('open', () => { live.textContent = 'Live: new interventions appear as they arrive.'; });
+    let dropped = false;
+    source.addEventListener('open', () => {
+      live.textContent = 'Live: new interventions appear as they arrive.';
+      if (dropped) { dropped = false; recheck(); }
+    });
     source.addEventListener('intervention', (e) => { arrive(JSON.parse(e.data).intervention_id); });
     source.addEventListener('decision', (e) => {
       const d = JSON.parse(e.data);
       decide(d.intervention_id);
       live.textContent = `${d.by}: ${d.action} (${d.status}).`;
     });
-    source.addEventListener('error', () => { live.textContent = 'Reconnecting to the live feed…'; });
+    source.addEventListener('error', () => { dropped = true; live.textContent = 'Reconnecting to the live feed…'; });
   }
 
   async function act(form, action) {

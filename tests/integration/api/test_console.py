@@ -7,8 +7,9 @@ import base64
 import json
 import os
 import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -313,6 +314,17 @@ def test_a_tutor_of_another_class_sees_nothing_and_the_attempt_is_audited(
     assert status == ("pending_review",)
 
 
+def _read_until(lines: Iterator[str], found: Callable[[str], bool], what: str) -> str:
+    """Read lines until one satisfies ``found``; fail after 30 s (heartbeats keep a stream open)."""
+    deadline = time.monotonic() + 30
+    for line in lines:
+        if found(line):
+            return line
+        if time.monotonic() > deadline:
+            break
+    raise AssertionError(f"{what} did not come within 30 s")
+
+
 def test_live_feed_brings_new_interventions_and_decisions(
     console: tuple[str, str], api_env: ApiEnv, intervention_maker: InterventionMaker
 ):
@@ -325,23 +337,21 @@ def test_live_feed_brings_new_interventions_and_decisions(
         lines = stream.iter_lines()
         assert next(lines).startswith("retry:")
         record = intervention_maker(CLASS_A)
-        previous = ""
-        for line in lines:
-            if previous == "event: intervention" and record.intervention_id in line:
-                break
-            previous = line
-        else:
-            raise AssertionError("the stream ended before the intervention arrived")
+        last_id = _read_until(lines, lambda line: line.startswith("id: "), "the intervention")[4:]
+        assert _read_until(lines, lambda line: line.startswith("event: "), "its event") == (
+            "event: intervention"
+        )
+        assert record.intervention_id in next(lines)
         answer = actor.post(
             f"/console/classes/class-a/interventions/{record.intervention_id}/dismiss",
             data={"csrf": actor.csrf},
         )
         assert answer.status_code == 200
-        for line in lines:
-            if record.intervention_id in line and '"status":"dismissed"' in line:
-                break
-        else:
-            raise AssertionError("the stream ended before the decision arrived")
+        _read_until(
+            lines,
+            lambda line: record.intervention_id in line and '"status":"dismissed"' in line,
+            "the decision",
+        )
         # A decision made with an API key shows the same way.
         other = intervention_maker(CLASS_A, publish=False)
         answer = httpx.post(
@@ -349,11 +359,27 @@ def test_live_feed_brings_new_interventions_and_decisions(
             headers=api_env.auth("tutor"),
         )
         assert answer.status_code == 200
-        for line in lines:
-            if other.intervention_id in line and '"status":"escalated"' in line:
-                break
-        else:
-            raise AssertionError("the stream ended before the API key's decision arrived")
+        _read_until(
+            lines,
+            lambda line: other.intervention_id in line and '"status":"escalated"' in line,
+            "the API key's decision",
+        )
+    # A page that reconnects with the id of its last event gets what it missed meanwhile.
+    with sign_in(url, "tutor-a") as again:
+        with again.stream("GET", "/console/classes/class-a/live", timeout=30) as probe:
+            lines = probe.iter_lines()
+            assert next(lines).startswith("retry:")
+            missed = intervention_maker(CLASS_A)
+            # Seen live here first: the API's feed has it, so only a replay brings it again.
+            _read_until(lines, lambda line: missed.intervention_id in line, "the live record")
+        with again.stream(
+            "GET", "/console/classes/class-a/live", headers={"Last-Event-ID": last_id}, timeout=30
+        ) as stream:
+            _read_until(
+                stream.iter_lines(),
+                lambda line: missed.intervention_id in line,
+                "the missed intervention on reconnecting",
+            )
 
 
 def test_a_bad_roster_row_imports_nothing_and_a_good_one_names_learners(
