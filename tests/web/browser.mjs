@@ -84,6 +84,10 @@ try {
   const evidence = (await card.locator('.evidence').innerText()).trim();
   const heading = (await card.locator('h3').innerText()).trim();
   await audit(page, 'queue');
+  // A tablet held upright.
+  await page.setViewportSize({ width: 768, height: 1024 });
+  await audit(page, 'queue-tablet');
+  await page.setViewportSize({ width: 1024, height: 768 });
 
   // Keyboard: focus the card, write a note, approve with "a".
   await card.focus();

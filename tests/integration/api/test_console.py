@@ -594,7 +594,7 @@ def test_in_a_browser_a_tutor_signs_in_watches_reads_and_approves(
     assert "Eve Park" in result["heading"]
     assert result["decision"] == "sent by oidc:tutor-a"
     assert {name: found for name, found in result["violations"].items() if found} == {}
-    assert len(result["violations"]) == 10
+    assert len(result["violations"]) == 11
     other = result["other"]
     assert other["page_status"] == 403 and other["action_status"] == 403, other
     assert "You are not a tutor of this class." in other["page_text"]
