@@ -25,6 +25,7 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from api.console import roster as roster_store
@@ -32,7 +33,7 @@ from api.console import webhooks
 from api.console.evidence import evidence_of_many
 from api.console.exceptions import ConsoleError, RosterError, SignInFailed
 from api.console.oidc import new_login
-from api.console.runtime import STATIC, class_from_segment, class_segment, console_of
+from api.console.runtime import STATIC, Console, class_from_segment, class_segment, console_of
 from api.console.session import Session, csrf_matches
 from api.exceptions import ApiError, BadRequest, Conflict, NotFound, Unavailable
 from api.feed import FeedItem, Subscription
@@ -258,6 +259,19 @@ async def home(request: Request) -> Response:
     return _page(request, "home.html", {"session": session, "classes": classes, "pending": counts})
 
 
+async def _names(
+    conn: AsyncConnection[Any], console: Console, class_id: str, learner_ids: list[str]
+) -> dict[str, str]:
+    if console.names is None:
+        return {}
+    try:
+        return await roster_store.names_of(conn, class_id, learner_ids, console.names)
+    except RosterError:
+        # Sealed under another key (a rotated TUTORSTREAM_ROSTER_KEY): pseudonyms, not an error.
+        log.warning("class %s: roster entries do not open with the roster key", class_id)
+        return {}
+
+
 async def _cards(
     request: Request, class_id: str, rows: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -267,13 +281,7 @@ async def _cards(
     # tutor of the class (and every reload) reads them from here after the first.
     missing = [row for row in rows if row["intervention_id"] not in words]
     async with runtime_of(request).store.connection() as conn:
-        names = (
-            await roster_store.names_of(
-                conn, class_id, [r["learner_id"] for r in rows], console.names
-            )
-            if console.names
-            else {}
-        )
+        names = await _names(conn, console, class_id, [r["learner_id"] for r in rows])
         if missing:
             found = await evidence_of_many(conn, class_id, missing)
             for ident, evidence in found.items():
@@ -637,11 +645,7 @@ async def learner(request: Request, segment: str, learner_id: str) -> Response:
             (class_id, learner_id),
         )
         recommendation = await cur.fetchone()
-        names = (
-            await roster_store.names_of(conn, class_id, [learner_id], console.names)
-            if console.names
-            else {}
-        )
+        names = await _names(conn, console, class_id, [learner_id])
     return _page(
         request,
         "learner.html",

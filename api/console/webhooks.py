@@ -35,7 +35,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from starlette.requests import HTTPConnection
 
-from api.console.exceptions import ConsoleError
+from api.console.exceptions import ConsoleError, RosterError
 from api.console.roster import Sealer, entries_of
 from api.store import Store
 from schemas.records import LearnerPrompt
@@ -207,7 +207,13 @@ async def enqueue_approval(
     learner = None
     names = getattr(console, "names", None)
     if names is not None:
-        found = await entries_of(conn, class_id, [intervention["learner_id"]], names)
+        try:
+            found = await entries_of(conn, class_id, [intervention["learner_id"]], names)
+        except RosterError:
+            # A roster sealed under another key must not stop approvals: the LMS gets the
+            # pseudonym only.
+            log.warning("class %s: a roster entry does not open with the roster key", class_id)
+            found = {}
         entry = found.get(intervention["learner_id"])
         learner = entry.learner if entry is not None else None
     return await enqueue(conn, class_id, intervention, prompt, learner, note)

@@ -203,6 +203,9 @@ async def _act(
                 prompt = LearnerPrompt.from_intervention(
                     Intervention.from_row(updated, status="sent"), caller.key_id, utc_now()
                 )
+                # The LMS's webhook joins the outbox in the approval's transaction, before the
+                # prompt leaves: a store error here publishes nothing.
+                await enqueue_approval(request, conn, updated, prompt, note)
                 # The prompt is confirmed on its topic before the action commits: an approval
                 # that answers 200 has reached learner.prompts.v1, and one that fails leaves
                 # the intervention pending for another try.
@@ -215,8 +218,6 @@ async def _act(
                         )
                     ]
                 )
-                # The LMS's webhook joins the outbox in the same transaction as the approval.
-                await enqueue_approval(request, conn, updated, prompt, note)
     except psycopg.errors.UniqueViolation as err:
         raise Conflict("this intervention has been acted on already", "intervention_id") from err
     except NotFound:
