@@ -32,7 +32,7 @@ import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from psycopg import sql
 
-from api.bench import BenchTarget, Latencies, api_server
+from api.bench import BenchTarget, Latencies, api_server, statement_batches
 from api.console.runtime import class_segment
 from api.delivery import PRODUCER_DEFAULTS
 from api.feed import CONSUMER_DEFAULTS
@@ -57,6 +57,8 @@ class ConsolePlan:
         interventions: interventions published over the run.
         rate: interventions per second offered.
         page_loads: queue page loads per tutor over the run.
+        events_per_s: xAPI statements per second offered to the same API meanwhile (batches
+            of 100), as the LMS's load beside the console's.
     """
 
     tutors: int = 50
@@ -64,11 +66,14 @@ class ConsolePlan:
     interventions: int = 400
     rate: float = 20.0
     page_loads: int = 10
+    events_per_s: float = 2000.0
 
     @classmethod
     def smoke(cls) -> ConsolePlan:
         """A run of seconds, for CI."""
-        return cls(tutors=6, classes=2, interventions=20, rate=5.0, page_loads=3)
+        return cls(
+            tutors=6, classes=2, interventions=20, rate=5.0, page_loads=3, events_per_s=200.0
+        )
 
 
 def _sign_in(url: str, login: str, password: str) -> httpx.Cookies:
@@ -253,6 +258,56 @@ async def _tutor(
             await watcher
 
 
+async def _offer_events(
+    url: str, token: str, plan: ConsolePlan, done: asyncio.Event
+) -> dict[str, Any]:
+    """Post statements at ``plan.events_per_s`` until ``done``; return what was accepted."""
+    size = 100
+    bodies = [orjson.dumps(batch) for batch in statement_batches(200, size, seed=11)]
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "X-Experience-API-Version": "1.0.3",
+        "Content-Type": "application/json",
+    }
+    accepted = failed = 0
+    latencies = Latencies()
+    interval = size / plan.events_per_s
+    started = time.monotonic()
+
+    # Four senders, each keeping to its share of the schedule: a slow answer delays its
+    # sender, never the offered rate of the others.
+    async def sender(offset: int, http: httpx.AsyncClient) -> None:
+        nonlocal accepted, failed
+        index = offset
+        while not done.is_set():
+            due = started + index * interval
+            if (wait := due - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
+            body = bodies[index % len(bodies)]
+            began = time.perf_counter()
+            try:
+                answer = await http.post("/xapi/statements", content=body)
+            except httpx.HTTPError:
+                failed += 1
+            else:
+                latencies.values.append(time.perf_counter() - began)
+                if answer.status_code == 200:
+                    accepted += size
+                else:
+                    failed += 1
+            index += 4
+
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
+        await asyncio.gather(*(sender(n, http) for n in range(4)))
+    elapsed = time.monotonic() - started
+    return {
+        "offered_per_s": plan.events_per_s,
+        "accepted_per_s": round(accepted / elapsed, 1) if elapsed else 0.0,
+        "failed_batches": failed,
+        "batch_latency": latencies.summary(),
+    }
+
+
 async def _baseline_pages(url: str, token: str, classes: list[str], count: int) -> Latencies:
     found = Latencies()
     async with httpx.AsyncClient(
@@ -276,6 +331,7 @@ async def _measure(
     classes: list[str],
     plan: ConsolePlan,
     admin_token: str,
+    ingest_token: str,
     progress: Progress,
 ) -> dict[str, Any]:
     born: dict[str, float] = {}
@@ -291,7 +347,12 @@ async def _measure(
     await asyncio.wait_for(connected.wait(), 60)
     plain = _PlainConsumer(target)
     await asyncio.to_thread(plain.ready.wait, 60)
-    progress(f"{plan.tutors} tutors watching {plan.classes} classes; publishing")
+    progress(
+        f"{plan.tutors} tutors watching {plan.classes} classes; publishing, with "
+        f"{plan.events_per_s:g} statements/s offered to the API"
+    )
+    load_done = asyncio.Event()
+    load = asyncio.create_task(_offer_events(url, ingest_token, plan, load_done))
     started = time.monotonic()
     await asyncio.to_thread(_publish, target, classes, plan, born)
     per_class = plan.tutors // plan.classes
@@ -300,6 +361,8 @@ async def _measure(
     while len(screens.values) < expected and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     elapsed = time.monotonic() - started
+    load_done.set()
+    offered = await load
     done.set()
     await asyncio.gather(*tutors, return_exceptions=True)
     plain.stop.set()
@@ -316,6 +379,7 @@ async def _measure(
         ).summary(),
         "page_load": pages.summary(),
         "baseline_json_page_with_api_key": baseline_pages.summary(),
+        "learning_events": offered,
     }
 
 
@@ -363,6 +427,7 @@ def run_console_bench(
                 sql.SQL("SET search_path TO {}, public").format(sql.Identifier(target.schema))
             )
             admin = create_key(conn, "bench admin", ["admin"]).token
+            ingest = create_key(conn, "bench ingest", ["ingest"]).token
         extra = {
             "TUTORSTREAM_CONSOLE__OIDC_ISSUER": f"http://127.0.0.1:{op_port}",
             "TUTORSTREAM_CONSOLE__OIDC_CLIENT_ID": "bench-console",
@@ -375,7 +440,9 @@ def run_console_bench(
                 (_sign_in(url, login, str(user["password"])), classes[i % plan.classes])
                 for i, (login, user) in enumerate(users.items())
             ]
-            measured = asyncio.run(_measure(url, sessions, target, classes, plan, admin, progress))
+            measured = asyncio.run(
+                _measure(url, sessions, target, classes, plan, admin, ingest, progress)
+            )
     finally:
         provider.terminate()
         with contextlib.suppress(Exception):
@@ -419,9 +486,13 @@ def format_table(report: dict[str, Any]) -> str:
     lines.insert(1, "  ".join("-" * width for width in widths))
     plan = report["plan"]
     lines.append("")
+    events = report["learning_events"]
     lines.append(
         f"{plan['tutors']} tutors over {plan['classes']} classes; {plan['interventions']} "
-        f"interventions offered at {plan['rate']:g}/s"
+        f"interventions offered at {plan['rate']:g}/s; xAPI statements offered at "
+        f"{events['offered_per_s']:g}/s, accepted {events['accepted_per_s']:,.0f}/s "
+        f"(batch p99 {events['batch_latency']['p99_ms']:.0f} ms, "
+        f"{events['failed_batches']} failed)"
     )
     for name, floor in report["floors"].items():
         verdict = "met" if floor["met"] else "NOT met"

@@ -28,6 +28,9 @@ def console(
     interventions: Annotated[int, typer.Option(min=1, help="Interventions published.")] = 400,
     rate: Annotated[float, typer.Option(min=0.1, help="Interventions per second.")] = 20.0,
     page_loads: Annotated[int, typer.Option(min=1, help="Queue page loads per tutor.")] = 10,
+    events_per_s: Annotated[
+        float, typer.Option(min=1.0, help="xAPI statements/s offered to the API meanwhile.")
+    ] = 2000.0,
     out: Annotated[Path, typer.Option(help="Where the JSON goes.")] = Path(
         "bench-results/console.json"
     ),
@@ -36,7 +39,7 @@ def console(
     plan = (
         ConsolePlan.smoke()
         if smoke
-        else ConsolePlan(tutors, classes, interventions, rate, page_loads)
+        else ConsolePlan(tutors, classes, interventions, rate, page_loads, events_per_s)
     )
     work = Path(tempfile.mkdtemp(prefix="tutorstream-bench-console-"))
     typer.echo(f"starting a broker and PostgreSQL in {work}")
