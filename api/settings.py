@@ -6,9 +6,10 @@ import os
 import socket
 import uuid
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
-from common.settings import LOCAL_DATABASE_URL, LOCAL_KAFKA_BOOTSTRAP, CommonSettings
+from api.console.options import DEV_ROSTER_KEY, DEV_SESSION_KEY, ConsoleOptions
+from common.settings import LOCAL_DATABASE_URL, LOCAL_KAFKA_BOOTSTRAP, CommonSettings, Mode
 from schemas.profiles import ProfileSettings
 
 
@@ -83,6 +84,10 @@ class ApiSettings(CommonSettings):
         store: ``TUTORSTREAM_STORE__DB_SCHEMA``, see :class:`StoreLocation`.
         profiles: ``TUTORSTREAM_PROFILES__FILES`` and ``TUTORSTREAM_PROFILES__DEFAULT``, the
             statement profiles ingest keys read statements with (as for the worker).
+        roster_key: ``TUTORSTREAM_ROSTER_KEY``, the key the roster's names are encrypted with
+            (AES-GCM, derived with HKDF), kept apart from every other key; unset in development
+            uses a development key, unset in production turns the roster off.
+        console: ``TUTORSTREAM_CONSOLE__*``, see :class:`api.console.options.ConsoleOptions`.
     """
 
     kafka_bootstrap: str = LOCAL_KAFKA_BOOTSTRAP
@@ -91,3 +96,31 @@ class ApiSettings(CommonSettings):
     api: ApiOptions = Field(default_factory=ApiOptions)
     store: StoreLocation = Field(default_factory=StoreLocation)
     profiles: ProfileSettings = Field(default_factory=ProfileSettings)
+    roster_key: SecretStr | None = None
+    console: ConsoleOptions = Field(default_factory=ConsoleOptions)
+
+    @model_validator(mode="after")
+    def _refuse_dev_console_keys_in_production(self) -> ApiSettings:
+        if self.mode is not Mode.PRODUCTION:
+            return self
+        roster = self.roster_key.get_secret_value() if self.roster_key else None
+        if roster is not None and (roster == DEV_ROSTER_KEY or len(roster) < 32):
+            raise ValueError(
+                "TUTORSTREAM_ROSTER_KEY must be a secret of at least 32 characters in "
+                "production mode (or unset: no roster)"
+            )
+        session = self.console.session_key.get_secret_value()
+        if self.console.oidc_issuer and (session == DEV_SESSION_KEY or len(session) < 32):
+            raise ValueError(
+                "TUTORSTREAM_CONSOLE__SESSION_KEY must be a secret of at least 32 characters "
+                "in production mode"
+            )
+        if not self.console.cookie_secure:
+            raise ValueError("TUTORSTREAM_CONSOLE__COOKIE_SECURE cannot be off in production")
+        return self
+
+    def roster_key_bytes(self) -> bytes | None:
+        """Return the roster's key as bytes, or ``None`` when the roster is off."""
+        if self.roster_key is not None:
+            return self.roster_key.get_secret_value().encode()
+        return DEV_ROSTER_KEY.encode() if self.mode is Mode.DEV else None

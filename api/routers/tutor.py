@@ -18,6 +18,8 @@ import psycopg
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from api.auth import require_class
+from api.console.runtime import announce_decision
+from api.console.webhooks import enqueue_approval, wake_sender
 from api.delivery import Outgoing
 from api.exceptions import BadRequest, Conflict, NotFound
 from api.keys import Principal
@@ -193,10 +195,26 @@ async def _act(
             )
             if updated is None or recorded is None:
                 raise NotFound("no such intervention in this class")
+            # Every open console page of the class hears of it, on commit only.
+            await announce_decision(
+                conn,
+                runtime.store.schema,
+                {
+                    "class_id": class_id,
+                    "intervention_id": intervention_id,
+                    "status": STATUS_OF_ACTION[action],
+                    "action": action,
+                    "by": caller.name,
+                    "note": note,
+                },
+            )
             if action == "approve":
                 prompt = LearnerPrompt.from_intervention(
                     Intervention.from_row(updated, status="sent"), caller.key_id, utc_now()
                 )
+                # The LMS's webhook joins the outbox in the approval's transaction, before the
+                # prompt leaves: a store error here publishes nothing.
+                await enqueue_approval(request, conn, updated, prompt, note)
                 # The prompt is confirmed on its topic before the action commits: an approval
                 # that answers 200 has reached learner.prompts.v1, and one that fails leaves
                 # the intervention pending for another try.
@@ -221,6 +239,8 @@ async def _act(
             + "; an intervention is acted on once",
             "intervention_id",
         ) from None
+    if prompt is not None:
+        wake_sender(request)
     runtime.metrics.actions.labels(action).inc()
     log.info(
         "intervention %s of class %s: %s by key %s",

@@ -66,6 +66,7 @@ def test_demo_prints_interventions_and_a_kill_stops_its_workers_and_api(
             pid
             for pid in services.process_tree(demo.pid)
             if {"worker", "api", "produce"} & set(_command_line(pid))
+            or any(part.endswith("provider.mjs") for part in _command_line(pid))
         }
         demo.send_signal(signal.SIGTERM)
         rest, _ = demo.communicate(timeout=60)
@@ -81,7 +82,10 @@ def test_demo_prints_interventions_and_a_kill_stops_its_workers_and_api(
         for state in ("gaming", "overconfidence", "anchoring", "confirmation", "wheel_spinning")
     )
     assert "stopping..." in output and "interventions shown" in output
-    assert len(spawned) == 3, output  # one worker, the API, the producer
+    # one worker, the API, the producer, and the console's OpenID Provider
+    assert len(spawned) == 4, output
+    assert "tutors' console on http://127.0.0.1:" in output, output
+    assert "sign in as demo-tutor with the password " in output, output
     deadline = time.monotonic() + 15  # the demo has returned; its children may still be exiting
     while [pid for pid in spawned if services.pid_alive(pid)] and time.monotonic() < deadline:
         time.sleep(0.05)

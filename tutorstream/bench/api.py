@@ -141,9 +141,18 @@ class Latencies:
 
 
 @contextlib.contextmanager
-def api_server(target: BenchTarget, log_path: Path) -> Iterator[str]:
-    """Run the API under uvicorn (uvloop, httptools) in a child process; yield its URL."""
-    port = services.free_port()
+def api_server(
+    target: BenchTarget,
+    log_path: Path,
+    port: int | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """Run the API under uvicorn (uvloop, httptools) in a child process; yield its URL.
+
+    ``port`` (a free one when ``None``) and ``extra_env`` serve benchmarks that must know the
+    URL beforehand or set more of the API's settings (the console's).
+    """
+    port = port or services.free_port()
     env = {
         **os.environ,
         "TUTORSTREAM_KAFKA_BOOTSTRAP": target.bootstrap,
@@ -154,6 +163,7 @@ def api_server(target: BenchTarget, log_path: Path) -> Iterator[str]:
         "TUTORSTREAM_API__RATE_PER_S": "0",
         "TUTORSTREAM_API__HEARTBEAT_S": "1",
         "TUTORSTREAM_API__POOL_MAX": "10",
+        **(extra_env or {}),
     }
     command = [
         sys.executable,

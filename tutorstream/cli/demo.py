@@ -15,11 +15,14 @@ import orjson
 import typer
 
 from common.kafka import consumer_config
+from common.settings import Mode
 from schemas.topics import CATALOGUE, TUTOR_INTERVENTIONS
-from tutorstream import kafka, services
+from tutorstream import console_demo, kafka, services
 from tutorstream.settings import Settings
 from tutorstream.stack import Stack, StackError, child_environment
 
+_CLASS_SIZE = 30
+"""Learners per simulated class (the simulator's classes of 30)."""
 _STATE_MARK = {
     "overconfidence": "rushing",
     "anchoring": "anchored",
@@ -53,6 +56,31 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         proc.wait(5)
 
 
+def _console_provider(
+    settings: Settings, api_port: int, seed: int, learners: int
+) -> tuple[console_demo.DemoProvider | None, str]:
+    """Start the demo's OpenID Provider, its tutor a member of the simulated classes."""
+    if settings.mode is Mode.PRODUCTION:
+        return None, "the demo's provider is for development only (TUTORSTREAM_MODE=production)"
+    reason = console_demo.unavailable()
+    if reason is not None:
+        return None, reason
+    from tutorstream.cohort import FAMILY  # the simulator is heavy: only when the demo runs
+
+    classes = [f"class-{FAMILY}-{seed}-{k:03d}" for k in range(-(-learners // _CLASS_SIZE))]
+    try:
+        provider = console_demo.start_provider(
+            settings.state_dir,
+            services.free_port(),
+            f"http://127.0.0.1:{api_port}",
+            classes,
+            settings.state_dir / "logs" / "oidc-provider.log",
+        )
+    except RuntimeError as err:
+        return None, str(err)
+    return provider, ""
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -67,6 +95,10 @@ def demo(
         typer.Option(min=0.0, help="Stop after this many seconds (0: run until Ctrl-C)."),
     ] = 0.0,
     api: Annotated[bool, typer.Option(help="Also run the tutor API.")] = True,
+    console: Annotated[
+        bool,
+        typer.Option(help="Also start a local OpenID Provider with a demo tutor for the console."),
+    ] = True,
 ) -> None:
     """Run stack, topics, store, workers, API and a simulated class; print interventions live.
 
@@ -110,15 +142,34 @@ def demo(
                 )
             )
             typer.echo(f"worker {n}: metrics on http://127.0.0.1:{port}/metrics")
+        # A new class each run: the same seed would repeat event ids the pipeline dedupes.
+        seed = int(time.time()) % 1_000_000
         if api:
             port = services.free_port()
+            api_env = dict(env)
+            signin = None
+            if console:
+                signin, reason = _console_provider(settings, port, seed, learners)
+                if signin is not None:
+                    procs.append(signin.process)
+                    api_env.update(signin.environment)
+                else:
+                    typer.echo(f"console sign-in off: {reason}")
             procs.append(
-                _spawn(["api", "--port", str(port), "--loglevel", "warning"], env, logs / "api.log")
+                _spawn(
+                    ["api", "--port", str(port), "--loglevel", "warning"], api_env, logs / "api.log"
+                )
             )
             typer.echo(
                 f"tutor API on http://127.0.0.1:{port} (docs at /docs; create a tutor key with "
                 "`tutorstream keys create --name me --scope tutor --class <class id>`)"
             )
+            if signin is not None:
+                typer.echo(
+                    f"tutors' console on http://127.0.0.1:{port}/console/ : sign in as "
+                    f"{console_demo.DEMO_LOGIN} with the password {signin.password} "
+                    "(a local provider, development only)"
+                )
         # Read interventions from the topic's current end, assigned directly: a consumer-group
         # join can take seconds, and the first interventions arrive sooner than that.
         consumer = Consumer(consumer_config(bootstrap, f"demo-{os.getpid()}"))
@@ -142,9 +193,8 @@ def demo(
                 str(events),
                 "--rate",
                 str(rate),
-                # a new class each run: the same seed would repeat event ids the pipeline dedupes
                 "--seed",
-                str(int(time.time()) % 1_000_000),
+                str(seed),
             ],
             env,
             logs / "produce.log",

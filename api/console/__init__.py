@@ -1,0 +1,1 @@
+"""The tutors' console: sign-in, the review queue, the roster and webhooks to the LMS."""
