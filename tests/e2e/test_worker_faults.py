@@ -24,8 +24,8 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from common.settings import DEV_PSEUDONYM_KEY
 from schemas.normalise import normalise, pseudonymiser_for
-from schemas.pseudonym import DEV_PSEUDONYM_KEY
 from schemas.topics import LMS_EVENTS
 from tutorstream import kafka
 from tutorstream.cohort import labelled_cohort

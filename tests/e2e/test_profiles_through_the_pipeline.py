@@ -24,8 +24,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.keys import create_key
 from api.settings import ApiOptions, ApiSettings, StoreLocation
+from common.settings import DEV_PSEUDONYM_KEY
 from schemas.profiles import PROFILE_HEADER, ProfileError, ProfileSettings, load_profiles
-from schemas.pseudonym import DEV_PSEUDONYM_KEY
 from streams.store.connection import connect
 from tutorstream import kafka
 from tutorstream.cli.topics_inspect import inspect_topic
