@@ -39,10 +39,11 @@ OPPORTUNITIES: Final = 10
 """Practice opportunities on a skill within which mastery must show (Beck & Gong 2013)."""
 MASTERY_STREAK: Final = 3
 """Right first answers in a row that show mastery (Beck & Gong 2013)."""
-CALIBRATED_SHARE: Final = 0.8
-"""Share of a learner's recent answers right from which quick answers are not overconfident."""
-RECENT_ANSWERS: Final = 5
-"""Answers the calibration check looks back over."""
+RECENT_ANSWERS: Final = 10
+"""First answers (one per item) the calibration check looks back over."""
+SLIPS: Final = 2
+"""Wrong first answers among the recent ones that are still slips, not miscalibration: with
+ten answers, at least 80% right."""
 _MAX_ITEMS: Final = 8
 _MAX_SEEN: Final = 256
 _MAX_SKILLS: Final = 64
@@ -87,7 +88,7 @@ class RuleMemory:
         hint_skimmed: every hint of the run but the last was followed within
             :data:`HINT_READ_S` by the next.
         hint_at: time of the run's last hint, epoch seconds.
-        recent: outcomes (1 right, 0 wrong) of the last answers, oldest first.
+        recent: outcomes (1 right, 0 wrong) of the last first answers, oldest first.
         wrong_pending: the learner's last answer was wrong.
         resource_after_wrong: a resource not known to contradict the answer was read since
             the last wrong answer.
@@ -163,10 +164,13 @@ class BehaviourRules:
         kind = event.event_type
         if kind is EventType.ANSWER_SUBMIT:
             bottomed = self._hint_run_bottomed(memory, event.item_id)
+            first = event.item_id is None or event.item_id not in memory.items
             finding = self.identical_resubmission(memory, event)
             mastery = self.wheel_spinning(memory, event, credited=not bottomed)
             finding = finding or mastery
-            memory.recent = [*memory.recent, 1 if event.correct else 0][-RECENT_ANSWERS:]
+            # calibration is judged on first answers: a corrected slip is one wrong answer
+            if first and event.correct is not None:  # a producer that does not say: unknown
+                memory.recent = [*memory.recent, int(event.correct)][-RECENT_ANSWERS:]
             memory.wrong_pending = event.correct is False
             if memory.wrong_pending:
                 memory.resource_after_wrong = False
@@ -307,13 +311,11 @@ class BehaviourRules:
         """Quick and right is not overconfidence.
 
         Overconfidence is confidence above accuracy (Lichtenstein, Fischhoff & Phillips
-        1982); speed stands for confidence, so a learner whose recent answers are at least
-        :data:`CALIBRATED_SHARE` right (or who has answered nothing yet) shows no such gap,
-        however fast: a fluent expert, not an overconfident one.
+        1982); speed stands for confidence, so a learner with at most :data:`SLIPS` wrong
+        among the last :data:`RECENT_ANSWERS` answers shows no such gap, however fast: a
+        fluent expert, not an overconfident one. A slip or two is not evidence of a gap.
         """
-        if not memory.recent:
-            return True
-        return sum(memory.recent) / len(memory.recent) >= CALIBRATED_SHARE
+        return len(memory.recent) - sum(memory.recent) <= SLIPS
 
     @staticmethod
     def confirmation_grounded(memory: RuleMemory) -> bool:
