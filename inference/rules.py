@@ -54,6 +54,7 @@ GAMING: Final = "gaming"
 WHEEL_SPINNING: Final = "wheel_spinning"
 OVERCONFIDENCE: Final = "overconfidence"
 CONFIRMATION: Final = "confirmation"
+MODEL_STATES: Final = frozenset({ANCHORING, GAMING, WHEEL_SPINNING, OVERCONFIDENCE, CONFIRMATION})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,10 @@ class RuleMemory:
             :data:`HINT_READ_S` by the next.
         hint_at: time of the run's last hint, epoch seconds.
         recent: outcomes (1 right, 0 wrong) of the last first answers, oldest first.
+        answers: answers seen (counted up to 1,000).
+        last_skills: the skills of the learner's last answer.
+        last_item: the item of the learner's last answer.
+        last_response: whether the learner's last answer carried a response.
         wrong_pending: the learner's last answer was wrong.
         resource_after_wrong: a resource not known to contradict the answer was read since
             the last wrong answer.
@@ -103,6 +108,10 @@ class RuleMemory:
     hint_skimmed: bool = True
     hint_at: float = 0.0
     recent: list[int] = field(default_factory=list)
+    answers: int = 0
+    last_skills: list[str] = field(default_factory=list)
+    last_item: str | None = None
+    last_response: bool = False
     wrong_pending: bool = False
     resource_after_wrong: bool = False
 
@@ -114,6 +123,7 @@ class RuleMemory:
             "k": self.skills,
             "h": [self.hint_item, self.hints, self.hint_deepest, self.hint_skimmed, self.hint_at],
             "r": self.recent,
+            "n": [self.answers, self.last_skills, self.last_item, self.last_response],
             "w": [self.wrong_pending, self.resource_after_wrong],
         }
 
@@ -133,6 +143,10 @@ class RuleMemory:
             hint_skimmed=bool(hint[3]),
             hint_at=float(hint[4]),
             recent=[int(x) for x in data["r"]],
+            answers=int(data["n"][0]),
+            last_skills=[str(x) for x in data["n"][1]],
+            last_item=data["n"][2],
+            last_response=bool(data["n"][3]),
             wrong_pending=bool(data["w"][0]),
             resource_after_wrong=bool(data["w"][1]),
         )
@@ -171,6 +185,11 @@ class BehaviourRules:
             # calibration is judged on first answers: a corrected slip is one wrong answer
             if first and event.correct is not None:  # a producer that does not say: unknown
                 memory.recent = [*memory.recent, int(event.correct)][-RECENT_ANSWERS:]
+            memory.answers = min(memory.answers + 1, 1000)
+            memory.last_skills = list(event.skill_ids)
+            memory.last_item = event.item_id
+            # correctness unknown (a producer that does not say): a repeat proves nothing
+            memory.last_response = event.response_hash is not None and event.correct is not None
             memory.wrong_pending = event.correct is False
             if memory.wrong_pending:
                 memory.resource_after_wrong = False
@@ -181,7 +200,13 @@ class BehaviourRules:
                 memory.resource_after_wrong = True
         elif kind is EventType.PROBLEM_START and event.item_id != memory.hint_item:
             memory.wrong_pending = memory.resource_after_wrong = False
+        if not self.answered(memory):
+            return Observation(finding, MODEL_STATES)
         vetoes = set()
+        if not self.spinning_possible(memory):
+            vetoes.add(WHEEL_SPINNING)
+        if not self.response_held(memory):
+            vetoes.add(ANCHORING)
         if self.calibrated(memory):
             vetoes.add(OVERCONFIDENCE)
         if not self.confirmation_grounded(memory):
@@ -193,10 +218,12 @@ class BehaviourRules:
         """The same wrong response resubmitted: anchoring.
 
         Definition: a response already marked wrong on an item is submitted again on that
-        item :data:`RESUBMISSIONS` times, whatever was viewed in between (perseveration on a
-        first answer, anchoring in the sense of Tversky & Kahneman 1974; tutors log it as a
-        repeated error, Baker et al. 2004). Items are told apart by their ids, so a start
-        sent before each retry does not reset it.
+        item :data:`RESUBMISSIONS` times (perseveration on a first answer, anchoring in the
+        sense of Tversky & Kahneman 1974; tutors log it as a repeated error, Baker et al.
+        2004). Items are told apart by their ids, so a start sent before each retry does not
+        reset it. When a resource that may back the answer was read since the last wrong
+        answer, holding on may be confirmation seeking instead, and the rule leaves the state
+        to the model.
         """
         if event.item_id is None or event.response_hash is None or event.correct is None:
             return None
@@ -208,7 +235,9 @@ class BehaviourRules:
         found: Finding | None = None
         if not event.correct and event.response_hash in wrong_hashes:
             entry[1] += 1
-            if entry[1] == RESUBMISSIONS:
+            # after a resource read that may back the answer, holding on to it may be
+            # confirmation seeking rather than anchoring: the model tells them apart
+            if entry[1] == RESUBMISSIONS and not memory.resource_after_wrong:
                 found = Finding(
                     ANCHORING,
                     "identical_resubmission",
@@ -305,6 +334,46 @@ class BehaviourRules:
         while len(memory.skills) > _MAX_SKILLS:
             del memory.skills[next(iter(memory.skills))]
         return found
+
+    @staticmethod
+    def answered(memory: RuleMemory) -> bool:
+        """Every state is about how a learner answers or seeks help to answer.
+
+        Before a learner's first answer there is no such evidence: a hint or a page as the
+        first event of a learner the pipeline has just met is a cold start, not a behaviour,
+        so no state of the model's is raised yet.
+        """
+        return memory.answers > 0
+
+    @staticmethod
+    def spinning_possible(memory: RuleMemory) -> bool:
+        """Wheel-spinning is practice without mastery on a skill (Beck & Gong 2013).
+
+        Where the producer names the skill of the last answer, the state needs the
+        definition to hold on it (:data:`OPPORTUNITIES` opportunities, no
+        :data:`MASTERY_STREAK` right in a row); where it names none, the definition cannot be
+        checked and the model's judgement stands.
+        """
+        if not memory.last_skills:
+            return True
+        for skill in memory.last_skills:
+            stats = memory.skills.get(skill)
+            if stats is not None and stats[0] >= OPPORTUNITIES and not stats[2]:
+                return True
+        return False
+
+    @staticmethod
+    def response_held(memory: RuleMemory) -> bool:
+        """Anchoring is holding on to a first answer: it needs a wrong response given again.
+
+        Where the producer records responses, the state needs a response already marked
+        wrong submitted again on the item of the last answer; a wrong answer alone, or one
+        revised, is no evidence of it. Without responses the model's judgement stands.
+        """
+        if not memory.last_response:
+            return True
+        entry = memory.items.get(memory.last_item or "")
+        return entry is not None and entry[1] > 0
 
     @staticmethod
     def calibrated(memory: RuleMemory) -> bool:

@@ -123,3 +123,51 @@ def test_memory_round_trips() -> None:
     rules.observe(memory, _event(EventType.HINT_REQUEST, 2, hint_level=1, hint_count=3))
     assert RuleMemory.from_dict(memory.to_dict()) == memory
     assert RuleMemory.from_dict(None) == RuleMemory()
+
+
+def test_no_state_of_the_model_before_a_first_answer() -> None:
+    rules, memory = BehaviourRules(), RuleMemory()
+    first = rules.observe(memory, _event(EventType.HINT_REQUEST, 0))
+    assert first.vetoes == {
+        "anchoring",
+        "gaming",
+        "wheel_spinning",
+        "overconfidence",
+        "confirmation",
+    }
+    assert "gaming" not in rules.observe(memory, _answer(5, "i1", True)).vetoes
+
+
+def test_wheel_spinning_needs_the_definition_where_skills_are_known() -> None:
+    rules, memory = BehaviourRules(), RuleMemory()
+    assert (
+        "wheel_spinning" in rules.observe(memory, _answer(1, "i1", False, skill_ids=("s",))).vetoes
+    )
+    unknown = RuleMemory()
+    assert "wheel_spinning" not in rules.observe(unknown, _answer(1, "i1", False)).vetoes
+
+
+def test_anchoring_needs_a_wrong_response_given_again_where_responses_are_known() -> None:
+    rules, memory = BehaviourRules(), RuleMemory()
+    assert "anchoring" in rules.observe(memory, _answer(1, "i1", False, "x")).vetoes
+    assert "anchoring" not in rules.observe(memory, _answer(2, "i1", False, "x")).vetoes
+    bare = LearningEvent(
+        event_id="n1",
+        learner_id="l1",
+        item_id="i2",
+        event_type=EventType.ANSWER_SUBMIT,
+        timestamp=T0,
+        correct=False,
+        source=SourceFormat.NATIVE,
+    )
+    assert "anchoring" not in rules.observe(RuleMemory(), bare).vetoes
+
+
+def test_resubmission_after_a_resource_is_left_to_the_model() -> None:
+    rules, memory = BehaviourRules(), RuleMemory()
+    rules.observe(memory, _answer(1, "i1", False, "x"))
+    found = []
+    for n in range(2):
+        rules.observe(memory, _event(EventType.RESOURCE_VIEW, 10 * n + 5, "page"))
+        found.append(rules.observe(memory, _answer(10 * n + 9, "i1", False, "x")).finding)
+    assert found == [None, None]
