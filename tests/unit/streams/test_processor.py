@@ -491,3 +491,33 @@ def test_a_statement_without_any_time_takes_the_time_kafka_received_it(
     assert not result.dead_letters
     (event,) = result.events
     assert event.timestamp == received
+
+
+def test_a_literature_definition_raises_its_state_with_its_evidence(model: LearnerModel) -> None:
+    """Wheel-spinning scripted on one skill: the rule raises it at the tenth opportunity."""
+    from inference.lab.scenarios.learners import SCENARIOS
+    from inference.lab.scenarios.styles import STYLES
+
+    from inference.lab.scenarios.learners import cohort
+
+    spinning = next(s for s in SCENARIOS if s.name == "wheel_spinning")
+    learner = cohort(spinning, spinning.variants[1], 1, seed=5, prefix="t-")[0]
+    statements, onset = STYLES[0].statements(learner)
+    assert onset is not None
+    processor, view = _processor(), StateView({}, {}, {}, model.window)
+    raised = []
+    for n in range(0, len(statements), 7):  # small batches: the memory crosses them
+        batch = [
+            InboundRecord(s.payload, b"k", "lms.events.v1", 0, n + i, 0.0)
+            for i, s in enumerate(statements[n : n + 7])
+        ]
+        result = processor.ingest(batch, view)
+        processor.decide(result, view, model.predict(*processor.model_inputs(result)))
+        raised.extend(result.interventions)
+        view.write_back(result)
+    by_rule = [out for out in raised if out.rule is not None]
+    assert by_rule and by_rule[0].decision.state == "wheel_spinning"
+    assert by_rule[0].event.event_id == statements[onset].event_id.lower()
+    record = outbound.intervention(by_rule[0], model.spec)
+    assert record.evidence["rule"]["name"] == "no_mastery_in_ten"  # type: ignore[index,call-overload]
+    assert "by definition" in str(record.evidence["reason"])
