@@ -495,10 +495,8 @@ def test_a_statement_without_any_time_takes_the_time_kafka_received_it(
 
 def test_a_literature_definition_raises_its_state_with_its_evidence(model: LearnerModel) -> None:
     """Wheel-spinning scripted on one skill: the rule raises it at the tenth opportunity."""
-    from inference.lab.scenarios.learners import SCENARIOS
+    from inference.lab.scenarios.learners import SCENARIOS, cohort
     from inference.lab.scenarios.styles import STYLES
-
-    from inference.lab.scenarios.learners import cohort
 
     spinning = next(s for s in SCENARIOS if s.name == "wheel_spinning")
     learner = cohort(spinning, spinning.variants[1], 1, seed=5, prefix="t-")[0]
