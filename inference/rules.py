@@ -44,6 +44,13 @@ RECENT_ANSWERS: Final = 10
 SLIPS: Final = 2
 """Wrong first answers among the recent ones that are still slips, not miscalibration: with
 ten answers, at least 80% right."""
+RAPID_S: Final = 5.0
+"""An answer given sooner than this after the learner's previous event (or with a shorter
+duration) was not read: a fixed threshold of a few seconds, as where no item norms are known
+(Wise & Kong 2005 set theirs at three to five seconds by the item's reading load)."""
+RAPID_ANSWERS: Final = 3
+"""Rapid answers among the last :data:`RECENT_ANSWERS_RAPID` that make rapid guessing."""
+RECENT_ANSWERS_RAPID: Final = 5
 _MAX_ITEMS: Final = 8
 _MAX_SEEN: Final = 256
 _MAX_SKILLS: Final = 64
@@ -91,6 +98,9 @@ class RuleMemory:
         hint_at: time of the run's last hint, epoch seconds.
         recent: outcomes (1 right, 0 wrong) of the last first answers, oldest first.
         answers: answers seen (counted up to 1,000).
+        rapid: per recent answer (at most :data:`RECENT_ANSWERS_RAPID`): 0 not rapid, 1 rapid
+            and wrong, 2 rapid and right.
+        last_at: time of the learner's last event, epoch seconds (0: none yet).
         last_skills: the skills of the learner's last answer.
         last_item: the item of the learner's last answer.
         last_response: whether the learner's last answer carried a response.
@@ -109,6 +119,8 @@ class RuleMemory:
     hint_at: float = 0.0
     recent: list[int] = field(default_factory=list)
     answers: int = 0
+    rapid: list[int] = field(default_factory=list)
+    last_at: float = 0.0
     last_skills: list[str] = field(default_factory=list)
     last_item: str | None = None
     last_response: bool = False
@@ -124,6 +136,7 @@ class RuleMemory:
             "h": [self.hint_item, self.hints, self.hint_deepest, self.hint_skimmed, self.hint_at],
             "r": self.recent,
             "n": [self.answers, self.last_skills, self.last_item, self.last_response],
+            "q": [self.rapid, self.last_at],
             "w": [self.wrong_pending, self.resource_after_wrong],
         }
 
@@ -147,6 +160,8 @@ class RuleMemory:
             last_skills=[str(x) for x in data["n"][1]],
             last_item=data["n"][2],
             last_response=bool(data["n"][3]),
+            rapid=[int(x) for x in data["q"][0]],
+            last_at=float(data["q"][1]),
             wrong_pending=bool(data["w"][0]),
             resource_after_wrong=bool(data["w"][1]),
         )
@@ -181,7 +196,8 @@ class BehaviourRules:
             first = event.item_id is None or event.item_id not in memory.items
             finding = self.identical_resubmission(memory, event)
             mastery = self.wheel_spinning(memory, event, credited=not bottomed)
-            finding = finding or mastery
+            guessing = self.rapid_guessing(memory, event)
+            finding = finding or mastery or guessing
             # calibration is judged on first answers: a corrected slip is one wrong answer
             if first and event.correct is not None:  # a producer that does not say: unknown
                 memory.recent = [*memory.recent, int(event.correct)][-RECENT_ANSWERS:]
@@ -200,6 +216,7 @@ class BehaviourRules:
                 memory.resource_after_wrong = True
         elif kind is EventType.PROBLEM_START and event.item_id != memory.hint_item:
             memory.wrong_pending = memory.resource_after_wrong = False
+        memory.last_at = _t(event.timestamp)
         if not self.answered(memory):
             return Observation(finding, MODEL_STATES)
         vetoes = set()
@@ -247,6 +264,39 @@ class BehaviourRules:
         elif not event.correct and len(wrong_hashes) < _MAX_HASHES:
             wrong_hashes.append(event.response_hash)
         return found
+
+    @staticmethod
+    def rapid_guessing(memory: RuleMemory, event: LearningEvent) -> Finding | None:
+        """Answers given faster than the item can be read, right about as often as chance.
+
+        Definition (Wise & Kong 2005, response-time effort): an answer given within
+        :data:`RAPID_S` is a rapid guess, not solution behaviour; :data:`RAPID_ANSWERS` of the
+        last :data:`RECENT_ANSWERS_RAPID` answers rapid, at most one of them right, is rapid
+        guessing (a form of gaming). The response time is the answer's duration where the
+        producer gives one, else the time since the learner's previous event (a start, a
+        page, the previous answer), so producers that record no durations are covered too. A
+        quick answer that is right is fluency, not guessing.
+        """
+        if event.correct is None:
+            return None
+        if event.duration_s is not None:
+            seconds = event.duration_s
+        elif memory.last_at > 0:
+            seconds = _t(event.timestamp) - memory.last_at
+        else:
+            return None
+        mark = 0 if seconds >= RAPID_S else (2 if event.correct else 1)
+        memory.rapid = [*memory.rapid, mark][-RECENT_ANSWERS_RAPID:]
+        rapid = [m for m in memory.rapid if m]
+        if not mark or len(rapid) != RAPID_ANSWERS or rapid.count(2) > 1:
+            return None
+        return Finding(
+            GAMING,
+            "rapid_guessing",
+            f"{RAPID_ANSWERS} of the last {RECENT_ANSWERS_RAPID} answers within {RAPID_S:g} s, "
+            "about as often right as chance",
+            {"rapid_answers": float(len(rapid)), "rapid_right": float(rapid.count(2))},
+        )
 
     @staticmethod
     def _hint_run_bottomed(memory: RuleMemory, item_id: str | None) -> bool:

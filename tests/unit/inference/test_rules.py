@@ -171,3 +171,21 @@ def test_resubmission_after_a_resource_is_left_to_the_model() -> None:
         rules.observe(memory, _event(EventType.RESOURCE_VIEW, 10 * n + 5, "page"))
         found.append(rules.observe(memory, _answer(10 * n + 9, "i1", False, "x")).finding)
     assert found == [None, None]
+
+
+def test_rapid_wrong_answers_without_durations_are_rapid_guessing() -> None:
+    rules, memory = BehaviourRules(), RuleMemory()
+    rules.observe(memory, _answer(0, "i0", True))
+    found = []
+    for n in range(1, 4):  # each answer two seconds after the previous one, wrong
+        found.append(rules.observe(memory, _answer(2.0 * n, f"i{n}", False, f"g{n}")).finding)
+    assert found[:2] == [None, None]
+    assert found[2] is not None and (found[2].state, found[2].rule) == ("gaming", "rapid_guessing")
+
+
+def test_quick_right_answers_are_fluency_not_guessing() -> None:
+    rules, memory = BehaviourRules(), RuleMemory()
+    found = [
+        rules.observe(memory, _answer(n, f"i{n}", True, duration_s=2.0)).finding for n in range(6)
+    ]
+    assert found == [None] * 6
