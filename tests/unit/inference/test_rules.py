@@ -45,7 +45,9 @@ def test_same_wrong_response_twice_again_is_anchoring_whatever_starts_between() 
 
 def test_revised_wrong_answers_are_not_anchoring() -> None:
     rules, memory = BehaviourRules(), RuleMemory()
-    found = [rules.observe(memory, _answer(n, "i1", False, f"r{n}")).finding for n in range(4)]
+    found = [
+        rules.observe(memory, _answer(30.0 * n, "i1", False, f"r{n}")).finding for n in range(4)
+    ]
     assert found == [None] * 4
 
 
