@@ -173,7 +173,12 @@ def test_learner_record_is_compact() -> None:
     for k in range(40):
         record.push(np.full(record.window.shape[1], k, dtype=np.float32))
         record.remember(f"{k:08d}-5b7d-4e8f-9a0b-1c2d3e4f5a6b", 1000.0 + k, 3600.0, 2048)
-    meta = len(orjson.dumps(record.features.to_dict())) + 200
+    # the JSON of the features and of the rules' memory, and a little for the rest
+    meta = (
+        len(orjson.dumps(record.features.to_dict()))
+        + len(orjson.dumps(record.rules.to_dict()))
+        + 200
+    )
     assert len(record.to_bytes()) <= record.window.nbytes + 40 * 16 + meta
 
 
