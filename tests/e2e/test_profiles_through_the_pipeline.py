@@ -24,10 +24,10 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.keys import create_key
 from api.settings import ApiOptions, ApiSettings, StoreLocation
+from common import kafka
 from common.settings import DEV_PSEUDONYM_KEY
 from schemas.profiles import PROFILE_HEADER, ProfileError, ProfileSettings, load_profiles
 from streams.store.connection import connect
-from tutorstream import kafka
 from tutorstream.cli.topics_inspect import inspect_topic
 
 pytestmark = pytest.mark.e2e
