@@ -9,9 +9,13 @@ and which of the model's states the evidence so far cannot support (vetoes):
 - :meth:`BehaviourRules.identical_resubmission` (anchoring),
 - :meth:`BehaviourRules.hint_click_through` (gaming),
 - :meth:`BehaviourRules.wheel_spinning` (wheel-spinning),
+- :meth:`BehaviourRules.rapid_guessing` (gaming),
 - :meth:`BehaviourRules.calibrated` (no overconfidence where answers are quick and right),
 - :meth:`BehaviourRules.confirmation_grounded` (no confirmation without a resource read
-  after a wrong answer).
+  after a wrong answer),
+- :meth:`BehaviourRules.answered`, :meth:`BehaviourRules.spinning_possible` and
+  :meth:`BehaviourRules.response_held` (no state before a first answer; wheel-spinning and
+  anchoring only where their definitions can hold).
 
 The stream's processor (and so the worker, a replay and the scenario suite) applies them:
 a finding raises its state when the model does not already raise it, a veto drops the
@@ -216,7 +220,7 @@ class BehaviourRules:
                 memory.resource_after_wrong = True
         elif kind is EventType.PROBLEM_START and event.item_id != memory.hint_item:
             memory.wrong_pending = memory.resource_after_wrong = False
-        memory.last_at = _t(event.timestamp)
+        memory.last_at = max(memory.last_at, _t(event.timestamp))
         if not self.answered(memory):
             return Observation(finding, MODEL_STATES)
         vetoes = set()
@@ -283,6 +287,8 @@ class BehaviourRules:
             seconds = event.duration_s
         elif memory.last_at > 0:
             seconds = _t(event.timestamp) - memory.last_at
+            if seconds < 0:
+                return None  # an event that came out of order: its response time is unknown
         else:
             return None
         mark = 0 if seconds >= RAPID_S else (2 if event.correct else 1)

@@ -191,3 +191,10 @@ def test_quick_right_answers_are_fluency_not_guessing() -> None:
         rules.observe(memory, _answer(n, f"i{n}", True, duration_s=2.0)).finding for n in range(6)
     ]
     assert found == [None] * 6
+
+
+def test_an_answer_that_came_out_of_order_is_not_taken_as_rapid() -> None:
+    rules, memory = BehaviourRules(), RuleMemory()
+    rules.observe(memory, _answer(100, "i0", True))
+    found = [rules.observe(memory, _answer(50 - n, f"i{n + 1}", False, f"g{n}")) for n in range(4)]
+    assert [f.finding for f in found] == [None] * 4
