@@ -20,6 +20,7 @@ import numpy.typing as npt
 import orjson
 
 from inference.features import EVENT_FEATURES, LearnerFeatureState
+from inference.rules import RuleMemory
 from streams.policy import LearnerAlertState
 
 N_FEATURES = len(EVENT_FEATURES)
@@ -53,6 +54,7 @@ class LearnerRecord:
         offsets: ``topic/partition`` -> offset of the last record taken from it, so a
             record delivered again after a restart is known whatever its age.
         alerts: the intervention policy's memory.
+        rules: the literature-defined rules' memory (``inference.rules``).
         class_id: last class the learner was seen in.
         events: events processed for this learner.
     """
@@ -64,6 +66,7 @@ class LearnerRecord:
     seen: dict[int, float] = field(default_factory=dict)
     offsets: dict[str, int] = field(default_factory=dict)
     alerts: LearnerAlertState = field(default_factory=LearnerAlertState)
+    rules: RuleMemory = field(default_factory=RuleMemory)
     class_id: str | None = None
     events: int = 0
 
@@ -128,6 +131,7 @@ class LearnerRecord:
             {
                 "f": self.features.to_dict(),
                 "a": self.alerts.to_dict(),
+                "r": self.rules.to_dict(),
                 "c": self.class_id,
                 "o": self.offsets,
             }
@@ -169,6 +173,8 @@ class LearnerRecord:
             seen=dict(zip(keys, times, strict=True)),
             offsets=meta["o"],
             alerts=LearnerAlertState.from_dict(meta["a"]),
+            # a record written before the rules existed has none: they start afresh
+            rules=RuleMemory.from_dict(meta.get("r")),
             class_id=meta["c"],
             events=events,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import numpy as np
+from pydantic import JsonValue
 
 from inference.features import EVENT_FEATURES
 from inference.registry import ModelSpec
@@ -112,10 +113,31 @@ def store_batch(result: BatchResult, spec: ModelSpec) -> StoreBatch:
 
 
 def _reason(item: InterventionOut) -> str:
+    rule = item.rule
+    if rule is not None:
+        # the model's probability is reported as it is: the definition, not it, raised this
+        return (
+            f"{item.decision.state} by definition: {rule.definition}; "
+            f"the model's probability {item.decision.confidence:.0%}"
+        )
     top = sorted(item.evidence.items(), key=lambda kv: kv[1], reverse=True)[:2]
     return f"{item.decision.state} at {item.decision.confidence:.0%}; " + ", ".join(
         f"{k} {v:.0%}" for k, v in top
     )
+
+
+def _evidence(item: InterventionOut) -> dict[str, JsonValue]:
+    evidence: dict[str, JsonValue] = {
+        "state_probabilities": dict(item.evidence),
+        "reason": _reason(item),
+    }
+    if item.rule is not None:
+        evidence["rule"] = {
+            "name": item.rule.rule,
+            "definition": item.rule.definition,
+            **item.rule.facts,
+        }
+    return evidence
 
 
 def dead_letter(letter: DeadLetterOut) -> DeadLetter:
@@ -146,7 +168,7 @@ def intervention(item: InterventionOut, spec: ModelSpec) -> Intervention:
         prompt_id=d.prompt.prompt_id,
         model_name=spec.name,
         model_version=spec.version,
-        evidence={"state_probabilities": dict(item.evidence), "reason": _reason(item)},
+        evidence=_evidence(item),
         status=d.status.value,
         created_at=datetime.fromtimestamp(item.produced_at, UTC),
     )

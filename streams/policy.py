@@ -112,6 +112,8 @@ class SuppressReason(StrEnum):
     COOLDOWN = "cooldown"
     SAME_STATE_COOLDOWN = "same_state_cooldown"
     HOURLY_CAP = "hourly_cap"
+    NOT_SUPPORTED = "not_supported"
+    """The model's state has no ground in the learner's events (``inference.rules`` vetoes)."""
 
 
 class InterventionPolicy:
@@ -129,6 +131,7 @@ class InterventionPolicy:
         event_time: float,
         state: str,
         confidence: float,
+        by_rule: bool = False,
     ) -> Decision | SuppressReason:
         """Decide on one detection and, when an intervention is raised, update ``memory``.
 
@@ -139,12 +142,16 @@ class InterventionPolicy:
             event_time: that event's time, epoch seconds.
             state: detected state (one of :data:`ALERT_STATES`).
             confidence: the model's probability of that state.
+            by_rule: the state was raised by a literature definition
+                (``inference.rules``), not by the model: the review threshold, which is on
+                the model's probability, does not apply, and the prompt always waits for a
+                tutor (auto-send needs the model's confidence).
 
         Returns:
             The decision, or the reason it was suppressed.
         """
         s = self.settings
-        if state not in ALERT_STATES or confidence < s.review_for(state):
+        if state not in ALERT_STATES or (not by_rule and confidence < s.review_for(state)):
             return SuppressReason.BELOW_THRESHOLD
         if memory.last_at is not None and event_time - memory.last_at < s.cooldown_s:
             return SuppressReason.COOLDOWN
@@ -158,7 +165,7 @@ class InterventionPolicy:
         auto_send = s.auto_send_for(state)
         status = (
             Status.SENT
-            if auto_send is not None and confidence >= auto_send
+            if not by_rule and auto_send is not None and confidence >= auto_send
             else Status.PENDING_REVIEW
         )
         iid = intervention_id(learner_id, state, event_id)

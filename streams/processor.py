@@ -20,6 +20,7 @@ import orjson
 
 from inference.features import FeatureExtractor, ItemNorms
 from inference.policy import DEFAULT_TARGET, CourseItem, CourseMap, NextItemPolicy
+from inference.rules import BehaviourRules, Finding
 from inference.runtime import Prediction
 from inference.states import STATES
 from schemas.events import EventType, LearningEvent, SourceFormat, UnmodelledEvent
@@ -111,6 +112,8 @@ class InterventionOut:
     evidence: dict[str, float]
     produced_at: float
     record_timestamp: float
+    rule: Finding | None = None
+    """The literature definition that raised it (``inference.rules``); ``None``: the model."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,10 @@ class BatchResult:
     masks: npt.NDArray[np.bool_] | None = None
     queries: npt.NDArray[np.float32] | None = None
     mastery: dict[int, dict[str, float]] = field(default_factory=dict)
+    findings: dict[int, Finding] = field(default_factory=dict)
+    """Per scored row (position in ``scored``): a literature definition that came to hold."""
+    vetoes: dict[int, frozenset[str]] = field(default_factory=dict)
+    """Per scored row: states the evidence so far cannot support (``inference.rules``)."""
     prediction: Prediction | None = None
     dead_letters: list[DeadLetterOut] = field(default_factory=list)
     unmodelled: list[UnmodelledEvent] = field(default_factory=list)
@@ -332,6 +339,7 @@ class EventProcessor:
         self._owns = owns
         self._policy = policy
         self._extractor = FeatureExtractor()
+        self._rules = BehaviourRules()
         self._dedupe_window_s = dedupe_window_s
         self._dedupe_max_ids = dedupe_max_ids
         self.target_success = target_success
@@ -499,6 +507,8 @@ class EventProcessor:
         stored: Collection[str] = (),
     ) -> None:
         extractor = self._extractor
+        rules = self._rules
+        findings, vetoes = result.findings, result.vetoes
         window, n_features = state.window, extractor.n_event_features
         size = len(parsed)
         # the model's inputs are written in place, row by row, for the events that turn out
@@ -559,6 +569,7 @@ class EventProcessor:
                 vector = vectors[row]
                 vector[:] = extractor.observe_event(features, norms, event)
                 learner.push(vector)
+                observed = rules.observe(learner.rules, event)
                 if event.class_id is not None:
                     learner.class_id = event.class_id
                 touched_learners[event.learner_id] = record
@@ -575,6 +586,10 @@ class EventProcessor:
                 if event_type not in _UNSCORED:
                     at = len(scored)
                     scored.append(row)
+                    if observed.finding is not None:
+                        findings[at] = observed.finding
+                    if observed.vetoes:
+                        vetoes[at] = observed.vetoes
                     windows[at] = learner.window
                     masks[at, window - learner.filled :] = True
                     query_item = item_id or features.cur_item
@@ -647,13 +662,26 @@ class EventProcessor:
         now = time.time()
         with metrics.stage("policy"):
             states = prediction.state
-            # most decision points detect nothing (state 0): visit only the others
-            for row in np.flatnonzero(states).tolist():
+            findings, vetoes = result.findings, result.vetoes
+            # most decision points detect nothing (state 0) and meet no rule: visit the others
+            rows = sorted({*np.flatnonzero(states).tolist(), *findings})
+            for row in rows:
                 state_index = int(states[row])
+                name = STATES[state_index]
+                if state_index and name in vetoes.get(row, ()):
+                    metrics.SUPPRESSED.labels(SuppressReason.NOT_SUPPORTED.value).inc()
+                    state_index, name = 0, STATES[0]
+                finding = findings.get(row)
+                if finding is not None and finding.state != name:
+                    # a definition holds that the model does not raise here: the rule raises it
+                    name, state_index = finding.state, STATES.index(finding.state)
+                elif finding is not None:
+                    finding = None  # the model raises it already; it keeps its own detection
+                if not state_index:
+                    continue
                 index = result.scored[row]
                 event = result.events[index]
                 learner = state.learner(event.learner_id)
-                name = STATES[state_index]
                 confidence = float(prediction.state_probs[row, state_index])
                 outcome = self._policy.decide(
                     learner.alerts,
@@ -662,6 +690,7 @@ class EventProcessor:
                     event_time=_epoch(event.timestamp),
                     state=name,
                     confidence=confidence,
+                    by_rule=finding is not None,
                 )
                 if isinstance(outcome, SuppressReason):
                     metrics.SUPPRESSED.labels(outcome.value).inc()
@@ -673,7 +702,12 @@ class EventProcessor:
                 }
                 result.interventions.append(
                     InterventionOut(
-                        outcome, event, evidence, now, result.event_records[index].timestamp
+                        outcome,
+                        event,
+                        evidence,
+                        now,
+                        result.event_records[index].timestamp,
+                        finding,
                     )
                 )
         if score_candidates is not None:

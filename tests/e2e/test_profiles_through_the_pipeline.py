@@ -24,10 +24,10 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.keys import create_key
 from api.settings import ApiOptions, ApiSettings, StoreLocation
+from common import kafka
 from common.settings import DEV_PSEUDONYM_KEY
 from schemas.profiles import PROFILE_HEADER, ProfileError, ProfileSettings, load_profiles
 from streams.store.connection import connect
-from tutorstream import kafka
 from tutorstream.cli.topics_inspect import inspect_topic
 
 pytestmark = pytest.mark.e2e
@@ -142,7 +142,7 @@ def test_unmodelled_statements_are_stored_and_counted_never_dead_lettered(
     assert rows[launched["id"]][:3] == ("unmodelled", ADL + "launched", "my-lms@3")
     assert rows[no_class["id"]][3] == "my-lms/unassigned"
     # without a header the worker's default (built-in) profile reads it: the verb is unknown
-    assert rows[builtin_read["id"]][:3] == ("unmodelled", f"{LMS}verbs/hinted", "builtin@1")
+    assert rows[builtin_read["id"]][:3] == ("unmodelled", f"{LMS}verbs/hinted", "builtin@2")
     assert rows[posted[0]["id"]][:3] == ("hint_request", None, "my-lms@3")
     assert rows[posted[1]["id"]][:3] == ("unmodelled", f"{LMS}verbs/rated", "my-lms@3")
     (letter,) = read_topic(pipeline.topic("lms.events.dlq.v1"), 1)
@@ -175,7 +175,7 @@ def test_unmodelled_statements_are_stored_and_counted_never_dead_lettered(
     assert report.unmodelled == {
         f"{LMS}verbs/bookmarked (my-lms@3)": 1,
         f"{ADL}launched (my-lms@3)": 1,
-        f"{LMS}verbs/hinted (builtin@1)": 1,
+        f"{LMS}verbs/hinted (builtin@2)": 1,
         f"{LMS}verbs/rated (my-lms@3)": 1,
     }
     assert report.invalid == 1

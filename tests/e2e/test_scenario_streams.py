@@ -35,7 +35,13 @@ XAPI_HEADERS = {"X-Experience-API-Version": "1.0.3", "Content-Type": "applicatio
 
 def test_scenario_streams_through_the_deployed_pipeline(pipeline: Any) -> None:
     styles = [s for s in STYLES if s.name in ("tutorstream", "canvas")]
-    scenarios = [s for s in SCENARIOS if s.name in ("rapid_guessing", "hint_abuse", "engaged")]
+    # wheel-spinning and resubmission are detected by the rules beside the model, whose
+    # memory travels in the learner's state through the worker's tables
+    scenarios = [
+        s
+        for s in SCENARIOS
+        if s.name in ("rapid_guessing", "hint_abuse", "resubmission", "wheel_spinning", "engaged")
+    ]
     suite = build_suite(per_scenario=3, per_control=3, seed=23, styles=styles, scenarios=scenarios)
     model = LearnerModel.load(intra_op_threads=1)
     expected, runs = run_offline(suite, model, pseudonym_key=KEY.encode())
@@ -106,3 +112,5 @@ def test_scenario_streams_through_the_deployed_pipeline(pipeline: Any) -> None:
     ]
     hint_abuse = next(r for r in rows if r.scenario == "hint_abuse")
     assert hint_abuse.detected == hint_abuse.learners  # the pipeline does detect something
+    spinning = next(r for r in rows if (r.scenario, r.style) == ("wheel_spinning", "tutorstream"))
+    assert spinning.detected == spinning.learners

@@ -23,6 +23,8 @@ from inference.lab.scenarios.styles import STYLES, Statement, Style
 from inference.runtime import LearnerModel
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import normalise, pseudonymiser_for
+from schemas.profiles import BUILTIN_ID, load_profiles
+from schemas.profiles.compiled import CompiledProfile, builtin, compile_profile
 from schemas.topics import LMS_EVENTS
 from streams.policy import InterventionPolicy, PolicySettings
 from streams.processor import EventProcessor, InboundRecord, StateView
@@ -134,10 +136,13 @@ def _run_style(
     batch: int,
 ) -> tuple[list[LearnerOutcome], StyleRun]:
     pseudonymiser = pseudonymiser_for(key)
+    profile = style_profile(rendered[0].style) if rendered else None
     processor = EventProcessor(
         pseudonym_key=key,
         owns=lambda _learner, _record: True,
         policy=InterventionPolicy(policy or PolicySettings()),
+        profiles=None if profile is None else {"builtin": builtin(), profile.profile_id: profile},
+        default_profile="builtin" if profile is None else profile.profile_id,
     )
     view = StateView({}, {}, {}, model.window)
     where: dict[str, tuple[int, int]] = {}  # event id -> (learner number, statement index)
@@ -156,7 +161,7 @@ def _run_style(
         for statement, number, _index in queue[start : start + batch]:
             # the API keys each record by the learner's pseudonym, which picks its partition
             try:
-                events = normalise(statement.payload, pseudonymiser)
+                events = normalise(statement.payload, pseudonymiser, profile=profile)
             except InvalidEvent as err:
                 unread[number] += 1
                 run.dead_letters[_reason(err)] += 1
@@ -199,6 +204,19 @@ def _run_style(
         for n, r in enumerate(rendered)
     ]
     return outcomes, run
+
+
+def style_profile(style: Style) -> CompiledProfile | None:
+    """Return the compiled producer profile of ``style`` (``None``: the built-in one reads it).
+
+    An ingest key bound to this profile (``tutorstream keys create --profile``) or the
+    worker's default profile (``TUTORSTREAM_PROFILES__DEFAULT``) reads the style the same way.
+    """
+    path = style.profile_path()
+    if path is None:
+        return None
+    profiles = load_profiles([path], default=BUILTIN_ID)
+    return compile_profile(profiles.get(style.profile), profiles.profiles)
 
 
 def _reason(err: InvalidEvent) -> str:

@@ -35,7 +35,12 @@ canvas      either           results   no          yes        yes       no      
   index and count in the acrossx ``supplemental-info`` and ``total-items`` extensions, the course
   in the object's ``http://adlnet.gov/expapi/activities/course`` extension, the cmi5 session id;
   no start statements and no feedback statements. Skills are read from the block id
-  (``block@<skill>_<n>``).
+  (``block@<skill>_<n>``), the school's naming of its problems, through its producer profile.
+
+The ``tincan`` and ``openedx`` styles use places of their own (the school's extension IRIs,
+its IRI and block naming); each comes with the producer profile its integrator writes
+(``profiles/school-*.yaml``, extending the built-in one), as ``tutorstream profiles check``
+would show is needed. The others are read by the built-in profile alone.
 - ``canvas``: Caliper 1.1 envelopes as Canvas sends them: ``urn:instructure:canvas:`` ids,
   ``AssessmentItemEvent`` Started and Completed with the response as ``generated`` (its
   correctness and the item's outcome, the skill, under ``com.instructure.canvas``),
@@ -49,6 +54,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final
 
 import orjson
@@ -109,6 +115,9 @@ class Style:
         retry_start: ``either`` (as the learner's variant says), ``always`` or ``never``.
         render: the statement of one act (``None``: the producer sends nothing for it).
         path: the ingest endpoint.
+        profile: the producer profile its integrator writes (a file in
+            ``inference/lab/scenarios/profiles/``) where the producer uses IRIs of its own;
+            ``None``: the built-in profile reads it.
     """
 
     name: str
@@ -116,6 +125,13 @@ class Style:
     retry_start: str
     render: Render
     path: str = XAPI_PATH
+    profile: str | None = None
+
+    def profile_path(self) -> Path | None:
+        """Return the file of the style's producer profile, if it has one."""
+        if self.profile is None:
+            return None
+        return Path(__file__).with_name("profiles") / f"{self.profile}.yaml"
 
     def missing(self, scenario: Scenario) -> frozenset[str]:
         """Return what ``scenario`` needs that this producer does not record."""
@@ -632,10 +648,13 @@ STYLES: tuple[Style, ...] = (
         frozenset({"feedback", "hints", "hint_levels", "responses", "relations"}),
         "either",
         _tincan,
+        profile="school-tincan",
     ),
     Style("h5p", frozenset({"hints", "responses"}), "either", _h5p),
     Style("moodle", frozenset({"feedback", "responses"}), "always", _moodle),
-    Style("openedx", frozenset({"hints", "hint_levels"}), "never", _openedx),
+    Style(
+        "openedx", frozenset({"hints", "hint_levels"}), "never", _openedx, profile="school-openedx"
+    ),
     Style("canvas", frozenset({"feedback", "responses"}), "either", _canvas, CALIPER_PATH),
 )
 """Every producer style."""

@@ -158,3 +158,41 @@ def test_offline_run_raises_interventions_on_the_learners_statements() -> None:
     assert raised  # hint abusers at least
     for outcome, index in raised:
         assert 0 <= index < len(by_name[outcome.learner].statements)
+
+
+def test_each_xapi_style_is_read_with_its_skills_and_hints_through_its_profile() -> None:
+    """The built-in profile, or the producer profile a style's integrator writes, reads the
+    skill from the style's own place on every answer, and its hints as hint requests."""
+    from tutorstream.scenarios.runner import style_profile
+
+    scenarios = [s for s in SCENARIOS if s.name in ("hint_abuse", "wheel_spinning")]
+    suite = build_suite(per_scenario=2, per_control=0, seed=7, scenarios=scenarios)
+    # per style: the script's skill -> the skill ids read from the answers
+    answers: dict[str, dict[str, set[tuple[str, ...]]]] = {}
+    hints: dict[str, list[int]] = {}
+    for rendered in suite.rendered:
+        style = rendered.style
+        if style.name == "canvas":
+            continue  # Caliper: Canvas's outcome ids are not read (see docs/scenarios.md)
+        profile = style_profile(style)
+        for statement in rendered.statements:
+            act = rendered.learner.acts[statement.act]
+            event = normalise(statement.payload, b"k", profile=profile)[0]
+            if act.kind is Kind.ANSWER:
+                read = answers.setdefault(style.name, {}).setdefault(act.skill, set())
+                read.add(event.skill_ids)
+            elif act.kind is Kind.HINT:
+                is_hint = event.event_type is EventType.HINT_REQUEST
+                hints.setdefault(style.name, []).append(int(is_hint))
+    assert sorted(answers) == ["h5p", "moodle", "openedx", "tincan", "tutorstream"]
+    for by_skill in answers.values():
+        # one skill id per scripted skill, never none, and distinct skills kept apart
+        assert all(len(ids) == 1 and () not in ids for ids in by_skill.values()), by_skill
+        assert len({next(iter(ids)) for ids in by_skill.values()}) == len(by_skill)
+    # H5P's `interacted` is any interaction with the content: not read as a hint request
+    assert {name: min(found) for name, found in hints.items()} == {
+        "tutorstream": 1,
+        "tincan": 1,
+        "h5p": 0,
+        "openedx": 1,
+    }

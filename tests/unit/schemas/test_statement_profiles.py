@@ -206,7 +206,7 @@ def test_a_feedback_view_is_about_the_item_it_belongs_to() -> None:
 def test_known_and_unknown_verbs_the_model_does_not_use_are_unmodelled(verb: str) -> None:
     stored = read(statement(verb))
     assert isinstance(stored, UnmodelledEvent)
-    assert (stored.verb, stored.profile) == (verb, "builtin@1")
+    assert (stored.verb, stored.profile) == (verb, "builtin@2")
 
 
 def test_moodle_course_in_the_grouping_is_the_class_not_the_site() -> None:
@@ -297,3 +297,88 @@ def test_the_core_verb_table_and_the_builtin_profile_agree() -> None:
     for verb, event_type in XAPI_VERB_EVENT_TYPES.items():
         unconditional = [r for r in rules[verb] if not r.activity_types and r.object_id is None]
         assert unconditional[0].event_type is event_type, verb
+
+
+@pytest.mark.parametrize(
+    "object_id",
+    [
+        "https://lms.example.edu/q/1/hint",
+        "https://lms.example.edu/q/1/hints",
+        "https://lms.example.edu/q/1/hint/3",
+    ],
+)
+def test_a_tin_can_view_of_an_items_hint_is_a_hint_request_on_the_item(object_id: str) -> None:
+    event = read(statement(TINCAN + "viewed", object_id))
+    assert isinstance(event, LearningEvent)
+    assert (event.event_type, event.item_id) == (
+        EventType.HINT_REQUEST,
+        "https://lms.example.edu/q/1",
+    )
+
+
+EDX = "https://lms.openedx.example.org"
+BLOCK = "block-v1:SchoolX+MATH7+2026+type@problem+block@0f3a9c"
+
+
+def test_open_edx_demand_hints_and_problem_checks_as_ralph_writes_them_share_the_item() -> None:
+    hint = read(
+        statement(
+            ADL + "interacted",
+            f"{EDX}/{BLOCK}",
+            object={
+                "objectType": "Activity",
+                "id": f"{EDX}/{BLOCK}",
+                "definition": {
+                    "type": "http://adlnet.gov/expapi/activities/interaction",
+                    "extensions": {
+                        "https://w3id.org/xapi/acrossx/extensions/supplemental-info": 0,
+                        "https://w3id.org/xapi/acrossx/extensions/total-items": 3,
+                    },
+                },
+            },
+        )
+    )
+    answer = read(statement(ADL + "answered", f"{EDX}/xblock/{BLOCK}"))
+    assert isinstance(hint, LearningEvent) and isinstance(answer, LearningEvent)
+    assert (hint.event_type, hint.item_id, hint.hint_count) == (EventType.HINT_REQUEST, BLOCK, 3)
+    assert (answer.event_type, answer.item_id) == (EventType.ANSWER_SUBMIT, BLOCK)
+    # an interaction that is not a problem stays a resource view
+    other = read(statement(ADL + "interacted", f"{EDX}/courses/x/about"))
+    assert isinstance(other, LearningEvent) and other.event_type is EventType.RESOURCE_VIEW
+
+
+def test_moodle_quiz_review_is_feedback_and_question_tags_are_skills() -> None:
+    tag = "http://id.tincanapi.com/activitytype/tag"
+    other = [
+        {
+            "id": "https://moodle.example.edu/tag/index.php?tag=fractions",
+            "definition": {"type": tag},
+        },
+        {"id": "https://moodle.example.edu/tags/ratios", "definition": {"type": tag}},
+    ]
+    answer = read(statement(ADL + "answered", context={"contextActivities": {"other": other}}))
+    assert isinstance(answer, LearningEvent) and answer.skill_ids == ("fractions",)
+    review = read(
+        statement(
+            TINCAN + "viewed",
+            "https://moodle.example.edu/mod/quiz/review.php?attempt=4",
+            context={
+                "contextActivities": {
+                    "parent": [{"id": "https://moodle.example.edu/mod/quiz/view.php?id=5"}]
+                }
+            },
+        )
+    )
+    assert isinstance(review, LearningEvent)
+    assert (review.event_type, review.item_id) == (
+        EventType.FEEDBACK_VIEW,
+        "https://moodle.example.edu/mod/quiz/view.php?id=5",
+    )
+
+
+def test_an_h5p_question_inside_a_content_has_the_content_as_its_skill() -> None:
+    event = read(
+        statement(ADL + "answered", "https://h5p.example.org/h5p/embed/41?subContentId=ab-12")
+    )
+    assert isinstance(event, LearningEvent)
+    assert event.skill_ids == ("https://h5p.example.org/h5p/embed/41",)

@@ -126,3 +126,19 @@ def test_every_prompt_waits_for_a_tutor_by_default() -> None:
     policy = InterventionPolicy(PolicySettings(cooldown_s=0, same_state_cooldown_s=0))
     decision = _decide(policy, LearnerAlertState(), 0, "gaming", 1.0)
     assert isinstance(decision, Decision) and decision.status is Status.PENDING_REVIEW
+
+
+def test_a_rule_detection_ignores_the_review_threshold_and_waits_for_a_tutor() -> None:
+    """A literature definition raised it: the model's probability thresholds do not apply."""
+    policy = InterventionPolicy(PolicySettings(review_threshold=0.5, auto_send_threshold=0.1))
+    memory = LearnerAlertState()
+    raised = policy.decide(
+        memory,
+        learner_id="L1",
+        event_id="e1",
+        event_time=0,
+        state="wheel_spinning",
+        confidence=0.2,
+        by_rule=True,
+    )
+    assert isinstance(raised, Decision) and raised.status is Status.PENDING_REVIEW

@@ -173,7 +173,12 @@ def test_learner_record_is_compact() -> None:
     for k in range(40):
         record.push(np.full(record.window.shape[1], k, dtype=np.float32))
         record.remember(f"{k:08d}-5b7d-4e8f-9a0b-1c2d3e4f5a6b", 1000.0 + k, 3600.0, 2048)
-    meta = len(orjson.dumps(record.features.to_dict())) + 200
+    # the JSON of the features and of the rules' memory, and a little for the rest
+    meta = (
+        len(orjson.dumps(record.features.to_dict()))
+        + len(orjson.dumps(record.rules.to_dict()))
+        + 200
+    )
     assert len(record.to_bytes()) <= record.window.nbytes + 40 * 16 + meta
 
 
@@ -429,7 +434,7 @@ def test_valid_statements_the_model_does_not_use_are_stored_not_dead_lettered(
 ) -> None:
     from streams import metrics
 
-    before = metrics.UNMODELLED.labels("http://adlnet.gov/expapi/verbs/launched", "builtin@1")
+    before = metrics.UNMODELLED.labels("http://adlnet.gov/expapi/verbs/launched", "builtin@2")
     counted = before._value.get()
     records = [
         InboundRecord(_statement(verb, n), None, "lms.events.v1", 0, n, 0.0)
@@ -459,7 +464,7 @@ def test_valid_statements_the_model_does_not_use_are_stored_not_dead_lettered(
         "http://adlnet.gov/expapi/verbs/launched",
         "https://lms.example.edu/verbs/bookmarked",
     }
-    assert {row[-2] for row in stored} == {"builtin@1"}
+    assert {row[-2] for row in stored} == {"builtin@2"}
 
 
 def test_a_record_naming_a_profile_the_worker_lacks_is_a_dead_letter(model: LearnerModel) -> None:
@@ -491,3 +496,31 @@ def test_a_statement_without_any_time_takes_the_time_kafka_received_it(
     assert not result.dead_letters
     (event,) = result.events
     assert event.timestamp == received
+
+
+def test_a_literature_definition_raises_its_state_with_its_evidence(model: LearnerModel) -> None:
+    """Wheel-spinning scripted on one skill: the rule raises it at the tenth opportunity."""
+    from inference.lab.scenarios.learners import SCENARIOS, cohort
+    from inference.lab.scenarios.styles import STYLES
+
+    spinning = next(s for s in SCENARIOS if s.name == "wheel_spinning")
+    learner = cohort(spinning, spinning.variants[1], 1, seed=5, prefix="t-")[0]
+    statements, onset = STYLES[0].statements(learner)
+    assert onset is not None
+    processor, view = _processor(), StateView({}, {}, {}, model.window)
+    raised = []
+    for n in range(0, len(statements), 7):  # small batches: the memory crosses them
+        batch = [
+            InboundRecord(s.payload, b"k", "lms.events.v1", 0, n + i, 0.0)
+            for i, s in enumerate(statements[n : n + 7])
+        ]
+        result = processor.ingest(batch, view)
+        processor.decide(result, view, model.predict(*processor.model_inputs(result)))
+        raised.extend(result.interventions)
+        view.write_back(result)
+    by_rule = [out for out in raised if out.rule is not None]
+    assert by_rule and by_rule[0].decision.state == "wheel_spinning"
+    assert by_rule[0].event.event_id == statements[onset].event_id.lower()
+    record = outbound.intervention(by_rule[0], model.spec)
+    assert record.evidence["rule"]["name"] == "no_mastery_in_ten"  # type: ignore[index,call-overload]
+    assert "by definition" in str(record.evidence["reason"])
