@@ -119,13 +119,13 @@ class DeliveryOrder:
     """Per source partition, the next offset needed: nothing is processed past a hole.
 
     A record after a hole is not taken: the consumer is sought back to the first missing
-    offset (again every ``retry_s`` while the hole stays, since a fetch already under way
-    still delivers what it holds). After ``max_probes`` seeks that brought nothing there,
-    the broker has nothing there: the hole is accepted.
+    offset. The records a fetch under way still delivers are dropped meanwhile; a hole still
+    open ``retry_s`` after its seek is :meth:`due` again (the worker asks the broker whether
+    the records are there, and seeks again or accepts the hole), so a hole never depends on
+    more records arriving to be looked at again.
 
     Args:
         retry_s: least time between two seeks for one hole.
-        max_probes: seeks for one hole before it is taken for real.
         clock: monotonic seconds.
     """
 
@@ -134,21 +134,18 @@ class DeliveryOrder:
     DROP = -2
     """:meth:`check`'s answer for a record to drop while a seek for its hole is under way."""
 
-    def __init__(
-        self, retry_s: float = 1.0, max_probes: int = 5, clock: Any = time.monotonic
-    ) -> None:
+    def __init__(self, retry_s: float = 1.0, clock: Any = time.monotonic) -> None:
         self._next: dict[Any, int] = {}
-        self._probes: dict[Any, tuple[int, int, float]] = {}
+        self._holes: dict[Any, tuple[int, float]] = {}
         self._retry_s = retry_s
-        self._max_probes = max_probes
         self._clock = clock
 
     def reset(self) -> None:
         """Forget every partition's position (after a rebalance Faust seeks to the commit)."""
         self._next.clear()
-        self._probes.clear()
+        self._holes.clear()
 
-    def check(self, tp: Any, offset: int, committed: int | None) -> tuple[int, int | None]:
+    def check(self, tp: Any, offset: int, committed: int | None) -> int:
         """Say what to do with the record at ``offset`` of ``tp``.
 
         Args:
@@ -157,28 +154,39 @@ class DeliveryOrder:
             committed: the group's committed offset of ``tp`` (the next one to read), if any.
 
         Returns:
-            ``(TAKE, None)`` to process it; ``(TAKE, hole_start)`` to process it and accept
-            the hole from ``hole_start`` before it; ``(seek_to, None)`` to drop it and seek
-            ``tp`` back to ``seek_to``; ``(DROP, None)`` to drop it (a seek is under way).
+            :data:`TAKE` to process it, :data:`DROP` to drop it (a seek for the hole before
+            it is under way), or the offset to seek ``tp`` back to (dropping it).
         """
         expected = self._next.get(tp, committed)
         if expected is None or offset <= expected:
             if expected is None or offset == expected:
                 self._next[tp] = offset + 1
-                self._probes.pop(tp, None)
-            return self.TAKE, None
+                self._holes.pop(tp, None)
+            return self.TAKE
+        hole = self._holes.get(tp)
+        if hole is not None and hole[0] == expected:
+            return self.DROP
+        self._next[tp] = expected
+        self._holes[tp] = (expected, self._clock())
+        return expected
+
+    def due(self) -> list[tuple[Any, int]]:
+        """Return the holes still open ``retry_s`` after their last seek.
+
+        Their clocks restart: the caller seeks again or accepts them.
+        """
         now = self._clock()
-        at, probes, last = self._probes.get(tp, (expected, 0, -1e18))
-        if at != expected:
-            probes, last = 0, -1e18
-        if probes >= self._max_probes and now - last >= self._retry_s:
-            self._next[tp] = offset + 1
-            self._probes.pop(tp, None)
-            return self.TAKE, expected
-        if now - last < self._retry_s:
-            return self.DROP, None
-        self._probes[tp] = (expected, probes + 1, now)
-        return expected, None
+        out = []
+        for tp, (at, since) in list(self._holes.items()):
+            if now - since >= self._retry_s:
+                self._holes[tp] = (at, now)
+                out.append((tp, at))
+        return out
+
+    def accept(self, tp: Any, offset: int) -> None:
+        """Take ``offset`` as the next record of ``tp``: the broker has nothing before it."""
+        self._next[tp] = offset
+        self._holes[tp] = (offset, self._clock())
 
 
 class RecordQueue:
@@ -312,6 +320,12 @@ class Worker:
             # before a rebalance or shutdown deadlocks. Not waiting is safe here: only durable
             # batches are acked, and a batch redelivered after a rebalance is idempotent.
             stream_wait_empty=False,
+            # Tansu 0.6 reports a partition's high watermark as its last batch's base offset
+            # plus one, short of the true end by the rest of that batch. Faust's check that a
+            # table partition's applied changelog offset is not past the high watermark then
+            # fails on a worker that held the partition before a rebalance (320 > 316 seen),
+            # and the crashed recovery leaves the worker assigned and never fetching.
+            recovery_consistency_check=False,
             logging_config=None,
         )
         self.model = model or LearnerModel.load(
@@ -403,6 +417,7 @@ class Worker:
         interval = s.store.maintenance_interval.total_seconds()
         self.app.timer(interval, on_leader=True)(self._maintain)
         self.app.timer(s.outbox_grace_s / 2)(self._sweep_outbox)
+        self.app.timer(1.0)(self._recheck_holes)
         # Grafana marks only what tutors are told live; a rebuild replay annotates nothing.
         self.annotations: GrafanaAnnotations | None = None
         if s.grafana.url and s.publish_live:
@@ -558,35 +573,71 @@ class Worker:
                 await self._settle_previous()
 
     async def _feed(self, stream: Any, queue: RecordQueue) -> None:
-        # the consumer's committed offsets and the kept gap method have no public face
+        # the consumer's committed offsets have no public face
         order, consumer = self.order, cast(Any, self.app.consumer)
         async for event in stream.events():
             message = event.message
             tp = message.tp
-            seek_to, hole = order.check(tp, message.offset, consumer._committed_offset.get(tp))
-            if seek_to == DeliveryOrder.TAKE:
-                if hole is not None:
-                    logger.warning(
-                        "%s has no records at %d..%d: going on from %d",
-                        tp,
-                        hole,
-                        message.offset - 1,
-                        message.offset,
-                    )
-                    metrics.DELIVERY_HOLES.labels("accepted").inc()
-                    await consumer._tutorstream_add_gap(tp, hole, message.offset - 1)
+            answer = order.check(tp, message.offset, consumer._committed_offset.get(tp))
+            if answer == DeliveryOrder.TAKE:
                 await queue.put(event)
-            elif seek_to >= 0:
+            elif answer >= 0:
                 # records before this one were fetched and never delivered: fetch them again
                 logger.warning(
                     "%s delivered offset %d before %d..%d: fetching those again",
                     tp,
                     message.offset,
-                    seek_to,
+                    answer,
                     message.offset - 1,
                 )
                 metrics.DELIVERY_HOLES.labels("refetched").inc()
-                await self._refetch(tp, seek_to)
+                await self._refetch(tp, answer)
+
+    async def _recheck_holes(self) -> None:
+        """Seek again to holes still open, or accept those the broker really has."""
+        try:
+            for tp, offset in self.order.due():
+                found = await asyncio.to_thread(self._first_offset_from, tp, offset)
+                if found is not None and found > offset:
+                    logger.warning(
+                        "%s has no records at %d..%d: going on from %d",
+                        tp,
+                        offset,
+                        found - 1,
+                        found,
+                    )
+                    metrics.DELIVERY_HOLES.labels("accepted").inc()
+                    self.order.accept(tp, found)
+                    gap = cast(Any, self.app.consumer)._tutorstream_add_gap
+                    await gap(tp, offset, found - 1)
+                    await self._refetch(tp, found)
+                else:
+                    await self._refetch(tp, offset)
+        except Exception:
+            logger.exception("checking delivery holes failed; checking again shortly")
+
+    def _first_offset_from(self, tp: Any, offset: int, timeout: float = 5.0) -> int | None:
+        """Return the offset of the first record at or after ``offset`` the broker returns."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap,
+                "group.id": f"{self.settings.app_id}-holes",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 50,
+            }
+        )
+        try:
+            consumer.assign([TopicPartition(tp.topic, tp.partition, offset)])
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                message = consumer.poll(0.2)
+                if message is not None and message.error() is None:
+                    return int(message.offset() or 0)
+            return None
+        finally:
+            consumer.close()
 
     async def _refetch(self, tp: Any, offset: int) -> None:
         """Seek ``tp`` back to ``offset`` with the flow stopped, as Faust's own seeks are.
@@ -600,8 +651,8 @@ class Worker:
             return
         consumer.stop_flow()
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(consumer.wait_for_stopped_flow(), 5.0)
+            # let the fetch loop see the stopped flow and leave the fetch it iterates
+            await asyncio.sleep(0.05)
             await consumer.seek(tp, offset)
         finally:
             if not app.rebalancing:
