@@ -100,93 +100,94 @@ def _keep_gaps_unacked() -> None:
     Faust takes a jump in the offsets it delivers for a gap in the log (compaction,
     transaction markers) and commits past it. On the stream's topics there are no such gaps:
     a jump means fetched records were dropped (a fetch cut short by a rebalance, a stream
-    buffer cleared), and committing past them lost them for good. :class:`DeliveryOrder`
-    finds the jumps instead and fetches the records again; it hands Faust a gap (through
-    the original method, kept on the class) only when the broker really has nothing there.
+    buffer cleared), and committing past them lost them for good. Without the gap the commit
+    stays before them, and they are read again from it.
     """
     from faust.transport.consumer import Consumer
-
-    original = getattr(Consumer, "_tutorstream_add_gap", None) or Consumer._add_gap
 
     async def add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
         return None
 
-    setattr(Consumer, "_tutorstream_add_gap", original)  # noqa: B010
     setattr(Consumer, "_add_gap", add_gap)  # noqa: B010
 
 
+def _seek_before_resuming() -> None:
+    """Make Faust seek the stream's partitions before it fetches them after a rebalance.
+
+    When the tables are recovered, Faust resumes the stream's partitions, then seeks them to
+    the committed offsets, then clears the stream buffers. Records fetched in between (a
+    fetch starts as soon as the partitions resume, and the seek waits on the consumer's
+    thread) were put in the buffers and cleared, while the fetch went on past the seek: the
+    records were never processed, and Faust took the jump for a gap and committed past it
+    (seen as offsets 159..163 skipped on eleven partitions at once). Here the partitions
+    resume only after the seek and the clearing, so the first fetch starts at the commit.
+    """
+    from faust.tables.recovery import Recovery
+
+    async def on_recovery_completed(self: Any, generation_id: int = 0) -> None:
+        consumer = self.app.consumer
+        self.log.info("Restore complete!")
+        await self.app.on_rebalance_complete.send()
+        self._set_recovery_ended()
+        callbacks = [
+            asyncio.ensure_future(
+                table.on_recovery_completed(
+                    self.actives_for_table[table], self.standbys_for_table[table]
+                )
+            )
+            for table in self.tables.values()
+        ]
+        if callbacks:
+            await asyncio.wait(callbacks)
+        assignment = consumer.assignment()
+        if self.app.consumer_generation_id != generation_id:
+            self.log.warning("Recovery rebalancing again")
+            return
+        if assignment:
+            await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+        self.completed.set()
+        self.app.flow_control.resume()  # clears the stream buffers, before anything is fetched
+        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+        consumer.resume_flow()
+        await self.app._fetcher.maybe_start()
+        self.tables.on_actives_ready()
+        if not self.app.assignor.assigned_standbys():
+            self.tables.on_standbys_ready()
+        self.app.on_rebalance_end()
+        self.log.info("Worker ready")
+
+    setattr(Recovery, "on_recovery_completed", on_recovery_completed)  # noqa: B010
+
+
 class DeliveryOrder:
-    """Per source partition, the next offset needed: nothing is processed past a hole.
+    """Per source partition, the next offset expected: says when Faust skipped records.
 
-    A record after a hole is not taken: the consumer is sought back to the first missing
-    offset. The records a fetch under way still delivers are dropped meanwhile; a hole still
-    open ``retry_s`` after its seek is :meth:`due` again (the worker asks the broker whether
-    the records are there, and seeks again or accepts the hole), so a hole never depends on
-    more records arriving to be looked at again.
-
-    Args:
-        retry_s: least time between two seeks for one hole.
-        clock: monotonic seconds.
+    Faust's gaps are not counted as acknowledged (:func:`_keep_gaps_unacked`), so a commit
+    never passes a record that was skipped; the skipped records come again from the
+    committed offset at the next rebalance or restart. This only finds the holes, for the
+    log and ``tutorstream_delivery_holes_total``.
     """
 
-    TAKE = -1
-    """:meth:`check`'s answer for a record to process."""
-    DROP = -2
-    """:meth:`check`'s answer for a record to drop while a seek for its hole is under way."""
-
-    def __init__(self, retry_s: float = 1.0, clock: Any = time.monotonic) -> None:
+    def __init__(self) -> None:
         self._next: dict[Any, int] = {}
-        self._holes: dict[Any, tuple[int, float]] = {}
-        self._retry_s = retry_s
-        self._clock = clock
 
     def reset(self) -> None:
         """Forget every partition's position (after a rebalance Faust seeks to the commit)."""
         self._next.clear()
-        self._holes.clear()
 
-    def check(self, tp: Any, offset: int, committed: int | None) -> int:
-        """Say what to do with the record at ``offset`` of ``tp``.
+    def check(self, tp: Any, offset: int, committed: int | None) -> int | None:
+        """Record the delivery of ``offset`` of ``tp``; return the first skipped offset, if any.
 
         Args:
             tp: the record's topic partition.
             offset: its offset.
             committed: the group's committed offset of ``tp`` (the next one to read), if any.
-
-        Returns:
-            :data:`TAKE` to process it, :data:`DROP` to drop it (a seek for the hole before
-            it is under way), or the offset to seek ``tp`` back to (dropping it).
         """
         expected = self._next.get(tp, committed)
-        if expected is None or offset <= expected:
-            if expected is None or offset == expected:
-                self._next[tp] = offset + 1
-                self._holes.pop(tp, None)
-            return self.TAKE
-        hole = self._holes.get(tp)
-        if hole is not None and hole[0] == expected:
-            return self.DROP
-        self._next[tp] = expected
-        self._holes[tp] = (expected, self._clock())
-        return expected
-
-    def due(self) -> list[tuple[Any, int]]:
-        """Return the holes still open ``retry_s`` after their last seek.
-
-        Their clocks restart: the caller seeks again or accepts them.
-        """
-        now = self._clock()
-        out = []
-        for tp, (at, since) in list(self._holes.items()):
-            if now - since >= self._retry_s:
-                self._holes[tp] = (at, now)
-                out.append((tp, at))
-        return out
-
-    def accept(self, tp: Any, offset: int) -> None:
-        """Take ``offset`` as the next record of ``tp``: the broker has nothing before it."""
-        self._next[tp] = offset
-        self._holes[tp] = (offset, self._clock())
+        if expected is not None and offset < expected:
+            return None  # delivered again after a seek back
+        self._next[tp] = offset + 1
+        return expected if expected is not None and offset > expected else None
 
 
 class RecordQueue:
@@ -292,6 +293,7 @@ class Worker:
         s = settings
         _cap_fetch_wait(s.fetch_max_wait_ms)
         _keep_gaps_unacked()
+        _seek_before_resuming()
         self.order = DeliveryOrder()
         Path(s.data_dir).mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
@@ -417,7 +419,6 @@ class Worker:
         interval = s.store.maintenance_interval.total_seconds()
         self.app.timer(interval, on_leader=True)(self._maintain)
         self.app.timer(s.outbox_grace_s / 2)(self._sweep_outbox)
-        self.app.timer(1.0)(self._recheck_holes)
         # Grafana marks only what tutors are told live; a rebuild replay annotates nothing.
         self.annotations: GrafanaAnnotations | None = None
         if s.grafana.url and s.publish_live:
@@ -578,85 +579,19 @@ class Worker:
         async for event in stream.events():
             message = event.message
             tp = message.tp
-            answer = order.check(tp, message.offset, consumer._committed_offset.get(tp))
-            if answer == DeliveryOrder.TAKE:
-                await queue.put(event)
-            elif answer >= 0:
-                # records before this one were fetched and never delivered: fetch them again
+            skipped = order.check(tp, message.offset, consumer._committed_offset.get(tp))
+            if skipped is not None:
+                # the commit stays before them; they come again at the next rebalance
                 logger.warning(
-                    "%s delivered offset %d before %d..%d: fetching those again",
+                    "%s delivered offset %d after %d: offsets %d..%d were skipped",
                     tp,
                     message.offset,
-                    answer,
+                    skipped - 1,
+                    skipped,
                     message.offset - 1,
                 )
-                metrics.DELIVERY_HOLES.labels("refetched").inc()
-                await self._refetch(tp, answer)
-
-    async def _recheck_holes(self) -> None:
-        """Seek again to holes still open, or accept those the broker really has."""
-        try:
-            for tp, offset in self.order.due():
-                found = await asyncio.to_thread(self._first_offset_from, tp, offset)
-                if found is not None and found > offset:
-                    logger.warning(
-                        "%s has no records at %d..%d: going on from %d",
-                        tp,
-                        offset,
-                        found - 1,
-                        found,
-                    )
-                    metrics.DELIVERY_HOLES.labels("accepted").inc()
-                    self.order.accept(tp, found)
-                    gap = cast(Any, self.app.consumer)._tutorstream_add_gap
-                    await gap(tp, offset, found - 1)
-                    await self._refetch(tp, found)
-                else:
-                    await self._refetch(tp, offset)
-        except Exception:
-            logger.exception("checking delivery holes failed; checking again shortly")
-
-    def _first_offset_from(self, tp: Any, offset: int, timeout: float = 5.0) -> int | None:
-        """Return the offset of the first record at or after ``offset`` the broker returns."""
-        from confluent_kafka import Consumer, TopicPartition
-
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
-                "group.id": f"{self.settings.app_id}-holes",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 50,
-            }
-        )
-        try:
-            consumer.assign([TopicPartition(tp.topic, tp.partition, offset)])
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                message = consumer.poll(0.2)
-                if message is not None and message.error() is None:
-                    return int(message.offset() or 0)
-            return None
-        finally:
-            consumer.close()
-
-    async def _refetch(self, tp: Any, offset: int) -> None:
-        """Seek ``tp`` back to ``offset`` with the flow stopped, as Faust's own seeks are.
-
-        While records flow, a fetch under way keeps delivering past the seek and moves
-        Faust's read offset on, and Faust then drops the records fetched again as already
-        read. A rebalance under way seeks every partition to its commit itself.
-        """
-        app, consumer = self.app, cast(Any, self.app.consumer)
-        if app.rebalancing:
-            return
-        consumer.stop_flow()
-        try:
-            # let the fetch loop see the stopped flow and leave the fetch it iterates
-            await asyncio.sleep(0.05)
-            await consumer.seek(tp, offset)
-        finally:
-            if not app.rebalancing:
-                consumer.resume_flow()
+                metrics.DELIVERY_HOLES.inc()
+            await queue.put(event)
 
     async def _batches(self, stream: Any, queue: RecordQueue) -> None:
         max_batch, linger = self.settings.max_batch, self.settings.max_delay_ms / 1000.0
@@ -799,7 +734,10 @@ class Worker:
         delay = 0.5
         pending = sending.take()
         while True:
-            outcomes = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+            outcomes = await _waiting_loudly(
+                asyncio.gather(*(f for _, f in pending), return_exceptions=True),
+                f"the broker's confirmation of {len(pending)} records",
+            )
             failed = [
                 (out, err)
                 for (out, _), err in zip(pending, outcomes, strict=True)
@@ -819,7 +757,7 @@ class Worker:
             for out, _ in failed:
                 pending.append((out, await self._send_guarded(out)))
         with contextlib.suppress(Exception):
-            await self.app.producer.flush()
+            await _waiting_loudly(self.app.producer.flush(), "the producer's flush")
         for kind, count in sending.dead_letter_kinds.items():
             # counted once the topic has them, so the metric is what the topic holds
             metrics.DLQ.labels(kind).inc(count)
@@ -1032,6 +970,25 @@ class Worker:
                 metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
                     max(0, high - offset - 1)
                 )
+
+
+async def _waiting_loudly(step: Awaitable[Any], what: str, every_s: float = 30.0) -> Any:
+    """Await ``step``, logging every ``every_s`` while it has not finished.
+
+    A worker that waits on the broker says so in its log, rather than only going quiet.
+    """
+    task = asyncio.ensure_future(step)
+    waited = 0.0
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=every_s)
+            if done:
+                return task.result()
+            waited += every_s
+            logger.warning("still waiting for %s after %.0fs", what, waited)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
 
 
 async def _healthz_view(self: Any, request: Any) -> Any:
