@@ -111,54 +111,6 @@ def _keep_gaps_unacked() -> None:
     setattr(Consumer, "_add_gap", add_gap)  # noqa: B010
 
 
-def _seek_before_resuming() -> None:
-    """Make Faust seek the stream's partitions before it fetches them after a rebalance.
-
-    When the tables are recovered, Faust resumes the stream's partitions, then seeks them to
-    the committed offsets, then clears the stream buffers. Records fetched in between (a
-    fetch starts as soon as the partitions resume, and the seek waits on the consumer's
-    thread) were put in the buffers and cleared, while the fetch went on past the seek: the
-    records were never processed, and Faust took the jump for a gap and committed past it
-    (seen as offsets 159..163 skipped on eleven partitions at once). Here the partitions
-    resume only after the seek and the clearing, so the first fetch starts at the commit.
-    """
-    from faust.tables.recovery import Recovery
-
-    async def on_recovery_completed(self: Any, generation_id: int = 0) -> None:
-        consumer = self.app.consumer
-        self.log.info("Restore complete!")
-        await self.app.on_rebalance_complete.send()
-        self._set_recovery_ended()
-        callbacks = [
-            asyncio.ensure_future(
-                table.on_recovery_completed(
-                    self.actives_for_table[table], self.standbys_for_table[table]
-                )
-            )
-            for table in self.tables.values()
-        ]
-        if callbacks:
-            await asyncio.wait(callbacks)
-        assignment = consumer.assignment()
-        if self.app.consumer_generation_id != generation_id:
-            self.log.warning("Recovery rebalancing again")
-            return
-        if assignment:
-            await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
-        self.completed.set()
-        self.app.flow_control.resume()  # clears the stream buffers, before anything is fetched
-        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
-        consumer.resume_flow()
-        await self.app._fetcher.maybe_start()
-        self.tables.on_actives_ready()
-        if not self.app.assignor.assigned_standbys():
-            self.tables.on_standbys_ready()
-        self.app.on_rebalance_end()
-        self.log.info("Worker ready")
-
-    setattr(Recovery, "on_recovery_completed", on_recovery_completed)  # noqa: B010
-
-
 class DeliveryOrder:
     """Per source partition, the next offset expected: says when Faust skipped records.
 
@@ -226,8 +178,9 @@ class RecordQueue:
         return batch
 
 
-DEAD_LETTER_LIMIT = 512 * 1024
-"""Largest dead letter (JSON bytes) sent whole; the producer refuses requests over 1 MB."""
+DEAD_LETTER_LIMIT = 900_000
+"""Largest dead letter (JSON bytes, about) sent whole: the producer refuses requests over
+1,000,000 bytes (Faust's ``producer_max_request_size``), and a record batch adds its header."""
 DEAD_LETTER_HEAD = 64 * 1024
 """Bytes of a record a truncated dead letter keeps."""
 
@@ -293,7 +246,6 @@ class Worker:
         s = settings
         _cap_fetch_wait(s.fetch_max_wait_ms)
         _keep_gaps_unacked()
-        _seek_before_resuming()
         self.order = DeliveryOrder()
         Path(s.data_dir).mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
