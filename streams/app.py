@@ -103,85 +103,46 @@ def _keep_gaps_unacked() -> None:
     Faust takes a jump in the offsets it delivers for a gap in the log (compaction,
     transaction markers) and commits past it. On the stream's topics there are no such gaps:
     a jump means fetched records were dropped (a fetch cut short by a rebalance, a stream
-    buffer cleared), and committing past them lost them for good. :class:`DeliveryOrder`
-    finds the jumps instead and fetches the records again; it hands Faust a gap (through
-    the original method, kept on the class) only when the broker really has nothing there.
+    buffer cleared), and committing past them lost them for good. Without the gap the commit
+    stays before them, and they are read again from it.
     """
     from faust.transport.consumer import Consumer
-
-    original = getattr(Consumer, "_tutorstream_add_gap", None) or Consumer._add_gap
 
     async def add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
         return None
 
-    setattr(Consumer, "_tutorstream_add_gap", original)  # noqa: B010
     setattr(Consumer, "_add_gap", add_gap)  # noqa: B010
 
 
 class DeliveryOrder:
-    """Per source partition, the next offset needed: nothing is processed past a hole.
+    """Per source partition, the next offset expected: says when Faust skipped records.
 
-    A record after a hole is not taken: the consumer is sought back to the first missing
-    offset (again every ``retry_s`` while the hole stays, since a fetch already under way
-    still delivers what it holds). After ``max_probes`` seeks that brought nothing there,
-    the broker has nothing there: the hole is accepted.
-
-    Args:
-        retry_s: least time between two seeks for one hole.
-        max_probes: seeks for one hole before it is taken for real.
-        clock: monotonic seconds.
+    Faust's gaps are not counted as acknowledged (:func:`_keep_gaps_unacked`), so a commit
+    never passes a record that was skipped; the skipped records come again from the
+    committed offset at the next rebalance or restart. This only finds the holes, for the
+    log and ``tutorstream_delivery_holes_total``.
     """
 
-    TAKE = -1
-    """:meth:`check`'s answer for a record to process."""
-    DROP = -2
-    """:meth:`check`'s answer for a record to drop while a seek for its hole is under way."""
-
-    def __init__(
-        self, retry_s: float = 1.0, max_probes: int = 5, clock: Any = time.monotonic
-    ) -> None:
+    def __init__(self) -> None:
         self._next: dict[Any, int] = {}
-        self._probes: dict[Any, tuple[int, int, float]] = {}
-        self._retry_s = retry_s
-        self._max_probes = max_probes
-        self._clock = clock
 
     def reset(self) -> None:
         """Forget every partition's position (after a rebalance Faust seeks to the commit)."""
         self._next.clear()
-        self._probes.clear()
 
-    def check(self, tp: Any, offset: int, committed: int | None) -> tuple[int, int | None]:
-        """Say what to do with the record at ``offset`` of ``tp``.
+    def check(self, tp: Any, offset: int, committed: int | None) -> int | None:
+        """Record the delivery of ``offset`` of ``tp``; return the first skipped offset, if any.
 
         Args:
             tp: the record's topic partition.
             offset: its offset.
             committed: the group's committed offset of ``tp`` (the next one to read), if any.
-
-        Returns:
-            ``(TAKE, None)`` to process it; ``(TAKE, hole_start)`` to process it and accept
-            the hole from ``hole_start`` before it; ``(seek_to, None)`` to drop it and seek
-            ``tp`` back to ``seek_to``; ``(DROP, None)`` to drop it (a seek is under way).
         """
         expected = self._next.get(tp, committed)
-        if expected is None or offset <= expected:
-            if expected is None or offset == expected:
-                self._next[tp] = offset + 1
-                self._probes.pop(tp, None)
-            return self.TAKE, None
-        now = self._clock()
-        at, probes, last = self._probes.get(tp, (expected, 0, -1e18))
-        if at != expected:
-            probes, last = 0, -1e18
-        if probes >= self._max_probes and now - last >= self._retry_s:
-            self._next[tp] = offset + 1
-            self._probes.pop(tp, None)
-            return self.TAKE, expected
-        if now - last < self._retry_s:
-            return self.DROP, None
-        self._probes[tp] = (expected, probes + 1, now)
-        return expected, None
+        if expected is not None and offset < expected:
+            return None  # delivered again after a seek back
+        self._next[tp] = offset + 1
+        return expected if expected is not None and offset > expected else None
 
 
 class RecordQueue:
@@ -220,8 +181,9 @@ class RecordQueue:
         return batch
 
 
-DEAD_LETTER_LIMIT = 512 * 1024
-"""Largest dead letter (JSON bytes) sent whole; the producer refuses requests over 1 MB."""
+DEAD_LETTER_LIMIT = 900_000
+"""Largest dead letter (JSON bytes, about) sent whole: the producer refuses requests over
+1,000,000 bytes (Faust's ``producer_max_request_size``), and a record batch adds its header."""
 DEAD_LETTER_HEAD = 64 * 1024
 """Bytes of a record a truncated dead letter keeps."""
 
@@ -319,6 +281,12 @@ class Worker:
             # before a rebalance or shutdown deadlocks. Not waiting is safe here: only durable
             # batches are acked, and a batch redelivered after a rebalance is idempotent.
             stream_wait_empty=False,
+            # Tansu 0.6 reports a partition's high watermark as its last batch's base offset
+            # plus one, short of the true end by the rest of that batch. Faust's check that a
+            # table partition's applied changelog offset is not past the high watermark then
+            # fails on a worker that held the partition before a rebalance (320 > 316 seen),
+            # and the crashed recovery leaves the worker assigned and never fetching.
+            recovery_consistency_check=False,
             logging_config=None,
         )
         self.model = model or LearnerModel.load(
@@ -563,54 +531,24 @@ class Worker:
                 await self._settle_previous()
 
     async def _feed(self, stream: Any, queue: RecordQueue) -> None:
-        # the consumer's committed offsets and the kept gap method have no public face
+        # the consumer's committed offsets have no public face
         order, consumer = self.order, cast(Any, self.app.consumer)
         async for event in stream.events():
             message = event.message
             tp = message.tp
-            seek_to, hole = order.check(tp, message.offset, consumer._committed_offset.get(tp))
-            if seek_to == DeliveryOrder.TAKE:
-                if hole is not None:
-                    logger.warning(
-                        "%s has no records at %d..%d: going on from %d",
-                        tp,
-                        hole,
-                        message.offset - 1,
-                        message.offset,
-                    )
-                    metrics.DELIVERY_HOLES.labels("accepted").inc()
-                    await consumer._tutorstream_add_gap(tp, hole, message.offset - 1)
-                await queue.put(event)
-            elif seek_to >= 0:
-                # records before this one were fetched and never delivered: fetch them again
+            skipped = order.check(tp, message.offset, consumer._committed_offset.get(tp))
+            if skipped is not None:
+                # the commit stays before them; they come again at the next rebalance
                 logger.warning(
-                    "%s delivered offset %d before %d..%d: fetching those again",
+                    "%s delivered offset %d after %d: offsets %d..%d were skipped",
                     tp,
                     message.offset,
-                    seek_to,
+                    skipped - 1,
+                    skipped,
                     message.offset - 1,
                 )
-                metrics.DELIVERY_HOLES.labels("refetched").inc()
-                await self._refetch(tp, seek_to)
-
-    async def _refetch(self, tp: Any, offset: int) -> None:
-        """Seek ``tp`` back to ``offset`` with the flow stopped, as Faust's own seeks are.
-
-        While records flow, a fetch under way keeps delivering past the seek and moves
-        Faust's read offset on, and Faust then drops the records fetched again as already
-        read. A rebalance under way seeks every partition to its commit itself.
-        """
-        app, consumer = self.app, cast(Any, self.app.consumer)
-        if app.rebalancing:
-            return
-        consumer.stop_flow()
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(consumer.wait_for_stopped_flow(), 5.0)
-            await consumer.seek(tp, offset)
-        finally:
-            if not app.rebalancing:
-                consumer.resume_flow()
+                metrics.DELIVERY_HOLES.inc()
+            await queue.put(event)
 
     async def _batches(self, stream: Any, queue: RecordQueue) -> None:
         max_batch, linger = self.settings.max_batch, self.settings.max_delay_ms / 1000.0
@@ -754,7 +692,10 @@ class Worker:
         delay = 0.5
         pending = sending.take()
         while True:
-            outcomes = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+            outcomes = await _waiting_loudly(
+                asyncio.gather(*(f for _, f in pending), return_exceptions=True),
+                f"the broker's confirmation of {len(pending)} records",
+            )
             failed = [
                 (out, err)
                 for (out, _), err in zip(pending, outcomes, strict=True)
@@ -774,7 +715,7 @@ class Worker:
             for out, _ in failed:
                 pending.append((out, await self._send_guarded(out)))
         with contextlib.suppress(Exception):
-            await self.app.producer.flush()
+            await _waiting_loudly(self.app.producer.flush(), "the producer's flush")
         for kind, count in sending.dead_letter_kinds.items():
             # counted once the topic has them, so the metric is what the topic holds
             metrics.DLQ.labels(kind).inc(count)
@@ -987,6 +928,25 @@ class Worker:
                 metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
                     max(0, high - offset - 1)
                 )
+
+
+async def _waiting_loudly(step: Awaitable[Any], what: str, every_s: float = 30.0) -> Any:
+    """Await ``step``, logging every ``every_s`` while it has not finished.
+
+    A worker that waits on the broker says so in its log, rather than only going quiet.
+    """
+    task = asyncio.ensure_future(step)
+    waited = 0.0
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=every_s)
+            if done:
+                return task.result()
+            waited += every_s
+            logger.warning("still waiting for %s after %.0fs", what, waited)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
 
 
 async def _healthz_view(self: Any, request: Any) -> Any:

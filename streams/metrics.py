@@ -58,10 +58,9 @@ LATE = Counter(
 )
 DELIVERY_HOLES = Counter(
     "tutorstream_delivery_holes_total",
-    "Records delivered after a hole in a partition's offsets: refetched (the records before "
-    "them were dropped between fetch and delivery, and are fetched again) or accepted (the "
-    "broker has nothing there).",
-    ["outcome"],
+    "Times Faust delivered a record after skipping some of its partition (fetched and dropped "
+    "in a rebalance): the commit stays before them and they are read again at the next "
+    "rebalance or restart.",
     registry=REGISTRY,
 )
 BATCH_SIZE = Histogram(
