@@ -30,8 +30,9 @@ import pytest
 from confluent_kafka import Consumer
 from psycopg import sql
 
+from common.kafka import consumer_config
 from tests.deploy.tools import CHART, COMPOSE, DOCKERFILES, base_env, compose_binary, render, run
-from tutorstream import kafka, services
+from tutorstream import services
 from tutorstream.cohort import labelled_cohort
 
 pytestmark = pytest.mark.e2e
@@ -184,7 +185,7 @@ def test_compose_services_run_the_loop_on_the_embedded_stack(
             time.sleep(1)
         assert stored, f"no intervention stored\n{_tails(logs)}"
 
-        consumer = Consumer(kafka.consumer_config(
+        consumer = Consumer(consumer_config(
             own_broker, f"compose-e2e-{uuid.uuid4().hex[:8]}",
             **{"auto.offset.reset": "earliest", "enable.auto.commit": False}))
         consumer.subscribe(["tutor.interventions.v1"])

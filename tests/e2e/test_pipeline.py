@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from common.kafka import consumer_config
 from inference.features import EVENT_FEATURE_INDEX
 from tutorstream.cohort import labelled_cohort
 
@@ -154,10 +155,9 @@ def _uncommitted(pipeline: Any, produced: int) -> bool:
     from confluent_kafka import Consumer, TopicPartition
 
     from schemas.topics import LMS_EVENTS
-    from tutorstream import kafka
 
     topic = pipeline.topic("lms.events.v1")
-    group = Consumer(kafka.consumer_config(pipeline.bootstrap, pipeline.app_id))
+    group = Consumer(consumer_config(pipeline.bootstrap, pipeline.app_id))
     try:
         wanted = [TopicPartition(topic, p) for p in range(LMS_EVENTS.partitions)]
         committed = sum(max(0, tp.offset) for tp in group.committed(wanted, timeout=10))

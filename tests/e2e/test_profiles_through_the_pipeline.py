@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.keys import create_key
 from api.settings import ApiOptions, ApiSettings, StoreLocation
-from common import kafka
+from common.kafka import producer_config
 from common.settings import DEV_PSEUDONYM_KEY
 from schemas.profiles import PROFILE_HEADER, ProfileError, ProfileSettings, load_profiles
 from streams.store.connection import connect
@@ -70,7 +70,7 @@ def _statement(verb: str, n: int, learner: str = "ada", **parts: Any) -> dict[st
 def _produce(
     bootstrap: str, topic: str, records: list[tuple[bytes, list[tuple[str, bytes]]]]
 ) -> None:
-    producer = Producer(kafka.producer_config(bootstrap))
+    producer = Producer(producer_config(bootstrap))
     for value, headers in records:
         producer.produce(topic, key=b"lms", value=value, headers=headers)
     assert producer.flush(60) == 0

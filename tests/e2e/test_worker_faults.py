@@ -24,10 +24,10 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from common.kafka import consumer_config, producer_config
 from common.settings import DEV_PSEUDONYM_KEY
 from schemas.normalise import normalise, pseudonymiser_for
 from schemas.topics import LMS_EVENTS
-from tutorstream import kafka
 from tutorstream.cohort import labelled_cohort
 
 pytestmark = pytest.mark.e2e
@@ -74,7 +74,7 @@ def _wait_for_ids(pipeline: Any, produced: set[str], timeout: float) -> set[str]
 def _wait_until_committed(pipeline: Any, count: int, timeout: float = 180.0) -> None:
     """Poll until the worker's group has committed ``count`` records of the raw topic."""
     topic = pipeline.topic("lms.events.v1")
-    group = Consumer(kafka.consumer_config(pipeline.bootstrap, pipeline.app_id))
+    group = Consumer(consumer_config(pipeline.bootstrap, pipeline.app_id))
     try:
         wanted = [TopicPartition(topic, p) for p in range(LMS_EVENTS.partitions)]
         deadline = time.monotonic() + timeout
@@ -243,7 +243,7 @@ def test_bad_records_of_every_kind_reach_the_dlq_and_cost_no_good_event(
         mixed.insert(rng.randrange(len(mixed) + 1), (key, value))
     worker = pipeline.start_worker()
     producer = Producer(
-        kafka.producer_config(pipeline.bootstrap, **{"message.max.bytes": 8_000_000})
+        producer_config(pipeline.bootstrap, **{"message.max.bytes": 8_000_000})
     )
     for key, value in mixed:
         producer.produce(pipeline.topic("lms.events.v1"), key=key, value=value)

@@ -1,7 +1,7 @@
 """`tutorstream bench <what>`: benchmarks that print a table and write JSON.
 
-Each command imports its benchmark from :mod:`tutorstream.bench` when it runs, so the command
-line loads none of them (nor what they need, httpx for ``bench api``) until asked.
+Each command imports its benchmark from :mod:`tutorstream.bench` when it runs, so listing the
+commands loads none of them.
 """
 
 from __future__ import annotations
@@ -82,18 +82,12 @@ def api(
     """Statements/s (p50/p99) for batches of 100, and feed latency at many SSE clients.
 
     Runs on a broker and a PostgreSQL of its own, started in a temporary folder and stopped at
-    the end, so it neither needs nor disturbs a running stack. Needs httpx (the ``dev`` extra).
+    the end, so it neither needs nor disturbs a running stack.
     """
-    try:
-        from tutorstream.bench.api import BenchPlan, BenchTarget, format_table, run_api_bench
-    except ModuleNotFoundError as err:
-        if err.name != "httpx":
-            raise
-        _err("error: `tutorstream bench api` needs httpx: pip install 'tutorstream[dev]'")
-        raise typer.Exit(code=1) from err
     from schemas.topics import LEARNER_PROMPTS, LMS_EVENTS, TUTOR_INTERVENTIONS, TopicSpec
     from streams.store import migrate
     from tutorstream import kafka, services
+    from tutorstream.bench.api import BenchPlan, BenchTarget, format_table, run_api_bench
 
     plan = (
         BenchPlan.smoke()

@@ -50,6 +50,7 @@ OUTCOMES_UID: Final = "tutorstream-outcomes"
 PIPELINE_UID: Final = "tutorstream-pipeline"
 
 DASHBOARDS_DIR: Final = "deploy/grafana/dashboards"
+CHART_DASHBOARDS_DIR: Final = "helm/tutorstream/dashboards"
 PROVISIONING_DIR: Final = "deploy/grafana/provisioning"
 PROMETHEUS_CONFIG: Final = "deploy/prometheus/prometheus.yml"
 # Where the compose file mounts deploy/grafana/dashboards inside the Grafana container.
@@ -900,10 +901,12 @@ def _yaml(data: dict[str, Any]) -> str:
 
 def generated_files() -> dict[str, str]:
     """Return every generated file's text by its path under the repository root."""
-    files = {
-        f"{DASHBOARDS_DIR}/{name}": json.dumps(board, indent=2, sort_keys=True) + "\n"
-        for name, board in dashboards().items()
-    }
+    files: dict[str, str] = {}
+    for name, board in dashboards().items():
+        text = json.dumps(board, indent=2, sort_keys=True) + "\n"
+        files[f"{DASHBOARDS_DIR}/{name}"] = text
+        # the chart ships the same boards (Helm reads files only from inside the chart)
+        files[f"{CHART_DASHBOARDS_DIR}/{name}"] = text
     files[f"{PROVISIONING_DIR}/datasources/tutorstream.yaml"] = _provisioned_datasources()
     files[f"{PROVISIONING_DIR}/dashboards/tutorstream.yaml"] = _provisioned_dashboards()
     files[PROMETHEUS_CONFIG] = _prometheus_config()

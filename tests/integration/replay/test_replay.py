@@ -429,7 +429,7 @@ def test_a_replay_reads_each_record_with_the_profile_its_header_names(
         "object": {"id": "https://lms.example.edu/item/1"},
         "timestamp": "2026-03-02T09:00:00Z",
     }
-    producer = Producer(kafka.producer_config(kafka_bootstrap))
+    producer = Producer(producer_config(kafka_bootstrap))
     producer.produce(
         topic, value=orjson.dumps(statement), headers=[("tutorstream-profile", b"my-lms")]
     )
