@@ -37,7 +37,7 @@ DEMO_RATE ?= 300
 # More demo options, e.g. `make demo DEMO_ARGS="--duration 60 --workers 2"`.
 DEMO_ARGS ?=
 
-.PHONY: help setup lock tools demo down test lint typecheck imports unit integration e2e bench clean
+.PHONY: help setup lock tools demo down test lint typecheck imports unit chaos integration e2e bench clean
 
 help: ## Show the targets
 	@echo "usage: make <target>"
@@ -113,6 +113,9 @@ integration: setup ## Run the integration tests only (starts Tansu, PostgreSQL, 
 
 e2e: setup ## Run the end-to-end tests only (the whole pipeline on the embedded stack)
 	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
+
+chaos: setup ## Run the fault suite: workers killed at random points, every event id checked
+	$(BIN)/pytest -m chaos $(PYTEST_ARGS)
 
 bench: setup ## Run every `tutorstream bench` benchmark (each prints a table and writes JSON)
 	@for what in $$($(BIN)/python -c 'import typer; from tutorstream.cli.bench import app; print(" ".join(sorted(typer.main.get_group(app).commands)))'); do \

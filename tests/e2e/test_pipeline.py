@@ -13,7 +13,6 @@ from typing import Any
 import orjson
 import pytest
 
-from common.kafka import consumer_config
 from inference.features import EVENT_FEATURE_INDEX
 from tutorstream.cohort import labelled_cohort
 
@@ -150,22 +149,7 @@ def _assert_state_carried_over(pipeline: Any) -> None:
     assert not wrong, f"learner: (answers stored, answers its state counted): {wrong}"
 
 
-def _uncommitted(pipeline: Any, produced: int) -> bool:
-    """Return whether the worker group's commits on the raw topic are short of ``produced``."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from schemas.topics import LMS_EVENTS
-
-    topic = pipeline.topic("lms.events.v1")
-    group = Consumer(consumer_config(pipeline.bootstrap, pipeline.app_id))
-    try:
-        wanted = [TopicPartition(topic, p) for p in range(LMS_EVENTS.partitions)]
-        committed = sum(max(0, tp.offset) for tp in group.committed(wanted, timeout=10))
-    finally:
-        group.close()
-    return committed < produced
-
-
+@pytest.mark.chaos
 def test_killed_worker_loses_and_duplicates_nothing(pipeline: Any, read_topic: Any) -> None:
     events, _ = _cohort(learners=30, problems=30, seed=12)
     first = pipeline.start_worker()
@@ -180,14 +164,8 @@ def test_killed_worker_loses_and_duplicates_nothing(pipeline: Any, read_topic: A
     while time.monotonic() < deadline and not produced <= stored:
         stored = {r[0] for r in pipeline.rows("SELECT event_id FROM events")}
         time.sleep(1.0)
-    if stored != produced and _uncommitted(pipeline, len(events)):
-        # Seen on Tansu 0.6 in about one run in four under load: the replacement is assigned
-        # the partitions, reports ready, and some of them never deliver. The missing events
-        # wait on the topic, uncommitted (checked: not a loss); the run cannot finish.
-        pytest.xfail("replacement assigned but some partitions never deliver (Tansu 0.6)")
     assert stored == produced, (
-        f"{len(produced - stored)} produced events not stored, and their records are "
-        f"committed: lost\n{pipeline.log_tail()}"
+        f"{len(produced - stored)} produced events not stored\n{pipeline.log_tail()}"
     )
     time.sleep(3.0)
     assert _duplicates(pipeline) == dict.fromkeys(_duplicates(pipeline), 0)

@@ -104,6 +104,7 @@ def _keyed_as_producers_do(events: list[dict[str, Any]]) -> list[tuple[bytes | N
     return out
 
 
+@pytest.mark.chaos
 def test_worker_killed_at_random_points_stores_every_event(pipeline: Any) -> None:
     """SIGKILL the worker at random moments of its batches, again and again.
 
