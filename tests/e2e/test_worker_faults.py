@@ -158,6 +158,7 @@ def test_worker_killed_at_random_points_stores_every_event(pipeline: Any) -> Non
     assert _duplicates(pipeline) == dict.fromkeys(TABLES, 0)
 
 
+@pytest.mark.chaos
 def test_workers_joining_and_leaving_under_a_backlog_store_every_event(pipeline: Any) -> None:
     """Rebalances while the worker is saturated: a worker joins, another joins, one leaves.
 
