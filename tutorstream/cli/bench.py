@@ -6,17 +6,22 @@ commands loads none of them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from inference.registry import DEFAULT_MODEL
 from tutorstream.bench.report import publish
+
+if TYPE_CHECKING:
+    from tutorstream.bench.api import BenchTarget
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks: each prints a table and writes JSON.")
 
@@ -84,44 +89,18 @@ def api(
     Runs on a broker and a PostgreSQL of its own, started in a temporary folder and stopped at
     the end, so it neither needs nor disturbs a running stack.
     """
-    from schemas.topics import LEARNER_PROMPTS, LMS_EVENTS, TUTOR_INTERVENTIONS, TopicSpec
-    from streams.store import migrate
-    from tutorstream import kafka, services
-    from tutorstream.bench.api import BenchPlan, BenchTarget, format_table, run_api_bench
+    from tutorstream.bench.api import BenchPlan, format_table, run_api_bench
 
     plan = (
         BenchPlan.smoke()
         if smoke
         else BenchPlan(clients=clients, batches=batches, feed_clients=feed_clients)
     )
-    work = Path(tempfile.mkdtemp(prefix="tutorstream-bench-api-"))
-    typer.echo(f"starting a broker and PostgreSQL in {work}")
-    broker = services.start_broker(work / "logs")
-    postgres = services.start_postgres(work / "postgres", work / "logs")
-    try:
-        prefix = f"bench.{uuid.uuid4().hex[:6]}."
-        kafka.create_topics(
-            broker.url,
-            [
-                TopicSpec(
-                    name=f"{prefix}{spec.name}",
-                    partitions=spec.partitions,
-                    value_schema=spec.value_schema,
-                    description=spec.description,
-                )
-                for spec in (LMS_EVENTS, TUTOR_INTERVENTIONS, LEARNER_PROMPTS)
-            ],
-        )
-        migrate(postgres.url, schema="bench_api")
-        target = BenchTarget(broker.url, postgres.url, "bench_api", prefix)
+    with _own_stack("api") as (target, work):
         report = run_api_bench(target, plan, typer.echo, work / "logs")
         report["smoke"] = smoke
-    finally:
-        postgres.stop()
-        broker.stop()
     typer.echo("")
     publish(format_table(report), report, out, typer.echo)
-    shutil.rmtree(work, ignore_errors=True)
 
 
 @app.command("pipeline")
@@ -235,10 +214,6 @@ def console(
     Runs on a broker, a PostgreSQL and an OpenID Provider of its own, started in a temporary
     folder and stopped at the end. The provider needs Node.js and ``make setup`` (a checkout).
     """
-    from schemas.topics import LEARNER_PROMPTS, LMS_EVENTS, TUTOR_INTERVENTIONS, TopicSpec
-    from streams.store import migrate
-    from tutorstream import kafka, services
-    from tutorstream.bench.api import BenchTarget
     from tutorstream.bench.console import ConsolePlan, format_table, run_console_bench
 
     plan = (
@@ -246,7 +221,31 @@ def console(
         if smoke
         else ConsolePlan(tutors, classes, interventions, rate, page_loads, events_per_s)
     )
-    work = Path(tempfile.mkdtemp(prefix="tutorstream-bench-console-"))
+    with _own_stack("console") as (target, work):
+        try:
+            report = run_console_bench(target, plan, typer.echo, work)
+        except RuntimeError as err:
+            _err(f"error: {err}")
+            raise typer.Exit(1) from None
+        report["smoke"] = smoke
+    typer.echo("")
+    publish(format_table(report), report, out, typer.echo)
+
+
+@contextlib.contextmanager
+def _own_stack(name: str) -> Iterator[tuple[BenchTarget, Path]]:
+    """Start a broker and a PostgreSQL of the benchmark's own in a temporary folder.
+
+    Yields the target (the ingest, intervention and prompt topics under a fresh prefix, the store
+    migrated into schema ``bench_<name>``) and the folder, and stops and removes both at the end,
+    so a benchmark neither needs nor disturbs a running stack.
+    """
+    from schemas.topics import LEARNER_PROMPTS, LMS_EVENTS, TUTOR_INTERVENTIONS, TopicSpec
+    from streams.store import migrate
+    from tutorstream import kafka, services
+    from tutorstream.bench.api import BenchTarget
+
+    work = Path(tempfile.mkdtemp(prefix=f"tutorstream-bench-{name}-"))
     typer.echo(f"starting a broker and PostgreSQL in {work}")
     broker = services.start_broker(work / "logs")
     postgres = services.start_postgres(work / "postgres", work / "logs")
@@ -264,17 +263,9 @@ def console(
                 for spec in (LMS_EVENTS, TUTOR_INTERVENTIONS, LEARNER_PROMPTS)
             ],
         )
-        migrate(postgres.url, schema="bench_console")
-        target = BenchTarget(broker.url, postgres.url, "bench_console", prefix)
-        try:
-            report = run_console_bench(target, plan, typer.echo, work)
-        except RuntimeError as err:
-            _err(f"error: {err}")
-            raise typer.Exit(1) from None
-        report["smoke"] = smoke
+        migrate(postgres.url, schema=f"bench_{name}")
+        yield BenchTarget(broker.url, postgres.url, f"bench_{name}", prefix), work
     finally:
         postgres.stop()
         broker.stop()
-    typer.echo("")
-    publish(format_table(report), report, out, typer.echo)
     shutil.rmtree(work, ignore_errors=True)
