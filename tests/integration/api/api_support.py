@@ -84,9 +84,12 @@ XAPI = {"X-Experience-API-Version": "1.0.3"}
 
 
 @contextlib.contextmanager
-def serve(settings: ApiSettings) -> Iterator[str]:
-    """Run the app under uvicorn on a free loopback port, in a thread; yield its base URL."""
-    port = free_port()
+def serve(settings: ApiSettings, port: int | None = None) -> Iterator[str]:
+    """Run the app under uvicorn on ``port`` (a free loopback one by default), in a thread.
+
+    Yields its base URL once ``/readyz`` answers.
+    """
+    port = port or free_port()
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
     )

@@ -24,11 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
-from api_support import free_port, wait_until_ready
-
-from api.app import create_app
-from api.settings import ApiSettings
+from api_support import free_port
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 CLIENT_ID = "tutorstream-console"
@@ -115,30 +111,6 @@ def provider(
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-
-
-@contextlib.contextmanager
-def serve_on(settings: ApiSettings, port: int) -> Iterator[str]:
-    """Run the app under uvicorn on ``port``, in a thread; yield its base URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.05)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
-            wait_until_ready(http)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 _FORM_ACTION = re.compile(r'<form method="post" action="([^"]+)"')

@@ -17,7 +17,7 @@ import httpx
 import orjson
 import psycopg
 import pytest
-from api_support import CLASS_A, ApiEnv, InterventionMaker, free_port
+from api_support import CLASS_A, ApiEnv, InterventionMaker, free_port, serve
 from console_support import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -29,7 +29,6 @@ from console_support import (
     node_ready,
     provider,
     receiver,
-    serve_on,
     sign_in,
     wait_for,
 )
@@ -75,7 +74,7 @@ def console(api_env: ApiEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 ),
             }
         )
-        with serve_on(settings, port) as url:
+        with serve(settings, port) as url:
             yield url, op.issuer
 
 
