@@ -13,9 +13,9 @@ and which of the model's states the evidence so far cannot support (vetoes):
 - :meth:`BehaviourRules.calibrated` (no overconfidence where answers are quick and right),
 - :meth:`BehaviourRules.confirmation_grounded` (no confirmation without a resource read
   after a wrong answer),
-- :meth:`BehaviourRules.answered`, :meth:`BehaviourRules.spinning_possible` and
-  :meth:`BehaviourRules.response_held` (no state before a first answer; wheel-spinning and
-  anchoring only where their definitions can hold).
+- :meth:`BehaviourRules.answered`, :meth:`BehaviourRules.spinning_possible`,
+  :meth:`BehaviourRules.response_held` and :meth:`BehaviourRules.guessed` (no state before a
+  first answer; wheel-spinning and anchoring only where their definitions can hold).
 
 The stream's processor (and so the worker, a replay and the scenario suite) applies them:
 a finding raises its state when the model does not already raise it, a veto drops the
@@ -25,6 +25,7 @@ never a new problem. Pure Python: the serving path imports this.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -48,13 +49,36 @@ RECENT_ANSWERS: Final = 10
 SLIPS: Final = 2
 """Wrong first answers among the recent ones that are still slips, not miscalibration: with
 ten answers, at least 80% right."""
-RAPID_S: Final = 5.0
-"""An answer given sooner than this after the learner's previous event (or with a shorter
-duration) was not read: a fixed threshold of a few seconds, as where no item norms are known
-(Wise & Kong 2005 set theirs at three to five seconds by the item's reading load)."""
+RAPID_S: Final = 3.0
+"""An answer given sooner than this after it was opened (or with a shorter duration)
+was not read: the lower end of the fixed thresholds of Wise & Kong (2005), who set theirs at
+three to five seconds by the item's reading load; a fluent learner's quick answers stay
+above it."""
+RAPID_GAP_S: Final = 5.0
+"""The same, where the time can only be taken from the learner's previous event on something
+else (a producer that sends no start): that time also holds moving to the item, so the upper
+end of Wise & Kong's range."""
 RAPID_ANSWERS: Final = 3
-"""Rapid answers among the last :data:`RECENT_ANSWERS_RAPID` that make rapid guessing."""
+"""Rapid answers among the last :data:`RECENT_ANSWERS_RAPID` that make rapid guessing: a
+response-time effort of 0.4, far under the 0.9 below which Wise & Kong (2005) read a test
+taker's effort as low; fewer could be a fluent learner's quick answers and one slip."""
 RECENT_ANSWERS_RAPID: Final = 5
+GUESS_CHANCE: Final = 0.25
+"""Chance of a guess being right: a four-option item."""
+ABOVE_CHANCE_P: Final = 0.10
+"""Rapid answers right this unlikely by chance (one-sided binomial test) are fluency, not
+guesses: two right of three or four, three of five are still chance; three of four are not."""
+PROGRESS_ANSWERS: Final = 5
+"""Last opportunities on a skill over which progress is judged."""
+PROGRESS_RIGHT: Final = 3
+"""Right answers among the last :data:`PROGRESS_ANSWERS` opportunities that show progress:
+persistence that is paying off (productive persistence, Kai et al. 2018) is not
+wheel-spinning."""
+CORRECTED_SHARE: Final = 0.8
+"""Share of a skill's items first answered wrong that the learner then put right (without the
+bottom-out hint) that shows learning from feedback: persistence that pays off."""
+GIVE_UP_OPPORTUNITIES: Final = 15
+"""Opportunities without mastery after which wheel-spinning holds whatever the progress."""
 _MAX_ITEMS: Final = 8
 _MAX_SEEN: Final = 256
 _MAX_SKILLS: Final = 64
@@ -93,22 +117,34 @@ class RuleMemory:
         items: per recent item (at most 8): response hashes marked wrong and how many times
             one of them was submitted again.
         seen: items the learner has answered (at most 256), so a retry is not an opportunity.
-        skills: per skill: practice opportunities, current streak, mastery shown (0/1).
+        skills: per skill: practice opportunities, current streak, mastery shown (0/1), the
+            outcomes of the last :data:`PROGRESS_ANSWERS` opportunities as bits (newest
+            lowest), items first answered wrong, and of those the ones put right later.
+        fix_item: the item last first answered wrong and not yet put right.
         hint_item: the item of the learner's current run of hints.
         hints: hints in that run.
         hint_deepest: deepest hint level seen in the run (-1: no levels).
         hint_skimmed: every hint of the run but the last was followed within
             :data:`HINT_READ_S` by the next.
         hint_at: time of the run's last hint, epoch seconds.
-        recent: outcomes (1 right, 0 wrong) of the last first answers, oldest first.
+        recent: outcomes of the last first answers, oldest first: 1 right, 0 wrong, 2 wrong
+            but a slip (right at the very next try, after reading the feedback where the
+            producer records feedback).
         answers: answers seen (counted up to 1,000).
         rapid: per recent answer (at most :data:`RECENT_ANSWERS_RAPID`): 0 not rapid, 1 rapid
             and wrong, 2 rapid and right.
         last_at: time of the learner's last event, epoch seconds (0: none yet).
+        after_start: the learner's last event was a start (of an item, or of the quiz or
+            page that holds it), so the time since it is the answer's response time.
         last_skills: the skills of the learner's last answer.
         last_item: the item of the learner's last answer.
         last_response: whether the learner's last answer carried a response.
         wrong_pending: the learner's last answer was wrong.
+        slip_pending: the learner's last answer was a wrong first answer (its retry may show
+            it a slip).
+        slip_read: feedback was read since that answer (for :data:`HINT_READ_S` or more, or
+            for a time the producer does not say).
+        feedback_known: the producer records feedback views for this learner.
         resource_after_wrong: a resource not known to contradict the answer was read since
             the last wrong answer.
     """
@@ -116,6 +152,7 @@ class RuleMemory:
     items: dict[str, list[Any]] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
     skills: dict[str, list[int]] = field(default_factory=dict)
+    fix_item: str | None = None
     hint_item: str | None = None
     hints: int = 0
     hint_deepest: int = -1
@@ -125,11 +162,15 @@ class RuleMemory:
     answers: int = 0
     rapid: list[int] = field(default_factory=list)
     last_at: float = 0.0
+    after_start: bool = False
     last_skills: list[str] = field(default_factory=list)
     last_item: str | None = None
     last_response: bool = False
     wrong_pending: bool = False
     resource_after_wrong: bool = False
+    slip_pending: bool = False
+    slip_read: bool = False
+    feedback_known: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready mapping."""
@@ -137,11 +178,18 @@ class RuleMemory:
             "i": self.items,
             "s": self.seen,
             "k": self.skills,
+            "f": self.fix_item,
             "h": [self.hint_item, self.hints, self.hint_deepest, self.hint_skimmed, self.hint_at],
             "r": self.recent,
             "n": [self.answers, self.last_skills, self.last_item, self.last_response],
-            "q": [self.rapid, self.last_at],
-            "w": [self.wrong_pending, self.resource_after_wrong],
+            "q": [self.rapid, self.last_at, self.after_start],
+            "w": [
+                self.wrong_pending,
+                self.resource_after_wrong,
+                self.slip_pending,
+                self.slip_read,
+                self.feedback_known,
+            ],
         }
 
     @classmethod
@@ -153,7 +201,9 @@ class RuleMemory:
         return cls(
             items={k: [list(v[0]), int(v[1])] for k, v in data["i"].items()},
             seen=list(data["s"]),
-            skills={k: [int(x) for x in v] for k, v in data["k"].items()},
+            # records of older releases hold three numbers per skill
+            skills={k: [*(int(x) for x in v), 0, 0, 0][:6] for k, v in data["k"].items()},
+            fix_item=data.get("f"),
             hint_item=hint[0],
             hints=int(hint[1]),
             hint_deepest=int(hint[2]),
@@ -166,8 +216,13 @@ class RuleMemory:
             last_response=bool(data["n"][3]),
             rapid=[int(x) for x in data["q"][0]],
             last_at=float(data["q"][1]),
+            after_start=len(data["q"]) > 2 and bool(data["q"][2]),
             wrong_pending=bool(data["w"][0]),
             resource_after_wrong=bool(data["w"][1]),
+            # records of older releases hold two flags
+            slip_pending=len(data["w"]) > 2 and bool(data["w"][2]),
+            slip_read=len(data["w"]) > 3 and bool(data["w"][3]),
+            feedback_known=len(data["w"]) > 4 and bool(data["w"][4]),
         )
 
 
@@ -181,6 +236,27 @@ class Observation:
 
 def _t(moment: datetime) -> float:
     return moment.timestamp()
+
+
+_PROGRESS_MASK: Final = (1 << PROGRESS_ANSWERS) - 1
+
+
+def _spinning(stats: list[int]) -> bool:
+    """Return whether one skill's practice meets :meth:`BehaviourRules.wheel_spinning`."""
+    if stats[0] < OPPORTUNITIES or stats[2]:
+        return False
+    progressing = (
+        bin(stats[3]).count("1") >= PROGRESS_RIGHT or stats[5] >= CORRECTED_SHARE * stats[4]
+    )
+    return not progressing or stats[0] >= GIVE_UP_OPPORTUNITIES
+
+
+def _chance_of_at_least(right: int, answers: int) -> float:
+    """Return the chance that ``answers`` guesses hold ``right`` or more right ones."""
+    return sum(
+        math.comb(answers, k) * GUESS_CHANCE**k * (1 - GUESS_CHANCE) ** (answers - k)
+        for k in range(right, answers + 1)
+    )
 
 
 class BehaviourRules:
@@ -202,9 +278,20 @@ class BehaviourRules:
             mastery = self.wheel_spinning(memory, event, credited=not bottomed)
             guessing = self.rapid_guessing(memory, event)
             finding = finding or mastery or guessing
-            # calibration is judged on first answers: a corrected slip is one wrong answer
+            # calibration is judged on first answers; a wrong one put right at the very next
+            # try, after reading the feedback, was a slip
             if first and event.correct is not None:  # a producer that does not say: unknown
                 memory.recent = [*memory.recent, int(event.correct)][-RECENT_ANSWERS:]
+            elif (
+                memory.slip_pending
+                and event.correct
+                and event.item_id == memory.last_item
+                and (memory.slip_read or not memory.feedback_known)
+                and memory.recent
+            ):
+                memory.recent[-1] = 2
+            memory.slip_pending = first and event.correct is False
+            memory.slip_read = False
             memory.answers = min(memory.answers + 1, 1000)
             memory.last_skills = list(event.skill_ids)
             memory.last_item = event.item_id
@@ -215,18 +302,23 @@ class BehaviourRules:
                 memory.resource_after_wrong = False
         elif kind is EventType.HINT_REQUEST:
             finding = self.hint_click_through(memory, event)
+        elif kind is EventType.FEEDBACK_VIEW:
+            memory.feedback_known = True
+            if event.duration_s is None or event.duration_s >= HINT_READ_S:
+                memory.slip_read = True
         elif kind is EventType.RESOURCE_VIEW:
             if memory.wrong_pending and event.resource_relation is not ResourceRelation.CONTRADICTS:
                 memory.resource_after_wrong = True
         elif kind is EventType.PROBLEM_START and event.item_id != memory.hint_item:
             memory.wrong_pending = memory.resource_after_wrong = False
         memory.last_at = max(memory.last_at, _t(event.timestamp))
+        memory.after_start = kind is EventType.PROBLEM_START
         if not self.answered(memory):
             return Observation(finding, MODEL_STATES)
         vetoes = set()
         if not self.spinning_possible(memory):
             vetoes.add(WHEEL_SPINNING)
-        if not self.response_held(memory):
+        if not self.response_held(memory) or self.guessed(memory):
             vetoes.add(ANCHORING)
         if self.calibrated(memory):
             vetoes.add(OVERCONFIDENCE)
@@ -275,26 +367,43 @@ class BehaviourRules:
 
         Definition (Wise & Kong 2005, response-time effort): an answer given within
         :data:`RAPID_S` is a rapid guess, not solution behaviour; :data:`RAPID_ANSWERS` of the
-        last :data:`RECENT_ANSWERS_RAPID` answers rapid, at most one of them right, is rapid
-        guessing (a form of gaming). The response time is the answer's duration where the
-        producer gives one, else the time since the learner's previous event (a start, a
-        page, the previous answer), so producers that record no durations are covered too. A
-        quick answer that is right is fluency, not guessing.
+        last :data:`RECENT_ANSWERS_RAPID` answers rapid, some wrong and no more often right
+        than guesses would be (:data:`ABOVE_CHANCE_P`), is rapid guessing (a form of gaming).
+        The response time is the answer's duration where the producer gives one, else the
+        time since the learner's previous event: since a start it is the answer's own time
+        (:data:`RAPID_S`); since anything else it also holds moving on to the item
+        (:data:`RAPID_GAP_S`). Producers that record no durations are covered too; answers
+        sent at one instant say nothing of their time. Quick answers right more often than
+        chance are fluency, not guessing.
         """
         if event.correct is None:
             return None
+        threshold = RAPID_S
         if event.duration_s is not None:
             seconds = event.duration_s
         elif memory.last_at > 0:
+            if not memory.after_start:
+                threshold = RAPID_GAP_S
             seconds = _t(event.timestamp) - memory.last_at
-            if seconds < 0:
-                return None  # an event that came out of order: its response time is unknown
+            if seconds <= 0:
+                # out of order, or several answers sent at one instant (a quiz page's
+                # questions submitted together): the response time is unknown
+                return None
         else:
             return None
-        mark = 0 if seconds >= RAPID_S else (2 if event.correct else 1)
+        mark = 0 if seconds >= threshold else (2 if event.correct else 1)
         memory.rapid = [*memory.rapid, mark][-RECENT_ANSWERS_RAPID:]
         rapid = [m for m in memory.rapid if m]
-        if not mark or len(rapid) != RAPID_ANSWERS or rapid.count(2) > 1:
+        # holds while enough recent answers are rapid and about as often right as chance; it
+        # is said again on each rapid answer while it holds (the policy's cooldowns keep the
+        # tutor from hearing it twice), so a lucky streak cannot hide it for good
+        right = rapid.count(2)
+        if (
+            not mark
+            or len(rapid) < RAPID_ANSWERS
+            or right == len(rapid)
+            or _chance_of_at_least(right, len(rapid)) < ABOVE_CHANCE_P
+        ):
             return None
         return Finding(
             GAMING,
@@ -362,24 +471,39 @@ class BehaviourRules:
         Definition (Beck & Gong 2013): a learner who has had :data:`OPPORTUNITIES` practice
         opportunities on a skill (first answers on distinct items) without ever answering
         :data:`MASTERY_STREAK` of them right in a row. An answer given after the bottom-out
-        hint is not counted right (``credited`` False).
+        hint is not counted right (``credited`` False). A learner with
+        :data:`PROGRESS_RIGHT` of the last :data:`PROGRESS_ANSWERS` opportunities right, or
+        who puts right :data:`CORRECTED_SHARE` of the items first answered wrong, is getting
+        there (productive persistence, Kai et al. 2018: slow learners who persist, learn from
+        feedback and master); the state waits for more evidence, up to
+        :data:`GIVE_UP_OPPORTUNITIES`.
         """
         item = event.item_id
         if item is None or event.correct is None or not event.skill_ids:
             return None
-        if item in memory.seen:
-            return None  # a retry, not a practice opportunity
-        memory.seen = [*memory.seen, item][-_MAX_SEEN:]
         right = bool(event.correct) and credited
+        if item in memory.seen:
+            # a retry, not a practice opportunity; putting a wrong first answer right counts
+            if right and item == memory.fix_item:
+                memory.fix_item = None
+                for skill in event.skill_ids:
+                    known = memory.skills.get(skill)
+                    if known is not None:
+                        known[5] += 1
+            return None
+        memory.seen = [*memory.seen, item][-_MAX_SEEN:]
+        memory.fix_item = None if right else item
         found: Finding | None = None
         for skill in event.skill_ids:
-            stats = memory.skills.pop(skill, None) or [0, 0, 0]
+            stats = memory.skills.pop(skill, None) or [0, 0, 0, 0, 0, 0]
             memory.skills[skill] = stats
             stats[0] += 1
             stats[1] = stats[1] + 1 if right else 0
+            stats[3] = ((stats[3] << 1) | int(right)) & _PROGRESS_MASK
+            stats[4] += int(not right)
             if stats[1] >= MASTERY_STREAK:
                 stats[2] = 1
-            if found is None and stats[0] >= OPPORTUNITIES and not stats[2]:
+            if found is None and _spinning(stats):
                 found = Finding(
                     WHEEL_SPINNING,
                     "no_mastery_in_ten",
@@ -414,7 +538,7 @@ class BehaviourRules:
             return True
         for skill in memory.last_skills:
             stats = memory.skills.get(skill)
-            if stats is not None and stats[0] >= OPPORTUNITIES and not stats[2]:
+            if stats is not None and _spinning(stats):
                 return True
         return False
 
@@ -432,15 +556,27 @@ class BehaviourRules:
         return entry is not None and entry[1] > 0
 
     @staticmethod
+    def guessed(memory: RuleMemory) -> bool:
+        """A rapid wrong answer is a guess, not a response held on to.
+
+        Anchoring is holding on to one's answer; an answer given faster than the item can be
+        read (:meth:`rapid_guessing`) was not considered, so the last answer being such a
+        guess is no evidence of it, whatever the producer records.
+        """
+        return bool(memory.rapid) and memory.rapid[-1] == 1
+
+    @staticmethod
     def calibrated(memory: RuleMemory) -> bool:
         """Quick and right is not overconfidence.
 
         Overconfidence is confidence above accuracy (Lichtenstein, Fischhoff & Phillips
         1982); speed stands for confidence, so a learner with at most :data:`SLIPS` wrong
         among the last :data:`RECENT_ANSWERS` answers shows no such gap, however fast: a
-        fluent expert, not an overconfident one. A slip or two is not evidence of a gap.
+        fluent expert, not an overconfident one. A slip or two is not evidence of a gap, nor
+        is a wrong answer put right at the very next try after the feedback was read (a slip
+        in knowledge tracing's sense: the skill known, the answer wrong).
         """
-        return len(memory.recent) - sum(memory.recent) <= SLIPS
+        return memory.recent.count(0) <= SLIPS
 
     @staticmethod
     def confirmation_grounded(memory: RuleMemory) -> bool:

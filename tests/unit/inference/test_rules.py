@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from inference.rules import BehaviourRules, RuleMemory
+from inference.rules import BehaviourRules, Finding, RuleMemory
 from schemas.events import EventType, LearningEvent, SourceFormat
 
 pytestmark = pytest.mark.unit
@@ -82,9 +82,9 @@ def test_hints_read_before_the_next_are_not_gaming() -> None:
 
 def test_ten_opportunities_without_three_in_a_row_is_wheel_spinning() -> None:
     rules, memory = BehaviourRules(), RuleMemory()
-    pattern = [True, True, False] * 4
+    pattern = [True, False, False, True] * 3
     found = [
-        rules.observe(memory, _answer(n, f"i{n}", ok, skill_ids=("s",))).finding
+        rules.observe(memory, _answer(60.0 * n, f"i{n}", ok, skill_ids=("s",))).finding
         for n, ok in enumerate(pattern[:10])
     ]
     assert all(f is None for f in found[:9])
@@ -96,9 +96,10 @@ def test_three_in_a_row_within_ten_is_mastery_and_retries_are_not_opportunities(
     found = []
     for n in range(12):
         ok = n in (4, 5, 6)
-        found.append(rules.observe(memory, _answer(2 * n, f"i{n}", ok, skill_ids=("s",))).finding)
+        answer = _answer(60.0 * n, f"i{n}", ok, skill_ids=("s",))
+        found.append(rules.observe(memory, answer).finding)
         # a retry of the same item is not another opportunity
-        rules.observe(memory, _answer(2 * n + 1, f"i{n}", True, "right", skill_ids=("s",)))
+        rules.observe(memory, _answer(60.0 * n + 30, f"i{n}", True, "right", skill_ids=("s",)))
     assert found == [None] * 12
 
 
@@ -151,8 +152,8 @@ def test_wheel_spinning_needs_the_definition_where_skills_are_known() -> None:
 
 def test_anchoring_needs_a_wrong_response_given_again_where_responses_are_known() -> None:
     rules, memory = BehaviourRules(), RuleMemory()
-    assert "anchoring" in rules.observe(memory, _answer(1, "i1", False, "x")).vetoes
-    assert "anchoring" not in rules.observe(memory, _answer(2, "i1", False, "x")).vetoes
+    assert "anchoring" in rules.observe(memory, _answer(30, "i1", False, "x")).vetoes
+    assert "anchoring" not in rules.observe(memory, _answer(90, "i1", False, "x")).vetoes
     bare = LearningEvent(
         event_id="n1",
         learner_id="l1",
@@ -198,3 +199,143 @@ def test_an_answer_that_came_out_of_order_is_not_taken_as_rapid() -> None:
     rules.observe(memory, _answer(100, "i0", True))
     found = [rules.observe(memory, _answer(50 - n, f"i{n + 1}", False, f"g{n}")) for n in range(4)]
     assert [f.finding for f in found] == [None] * 4
+
+
+def test_a_lucky_guess_among_rapid_answers_does_not_hide_guessing() -> None:
+    """Two of three rapid answers right is still chance for a guesser (p = 0.16 at 25%)."""
+    rules, memory = BehaviourRules(), RuleMemory()
+    found = []
+    for n, ok in enumerate((True, True, False)):
+        rules.observe(memory, _event(EventType.PROBLEM_START, 10.0 * n, f"i{n}"))
+        found.append(rules.observe(memory, _answer(10.0 * n + 1.5, f"i{n}", ok, f"g{n}")).finding)
+    assert found[:2] == [None, None]
+    assert found[2] is not None and found[2].rule == "rapid_guessing"
+
+
+def test_rapid_guessing_is_found_again_after_a_lucky_streak() -> None:
+    """The definition holds on any rapid answer while it holds, not only at its third one."""
+    rules, memory = BehaviourRules(), RuleMemory()
+    outcomes = (True, True, True, False, False)
+    found = [
+        rules.observe(memory, _answer(n, f"i{n}", ok, f"g{n}", duration_s=1.0)).finding
+        for n, ok in enumerate(outcomes)
+    ]
+    assert found[:4] == [None] * 4  # three of three, then three of four right: not chance
+    assert found[4] is not None and found[4].rule == "rapid_guessing"
+
+
+def test_fluent_quick_answers_with_one_slip_are_not_guessing() -> None:
+    rules, memory = BehaviourRules(), RuleMemory()
+    found = [
+        rules.observe(memory, _answer(n, f"i{n}", ok, f"g{n}", duration_s=2.0)).finding
+        for n, ok in enumerate((True, True, True, False))
+    ]
+    assert found == [None] * 4
+
+
+def test_answers_sent_at_one_instant_are_not_rapid() -> None:
+    """A quiz page's questions submitted together share one timestamp and say no time."""
+    rules, memory = BehaviourRules(), RuleMemory()
+    rules.observe(memory, _event(EventType.PROBLEM_START, 0, "quiz"))
+    found = [rules.observe(memory, _answer(60, f"q{n}", False, f"g{n}")) for n in range(5)]
+    assert [f.finding for f in found] == [None] * 5
+
+
+def test_the_threshold_depends_on_where_the_time_runs_from() -> None:
+    """Four seconds after opening an item is an answer read; four seconds after answering
+    another one, with no start between, also holds moving on to it: a rapid guess."""
+    bare, started = RuleMemory(), RuleMemory()
+    rules = BehaviourRules()
+    found_bare, found_started = [], []
+    for n in range(4):
+        found_bare.append(rules.observe(bare, _answer(4.0 * n, f"i{n}", False, f"g{n}")).finding)
+        rules.observe(started, _event(EventType.PROBLEM_START, 10.0 * n, f"i{n}"))
+        answer = _answer(10.0 * n + 4, f"i{n}", False, f"g{n}")
+        found_started.append(rules.observe(started, answer).finding)
+    assert found_started == [None] * 4
+    assert any(f is not None and f.rule == "rapid_guessing" for f in found_bare)
+
+
+def test_a_rapid_wrong_answer_is_no_evidence_of_anchoring() -> None:
+    rules, memory = BehaviourRules(), RuleMemory()
+
+    def bare(at: float, item: str, correct: bool) -> LearningEvent:
+        return _event(EventType.ANSWER_SUBMIT, at, item, correct=correct)
+
+    rules.observe(memory, bare(0, "i0", True))
+    considered = rules.observe(memory, bare(40, "i1", False))
+    guessed = rules.observe(memory, bare(41, "i2", False))
+    assert "anchoring" not in considered.vetoes
+    assert "anchoring" in guessed.vetoes
+
+
+def _slip(rules: BehaviourRules, memory: RuleMemory, at: float, item: str, dwell: float) -> None:
+    rules.observe(memory, _answer(at, item, False, "w"))
+    rules.observe(memory, _event(EventType.FEEDBACK_VIEW, at + 1, item, duration_s=dwell))
+    rules.observe(memory, _answer(at + 10, item, True, "r"))
+
+
+def test_a_wrong_answer_put_right_after_reading_the_feedback_is_a_slip() -> None:
+    rules, memory = BehaviourRules(), RuleMemory()
+    for n in range(7):
+        rules.observe(memory, _answer(100.0 * n, f"i{n}", True))
+    for n in range(7, 10):
+        _slip(rules, memory, 100.0 * n, f"i{n}", dwell=6.0)
+    assert "overconfidence" in rules.observe(memory, _answer(2000, "j", True)).vetoes
+
+
+def test_a_wrong_answer_put_right_with_the_feedback_skipped_is_no_slip() -> None:
+    rules, memory = BehaviourRules(), RuleMemory()
+    for n in range(7):
+        rules.observe(memory, _answer(100.0 * n, f"i{n}", True))
+    for n in range(7, 10):
+        _slip(rules, memory, 100.0 * n, f"i{n}", dwell=1.0)
+    assert "overconfidence" not in rules.observe(memory, _answer(2000, "j", True)).vetoes
+
+
+def _practise(
+    rules: BehaviourRules, memory: RuleMemory, outcomes: str, *, fixed: bool
+) -> list[Finding | None]:
+    """First answers on one skill (``r`` right, ``w`` wrong), each wrong one retried."""
+    found: list[Finding | None] = []
+    for n, mark in enumerate(outcomes):
+        first = _answer(100.0 * n, f"i{n}", mark == "r", f"a{n}", skill_ids=("s",))
+        found.append(rules.observe(memory, first).finding)
+        if mark == "w":
+            retry = _answer(100.0 * n + 50, f"i{n}", fixed, f"b{n}", skill_ids=("s",))
+            rules.observe(memory, retry)
+    return found
+
+
+def test_recent_progress_defers_wheel_spinning_until_the_learner_gives_up() -> None:
+    rules, memory = BehaviourRules(), RuleMemory()
+    found = _practise(rules, memory, "wwrwwrrwrr" + "wrwrrwr", fixed=False)
+    # ten opportunities, no three in a row, but three of the last five right: progress
+    assert all(f is None for f in found[:14])
+    assert any(getattr(f, "state", None) == "wheel_spinning" for f in found[14:])
+
+
+def test_learning_from_feedback_is_productive_persistence() -> None:
+    rules, stuck, learning = BehaviourRules(), RuleMemory(), RuleMemory()
+    pattern = "rwwrwrwwrw"
+    spun = _practise(rules, stuck, pattern, fixed=False)
+    kept = _practise(rules, learning, pattern, fixed=True)
+    assert getattr(spun[9], "state", None) == "wheel_spinning"
+    assert kept == [None] * 10
+
+
+def test_memory_of_an_older_release_loads() -> None:
+    older = {
+        "i": {},
+        "s": ["i1"],
+        "k": {"s": [4, 1, 0]},
+        "h": [None, 0, -1, True, 0.0],
+        "r": [1, 0],
+        "n": [2, ["s"], "i1", True],
+        "q": [[0, 1], 10.0],
+        "w": [True, False],
+    }
+    memory = RuleMemory.from_dict(older)
+    assert memory.skills == {"s": [4, 1, 0, 0, 0, 0]}
+    assert (memory.after_start, memory.slip_pending, memory.fix_item) == (False, False, None)
+    assert RuleMemory.from_dict(memory.to_dict()) == memory

@@ -504,7 +504,7 @@ def test_a_literature_definition_raises_its_state_with_its_evidence(model: Learn
     from inference.lab.scenarios.styles import STYLES
 
     spinning = next(s for s in SCENARIOS if s.name == "wheel_spinning")
-    learner = cohort(spinning, spinning.variants[1], 1, seed=5, prefix="t-")[0]
+    learner = cohort(spinning, spinning.variants[1], 1, seed=6, prefix="t-")[0]
     statements, onset = STYLES[0].statements(learner)
     assert onset is not None
     processor, view = _processor(), StateView({}, {}, {}, model.window)
