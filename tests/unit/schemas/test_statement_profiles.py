@@ -206,7 +206,7 @@ def test_a_feedback_view_is_about_the_item_it_belongs_to() -> None:
 def test_known_and_unknown_verbs_the_model_does_not_use_are_unmodelled(verb: str) -> None:
     stored = read(statement(verb))
     assert isinstance(stored, UnmodelledEvent)
-    assert (stored.verb, stored.profile) == (verb, "builtin@2")
+    assert (stored.verb, stored.profile) == (verb, "builtin@3")
 
 
 def test_moodle_course_in_the_grouping_is_the_class_not_the_site() -> None:
