@@ -28,12 +28,17 @@ ToolUseEvent           Used                             resource_view, or hint_r
 =====================  ===============================  ======================================
 
 The statement profile (:mod:`schemas.profiles`) gives each event type and action its event type
-(the table above is the built-in profile's). A valid event the profile does not model (the
-other actions of these types, such as a MediaEvent's ChangedVolume; Canvas's SessionEvent and
-GradeEvent, checked against the specification like the others; an actor that is not a Person,
-an anonymous actor) becomes an :class:`~schemas.events.UnmodelledEvent`: stored and counted,
-never a dead letter. Other event types are still refused: tutorstream does not check their
-actions and entity types, so it cannot tell a valid one from an invalid one.
+(the table above is the built-in profile's; its rules may also look at the object's id, as the
+built-in one does for a Canvas quiz submission's results page, a feedback view), and its
+``caliper`` sources fill the fields tutorstream's own places leave empty (the built-in one reads
+an object's ``learningObjectives`` as its skills; a producer's may read its correctness).
+
+A valid event the profile does not model (the other actions of these types, such as a
+MediaEvent's ChangedVolume; Canvas's SessionEvent and GradeEvent, checked against the
+specification like the others; an actor that is not a Person, an anonymous actor) becomes an
+:class:`~schemas.events.UnmodelledEvent`: stored and counted, never a dead letter. Other event
+types are still refused: tutorstream does not check their actions and entity types, so it cannot
+tell a valid one from an invalid one.
 """
 
 from __future__ import annotations
