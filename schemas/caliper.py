@@ -665,26 +665,40 @@ def _at_steps(event: dict[str, Any], steps: tuple[str, ...]) -> object:
     An array met on the way is read entry by entry, and the result is then a list; a Caliper
     entity (an object with a string ``id``) stands for its id.
     """
-    values: list[object] = [event]
-    fanned = False
+    node: object = event
+    for position, key in enumerate(steps):
+        # one object after another until an array, the common case and the cheap one
+        if type(node) is not dict:
+            return None
+        node = node.get(key)
+        if node is None:
+            return None
+        if type(node) is list:
+            return _fanned(node, steps[position + 1 :])
+    return _id_of(node)
+
+
+def _fanned(entries: list[Any], steps: tuple[str, ...]) -> list[object] | None:
+    values: list[object] = entries
     for key in steps:
         found: list[object] = []
-        for node in values:
-            if type(node) is dict and key in node:
-                value = node[key]
+        for entry in values:
+            if type(entry) is dict and key in entry:
+                value = entry[key]
                 if type(value) is list:
                     found.extend(value)
-                    fanned = True
                 else:
                     found.append(value)
         if not found:
             return None
         values = found
-    ids = [
-        value["id"] if type(value) is dict and type(value.get("id")) is str else value
-        for value in values
-    ]
-    return ids if fanned else ids[0]
+    return [_id_of(value) for value in values]
+
+
+def _id_of(value: object) -> object:
+    if type(value) is dict and type(value.get("id")) is str:
+        return value["id"]
+    return value
 
 
 def _first_text(limit: int) -> Callable[[object, str, str | None], str | None]:
