@@ -28,16 +28,22 @@ ToolUseEvent           Used                             resource_view, or hint_r
 =====================  ===============================  ======================================
 
 The statement profile (:mod:`schemas.profiles`) gives each event type and action its event type
-(the table above is the built-in profile's). A valid event the profile does not model (the
-other actions of these types, such as a MediaEvent's ChangedVolume; Canvas's SessionEvent and
-GradeEvent, checked against the specification like the others; an actor that is not a Person,
-an anonymous actor) becomes an :class:`~schemas.events.UnmodelledEvent`: stored and counted,
-never a dead letter. Other event types are still refused: tutorstream does not check their
-actions and entity types, so it cannot tell a valid one from an invalid one.
+(the table above is the built-in profile's; its rules may also look at the object's id, as the
+built-in one does for a Canvas quiz submission's results page, a feedback view), and its
+``caliper`` sources fill the fields tutorstream's own places leave empty (the built-in one reads
+an object's ``learningObjectives`` as its skills; a producer's may read its correctness).
+
+A valid event the profile does not model (the other actions of these types, such as a
+MediaEvent's ChangedVolume; Canvas's SessionEvent and GradeEvent, checked against the
+specification like the others; an actor that is not a Person, an anonymous actor) becomes an
+:class:`~schemas.events.UnmodelledEvent`: stored and counted, never a dead letter. Other event
+types are still refused: tutorstream does not check their actions and entity types, so it cannot
+tell a valid one from an invalid one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, NoReturn
@@ -400,7 +406,7 @@ def _event_type_of(event: dict[str, Any], path: str, profile: CompiledProfile) -
     event_type: str = event["type"]
     action: str = event["action"]
     spec = _PROFILES.get(event_type)
-    if spec is None and (event_type, action) not in profile.caliper:
+    if spec is None and not _in_profile(profile, event_type, action):
         # Without the Caliper specification's rules for this type (its actions and entity
         # types), a valid event cannot be told from an invalid one: it is refused, not stored.
         _fail(
@@ -432,7 +438,20 @@ def _event_type_of(event: dict[str, Any], path: str, profile: CompiledProfile) -
         ):
             if key in event:
                 _entity(event[key], _at(path, key), allowed)
+    when = profile.caliper_when.get((event_type, action))
+    if when:
+        object_id = _entity_id(event["object"])
+        if object_id is not None:
+            for pattern, mapped in when:
+                if pattern.search(object_id):
+                    return mapped
     return profile.caliper.get((event_type, action))
+
+
+def _in_profile(profile: CompiledProfile, event_type: str, action: str) -> bool:
+    """Tell whether any rule of the profile names this event type and action."""
+    key = (event_type, action)
+    return key in profile.caliper or key in profile.caliper_when
 
 
 def _entity_id(value: object) -> str | None:
@@ -512,7 +531,7 @@ def _map(
     if mapped is None:
         reason = (
             "unmodelled in profile"
-            if (event["type"], event["action"]) in profile.caliper
+            if _in_profile(profile, event["type"], event["action"])
             else "event type and action not in profile"
         )
         return _unmodelled(event, event_time, pseudonymiser, reason, profile)
@@ -600,41 +619,146 @@ def _map(
             group_path = _at(path, "membership.organization")
     session_id = _entity_id(event.get("session"))
 
-    return make_event(
-        {
-            "event_id": bounded(event["id"].lower(), MAX_EVENT_ID_LENGTH, _at(path, "id"), SOURCE),
-            "learner_id": pseudonymiser.caliper_actor(actor_id),
-            "class_id": bounded(group_id, MAX_CLASS_ID_LENGTH, group_path, SOURCE)
-            if group_id
-            else None,
-            "session_id": (
-                bounded(session_id, MAX_SESSION_ID_LENGTH, _at(path, "session"), SOURCE)
-                if session_id
-                else None
-            ),
-            "item_id": bounded(item_id, MAX_ITEM_ID_LENGTH, item_path, SOURCE),
-            "skill_ids": skill_ids(skills_value, skills_path, SOURCE),
-            "event_type": event_type,
-            "timestamp": event_time,
-            "correct": optional_bool(correct_value, correct_path, SOURCE),
-            "response_hash": response_hash(answer) if answer is not None else None,
-            "attempt": optional_int(attempt_value, 1, attempt_path, SOURCE),
-            "duration_s": duration_s,
-            "hint_level": optional_int(
-                extensions.get(EXT_HINT_LEVEL), 0, child(extensions_path, EXT_HINT_LEVEL), SOURCE
-            ),
-            "hint_count": optional_int(hint_count_value, 1, hint_count_path, SOURCE),
-            "item_difficulty": optional_number(difficulty_value, difficulty_path, SOURCE),
-            "resource_relation": resource_relation(
-                extensions.get(EXT_RESOURCE_RELATION),
-                child(extensions_path, EXT_RESOURCE_RELATION),
-                SOURCE,
-            ),
-            "score_scaled": None,
-            "source": SourceFormat.CALIPER,
-            "profile": profile.label,
-        }
-    )
+    fields: dict[str, Any] = {
+        "event_id": bounded(event["id"].lower(), MAX_EVENT_ID_LENGTH, _at(path, "id"), SOURCE),
+        "learner_id": pseudonymiser.caliper_actor(actor_id),
+        "class_id": bounded(group_id, MAX_CLASS_ID_LENGTH, group_path, SOURCE)
+        if group_id
+        else None,
+        "session_id": (
+            bounded(session_id, MAX_SESSION_ID_LENGTH, _at(path, "session"), SOURCE)
+            if session_id
+            else None
+        ),
+        "item_id": bounded(item_id, MAX_ITEM_ID_LENGTH, item_path, SOURCE),
+        "skill_ids": skill_ids(skills_value, skills_path, SOURCE),
+        "event_type": event_type,
+        "timestamp": event_time,
+        "correct": optional_bool(correct_value, correct_path, SOURCE),
+        "response_hash": response_hash(answer) if answer is not None else None,
+        "attempt": optional_int(attempt_value, 1, attempt_path, SOURCE),
+        "duration_s": duration_s,
+        "hint_level": optional_int(
+            extensions.get(EXT_HINT_LEVEL), 0, child(extensions_path, EXT_HINT_LEVEL), SOURCE
+        ),
+        "hint_count": optional_int(hint_count_value, 1, hint_count_path, SOURCE),
+        "item_difficulty": optional_number(difficulty_value, difficulty_path, SOURCE),
+        "resource_relation": resource_relation(
+            extensions.get(EXT_RESOURCE_RELATION),
+            child(extensions_path, EXT_RESOURCE_RELATION),
+            SOURCE,
+        ),
+        "score_scaled": None,
+        "source": SourceFormat.CALIPER,
+        "profile": profile.label,
+    }
+    if profile.caliper_fields:
+        _read_profile_places(fields, event, path, profile)
+    if fields["class_id"] is None:
+        fields["class_id"] = profile.default_class
+    return make_event(fields)
+
+
+def _at_steps(event: dict[str, Any], steps: tuple[str, ...]) -> object:
+    """Return the value ``steps`` lead to in ``event``; ``None`` where a key is missing.
+
+    An array met on the way is read entry by entry, and the result is then a list; a Caliper
+    entity (an object with a string ``id``) stands for its id.
+    """
+    node: object = event
+    for position, key in enumerate(steps):
+        # one object after another until an array, the common case and the cheap one
+        if type(node) is not dict:
+            return None
+        node = node.get(key)
+        if node is None:
+            return None
+        if type(node) is list:
+            return _fanned(node, steps[position + 1 :])
+    return _id_of(node)
+
+
+def _fanned(entries: list[Any], steps: tuple[str, ...]) -> list[object] | None:
+    values: list[object] = entries
+    for key in steps:
+        found: list[object] = []
+        for entry in values:
+            if type(entry) is dict and key in entry:
+                value = entry[key]
+                if type(value) is list:
+                    found.extend(value)
+                else:
+                    found.append(value)
+        if not found:
+            return None
+        values = found
+    return [_id_of(value) for value in values]
+
+
+def _id_of(value: object) -> object:
+    if type(value) is dict and type(value.get("id")) is str:
+        return value["id"]
+    return value
+
+
+def _first_text(limit: int) -> Callable[[object, str, str | None], str | None]:
+    def read(value: object, path: str, source: str | None) -> str | None:
+        if type(value) is list:
+            value = value[0] if value else None
+        if value is None:
+            return None
+        if type(value) is not str or not value:
+            _fail(path, f"must be a non-empty string, got {json_type(value)}")
+        return bounded(value, limit, path, source)
+
+    return read
+
+
+def _skills_or_none(value: object, path: str, source: str | None) -> tuple[str, ...] | None:
+    return skill_ids(value, path, source) or None
+
+
+# profile field -> (LearningEvent field, reader of a value found in the event)
+_PROFILE_FIELDS: Final[dict[str, tuple[str, Callable[[object, str, str | None], object]]]] = {
+    "skills": ("skill_ids", _skills_or_none),
+    "class_": ("class_id", _first_text(MAX_CLASS_ID_LENGTH)),
+    "session": ("session_id", _first_text(MAX_SESSION_ID_LENGTH)),
+    "attempt": ("attempt", lambda v, p, s: optional_int(v, 1, p, s)),
+    "hint_level": ("hint_level", lambda v, p, s: optional_int(v, 0, p, s)),
+    "hint_count": ("hint_count", lambda v, p, s: optional_int(v, 1, p, s)),
+    "difficulty": ("item_difficulty", optional_number),
+    "resource_relation": ("resource_relation", resource_relation),
+    "correct": ("correct", optional_bool),
+}
+
+
+def _read_profile_places(
+    fields: dict[str, Any], event: dict[str, Any], path: str, profile: CompiledProfile
+) -> None:
+    """Fill the fields tutorstream's own places left empty from the profile's ``caliper`` sources.
+
+    Sources are tried in order and the first that finds a value wins; a value of the wrong type
+    fails the event when its source is strict and is passed over otherwise.
+    """
+    for name, sources in profile.caliper_fields.items():
+        target, read = _PROFILE_FIELDS[name]
+        if fields[target] not in (None, ()):
+            continue
+        for source in sources:
+            value = _at_steps(event, source.steps)
+            if value is None:
+                continue
+            where = _at(path, source.path)
+            if source.strict:
+                found = read(value, where, SOURCE)
+            else:
+                try:
+                    found = read(value, where, SOURCE)
+                except InvalidEvent:
+                    continue
+            if found is not None:
+                fields[target] = found
+                break
 
 
 def is_envelope(payload: dict[str, Any]) -> bool:

@@ -24,14 +24,19 @@ Format (``schemas/profiles/builtin.yaml`` is the complete example)::
         - {from: object_id, pattern: "/item/([^/]+)/[^/]+$"}
       class: [{from: context_activities, list: grouping, activity_types: [...]}]
       session: [{from: registration}, {from: context_extension, key: https://...}]
+      correct:                 # Caliper only (xAPI's is result.success)
+        - {from: caliper, path: [generated, extensions, com.example.lms, correct]}
     caliper:                   # Caliper event type and actions -> event type
       - {type: ViewEvent, actions: [Viewed], event_type: resource_view}
+      - {type: NavigationEvent, actions: [NavigatedTo], object_id: "/results$",
+         event_type: feedback_view}  # optional regex over object.id, tried first
 
 Source kinds (``from``): ``definition_extension``, ``result_extension``, ``context_extension``
 (with ``key``, an IRI), ``context_activities`` (with ``list``: parent, grouping, category or
 other, optional ``activity_types`` and an optional ``pattern`` applied to each id),
 ``object_id`` (with ``pattern``: a regex whose first group, or group ``value``, is the value)
-and ``registration``. A source's ``on_invalid`` says what a value of the wrong type does:
+``registration``, and for Caliper events ``caliper`` (with ``path``, the keys from the event to
+the value). A source's ``on_invalid`` says what a value of the wrong type does:
 ``reject`` (the statement is invalid, the default for tutorstream's own extensions) or
 ``ignore`` (the field is taken as absent, for third-party extensions whose types vary).
 """
@@ -168,21 +173,50 @@ class RegistrationSource(_Rule):
     on_invalid: OnInvalid = "reject"
 
 
+class CaliperSource(_Rule):
+    """A value in a Caliper event, found by the keys that lead to it from the event.
+
+    Each step is a key of the object reached so far; an array met on the way is read entry by
+    entry (``[object, learningObjectives]`` gives every objective), and a Caliper entity (an
+    object with an ``id``) stands for its id. Keys are given as a list because Caliper's
+    extension namespaces contain dots (``com.instructure.canvas``). Caliper events only: an xAPI
+    statement never reads these sources.
+    """
+
+    from_: Literal["caliper"] = Field(alias="from")
+    path: tuple[str, ...] = Field(
+        min_length=1,
+        max_length=12,
+        description="Keys from the event to the value, e.g. [generated, extensions, x, correct].",
+    )
+    on_invalid: OnInvalid = "ignore"
+
+    @field_validator("path")
+    @classmethod
+    def _keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for key in value:
+            if not key:
+                raise ValueError("a key of the path is empty")
+        return value
+
+
 Source = Annotated[
-    ExtensionSource | ContextActivitiesSource | ObjectIdSource | RegistrationSource,
+    ExtensionSource | ContextActivitiesSource | ObjectIdSource | RegistrationSource | CaliperSource,
     Field(discriminator="from_"),
 ]
 
-_EXTENSIONS_ONLY: Final = (ExtensionSource,)
+_EXTENSIONS_ONLY: Final = (ExtensionSource, CaliperSource)
 _ALLOWED: Final[dict[str, tuple[type[_Rule], ...]]] = {
     "hint_level": _EXTENSIONS_ONLY,
     "hint_count": _EXTENSIONS_ONLY,
     "attempt": _EXTENSIONS_ONLY,
     "difficulty": _EXTENSIONS_ONLY,
     "resource_relation": _EXTENSIONS_ONLY,
-    "skills": (ExtensionSource, ContextActivitiesSource, ObjectIdSource),
-    "class": (ExtensionSource, ContextActivitiesSource, ObjectIdSource),
-    "session": (ExtensionSource, RegistrationSource),
+    # xAPI's correctness is result.success; a Caliper event has no standard place for it
+    "correct": (CaliperSource,),
+    "skills": (ExtensionSource, ContextActivitiesSource, ObjectIdSource, CaliperSource),
+    "class": (ExtensionSource, ContextActivitiesSource, ObjectIdSource, CaliperSource),
+    "session": (ExtensionSource, RegistrationSource, CaliperSource),
     "item": (ContextActivitiesSource, ObjectIdSource),
 }
 
@@ -213,6 +247,9 @@ class Fields(_Rule):
     hint_count: tuple[Source, ...] = ()
     difficulty: tuple[Source, ...] = ()
     resource_relation: tuple[Source, ...] = ()
+    correct: tuple[Source, ...] = Field(
+        default=(), description="Caliper only: whether the answer was right."
+    )
 
     @field_validator(
         "skills",
@@ -223,6 +260,7 @@ class Fields(_Rule):
         "hint_count",
         "difficulty",
         "resource_relation",
+        "correct",
     )
     @classmethod
     def _kinds(cls, value: tuple[_Rule, ...], info: ValidationInfo) -> tuple[_Rule, ...]:
@@ -285,11 +323,26 @@ class VerbRule(_Rule):
 
 
 class CaliperRule(_Rule):
-    """Caliper event type and actions that map to one event type."""
+    """Caliper event type and actions that map to one event type (on some objects only)."""
 
     type: str = Field(pattern=r"^[A-Za-z]+Event$")
     actions: tuple[str, ...] = Field(min_length=1)
+    object_id: str | None = Field(
+        default=None,
+        description="Only when this regex is in the object's id; such rules are tried before "
+        "the type's rules without one.",
+    )
     event_type: ModelledAs = Field(description="An event type, or 'unmodelled'.")
+
+    @field_validator("object_id")
+    @classmethod
+    def _object_id(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as err:
+                raise ValueError(f"is not a valid regular expression: {err}") from None
+        return value
 
 
 class StatementProfile(_Rule):

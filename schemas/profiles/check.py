@@ -23,6 +23,9 @@ from schemas.profiles.compiled import CompiledProfile
 MAX_LISTED_INVALID: Final = 50
 SKILLS_FLOOR: Final = 0.9
 """Share of answers that must name a skill: mastery and wheel-spinning are per skill."""
+CORRECT_FLOOR: Final = 0.9
+"""Share of answers that must say whether they were right: every state the model and the
+rules tell apart (mastery, wheel-spinning, a wrong response resubmitted) reads it."""
 
 _CHECK_KEY: Final = b"profiles-check: pseudonyms are never shown"
 
@@ -76,7 +79,8 @@ class SampleReport:
         """Return whether the producer is fit to go live, what stops it, and what to watch.
 
         Not fit: any invalid line; no modelled event; an event with no class at all (set a
-        class source or ``default_class``); fewer than 90% of answers naming a skill.
+        class source or ``default_class``); fewer than 90% of answers naming a skill, or
+        saying whether they were right.
         Warnings: unmodelled verbs; events under the default class; hint requests without a
         hint level; answers without an attempt number.
         """
@@ -97,6 +101,13 @@ class SampleReport:
             problems.append(
                 f"only {skills.share:.0%} of answers name a skill (at least "
                 f"{SKILLS_FLOOR:.0%} needed): add a skills source to the profile"
+            )
+        correct = self.fields.get("correct", FieldReport())
+        if correct.of and correct.share < CORRECT_FLOOR:
+            problems.append(
+                f"only {correct.share:.0%} of answers say whether they were right (at least "
+                f"{CORRECT_FLOOR:.0%} needed): xAPI's is result.success; for Caliper, add a "
+                "correct source to the profile"
             )
         unmodelled = sorted(v for v, r in self.verbs.items() if r.unmodelled)
         if unmodelled:

@@ -16,6 +16,7 @@ from schemas.events import EventType
 from schemas.formats import child
 from schemas.profiles import (
     UNMODELLED,
+    CaliperSource,
     ContextActivitiesSource,
     ExtensionSource,
     ObjectIdSource,
@@ -38,12 +39,14 @@ class CompiledSource:
 
     Attributes:
         kind: ``def``, ``res``, ``ctx`` (an extension), ``acts`` (context activities),
-            ``obj`` (the object id) or ``reg`` (the registration).
+            ``obj`` (the object id), ``reg`` (the registration) or ``cal`` (a place in a
+            Caliper event).
         key: the extension IRI, or the context activity list's name.
         types: activity types an entry must have (empty: any).
         pattern: the compiled regex, whose first group (or ``value``) is the value.
         strict: whether a value of the wrong type makes the statement invalid.
         path: where the value sits in the statement, for error messages.
+        steps: for ``cal``, the keys from the event to the value.
     """
 
     kind: str
@@ -52,6 +55,7 @@ class CompiledSource:
     pattern: re.Pattern[str] | None
     strict: bool
     path: str
+    steps: tuple[str, ...] = ()
 
     def group(self, text: str) -> str | None:
         """Return the value ``pattern`` finds in ``text``, or ``None``."""
@@ -81,7 +85,13 @@ class CompiledProfile:
         label: ``id@version``, stored with every event read through it.
         verbs: verb IRI -> rules in order (the first whose conditions hold wins).
         caliper: (Caliper event type, action) -> event type (``None``: unmodelled).
+        caliper_when: (Caliper event type, action) -> the rules with an ``object_id``
+            condition, in order: (regex over the object's id, event type); tried before
+            ``caliper``.
         default_class: class given to events no class source finds one for.
+        caliper_fields: per field (``skills``, ``class_``, ..., ``correct``), its ``caliper``
+            sources in order; only fields that have some. The xAPI field tuples above never
+            hold them, so xAPI statements pay nothing for them.
     """
 
     label: str
@@ -98,14 +108,26 @@ class CompiledProfile:
     resource_relation: tuple[CompiledSource, ...]
     caliper: Mapping[tuple[str, str], EventType | None]
     default_class: str | None
+    caliper_fields: Mapping[str, tuple[CompiledSource, ...]] = field(default_factory=dict)
+    caliper_when: Mapping[tuple[str, str], tuple[tuple[re.Pattern[str], EventType | None], ...]] = (
+        field(default_factory=dict)
+    )
     readers: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """Per-format field readers built from this profile on first use (see schemas.xapi)."""
 
 
 def _source(
-    source: ExtensionSource | ContextActivitiesSource | ObjectIdSource | RegistrationSource,
+    source: ExtensionSource
+    | ContextActivitiesSource
+    | ObjectIdSource
+    | RegistrationSource
+    | CaliperSource,
 ) -> CompiledSource:
     strict = source.on_invalid == "reject"
+    if isinstance(source, CaliperSource):
+        return CompiledSource(
+            "cal", "", frozenset(), None, strict, _steps_text(source.path), source.path
+        )
     if isinstance(source, ExtensionSource):
         kind, place = _EXTENSION_PLACES[source.from_]
         return CompiledSource(kind, source.key, frozenset(), None, strict, child(place, source.key))
@@ -123,6 +145,27 @@ def _source(
             "obj", "", frozenset(), re.compile(source.pattern), strict, "object.id"
         )
     return CompiledSource("reg", "", frozenset(), None, strict, "context.registration")
+
+
+def _steps_text(steps: tuple[str, ...]) -> str:
+    """Return the path of ``steps`` as error messages write one (``a.b["c.d"]``)."""
+    text = ""
+    for step in steps:
+        text = child(text, step) if text else step
+    return text
+
+
+_FIELD_NAMES: Final = (
+    "skills",
+    "class_",
+    "session",
+    "attempt",
+    "hint_level",
+    "hint_count",
+    "difficulty",
+    "resource_relation",
+    "correct",
+)
 
 
 def _chain(
@@ -146,6 +189,7 @@ def compile_profile(
     chain = _chain(profile, known or {profile.profile: profile})
     verbs: dict[str, list[CompiledVerb]] = {}
     caliper: dict[tuple[str, str], EventType | None] = {}
+    when: dict[tuple[str, str], list[tuple[re.Pattern[str], EventType | None]]] = {}
     fields: dict[str, list[CompiledSource]] = {}
     default_class = next((p.default_class for p in chain if p.default_class), None)
     for member in chain:
@@ -165,33 +209,37 @@ def compile_profile(
                 else EventType(caliper_rule.event_type)
             )
             for action in caliper_rule.actions:
-                caliper.setdefault((caliper_rule.type, action), mapped)
-        for name in (
-            "skills",
-            "class_",
-            "session",
-            "attempt",
-            "hint_level",
-            "hint_count",
-            "difficulty",
-            "resource_relation",
-        ):
+                if caliper_rule.object_id is None:
+                    caliper.setdefault((caliper_rule.type, action), mapped)
+                else:
+                    when.setdefault((caliper_rule.type, action), []).append(
+                        (re.compile(caliper_rule.object_id), mapped)
+                    )
+        for name in _FIELD_NAMES:
             fields.setdefault(name, []).extend(_source(s) for s in getattr(member.fields, name))
+    xapi = {name: tuple(s for s in found if s.kind != "cal") for name, found in fields.items()}
+    caliper_fields = {
+        name: sources
+        for name, found in fields.items()
+        if (sources := tuple(s for s in found if s.kind == "cal"))
+    }
     return CompiledProfile(
         label=f"{profile.profile}@{profile.version}",
         profile_id=profile.profile,
         version=profile.version,
         verbs={verb: tuple(rules) for verb, rules in verbs.items()},
-        skills=tuple(fields["skills"]),
-        class_=tuple(fields["class_"]),
-        session=tuple(fields["session"]),
-        attempt=tuple(fields["attempt"]),
-        hint_level=tuple(fields["hint_level"]),
-        hint_count=tuple(fields["hint_count"]),
-        difficulty=tuple(fields["difficulty"]),
-        resource_relation=tuple(fields["resource_relation"]),
+        skills=xapi["skills"],
+        class_=xapi["class_"],
+        session=xapi["session"],
+        attempt=xapi["attempt"],
+        hint_level=xapi["hint_level"],
+        hint_count=xapi["hint_count"],
+        difficulty=xapi["difficulty"],
+        resource_relation=xapi["resource_relation"],
         caliper=caliper,
         default_class=default_class,
+        caliper_fields=caliper_fields,
+        caliper_when={key: tuple(rules) for key, rules in when.items()},
     )
 
 

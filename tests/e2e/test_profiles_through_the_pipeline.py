@@ -142,7 +142,7 @@ def test_unmodelled_statements_are_stored_and_counted_never_dead_lettered(
     assert rows[launched["id"]][:3] == ("unmodelled", ADL + "launched", "my-lms@3")
     assert rows[no_class["id"]][3] == "my-lms/unassigned"
     # without a header the worker's default (built-in) profile reads it: the verb is unknown
-    assert rows[builtin_read["id"]][:3] == ("unmodelled", f"{LMS}verbs/hinted", "builtin@2")
+    assert rows[builtin_read["id"]][:3] == ("unmodelled", f"{LMS}verbs/hinted", "builtin@3")
     assert rows[posted[0]["id"]][:3] == ("hint_request", None, "my-lms@3")
     assert rows[posted[1]["id"]][:3] == ("unmodelled", f"{LMS}verbs/rated", "my-lms@3")
     (letter,) = read_topic(pipeline.topic("lms.events.dlq.v1"), 1)
@@ -175,7 +175,7 @@ def test_unmodelled_statements_are_stored_and_counted_never_dead_lettered(
     assert report.unmodelled == {
         f"{LMS}verbs/bookmarked (my-lms@3)": 1,
         f"{ADL}launched (my-lms@3)": 1,
-        f"{LMS}verbs/hinted (builtin@2)": 1,
+        f"{LMS}verbs/hinted (builtin@3)": 1,
         f"{LMS}verbs/rated (my-lms@3)": 1,
     }
     assert report.invalid == 1

@@ -2,8 +2,9 @@
 
 A subset of the scenario suite (tutorstream's own xAPI and Canvas's Caliper, a behaviour that
 the shipped model detects, one it partly detects and a control) is posted to ``POST
-/xapi/statements`` and ``POST /caliper``; a worker with the shipped model and the default
-policy processes it; the interventions it stores are the ones ``tutorstream model eval
+/xapi/statements`` and ``POST /caliper`` (Canvas's with an ingest key bound to its school's
+producer profile, which the API and the worker load); a worker with the shipped model and the
+default policy processes it; the interventions it stores are the ones ``tutorstream model eval
 --scenarios`` computes offline for the same statements, so the offline suite measures what the
 deployed pipeline does.
 """
@@ -24,6 +25,7 @@ from inference.lab.scenarios.learners import SCENARIOS
 from inference.lab.scenarios.scoring import summarise
 from inference.lab.scenarios.styles import STYLES, XAPI_PATH
 from inference.runtime import LearnerModel
+from schemas.profiles import ProfileSettings
 from streams.store import connect
 from tutorstream.scenarios.runner import build_suite, run_offline
 
@@ -47,7 +49,11 @@ def test_scenario_streams_through_the_deployed_pipeline(pipeline: Any) -> None:
     expected, runs = run_offline(suite, model, pseudonym_key=KEY.encode())
     assert not any(run.dead_letters for run in runs.values())
 
+    canvas = next(s for s in styles if s.name == "canvas")
+    school = canvas.profile_path()
+    assert school is not None and canvas.profile is not None
     settings = ApiSettings(
+        profiles=ProfileSettings(files=str(school)),
         kafka_bootstrap=pipeline.bootstrap,
         database_url=pipeline.database_url,
         pseudonym_key=SecretStr(KEY),
@@ -57,8 +63,10 @@ def test_scenario_streams_through_the_deployed_pipeline(pipeline: Any) -> None:
     )
     with connect(pipeline.database_url, schema=pipeline.schema) as conn:
         token = create_key(conn, "scenario producer", ["ingest"], []).token
+        canvas_token = create_key(conn, "canvas", ["ingest"], [], profile=canvas.profile).token
     auth = {"Authorization": f"Bearer {token}"}
-    pipeline.start_worker(TUTORSTREAM_PSEUDONYM_KEY=KEY)
+    canvas_auth = {"Authorization": f"Bearer {canvas_token}"}
+    pipeline.start_worker(TUTORSTREAM_PSEUDONYM_KEY=KEY, TUTORSTREAM_PROFILES__FILES=str(school))
 
     where: dict[str, tuple[str, int]] = {}
     sent = [
@@ -88,7 +96,7 @@ def test_scenario_streams_through_the_deployed_pipeline(pipeline: Any) -> None:
                 response = client.post(
                     statement.path,
                     content=statement.payload,
-                    headers={"Content-Type": "application/json", **auth},
+                    headers={"Content-Type": "application/json", **canvas_auth},
                 )
                 assert response.status_code == 200, response.text
         flush()

@@ -21,6 +21,7 @@ from inference.lab.scenarios.scoring import LearnerOutcome
 from inference.lab.scenarios.script import ScriptedLearner
 from inference.lab.scenarios.styles import STYLES, Statement, Style
 from inference.runtime import LearnerModel
+from schemas.events import UnmodelledEvent
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import normalise, pseudonymiser_for
 from schemas.profiles import BUILTIN_ID, load_profiles
@@ -160,13 +161,17 @@ def _run_style(
         records: list[InboundRecord] = []
         for statement, number, _index in queue[start : start + batch]:
             # the API keys each record by the learner's pseudonym, which picks its partition
+            unmodelled: list[UnmodelledEvent] = []
             try:
-                events = normalise(statement.payload, pseudonymiser, profile=profile)
+                events = normalise(
+                    statement.payload, pseudonymiser, profile=profile, unmodelled=unmodelled
+                )
             except InvalidEvent as err:
                 unread[number] += 1
                 run.dead_letters[_reason(err)] += 1
                 continue
-            learner_id = events[0].learner_id
+            # a valid statement the model does not use is produced and stored all the same
+            learner_id = (events or unmodelled)[0].learner_id
             records.append(
                 InboundRecord(
                     statement.payload,

@@ -8,10 +8,10 @@ style       retry start      feedback  hints       responses  duration  relation
 ==========  ===============  ========  ==========  =========  ========  =========  ==========
 tutorstream either           yes       levels      yes        yes       yes        extension
 tincan      either           viewed    levels      yes        yes       own ext.   item IRI
-h5p         either           no        no levels   yes        yes       no         parent
+h5p         either           no        no          yes        yes       no         parent
 moodle      always           review    no          yes        no        no         tag
 openedx     never            no        levels      no         no        no         block id
-canvas      either           results   no          yes        yes       no         outcome
+canvas      either           results   no          yes        yes       no         objective
 ==========  ===============  ========  ==========  =========  ========  =========  ==========
 
 - ``tutorstream``: tutorstream's own verbs and extension IRIs (:mod:`schemas.vocabulary`), the
@@ -21,10 +21,18 @@ canvas      either           results   no          yes        yes       no      
   skill in the item IRI (``.../item/<skill>/<n>``) and the course section IRI in
   ``context.contextActivities.grouping``.
 - ``h5p``: H5P question sets as H5P's xAPI emits them: ``attempted`` when content is (re)loaded,
-  ``answered`` with score, success, response and duration, ``interacted`` for a tip (no level),
-  sub-content ids on the set's embed IRI, the question set (one per skill) in
-  ``contextActivities.parent``, the library in ``category``; no feedback statements (H5P shows
-  feedback inline).
+  ``interacted`` when the learner changes an answer (before checking it), ``answered`` with
+  score, success, response and duration, sub-content ids on the set's embed IRI, the question
+  set (one per skill) in ``contextActivities.parent``, the library in ``category``; no feedback
+  statements (H5P shows feedback inline) and no tip statements. From H5P's own code:
+  ``H5P.XAPIEvent.getContentXAPIId`` (h5p-php-library ``js/h5p-x-api-event.js``) gives a
+  sub-content the id ``{content}?subContentId=...`` and ``setObject`` gives ``interacted`` no
+  activity type (only ``answered`` gets the interaction definition); ``setActivityStarted``
+  (``js/h5p-x-api.js``) sends ``attempted``; ``H5P.MultiChoice`` (``js/multichoice.js``) sends
+  ``interacted`` when an option is selected or cleared and nothing when its tip is opened;
+  ``H5P.Blanks`` (``js/blanks.js``) sends ``interacted`` on each blank's change, and its tips
+  are ``H5P.JoubelUI.createTip`` buttons (``H5P.JoubelTip``, h5p-joubel-ui), which send no
+  xAPI at all. So H5P records no hint requests: hint abuse is not written in this style.
 - ``moodle``: Moodle's xAPI log store: ``attempted`` on the quiz at each quiz attempt,
   ``answered`` on the question with the quiz as parent, ``completed`` on the quiz, ``viewed`` on
   the attempt's review page for feedback and on pages for resources; site and course in
@@ -37,15 +45,25 @@ canvas      either           results   no          yes        yes       no      
   no start statements and no feedback statements. Skills are read from the block id
   (``block@<skill>_<n>``), the school's naming of its problems, through its producer profile.
 
-The ``tincan`` and ``openedx`` styles use places of their own (the school's extension IRIs,
-its IRI and block naming); each comes with the producer profile its integrator writes
-(``profiles/school-*.yaml``, extending the built-in one), as ``tutorstream profiles check``
-would show is needed. The others are read by the built-in profile alone.
-- ``canvas``: Caliper 1.1 envelopes as Canvas sends them: ``urn:instructure:canvas:`` ids,
-  ``AssessmentItemEvent`` Started and Completed with the response as ``generated`` (its
-  correctness and the item's outcome, the skill, under ``com.instructure.canvas``),
-  ``NavigationEvent`` to the results page for feedback and to pages for resources, the course
-  offering as ``group``; no hints.
+The ``tincan``, ``openedx`` and ``canvas`` styles use places of their own (the school's
+extension IRIs, its IRI and block naming, its correctness extension); each comes with the
+producer profile its integrator writes (``profiles/school-*.yaml``, extending the built-in one),
+as ``tutorstream profiles check`` would show is needed. The others are read by the built-in
+profile alone.
+- ``canvas``: Caliper 1.1 envelopes in Canvas's conventions (one event per envelope, sensor and
+  ``edApp`` the instance, ``urn:instructure:canvas:`` ids, the course offering as ``group``,
+  ``com.instructure.canvas`` extensions), ``AssessmentItemEvent`` Started and Completed with the
+  response as ``generated``, ``NavigationEvent`` to the results page for feedback and to pages
+  for resources, ``AssessmentEvent`` Submitted for the quiz; no hints. Canvas's own Caliper
+  feed has no per-question events: its documented Caliper events (canvas-lms
+  ``doc/api/data_services/json/caliper/event-types/``) report a quiz only as a whole
+  (``quiz_submitted``: ``AssessmentEvent`` Submitted on the ``Attempt``; ``grade_change``: a
+  ``GradeEvent`` with the submission's score) and carry no correctness per question and no
+  outcome ids. This style therefore stands for a per-question Caliper stream from a Canvas
+  school's quiz integration: the item's outcome is in the item's ``learningObjectives``, the
+  Caliper specification's place (read by the built-in profile), and the answer's correctness
+  in the integration's own ``com.instructure.canvas`` extension of the response, read through
+  the school's producer profile (``profiles/school-canvas.yaml``).
 """
 
 from __future__ import annotations
@@ -53,13 +71,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
-from inference.lab.scenarios.learners import Scenario, Variant
+from inference.lab.scenarios.learners import SKILLS, Scenario, Variant
 from inference.lab.scenarios.script import Act, Kind, ScriptedLearner
 from schemas import vocabulary as v
 
@@ -97,11 +115,12 @@ def _dur(seconds: float) -> str:
     return f"PT{seconds:.2f}S"
 
 
-def _sid(style: str, learner: str, act: int) -> str:
+def _sid(style: str, learner: str, act: int | str) -> str:
     return str(uuid.uuid5(_NS, f"{style}/{learner}/{act}"))
 
 
-Render = Callable[[ScriptedLearner, Act, str], dict[str, Any] | None]
+Render = Callable[[ScriptedLearner, Act, str], dict[str, Any] | list[dict[str, Any]] | None]
+"""The statement(s) of one act; a list when the producer sends several (the last is the act's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +132,8 @@ class Style:
         records: what the producer records: ``feedback``, ``hints``, ``hint_levels``,
             ``responses``, ``relations``.
         retry_start: ``either`` (as the learner's variant says), ``always`` or ``never``.
-        render: the statement of one act (``None``: the producer sends nothing for it).
+        render: the statement of one act (``None``: the producer sends nothing for it; a list:
+            several, the act's own last).
         path: the ingest endpoint.
         profile: the producer profile its integrator writes (a file in
             ``inference/lab/scenarios/profiles/``) where the producer uses IRIs of its own;
@@ -175,8 +195,11 @@ class Style:
             body = self.render(learner, act, sid)
             if body is None:
                 continue
-            event_id = sid if self.path == XAPI_PATH else f"urn:uuid:{sid}"
-            out.append(Statement(orjson.dumps(body), index, event_id, self.path, act.at))
+            # several statements for one act are xAPI statements, each with its own id
+            bodies = [(b, str(b["id"])) for b in body] if isinstance(body, list) else [(body, sid)]
+            for one, one_id in bodies:
+                event_id = one_id if self.path == XAPI_PATH else f"urn:uuid:{one_id}"
+                out.append(Statement(orjson.dumps(one), index, event_id, self.path, act.at))
         if onset is not None and onset >= len(out):
             onset = None
         return out, onset
@@ -333,15 +356,17 @@ def _tincan(learner: ScriptedLearner, act: Act, sid: str) -> dict[str, Any]:
 _H5P_HOME: Final = "https://h5p.school.example.org"
 
 
-def _h5p(learner: ScriptedLearner, act: Act, sid: str) -> dict[str, Any] | None:
-    if act.kind in (Kind.FEEDBACK, Kind.RESOURCE):
-        return None  # H5P shows feedback inline and knows nothing of the course's pages
-    from inference.lab.scenarios.learners import SKILLS
-
+def _h5p(
+    learner: ScriptedLearner, act: Act, sid: str
+) -> dict[str, Any] | list[dict[str, Any]] | None:
+    if act.kind in (Kind.FEEDBACK, Kind.RESOURCE, Kind.HINT):
+        # H5P shows feedback inline, knows nothing of the course's pages, and sends nothing
+        # when a tip is opened
+        return None
     set_id = 40 + SKILLS.index(act.skill)
     embed = f"{_H5P_HOME}/h5p/embed/{set_id}"
     sub = str(uuid.uuid5(_NS, f"h5p/{act.item}"))
-    target = {
+    target: dict[str, Any] = {
         "id": f"{embed}?subContentId={sub}",
         "objectType": "Activity",
         "definition": {
@@ -371,11 +396,9 @@ def _h5p(learner: ScriptedLearner, act: Act, sid: str) -> dict[str, Any] | None:
             "response": act.response,
             "duration": _dur(act.duration_s or 0),
         }
-    elif act.kind is Kind.HINT:
-        verb = ADL + "interacted"
     else:
         verb = ADL + "completed"
-    return {
+    statement = {
         "id": sid,
         "actor": {
             "account": {"homePage": _H5P_HOME, "name": learner.learner},
@@ -406,6 +429,23 @@ def _h5p(learner: ScriptedLearner, act: Act, sid: str) -> dict[str, Any] | None:
         **({"result": result} if result else {}),
         "timestamp": _iso(act.at),
     }
+    if act.kind is not Kind.ANSWER:
+        return statement
+    # the answer entered (an option chosen, a blank filled) before it is checked: H5P's
+    # `interacted`, on an object without the interaction definition `answered` gets
+    changed = dict(statement, id=str(uuid.uuid5(_NS, f"h5p-interacted/{sid}")))
+    changed["verb"] = {"id": ADL + "interacted", "display": {"en-US": "interacted"}}
+    changed["object"] = {
+        "id": target["id"],
+        "objectType": "Activity",
+        "definition": {
+            "extensions": target["definition"]["extensions"],
+            "name": target["definition"]["name"],
+        },
+    }
+    changed.pop("result", None)
+    changed["timestamp"] = _iso(act.at - timedelta(seconds=min(1.0, (act.duration_s or 0) / 2)))
+    return [changed, statement]
 
 
 # -- Moodle's xAPI log store ------------------------------------------------------------------
@@ -588,7 +628,12 @@ def _canvas(learner: ScriptedLearner, act: Act, sid: str) -> dict[str, Any] | No
         "id": f"{quiz}/questions/{act.item}",
         "type": "AssessmentItem",
         "isPartOf": {"id": quiz, "type": "Assessment"},
-        "extensions": {"com.instructure.canvas": {"learning_outcome_ids": [act.skill]}},
+        "learningObjectives": [
+            {
+                "id": f"urn:instructure:canvas:learning_outcome:{SKILLS.index(act.skill) + 1}",
+                "type": "LearningObjective",
+            }
+        ],
     }
     event: dict[str, Any] = {
         "@context": _CALIPER_11,
@@ -650,12 +695,19 @@ STYLES: tuple[Style, ...] = (
         _tincan,
         profile="school-tincan",
     ),
-    Style("h5p", frozenset({"hints", "responses"}), "either", _h5p),
+    Style("h5p", frozenset({"responses"}), "either", _h5p),
     Style("moodle", frozenset({"feedback", "responses"}), "always", _moodle),
     Style(
         "openedx", frozenset({"hints", "hint_levels"}), "never", _openedx, profile="school-openedx"
     ),
-    Style("canvas", frozenset({"feedback", "responses"}), "either", _canvas, CALIPER_PATH),
+    Style(
+        "canvas",
+        frozenset({"feedback", "responses"}),
+        "either",
+        _canvas,
+        CALIPER_PATH,
+        profile="school-canvas",
+    ),
 )
 """Every producer style."""
 

@@ -303,7 +303,7 @@ def test_canvas_navigation_to_an_assignment_is_a_resource_view() -> None:
 def test_canvas_events_by_the_platform_itself_are_not_a_learner() -> None:
     stored = unmodelled_of(load_fixture("canvas/asset_accessed_attachment.json"))
     assert stored.reason == "actor is a SoftwareApplication"
-    assert stored.profile == "builtin@2"
+    assert stored.profile == "builtin@3"
 
 
 def test_an_attempt_as_object_is_only_read_from_caliper_1_1() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from contract_data import KEY
+from contract_data import KEY, load_fixture
 
 from schemas.events import EventType, LearningEvent, UnmodelledEvent
 from schemas.exceptions import InvalidEvent
@@ -206,7 +206,7 @@ def test_a_feedback_view_is_about_the_item_it_belongs_to() -> None:
 def test_known_and_unknown_verbs_the_model_does_not_use_are_unmodelled(verb: str) -> None:
     stored = read(statement(verb))
     assert isinstance(stored, UnmodelledEvent)
-    assert (stored.verb, stored.profile) == (verb, "builtin@2")
+    assert (stored.verb, stored.profile) == (verb, "builtin@3")
 
 
 def test_moodle_course_in_the_grouping_is_the_class_not_the_site() -> None:
@@ -271,7 +271,7 @@ def test_a_producer_profile_reads_its_own_verbs_and_places_before_the_builtin_on
 def test_no_class_found_is_the_producers_default_class() -> None:
     event = read(statement(ADL + "answered"), my_lms())
     assert isinstance(event, LearningEvent) and event.class_id == "my-lms/unassigned"
-    assert read(statement(ADL + "answered")).class_id is None  # type: ignore[union-attr]
+    assert read(statement(ADL + "answered")).class_id is None
 
 
 def test_a_wrong_type_in_a_strict_source_is_still_invalid() -> None:
@@ -382,3 +382,164 @@ def test_an_h5p_question_inside_a_content_has_the_content_as_its_skill() -> None
     )
     assert isinstance(event, LearningEvent)
     assert event.skill_ids == ("https://h5p.example.org/h5p/embed/41",)
+
+
+# --- Caliper places ---------------------------------------------------------------------------
+
+CALIPER_LMS = """\
+profile: caliper-lms
+version: 1
+extends: builtin
+fields:
+  correct:
+    - {from: caliper, path: [generated, extensions, com.example.lms, correct]}
+  skills:
+    - {from: caliper, path: [object, extensions, com.example.lms, outcomes]}
+  hint_count:
+    - {from: caliper, path: [object, extensions, com.example.lms, hints], on_invalid: reject}
+caliper:
+  - type: NavigationEvent
+    actions: [NavigatedTo]
+    object_id: "/results$"
+    event_type: feedback_view
+"""
+
+
+def caliper_lms() -> CompiledProfile:
+    return compile_profile(
+        parse_profile(CALIPER_LMS, "caliper-lms.yaml"),
+        {
+            "builtin": builtin_profile(),
+            "caliper-lms": parse_profile(CALIPER_LMS, "caliper-lms.yaml"),
+        },
+    )
+
+
+def item_completed(**ext: Any) -> dict[str, Any]:
+    """The Caliper 1.2 specification's AssessmentItemEvent Completed, with an LMS's extensions."""
+    event: dict[str, Any] = load_fixture("caliper/v1p2/caliperEventAssessmentItemCompleted.json")
+    if "correct" in ext:
+        event["generated"]["extensions"] = {"com.example.lms": {"correct": ext["correct"]}}
+    if "outcomes" in ext or "hints" in ext:
+        lms = {k: ext[k] for k in ("outcomes", "hints") if k in ext}
+        event["object"]["extensions"] = {"com.example.lms": lms}
+    return event
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "reason"),
+    [
+        (
+            CALIPER_LMS.replace(
+                "path: [generated, extensions, com.example.lms, correct]", "path: []"
+            ),
+            6,
+            "fields.correct[0].path",
+            "at least 1 item",
+        ),
+        (
+            CALIPER_LMS.replace(
+                "{from: caliper, path: [generated, extensions, com.example.lms, correct]}",
+                "{from: result_extension, key: https://lms.example.edu/xapi/correct}",
+            ),
+            5,
+            "fields.correct",
+            "correct cannot come from result_extension",
+        ),
+        (
+            CALIPER_LMS.replace("path: [object, extensions, com.example.lms, outcomes]", "key: x"),
+            8,
+            "fields.skills[0].key",
+            "Extra inputs",
+        ),
+        (CALIPER_LMS.replace('"/results$"', '"/results($"'), 14, "caliper[0].object_id", "regular"),
+    ],
+)
+def test_caliper_source_and_rule_errors_name_file_line_and_field(
+    text: str, line: int, field: str, reason: str
+) -> None:
+    with pytest.raises(ProfileError) as caught:
+        parse_profile(text, "caliper-lms.yaml")
+    problems = caught.value.problems
+    assert ("caliper-lms.yaml", line, field) in [(f, n, name) for f, n, name, _ in problems], (
+        problems
+    )
+    assert any(reason in why for _, _, _, why in problems), problems
+
+
+def test_a_producer_profile_reads_correctness_and_skills_from_caliper_places() -> None:
+    event = read(item_completed(correct=False, outcomes=["o-12", "o-14"], hints=3), caliper_lms())
+    assert isinstance(event, LearningEvent)
+    assert (event.event_type, event.correct, event.skill_ids, event.hint_count) == (
+        EventType.ANSWER_SUBMIT,
+        False,
+        ("o-12", "o-14"),
+        3,
+    )
+    assert event.profile == "caliper-lms@1"
+    # the built-in profile knows nothing of the LMS's extension
+    plain = read(item_completed(correct=False, outcomes=["o-12"]))
+    assert (plain.correct, plain.skill_ids) == (None, ())  # type: ignore[union-attr]
+
+
+def test_a_caliper_value_of_the_wrong_type_is_passed_over_unless_its_source_is_strict() -> None:
+    event = read(item_completed(correct="yes", outcomes=[7]), caliper_lms())
+    assert (event.correct, event.skill_ids) == (None, ())  # type: ignore[union-attr]
+    with pytest.raises(InvalidEvent) as caught:
+        normalise(orjson.dumps(item_completed(hints="three")), KEY, profile=caliper_lms())
+    assert caught.value.path == 'object.extensions["com.example.lms"].hints'
+
+
+def test_caliper_sources_cost_xapi_statements_nothing() -> None:
+    """A profile's ``caliper`` sources are kept apart from the ones xAPI statements read."""
+    profile = caliper_lms()
+    assert {name for name in profile.caliper_fields} == {"correct", "skills", "hint_count"}
+    for name in ("skills", "class_", "session", "hint_count"):
+        assert all(source.kind != "cal" for source in getattr(profile, name))
+    answer = read(statement(ADL + "answered"), profile)
+    assert isinstance(answer, LearningEvent) and answer.skill_ids == ()
+
+
+def test_the_builtin_profile_reads_caliper_learning_objectives_as_skills() -> None:
+    """The Caliper specification's place for what an item exercises: LearningObjective entities
+    or their IRIs in the object's ``learningObjectives``."""
+    event = item_completed()
+    event["object"]["learningObjectives"] = [
+        {"id": "https://example.edu/outcomes/ratios", "type": "LearningObjective"},
+        "https://example.edu/outcomes/fractions",
+    ]
+    read_event = read(event)
+    assert isinstance(read_event, LearningEvent)
+    assert read_event.skill_ids == (
+        "https://example.edu/outcomes/ratios",
+        "https://example.edu/outcomes/fractions",
+    )
+
+
+def test_canvas_quiz_results_page_is_feedback_and_other_pages_are_resources() -> None:
+    """Canvas shows a quiz submission's results at /courses/<c>/quizzes/<q>/history."""
+    event: dict[str, Any] = load_fixture(
+        "caliper/v1p2/caliperEventNavigationNavigatedToWebPage.json"
+    )
+    results = copy.deepcopy(event)
+    results["object"]["id"] = (
+        "https://canvas.example.edu/courses/565/quizzes/2223/history?quiz_submission_id=9"
+    )
+    assert read(results).event_type is EventType.FEEDBACK_VIEW  # type: ignore[union-attr]
+    assert read(event).event_type is EventType.RESOURCE_VIEW  # type: ignore[union-attr]
+    # a producer's conditional rule comes before the built-in ones
+    mine = copy.deepcopy(event)
+    mine["object"]["id"] = "https://lms.example.edu/quiz/4/results"
+    assert read(mine, caliper_lms()).event_type is EventType.FEEDBACK_VIEW  # type: ignore[union-attr]
+    assert read(mine).event_type is EventType.RESOURCE_VIEW  # type: ignore[union-attr]
+
+
+def test_an_h5p_answer_change_is_unmodelled_not_a_resource_view() -> None:
+    """H5P sends ``interacted`` on a question when the learner changes an answer (not a hint,
+    not a read); ``interacted`` elsewhere is still a resource view."""
+    question = "https://h5p.example.org/h5p/embed/41?subContentId=8c1f0e2a-77d2-4b8e-a2b7-1c1b"
+    stored = read(statement(ADL + "interacted", question))
+    assert isinstance(stored, UnmodelledEvent)
+    assert (stored.verb, stored.profile) == (ADL + "interacted", builtin().label)
+    elsewhere = read(statement(ADL + "interacted", "https://lms.example.edu/simulation/2"))
+    assert elsewhere.event_type is EventType.RESOURCE_VIEW  # type: ignore[union-attr]

@@ -158,7 +158,7 @@ def test_valid_statements_with_verbs_tutorstream_does_not_read_are_stored_unmode
     assert (stored.verb, stored.reason, stored.profile) == (
         verb,
         "verb not in profile",
-        "builtin@2",
+        "builtin@3",
     )
     assert stored.source is SourceFormat.XAPI
     assert stored.event_id == statement.get("id", stored.event_id).lower()

@@ -434,7 +434,7 @@ def test_valid_statements_the_model_does_not_use_are_stored_not_dead_lettered(
 ) -> None:
     from streams import metrics
 
-    before = metrics.UNMODELLED.labels("http://adlnet.gov/expapi/verbs/launched", "builtin@2")
+    before = metrics.UNMODELLED.labels("http://adlnet.gov/expapi/verbs/launched", "builtin@3")
     counted = before._value.get()
     records = [
         InboundRecord(_statement(verb, n), None, "lms.events.v1", 0, n, 0.0)
@@ -464,7 +464,7 @@ def test_valid_statements_the_model_does_not_use_are_stored_not_dead_lettered(
         "http://adlnet.gov/expapi/verbs/launched",
         "https://lms.example.edu/verbs/bookmarked",
     }
-    assert {row[-2] for row in stored} == {"builtin@2"}
+    assert {row[-2] for row in stored} == {"builtin@3"}
 
 
 def test_a_record_naming_a_profile_the_worker_lacks_is_a_dead_letter(model: LearnerModel) -> None:

@@ -136,3 +136,42 @@ def test_a_broken_profile_or_missing_sample_is_exit_status_2(tmp_path: Path) -> 
     assert f"{broken}:6: verbs[0].event_type:" in result.output
     missing = CliRunner().invoke(app, ["profiles", "check", str(tmp_path / "none.jsonl")])
     assert missing.exit_code == 2
+
+
+def test_a_caliper_producer_needs_its_correctness_read_and_its_profile_reads_it(
+    tmp_path: Path,
+) -> None:
+    """A per-question Caliper stream in Canvas's conventions (the scenario suite's ``canvas``
+    style): the built-in profile finds its skills (the items' learning objectives) but not its
+    correctness, which the school's producer profile reads with a ``caliper`` source."""
+    from inference.lab.scenarios.learners import SCENARIOS, cohort
+    from inference.lab.scenarios.styles import STYLES
+
+    scenario = next(s for s in SCENARIOS if s.name == "wheel_spinning")
+    (learner,) = cohort(scenario, scenario.variants[0], 1, seed=3, prefix="")
+    canvas = next(s for s in STYLES if s.name == "canvas")
+    statements, _ = canvas.statements(learner)
+    sample = tmp_path / "canvas.jsonl"
+    sample.write_bytes(b"\n".join(s.payload for s in statements) + b"\n")
+    answers = sum(a.kind.value == "answer" for a in learner.acts)
+
+    plain = tmp_path / "builtin.json"
+    result = CliRunner().invoke(app, ["profiles", "check", str(sample), "--json", str(plain)])
+    assert result.exit_code == 1, result.output
+    report = orjson.loads(plain.read_bytes())
+    assert report["fields"]["skills"] == {"found": answers, "of": answers}
+    assert report["fields"]["correct"] == {"found": 0, "of": answers}
+    assert any("right" in problem for problem in report["problems"])
+
+    school = canvas.profile_path()
+    assert school is not None
+    read = tmp_path / "school.json"
+    args = ["profiles", "check", str(sample), "--profile", str(school), "--json", str(read)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(read.read_bytes())
+    assert report["profile"] == "school-canvas@1"
+    assert report["fields"]["correct"] == {"found": answers, "of": answers}
+    assert report["verbs"]["NavigationEvent/NavigatedTo"]["event_types"] == {
+        "feedback_view": sum(a.kind.value == "feedback" for a in learner.acts)
+    }
