@@ -6,7 +6,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_PSEUDONYM_KEY: Final = "tutorstream-dev-pseudonym-key-change-me"
@@ -84,6 +84,15 @@ class KafkaSecurity(BaseModel):
     ssl_cert_file: Path | None = None
     ssl_key_file: Path | None = None
     ssl_check_hostname: bool = True
+
+    @field_validator(
+        "sasl_username", "sasl_password", "ssl_ca_file", "ssl_cert_file", "ssl_key_file",
+        mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose passes an optional variable the operator left out as ""
+        return None if value == "" else value
 
     @property
     def uses_sasl(self) -> bool:
