@@ -3,7 +3,7 @@
 librdkafka checks every setting when a client is constructed (an unknown key, a bad value or an
 unreadable CA file raises there), so building a real ``Producer`` from the settings checks them
 without a broker. The connections themselves are tested in
-tests/integration/test_kafka_security.py.
+tests/integration/test_kafka_tls_sasl.py.
 """
 
 from __future__ import annotations
