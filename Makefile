@@ -4,8 +4,8 @@
 # reinstalls only when pyproject.toml, the Python lock or the npm lock file changed since the last
 # setup).
 #
-# The Python packages are installed from requirements/dev.txt, the lock of the core with the train
-# and dev extras, so two installs a week apart are the same program. `make lock` refreshes the
+# The Python packages are installed from requirements/dev.txt, the lock of the core with the cpu
+# (onnxruntime), train and dev extras, so two installs a week apart are the same program. `make lock` refreshes the
 # locks (requirements/*.txt, one per extra) from pyproject.toml with pip's own resolver: unlike uv
 # or poetry it reads pip's configuration (a find-links folder with the CPU build of torch, local
 # indexes, a constraint file), so the lock holds what `pip install` takes here. requirements/lock.py
@@ -43,7 +43,7 @@ help: ## Show the targets
 	@echo "usage: make <target>"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(PY_STAMP) $(NODE_STAMP) $(WEB_STAMP) tools ## Create .venv and install tutorstream with the train and dev extras from the lock, the npm packages of the TimescaleDB server and of the console's test provider and browser tests and the tools the tests run (Prometheus)
+setup: $(PY_STAMP) $(NODE_STAMP) $(WEB_STAMP) tools ## Create .venv and install tutorstream with the cpu, train and dev extras from the lock, the npm packages of the TimescaleDB server and of the console's test provider and browser tests and the tools the tests run (Prometheus)
 
 $(PY_STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

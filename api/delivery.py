@@ -19,6 +19,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from api.exceptions import Unavailable
 from common.kafka import producer_config
+from common.settings import KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +78,22 @@ class Delivery:
     Args:
         bootstrap: the broker (``TUTORSTREAM_KAFKA_BOOTSTRAP``).
         timeout_s: longest wait for a confirmation (``TUTORSTREAM_API__DELIVERY_TIMEOUT_S``).
+        security: TLS and SASL (``TUTORSTREAM_KAFKA_SECURITY__*``); ``None`` reads the
+            environment.
         overrides: extra producer settings.
     """
 
-    def __init__(self, bootstrap: str, timeout_s: float = 10.0, **overrides: Any) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        timeout_s: float = 10.0,
+        *,
+        security: KafkaSecurity | None = None,
+        **overrides: Any,
+    ) -> None:
         config = producer_config(
             bootstrap,
+            security=security,
             **{**PRODUCER_OVERRIDES, "message.timeout.ms": int(timeout_s * 1000), **overrides},
         )
         self.timeout_s = timeout_s

@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from api.exceptions import BadRequest, Unavailable
 from common.kafka import consumer_config
+from common.settings import KafkaSecurity
 from schemas.records import Intervention
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,8 @@ class InterventionFeed:
         queue_max: most items held for one client before it is disconnected.
         replay_timeout_s: longest wait for the broker while replaying a reconnect's gap.
         on_record: called with the record's age in seconds for each intervention read (metrics).
+        security: TLS and SASL (``TUTORSTREAM_KAFKA_SECURITY__*``); ``None`` reads the
+            environment.
     """
 
     def __init__(
@@ -224,8 +227,10 @@ class InterventionFeed:
         queue_max: int = 10_000,
         replay_timeout_s: float = 15.0,
         on_record: Callable[[float], None] | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.topic = topic
         self.group_id = f"tutorstream-api-{instance_id}"
         self.queue_max = queue_max
@@ -239,7 +244,9 @@ class InterventionFeed:
         self._thread: threading.Thread | None = None
 
     def _config(self, group_id: str) -> dict[str, Any]:
-        return consumer_config(self.bootstrap, group_id, **CONSUMER_OVERRIDES)
+        return consumer_config(
+            self.bootstrap, group_id, security=self.security, **CONSUMER_OVERRIDES
+        )
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -149,7 +149,11 @@ class Runtime:
         return cls(
             settings=settings,
             store=store,
-            delivery=Delivery(settings.kafka_bootstrap, options.delivery_timeout_s),
+            delivery=Delivery(
+                settings.kafka_bootstrap,
+                options.delivery_timeout_s,
+                security=settings.kafka_security,
+            ),
             feed=InterventionFeed(
                 settings.kafka_bootstrap,
                 interventions_topic,
@@ -157,6 +161,7 @@ class Runtime:
                 queue_max=options.feed_queue_max,
                 replay_timeout_s=options.feed_replay_timeout_s,
                 on_record=metrics.feed_lag.observe,
+                security=settings.kafka_security,
             ),
             authenticator=Authenticator(
                 store, options.key_cache_s, options.rate_per_s, options.rate_burst

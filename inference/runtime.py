@@ -27,7 +27,14 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
+
+try:
+    import onnxruntime as ort
+except ModuleNotFoundError as err:  # the runtime is an extra: `cpu` or `gpu`, one of them
+    raise ModuleNotFoundError(
+        "the inference runtime is not installed: pip install 'tutorstream[cpu]', or "
+        "'tutorstream[gpu]' for NVIDIA GPUs (never both)"
+    ) from err
 
 from inference.decision import decide_states
 from inference.registry import DEFAULT_MODEL, ModelRegistry, ModelSpec

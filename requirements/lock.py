@@ -40,11 +40,11 @@ PROJECT = "tutorstream"
 # Lock file name → the extras it installs with the core. ``dev.txt`` is resolved first and pins
 # every other lock, so a package has the same version in every lock that holds it.
 LOCKS: dict[str, tuple[str, ...]] = {
-    "dev.txt": ("train", "dev"),
-    "core.txt": (),
+    "dev.txt": ("cpu", "train", "dev"),
+    "core.txt": ("cpu",),
     "gpu.txt": ("gpu",),
-    "parquet.txt": ("parquet",),
-    "grafana.txt": ("grafana",),
+    "parquet.txt": ("cpu", "parquet"),
+    "grafana.txt": ("cpu", "grafana"),
 }
 PRIMARY = "dev.txt"
 

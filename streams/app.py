@@ -37,9 +37,11 @@ import faust
 import orjson
 import psycopg
 from faust.types import EventT
+from faust.types.auth import CredentialsT
 
-from common.kafka import consumer_config
+from common.kafka import admin_config, consumer_config, ssl_context
 from common.partitioning import partition_for
+from common.settings import KafkaSecurity
 from inference.runtime import LearnerModel
 from schemas.exceptions import InvalidEvent
 from schemas.profiles import PROFILE_HEADER
@@ -240,6 +242,29 @@ def _brokers(bootstrap: str) -> list[str]:
     return [f"kafka://{b.strip()}" for b in bootstrap.split(",") if b.strip()]
 
 
+def broker_credentials(security: KafkaSecurity) -> CredentialsT | None:
+    """Return Faust's ``broker_credentials`` for ``security``; ``None`` for plaintext.
+
+    Faust hands them to every aiokafka client it makes (consumer, producer, admin), with the
+    TLS context of :func:`common.kafka.ssl_context` for the TLS protocols.
+
+    Args:
+        security: the worker's ``TUTORSTREAM_KAFKA_SECURITY__*`` settings.
+    """
+    context = ssl_context(security)
+    if security.uses_sasl:
+        return faust.SASLCredentials(
+            username=security.sasl_username,
+            password=None if security.sasl_password is None
+            else security.sasl_password.get_secret_value(),
+            ssl_context=context,
+            mechanism=security.sasl_mechanism.value,
+        )  # fmt: skip
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 class Worker:
     """The stream worker: Faust app, tables, model, sink and the batch loop.
 
@@ -255,9 +280,12 @@ class Worker:
         _keep_gaps_unacked()
         self.order = DeliveryOrder()
         Path(s.data_dir).mkdir(parents=True, exist_ok=True)
+        credentials = broker_credentials(s.kafka_security)
         self.app = faust.App(
             s.app_id,
             broker=_brokers(s.kafka_bootstrap),
+            broker_credentials=credentials,
+            ssl_context=ssl_context(s.kafka_security),
             store="memory://",
             datadir=s.data_dir,
             web_port=s.web_port,
@@ -394,7 +422,11 @@ class Worker:
 
         topic = self.interventions_topic.get_topic_name()
         consumer = Consumer(
-            consumer_config(self.settings.kafka_bootstrap, f"{self.settings.app_id}-outbox")
+            consumer_config(
+                self.settings.kafka_bootstrap,
+                f"{self.settings.app_id}-outbox",
+                security=self.settings.kafka_security,
+            )
         )
         found: set[str] = set()
         try:
@@ -438,7 +470,9 @@ class Worker:
         from confluent_kafka.admin import AdminClient
         from confluent_kafka.cimpl import NewTopic
 
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        admin = AdminClient(
+            admin_config(self.settings.kafka_bootstrap, security=self.settings.kafka_security)
+        )
         name = self.rekeyed_topic.get_topic_name()
         topic = NewTopic(
             name,

@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from common.kafka import consumer_config
+from common.kafka import admin_config, consumer_config
 from schemas.topics import TopicSpec
 
 
@@ -26,8 +26,11 @@ class KafkaSetupError(RuntimeError):
 
 
 def admin_client(bootstrap: str) -> AdminClient:
-    """Return an admin client for ``bootstrap`` (``host:port[,host:port...]``)."""
-    return AdminClient({"bootstrap.servers": bootstrap})
+    """Return an admin client for ``bootstrap`` (``host:port[,host:port...]``).
+
+    It reaches the brokers with the ``TUTORSTREAM_KAFKA_SECURITY__*`` settings.
+    """
+    return AdminClient(admin_config(bootstrap))
 
 
 class TopicOutcome(StrEnum):

@@ -379,12 +379,14 @@ def kafka_answers(bootstrap: str, timeout: float = 5.0) -> bool:
     """Return whether a Kafka-protocol broker at ``bootstrap`` answers a metadata request."""
     from confluent_kafka.admin import AdminClient
 
+    from common.kafka import admin_config
+
     first = bootstrap.split(",")[0].strip()
     host, _, port = first.rpartition(":")
     # Probing the socket first keeps librdkafka from logging connection errors while waiting.
     if not port_answers(host or LOOPBACK, int(port), timeout=min(timeout, 1.0)):
         return False
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(admin_config(bootstrap, log_level=0))
     try:
         admin.list_topics(timeout=timeout)
     except Exception:

@@ -27,6 +27,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from common.settings import KafkaProtocol
 from tutorstream import services
 from tutorstream.services import ServiceError, ServiceHandle
 from tutorstream.settings import Settings
@@ -290,6 +291,14 @@ class Stack:
         external = self._external()
         if name in external:
             return external[name]
+        protocol = self.settings.kafka_security.protocol
+        if name == BROKER and protocol is not KafkaProtocol.PLAINTEXT:
+            # the embedded broker would cut off every client at its first request
+            raise StackError(
+                f"the embedded broker speaks plaintext, not {protocol.value}: set "
+                "TUTORSTREAM_KAFKA_BOOTSTRAP to the cluster the TUTORSTREAM_KAFKA_SECURITY__* "
+                "settings are for, or unset them"
+            )
         handle = self._read().get(name)
         if handle is None or not handle.is_running():
             flag = " --timescale" if name == TIMESCALE else ""

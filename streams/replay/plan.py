@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from common.kafka import consumer_config
+from common.settings import KafkaSecurity
 from schemas.events import LearningEvent
 from streams.replay.exceptions import ReplayError
 
@@ -120,11 +121,20 @@ class Selection:
         return not self.learners or event.learner_id in self.learners
 
 
-def consumer_settings(bootstrap: str, replay_id: str) -> dict[str, Any]:
-    """Return consumer settings for a replay: its own group, never committed, short fetch wait."""
+def consumer_settings(
+    bootstrap: str, replay_id: str, security: KafkaSecurity | None = None
+) -> dict[str, Any]:
+    """Return consumer settings for a replay: its own group, never committed, short fetch wait.
+
+    Args:
+        bootstrap: the brokers.
+        replay_id: names the replay's consumer group.
+        security: TLS and SASL settings; ``None`` reads ``TUTORSTREAM_KAFKA_SECURITY__*``.
+    """
     return consumer_config(
         bootstrap,
         f"tutorstream-replay-{replay_id}",
+        security=security,
         **{"enable.auto.offset.store": False, "fetch.wait.max.ms": 20},
     )
 

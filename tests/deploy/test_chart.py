@@ -194,7 +194,9 @@ def test_workloads_run_real_commands(rendered):
 
 
 def test_no_secret_in_a_config_map(rendered):
-    secret_names = {"TUTORSTREAM_PSEUDONYM_KEY", "TUTORSTREAM_DATABASE_URL"}
+    secret_names = {"TUTORSTREAM_PSEUDONYM_KEY", "TUTORSTREAM_DATABASE_URL",
+                    "TUTORSTREAM_KAFKA_SECURITY__SASL_USERNAME",
+                    "TUTORSTREAM_KAFKA_SECURITY__SASL_PASSWORD"}
     values = yaml.safe_load(VALUES["defaults"].read_text())["secrets"]
     for docs in rendered.values():
         for config_map in of_kind(docs, "ConfigMap"):
@@ -206,7 +208,78 @@ def test_no_secret_in_a_config_map(rendered):
     env = {e["name"]: e for e in containers(of_kind(rendered["production"], "Deployment")[0])[0]
            ["env"]}
     for name in secret_names:
-        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "tutorstream-secrets"
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] in (
+            "tutorstream-secrets", "tutorstream-kafka-user")
+
+
+KAFKA_TLS_DIR = "/etc/tutorstream/kafka"
+
+
+def kafka_security_of(docs: list[dict[str, Any]], kind: str) -> tuple[dict[str, Any], ...]:
+    """The Kafka security variables, mounts and volumes of the first ``kind`` in ``docs``."""
+    doc = of_kind(docs, kind)[0]
+    container = containers(doc)[0]
+    env = {e["name"]: e for e in container.get("env", [])
+           if e["name"].startswith("TUTORSTREAM_KAFKA_SECURITY__")}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in doc["spec"]["template"]["spec"]["volumes"]}
+    return env, mounts, volumes
+
+
+def test_kafka_sasl_and_tls_reach_every_workload_in_production(rendered):
+    docs = rendered["production"]
+    settings = of_kind(docs, "ConfigMap")[0]["data"]
+    assert settings["TUTORSTREAM_KAFKA_SECURITY__PROTOCOL"] == "SASL_SSL"
+    assert settings["TUTORSTREAM_KAFKA_SECURITY__SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert settings["TUTORSTREAM_KAFKA_SECURITY__SSL_CHECK_HOSTNAME"] == "true"
+    assert settings["TUTORSTREAM_KAFKA_SECURITY__SSL_CA_FILE"] == f"{KAFKA_TLS_DIR}/ca.crt"
+    # the topics hook runs before the ConfigMap exists and carries the settings inline
+    for kind in ("StatefulSet", "Deployment", "Job"):
+        env, mounts, volumes = kafka_security_of(docs, kind)
+        for name, key in (("SASL_USERNAME", "username"), ("SASL_PASSWORD", "password")):
+            ref = env[f"TUTORSTREAM_KAFKA_SECURITY__{name}"]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "tutorstream-kafka-user", "key": key}, kind
+        assert mounts["kafka-tls"] == {
+            "name": "kafka-tls", "mountPath": KAFKA_TLS_DIR, "readOnly": True}, kind
+        assert volumes["kafka-tls"]["secret"]["secretName"] == "tutorstream-kafka-ca", kind
+        assert volumes["kafka-tls"]["secret"]["defaultMode"] == 0o440, kind
+    job_env = {e["name"]: e.get("value") for e in containers(of_kind(docs, "Job")[0])[0]["env"]}
+    assert job_env["TUTORSTREAM_KAFKA_SECURITY__SSL_CA_FILE"] == f"{KAFKA_TLS_DIR}/ca.crt"
+
+
+def test_kafka_mutual_tls_mounts_the_client_certificate(rendered):
+    settings = of_kind(rendered["gpu"], "ConfigMap")[0]["data"]
+    assert settings["TUTORSTREAM_KAFKA_SECURITY__PROTOCOL"] == "SSL"
+    assert settings["TUTORSTREAM_KAFKA_SECURITY__SSL_CERT_FILE"] == f"{KAFKA_TLS_DIR}/tls.crt"
+    assert settings["TUTORSTREAM_KAFKA_SECURITY__SSL_KEY_FILE"] == f"{KAFKA_TLS_DIR}/tls.key"
+    assert "TUTORSTREAM_KAFKA_SECURITY__SASL_MECHANISM" not in settings
+    env, _, volumes = kafka_security_of(rendered["gpu"], "StatefulSet")
+    assert "TUTORSTREAM_KAFKA_SECURITY__SASL_PASSWORD" not in env
+    assert volumes["kafka-tls"]["secret"]["secretName"] == "tutorstream-kafka-client"
+
+
+def test_plaintext_kafka_mounts_nothing(rendered):
+    settings = of_kind(rendered["defaults"], "ConfigMap")[0]["data"]
+    assert settings["TUTORSTREAM_KAFKA_SECURITY__PROTOCOL"] == "PLAINTEXT"
+    assert not {k for k in settings if k.startswith("TUTORSTREAM_KAFKA_SECURITY__SSL")}
+    env, mounts, volumes = kafka_security_of(rendered["defaults"], "StatefulSet")
+    assert env == {} and "kafka-tls" not in mounts and "kafka-tls" not in volumes
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("kafkaSecurity: {protocol: PLAINTEXT, tls: {existingSecret: ca}}",
+     "kafkaSecurity.tls.existingSecret: only the TLS protocols"),
+    ("kafkaSecurity: {protocol: SSL, tls: {existingSecret: ca, certKey: tls.crt}}",
+     "kafkaSecurity.tls.certKey and kafkaSecurity.tls.keyKey go together"),
+    ("kafkaSecurity: {protocol: SSL, tls: {certKey: tls.crt, keyKey: tls.key}}",
+     "kafkaSecurity.tls.certKey: name the Secret"),
+])
+def test_bad_kafka_security_values_fail_naming_the_value(tmp_path, override, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(override + "\n")
+    done = run([tool("helm"), "template", "t", CHART, "-f", VALUES["defaults"], "-f", bad])
+    assert done.returncode != 0
+    assert message in done.stderr, done.stderr
 
 
 def test_pods_roll_when_settings_change(tmp_path):
@@ -280,6 +353,10 @@ def test_ingress_terminates_tls_in_production(rendered):
     ("settings: {mode: staging}", "/settings/mode"),
     ("autoscaling: {keda: {maxReplicas: 13}}", "/autoscaling/keda/maxReplicas"),
     ("worker: {replica: 3}", "replica"),
+    ("kafkaSecurity: {protocol: TLS}", "/kafkaSecurity/protocol"),
+    ("kafkaSecurity: {protocol: SASL_SSL, saslMechanism: GSSAPI, existingSecret: k}",
+     "/kafkaSecurity/saslMechanism"),
+    ("kafkaSecurity: {protocol: SASL_SSL}", "/kafkaSecurity/existingSecret"),
 ])
 def test_values_breaking_the_schema_fail_lint_and_template_naming_the_field(
         tmp_path, override, field):

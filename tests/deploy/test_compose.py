@@ -121,3 +121,46 @@ def test_prometheus_scrapes_every_worker_replica_and_the_api():
         {"names": ["worker"], "type": "A", "port": worker_port, "refresh_interval": "30s"}]
     api_port = services["api"]["environment"]["TUTORSTREAM_API__PORT"]
     assert jobs["tutorstream-api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
+
+
+def _kafka_security_of(service: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The Kafka security a product service of compose.yaml would run with."""
+    from common.settings import CommonSettings
+
+    for key, value in service["environment"].items():
+        if key.startswith("TUTORSTREAM_"):
+            monkeypatch.setenv(key, value)
+    return CommonSettings().kafka_security
+
+
+def test_kafka_security_is_plaintext_unless_asked(monkeypatch):
+    services = config("demo")["services"]
+    for name in PRODUCT_SERVICES:
+        with monkeypatch.context() as patch:
+            security = _kafka_security_of(services[name], patch)
+        assert security.protocol.value == "PLAINTEXT", name
+        assert security.sasl_username is None and security.ssl_ca_file is None, name
+
+
+def test_kafka_sasl_and_tls_variables_reach_every_product_service(monkeypatch, tmp_path):
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    kafka = {
+        "TUTORSTREAM_KAFKA_SECURITY__PROTOCOL": "SASL_SSL",
+        "TUTORSTREAM_KAFKA_SECURITY__SASL_MECHANISM": "SCRAM-SHA-256",
+        "TUTORSTREAM_KAFKA_SECURITY__SASL_USERNAME": "tutorstream",
+        "TUTORSTREAM_KAFKA_SECURITY__SASL_PASSWORD": "compose-kafka-password",
+        "TUTORSTREAM_KAFKA_SECURITY__SSL_CA_FILE": str(ca),
+        "TUTORSTREAM_KAFKA_SECURITY__SSL_CHECK_HOSTNAME": "false",
+    }
+    done = compose("--profile", "demo", "config", "--format", "json",
+                   env={**base_env(), **SECRETS, **kafka})
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    for name in PRODUCT_SERVICES:
+        assert {k: services[name]["environment"][k] for k in kafka} == kafka, name
+        with monkeypatch.context() as patch:
+            security = _kafka_security_of(services[name], patch)
+        assert security.protocol.value == "SASL_SSL" and security.ssl_ca_file == ca, name
+        assert security.sasl_mechanism.value == "SCRAM-SHA-256", name
+        assert not security.ssl_check_hostname, name

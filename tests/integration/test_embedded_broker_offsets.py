@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from common.kafka import aiokafka_config
+
 pytestmark = pytest.mark.integration
 
 BATCHES, PER_BATCH = 4, 50
@@ -23,7 +25,7 @@ BATCHES, PER_BATCH = 4, 50
 
 async def _produce_and_read(bootstrap: str, topic: str) -> tuple[int, int, list[int]]:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=50, acks=-1, compression_type="lz4"
+        **aiokafka_config(bootstrap), linger_ms=50, acks=-1, compression_type="lz4"
     )
     await producer.start()
     try:
@@ -35,7 +37,7 @@ async def _produce_and_read(bootstrap: str, topic: str) -> tuple[int, int, list[
     finally:
         await producer.stop()
     tp = TopicPartition(topic, 0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**aiokafka_config(bootstrap), enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign([tp])

@@ -117,15 +117,29 @@ def test_the_core_and_every_extra_are_locked(
     project: dict[str, Any], locks: dict[str, Lock]
 ) -> None:
     assert "core.txt" in locks
-    assert locks["core.txt"].extras == ()
+    # the core with its CPU inference runtime: what the image installs
+    assert locks["core.txt"].extras == ("cpu",)
     locked = {extra for lock in locks.values() for extra in lock.extras or ()}
     assert locked == set(project["optional-dependencies"])
+
+
+def test_no_lock_installs_both_inference_runtimes(
+    project: dict[str, Any], locks: dict[str, Lock]
+) -> None:
+    """onnxruntime and onnxruntime-gpu install one ``onnxruntime`` module: the second overwrites."""
+    runtimes = {"onnxruntime", "onnxruntime-gpu"}
+    both = {name for name, lock in locks.items() if runtimes <= lock.pins.keys()}
+    assert both == set()
+    core = {canonicalize_name(Requirement(line).name) for line in project["dependencies"]}
+    assert core.isdisjoint(runtimes), "the runtime belongs in the cpu or gpu extra, not the core"
+    assert "onnxruntime" in locks["core.txt"].pins
+    assert "onnxruntime-gpu" in locks["gpu.txt"].pins
 
 
 def test_make_setup_installs_the_dev_lock(locks: dict[str, Lock]) -> None:
     makefile = (ROOT / "Makefile").read_text("utf-8")
     assert "LOCK := requirements/dev.txt" in makefile
-    assert locks["dev.txt"].extras == ("train", "dev")
+    assert locks["dev.txt"].extras == ("cpu", "train", "dev")
 
 
 def test_a_changed_requirement_is_reported(project: dict[str, Any], locks: dict[str, Lock]) -> None:

@@ -277,9 +277,8 @@ def _latency_phase(
     bootstrap: str, producer: Producer, events: list[dict[str, Any]], rate: float
 ) -> list[float]:
     topic = TUTOR_INTERVENTIONS.name
-    consumer = Consumer(
-        consumer_config(bootstrap, f"bench-{uuid.uuid4().hex}", **{"fetch.wait.max.ms": 10})
-    )
+    quick: dict[str, Any] = {"fetch.wait.max.ms": 10}
+    consumer = Consumer(consumer_config(bootstrap, f"bench-{uuid.uuid4().hex}", **quick))
     parts = kafka.wait_for_topics(bootstrap, [topic])[topic]
     start_at = []
     for p in range(parts):

@@ -45,6 +45,20 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%s" .Values.gpu.image.repository (default (printf "%s-gpu" .Chart.AppVersion) .Values.gpu.image.tag) }}
 {{- end }}
 
+{{/* Whether the Kafka clients authenticate with SASL, and whether they speak TLS. */}}
+{{- define "tutorstream.kafkaSasl" -}}
+{{- if has .Values.kafkaSecurity.protocol (list "SASL_PLAINTEXT" "SASL_SSL") }}true{{ end }}
+{{- end }}
+
+{{- define "tutorstream.kafkaTls" -}}
+{{- if has .Values.kafkaSecurity.protocol (list "SSL" "SASL_SSL") }}true{{ end }}
+{{- end }}
+
+{{/* Where the Secret of kafkaSecurity.tls is mounted, read-only. */}}
+{{- define "tutorstream.kafkaTlsDir" -}}
+/etc/tutorstream/kafka
+{{- end }}
+
 {{- define "tutorstream.secretName" -}}
 {{- default (printf "%s-secrets" (include "tutorstream.fullname" .)) .Values.secrets.existingSecret }}
 {{- end }}
@@ -69,6 +83,21 @@ TUTORSTREAM_STORE__DB_SCHEMA: {{ $s.storeSchema | quote }}
 TUTORSTREAM_STORE__MODE: {{ . | quote }}
 {{- end }}
 TUTORSTREAM_PUBLIC_URL: {{ $s.publicUrl | quote }}
+{{- $k := .Values.kafkaSecurity }}
+TUTORSTREAM_KAFKA_SECURITY__PROTOCOL: {{ $k.protocol | quote }}
+{{- if include "tutorstream.kafkaSasl" . }}
+TUTORSTREAM_KAFKA_SECURITY__SASL_MECHANISM: {{ $k.saslMechanism | quote }}
+{{- end }}
+{{- if include "tutorstream.kafkaTls" . }}
+TUTORSTREAM_KAFKA_SECURITY__SSL_CHECK_HOSTNAME: {{ $k.checkHostname | quote }}
+{{- if and $k.tls.existingSecret $k.tls.caKey }}
+TUTORSTREAM_KAFKA_SECURITY__SSL_CA_FILE: {{ printf "%s/%s" (include "tutorstream.kafkaTlsDir" .) $k.tls.caKey | quote }}
+{{- end }}
+{{- if and $k.tls.existingSecret $k.tls.certKey }}
+TUTORSTREAM_KAFKA_SECURITY__SSL_CERT_FILE: {{ printf "%s/%s" (include "tutorstream.kafkaTlsDir" .) $k.tls.certKey | quote }}
+TUTORSTREAM_KAFKA_SECURITY__SSL_KEY_FILE: {{ printf "%s/%s" (include "tutorstream.kafkaTlsDir" .) $k.tls.keyKey | quote }}
+{{- end }}
+{{- end }}
 TUTORSTREAM_WEB_PORT: {{ .Values.worker.webPort | quote }}
 TUTORSTREAM_API__HOST: "0.0.0.0"
 TUTORSTREAM_API__PORT: {{ .Values.api.port | quote }}
@@ -79,7 +108,7 @@ TUTORSTREAM_STATE_DIR: "/var/lib/tutorstream/state"
 {{- end }}
 {{- end }}
 
-{{/* The two secret variables, from the chart's Secret or the existing one. */}}
+{{/* The secret variables, from the chart's Secret or the existing one, and Kafka's SASL Secret. */}}
 {{- define "tutorstream.secretEnv" -}}
 - name: TUTORSTREAM_PSEUDONYM_KEY
   valueFrom:
@@ -91,6 +120,18 @@ TUTORSTREAM_STATE_DIR: "/var/lib/tutorstream/state"
     secretKeyRef:
       name: {{ include "tutorstream.secretName" . }}
       key: {{ .Values.secrets.databaseUrlKey }}
+{{- if include "tutorstream.kafkaSasl" . }}
+- name: TUTORSTREAM_KAFKA_SECURITY__SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.kafkaSecurity.existingSecret }}
+      key: {{ .Values.kafkaSecurity.usernameKey }}
+- name: TUTORSTREAM_KAFKA_SECURITY__SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.kafkaSecurity.existingSecret }}
+      key: {{ .Values.kafkaSecurity.passwordKey }}
+{{- end }}
 {{- end }}
 
 {{/* Volumes every tutorstream container needs on a read-only root filesystem. */}}
@@ -99,6 +140,11 @@ TUTORSTREAM_STATE_DIR: "/var/lib/tutorstream/state"
   mountPath: /var/lib/tutorstream
 - name: tmp
   mountPath: /tmp
+{{- if and (include "tutorstream.kafkaTls" .) .Values.kafkaSecurity.tls.existingSecret }}
+- name: kafka-tls
+  mountPath: {{ include "tutorstream.kafkaTlsDir" . }}
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{- define "tutorstream.volumes" -}}
@@ -108,12 +154,32 @@ TUTORSTREAM_STATE_DIR: "/var/lib/tutorstream/state"
 - name: tmp
   emptyDir:
     sizeLimit: 256Mi
+{{- if and (include "tutorstream.kafkaTls" .) .Values.kafkaSecurity.tls.existingSecret }}
+- name: kafka-tls
+  secret:
+    secretName: {{ .Values.kafkaSecurity.tls.existingSecret }}
+    # owner and group (fsGroup) may read; the client key is in here
+    defaultMode: 0440
+{{- end }}
 {{- end }}
 
 {{/* Refusals no schema can express. */}}
 {{- define "tutorstream.validate" -}}
 {{- if and .Values.autoscaling.keda.enabled .Values.autoscaling.hpa.enabled }}
 {{- fail "autoscaling: enable autoscaling.keda or autoscaling.hpa, not both" }}
+{{- end }}
+{{- $k := .Values.kafkaSecurity }}
+{{- if and (include "tutorstream.kafkaSasl" .) (not $k.existingSecret) }}
+{{- fail (printf "kafkaSecurity.existingSecret: name the Secret with the SASL username and password (%s)" $k.protocol) }}
+{{- end }}
+{{- if and $k.tls.existingSecret (not (include "tutorstream.kafkaTls" .)) }}
+{{- fail (printf "kafkaSecurity.tls.existingSecret: only the TLS protocols (SSL, SASL_SSL) use it, not %s" $k.protocol) }}
+{{- end }}
+{{- if ne (empty $k.tls.certKey) (empty $k.tls.keyKey) }}
+{{- fail "kafkaSecurity.tls.certKey and kafkaSecurity.tls.keyKey go together (mutual TLS): set both or neither" }}
+{{- end }}
+{{- if and $k.tls.certKey (not $k.tls.existingSecret) }}
+{{- fail "kafkaSecurity.tls.certKey: name the Secret that holds the client certificate in kafkaSecurity.tls.existingSecret" }}
 {{- end }}
 {{- if not .Values.secrets.existingSecret }}
 {{- if lt (len .Values.secrets.pseudonymKey) 32 }}
