@@ -10,7 +10,9 @@ and which of the model's states the evidence so far cannot support (vetoes):
 - :meth:`BehaviourRules.hint_click_through` (gaming),
 - :meth:`BehaviourRules.wheel_spinning` (wheel-spinning),
 - :meth:`BehaviourRules.rapid_guessing` (gaming),
-- :meth:`BehaviourRules.calibrated` (no overconfidence where answers are quick and right),
+- :meth:`BehaviourRules.calibrated` and :meth:`BehaviourRules.heeds_feedback` (no
+  overconfidence where answers are quick and right, or where the feedback on wrong answers
+  is read),
 - :meth:`BehaviourRules.confirmation_grounded` (no confirmation without a resource read
   after a wrong answer),
 - :meth:`BehaviourRules.answered`, :meth:`BehaviourRules.spinning_possible`,
@@ -68,16 +70,19 @@ GUESS_CHANCE: Final = 0.25
 ABOVE_CHANCE_P: Final = 0.10
 """Rapid answers right this unlikely by chance (one-sided binomial test) are fluency, not
 guesses: two right of three or four, three of five are still chance; three of four are not."""
-PROGRESS_ANSWERS: Final = 5
-"""Last opportunities on a skill over which progress is judged."""
-PROGRESS_RIGHT: Final = 3
-"""Right answers among the last :data:`PROGRESS_ANSWERS` opportunities that show progress:
-persistence that is paying off (productive persistence, Kai et al. 2018) is not
-wheel-spinning."""
-CORRECTED_SHARE: Final = 0.8
+CORRECTED_SHARE: Final = 0.9
 """Share of a skill's items first answered wrong that the learner then put right (without the
-bottom-out hint) that shows learning from feedback: persistence that pays off."""
+bottom-out hint) that shows learning from feedback: persistence that pays off (nine in ten,
+so that half put right by luck does not pass for it)."""
 GIVE_UP_OPPORTUNITIES: Final = 15
+"""Opportunities without mastery after which wheel-spinning holds however much was put
+right."""
+HEEDED_ANSWERS: Final = 5
+"""Last wrong answers over which the reading of feedback is judged."""
+HEEDED_MIN: Final = 3
+"""Wrong answers needed before a learner is taken to heed feedback."""
+HEEDED_SHARE: Final = 0.8
+"""Share of those wrong answers whose feedback was read that shows the learner heeds it."""
 """Opportunities without mastery after which wheel-spinning holds whatever the progress."""
 _MAX_ITEMS: Final = 8
 _MAX_SEEN: Final = 256
@@ -117,9 +122,9 @@ class RuleMemory:
         items: per recent item (at most 8): response hashes marked wrong and how many times
             one of them was submitted again.
         seen: items the learner has answered (at most 256), so a retry is not an opportunity.
-        skills: per skill: practice opportunities, current streak, mastery shown (0/1), the
-            outcomes of the last :data:`PROGRESS_ANSWERS` opportunities as bits (newest
-            lowest), items first answered wrong, and of those the ones put right later.
+        skills: per skill: practice opportunities, current streak, mastery shown (0/1), items
+            first answered wrong, of those the ones put right later, and whether the latest
+            one is still open (wrong and not yet put right, so not judged yet).
         fix_item: the item last first answered wrong and not yet put right.
         hint_item: the item of the learner's current run of hints.
         hints: hints in that run.
@@ -145,6 +150,8 @@ class RuleMemory:
         slip_read: feedback was read since that answer (for :data:`HINT_READ_S` or more, or
             for a time the producer does not say).
         feedback_known: the producer records feedback views for this learner.
+        heeded: per recent wrong answer (at most :data:`HEEDED_ANSWERS`), whether feedback
+            was read before the next answer (1) or not (0), where feedback is recorded.
         resource_after_wrong: a resource not known to contradict the answer was read since
             the last wrong answer.
     """
@@ -171,6 +178,7 @@ class RuleMemory:
     slip_pending: bool = False
     slip_read: bool = False
     feedback_known: bool = False
+    heeded: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready mapping."""
@@ -189,6 +197,7 @@ class RuleMemory:
                 self.slip_pending,
                 self.slip_read,
                 self.feedback_known,
+                self.heeded,
             ],
         }
 
@@ -223,6 +232,7 @@ class RuleMemory:
             slip_pending=len(data["w"]) > 2 and bool(data["w"][2]),
             slip_read=len(data["w"]) > 3 and bool(data["w"][3]),
             feedback_known=len(data["w"]) > 4 and bool(data["w"][4]),
+            heeded=[int(x) for x in data["w"][5]] if len(data["w"]) > 5 else [],
         )
 
 
@@ -238,16 +248,11 @@ def _t(moment: datetime) -> float:
     return moment.timestamp()
 
 
-_PROGRESS_MASK: Final = (1 << PROGRESS_ANSWERS) - 1
-
-
 def _spinning(stats: list[int]) -> bool:
     """Return whether one skill's practice meets :meth:`BehaviourRules.wheel_spinning`."""
     if stats[0] < OPPORTUNITIES or stats[2]:
         return False
-    progressing = (
-        bin(stats[3]).count("1") >= PROGRESS_RIGHT or stats[5] >= CORRECTED_SHARE * stats[4]
-    )
+    progressing = stats[4] >= CORRECTED_SHARE * (stats[3] - stats[5])
     return not progressing or stats[0] >= GIVE_UP_OPPORTUNITIES
 
 
@@ -290,6 +295,8 @@ class BehaviourRules:
                 and memory.recent
             ):
                 memory.recent[-1] = 2
+            if memory.wrong_pending and memory.feedback_known:
+                memory.heeded = [*memory.heeded, int(memory.slip_read)][-HEEDED_ANSWERS:]
             memory.slip_pending = first and event.correct is False
             memory.slip_read = False
             memory.answers = min(memory.answers + 1, 1000)
@@ -320,7 +327,7 @@ class BehaviourRules:
             vetoes.add(WHEEL_SPINNING)
         if not self.response_held(memory) or self.guessed(memory):
             vetoes.add(ANCHORING)
-        if self.calibrated(memory):
+        if self.calibrated(memory) or self.heeds_feedback(memory):
             vetoes.add(OVERCONFIDENCE)
         if not self.confirmation_grounded(memory):
             vetoes.add(CONFIRMATION)
@@ -471,10 +478,9 @@ class BehaviourRules:
         Definition (Beck & Gong 2013): a learner who has had :data:`OPPORTUNITIES` practice
         opportunities on a skill (first answers on distinct items) without ever answering
         :data:`MASTERY_STREAK` of them right in a row. An answer given after the bottom-out
-        hint is not counted right (``credited`` False). A learner with
-        :data:`PROGRESS_RIGHT` of the last :data:`PROGRESS_ANSWERS` opportunities right, or
-        who puts right :data:`CORRECTED_SHARE` of the items first answered wrong, is getting
-        there (productive persistence, Kai et al. 2018: slow learners who persist, learn from
+        hint is not counted right (``credited`` False). A learner who puts right
+        :data:`CORRECTED_SHARE` of the items first answered wrong is getting there
+        (productive persistence, Kai et al. 2018: slow learners who persist, learn from
         feedback and master); the state waits for more evidence, up to
         :data:`GIVE_UP_OPPORTUNITIES`.
         """
@@ -488,8 +494,9 @@ class BehaviourRules:
                 memory.fix_item = None
                 for skill in event.skill_ids:
                     known = memory.skills.get(skill)
-                    if known is not None:
-                        known[5] += 1
+                    if known is not None and known[5]:
+                        known[4] += 1
+                        known[5] = 0
             return None
         memory.seen = [*memory.seen, item][-_MAX_SEEN:]
         memory.fix_item = None if right else item
@@ -499,8 +506,8 @@ class BehaviourRules:
             memory.skills[skill] = stats
             stats[0] += 1
             stats[1] = stats[1] + 1 if right else 0
-            stats[3] = ((stats[3] << 1) | int(right)) & _PROGRESS_MASK
-            stats[4] += int(not right)
+            stats[3] += int(not right)
+            stats[5] = int(not right)
             if stats[1] >= MASTERY_STREAK:
                 stats[2] = 1
             if found is None and _spinning(stats):
@@ -564,6 +571,18 @@ class BehaviourRules:
         guess is no evidence of it, whatever the producer records.
         """
         return bool(memory.rapid) and memory.rapid[-1] == 1
+
+    @staticmethod
+    def heeds_feedback(memory: RuleMemory) -> bool:
+        """Reading the feedback on one's wrong answers is not overconfidence.
+
+        Overconfident learners discount feedback that contradicts them (its dismissal is how
+        miscalibration persists; Ehrlinger & Dunning 2003); a learner who read the feedback
+        after :data:`HEEDED_SHARE` of the last :data:`HEEDED_ANSWERS` wrong answers (where the
+        producer records feedback views) weighs it, so the state waits for other evidence.
+        """
+        heeded = memory.heeded
+        return len(heeded) >= HEEDED_MIN and sum(heeded) >= HEEDED_SHARE * len(heeded)
 
     @staticmethod
     def calibrated(memory: RuleMemory) -> bool:

@@ -307,12 +307,11 @@ def _practise(
     return found
 
 
-def test_recent_progress_defers_wheel_spinning_until_the_learner_gives_up() -> None:
+def test_wheel_spinning_holds_at_fifteen_opportunities_whatever_was_put_right() -> None:
     rules, memory = BehaviourRules(), RuleMemory()
-    found = _practise(rules, memory, "wwrwwrrwrr" + "wrwrrwr", fixed=False)
-    # ten opportunities, no three in a row, but three of the last five right: progress
+    found = _practise(rules, memory, "rwwrwrwwrw" + "rwwrw", fixed=True)
     assert all(f is None for f in found[:14])
-    assert any(getattr(f, "state", None) == "wheel_spinning" for f in found[14:])
+    assert getattr(found[14], "state", None) == "wheel_spinning"
 
 
 def test_learning_from_feedback_is_productive_persistence() -> None:
@@ -339,3 +338,19 @@ def test_memory_of_an_older_release_loads() -> None:
     assert memory.skills == {"s": [4, 1, 0, 0, 0, 0]}
     assert (memory.after_start, memory.slip_pending, memory.fix_item) == (False, False, None)
     assert RuleMemory.from_dict(memory.to_dict()) == memory
+
+
+def test_a_learner_who_reads_the_feedback_on_wrong_answers_is_not_overconfident() -> None:
+    def run(dwell: float) -> frozenset[str]:
+        rules, memory = BehaviourRules(), RuleMemory()
+        vetoes: frozenset[str] = frozenset()
+        for n in range(6):  # wrong first answers, each retried wrong once more
+            for k, response in enumerate(("w1", "w2")):
+                at = 200.0 * n + 90 * k
+                vetoes = rules.observe(memory, _answer(at, f"i{n}", False, response)).vetoes
+                read = _event(EventType.FEEDBACK_VIEW, at + 30, f"i{n}", duration_s=dwell)
+                rules.observe(memory, read)
+        return vetoes
+
+    assert "overconfidence" in run(dwell=12.0)
+    assert "overconfidence" not in run(dwell=1.0)
