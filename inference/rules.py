@@ -77,7 +77,7 @@ so that half put right by luck does not pass for it)."""
 GIVE_UP_OPPORTUNITIES: Final = 15
 """Opportunities without mastery after which wheel-spinning holds however much was put
 right."""
-HEEDED_ANSWERS: Final = 5
+HEEDED_ANSWERS: Final = 3
 """Last wrong answers over which the reading of feedback is judged."""
 HEEDED_MIN: Final = 3
 """Wrong answers needed before a learner is taken to heed feedback."""
