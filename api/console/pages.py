@@ -22,7 +22,7 @@ from typing import Annotated, Any, Final
 from urllib.parse import quote
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from psycopg import AsyncConnection
@@ -733,6 +733,40 @@ async def overview(request: Request, segment: str) -> Response:
             "skills": skills,
         },
     )
+
+
+# --- links from elsewhere (the Grafana boards) -----------------------------------------------
+
+_OPENS: Final = ("queue", "overview", "learner")
+
+
+@router.get("/open/{page}", name="console_open")
+async def open_page(
+    request: Request,
+    page: str,
+    class_id: Annotated[str, Query(alias="class")] = "",
+    learner: str = "",
+) -> Response:
+    """Send a link that names its class in the query string to the console's page for it.
+
+    Links from other tools (the Grafana boards) carry ids percent-encoded as query parameters
+    (``?class=…&learner=…``), which every proxy passes as they are; the pages' own paths name
+    a class by :func:`class_segment`, which such a tool cannot write. ``page`` is ``queue``,
+    ``overview`` or ``learner`` (which needs ``learner``). Whether the tutor may see the class
+    is the page's own check, after this redirect.
+    """
+    if page not in _OPENS:
+        return _error(request, 404, "There is no such page: queue, overview or learner.")
+    if not class_id or len(class_id) > 200:
+        return _error(request, 400, "The link names no class (query parameter class).")
+    target = f"/console/classes/{class_segment(class_id)}/"
+    if page == "overview":
+        target += "overview"
+    elif page == "learner":
+        if not learner or len(learner) > 128:
+            return _error(request, 400, "The link names no learner (query parameter learner).")
+        target += f"learners/{_quote(learner)}"
+    return RedirectResponse(target, status_code=303)
 
 
 def mount(app: FastAPI) -> None:
