@@ -67,7 +67,7 @@ LEARNER_ANNOTATION_TAGS: Final = ("tutorstream", "intervention", "learner:$learn
 CONSOLE_VARIABLE: Final = "console"
 """The boards' constant variable holding the tutors' console's base URL (the API's URL)."""
 DEFAULT_CONSOLE_URL: Final = "http://localhost:8000"
-"""The console's base URL the committed boards carry: the API of the compose file and demo."""
+"""The console's base URL the committed boards carry: the API of the compose file."""
 _CONSOLE_URL: Final = re.compile(r"^https?://[^\s?#]+$")
 
 # Statuses of an intervention still waiting for a tutor.
