@@ -26,7 +26,8 @@ VOIDED_VERB: Final = "http://adlnet.gov/expapi/verbs/voided"
 
 Row = dict[str, Any]
 
-_INTERVENTION_COLUMNS: Final = (
+# The columns of an intervention as the API and the console read it.
+INTERVENTION_COLUMNS: Final = (
     "time, intervention_id, event_id, learner_id, class_id, state, confidence, status, "
     "prompt_id, prompt, reason, model_version, created_at, acted_at, acted_by"
 )
@@ -290,7 +291,7 @@ class Store:
             params.extend((after.time, after.id))
         params.append(limit)
         query: LiteralString = (
-            f"SELECT {_INTERVENTION_COLUMNS} FROM interventions WHERE "
+            f"SELECT {INTERVENTION_COLUMNS} FROM interventions WHERE "
             + " AND ".join(clauses)
             + " ORDER BY time DESC, intervention_id DESC LIMIT %s"
         )
@@ -302,7 +303,7 @@ class Store:
         """Return one intervention of a class, or ``None``."""
         async with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
-                f"SELECT {_INTERVENTION_COLUMNS} FROM interventions "
+                f"SELECT {INTERVENTION_COLUMNS} FROM interventions "
                 "WHERE intervention_id = %s AND class_id = %s",
                 (intervention_id, class_id),
             )
@@ -331,7 +332,7 @@ class Store:
             await cur.execute(
                 "UPDATE interventions SET status = %s, acted_at = now(), acted_by = %s "
                 "WHERE intervention_id = %s AND class_id = %s AND acted_at IS NULL "
-                f"AND status = 'pending_review' RETURNING {_INTERVENTION_COLUMNS}",
+                f"AND status = 'pending_review' RETURNING {INTERVENTION_COLUMNS}",
                 (status, actor, intervention_id, class_id),
             )
             updated = await cur.fetchone()
@@ -401,7 +402,7 @@ class Store:
                 "ORDER BY time DESC LIMIT %s"
             ),
             "interventions": (
-                f"SELECT {_INTERVENTION_COLUMNS} FROM interventions "
+                f"SELECT {INTERVENTION_COLUMNS} FROM interventions "
                 "WHERE learner_id = %s AND class_id = %s "
                 "ORDER BY time DESC, intervention_id DESC LIMIT %s"
             ),

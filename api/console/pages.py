@@ -17,7 +17,8 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
+from types import SimpleNamespace
 from typing import Annotated, Any, Final
 from urllib.parse import quote
 
@@ -42,7 +43,7 @@ from api.models import ActionRequest
 from api.routers import live as live_feed
 from api.routers import tutor
 from api.runtime import principal, runtime_of
-from api.store import InterventionFilter
+from api.store import INTERVENTION_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +260,21 @@ async def home(request: Request) -> Response:
     return _page(request, "home.html", {"session": session, "classes": classes, "pending": counts})
 
 
+def _opened_names(
+    console: Console, class_id: str, rows: Iterable[Mapping[str, Any]]
+) -> dict[str, str]:
+    """Return the roster's names of rows that carry their sealed entry (an outer join)."""
+    if console.names is None:
+        return {}
+    try:
+        entries = roster_store.open_entries(class_id, rows, console.names)
+    except RosterError:
+        # Sealed under another key (a rotated TUTORSTREAM_ROSTER_KEY): pseudonyms, not an error.
+        log.warning("class %s: roster entries do not open with the roster key", class_id)
+        return {}
+    return {learner_id: entry.name for learner_id, entry in entries.items()}
+
+
 async def _names(
     conn: AsyncConnection[Any], console: Console, class_id: str, learner_ids: list[str]
 ) -> dict[str, str]:
@@ -267,50 +283,84 @@ async def _names(
     try:
         return await roster_store.names_of(conn, class_id, learner_ids, console.names)
     except RosterError:
-        # Sealed under another key (a rotated TUTORSTREAM_ROSTER_KEY): pseudonyms, not an error.
         log.warning("class %s: roster entries do not open with the roster key", class_id)
         return {}
 
 
 async def _cards(
-    request: Request, class_id: str, rows: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    console = console_of(request)
+    console: Console,
+    conn: AsyncConnection[Any],
+    class_id: str,
+    rows: list[dict[str, Any]],
+    names: dict[str, str],
+) -> list[SimpleNamespace]:
+    """Return the cards of interventions: each row with the learner's name and the evidence.
+
+    A card is an object, not a dict: the templates read its fields as attributes, which Jinja
+    looks up first (on a dict each would raise and catch an AttributeError).
+    """
     words = console.evidence
     # An intervention's inputs are in the past of its event: its words never change, so every
     # tutor of the class (and every reload) reads them from here after the first.
     missing = [row for row in rows if row["intervention_id"] not in words]
-    async with runtime_of(request).store.connection() as conn:
-        names = await _names(conn, console, class_id, [r["learner_id"] for r in rows])
-        if missing:
-            found = await evidence_of_many(conn, class_id, missing)
-            for ident, evidence in found.items():
-                words[ident] = evidence.words
+    if missing:
+        found = await evidence_of_many(conn, class_id, missing)
+        for ident, evidence in found.items():
+            words[ident] = evidence.words
     return [
-        {**row, "name": names.get(row["learner_id"]), "evidence": words.get(row["intervention_id"])}
+        SimpleNamespace(
+            **row, name=names.get(row["learner_id"]), evidence=words.get(row["intervention_id"])
+        )
         for row in rows
     ]
 
 
+# The review queue in one statement: the pending interventions, then the latest decided ones,
+# each with its learner's sealed roster entry when the roster has one.
+_QUEUE_SQL: Final = (
+    "SELECT q.*, r.entry_nonce, r.entry_sealed FROM ("
+    f"(SELECT {INTERVENTION_COLUMNS}, 0 AS part FROM interventions "
+    "WHERE class_id = %(class)s AND status = 'pending_review' "
+    "ORDER BY time DESC, intervention_id DESC LIMIT %(pending)s) "
+    "UNION ALL "
+    f"(SELECT {INTERVENTION_COLUMNS}, 1 AS part FROM interventions "
+    "WHERE class_id = %(class)s AND status <> 'pending_review' "
+    "ORDER BY time DESC, intervention_id DESC LIMIT %(decided)s)"
+    ") q LEFT JOIN roster r ON r.class_id = q.class_id AND r.learner_id = q.learner_id "
+    "ORDER BY q.part, q.time DESC, q.intervention_id DESC"
+)
+_QUEUE_COUNTS_SQL: Final = (
+    "SELECT (SELECT count(*) FROM roster WHERE class_id = %s), "
+    "(SELECT count(*) FROM webhook_deliveries WHERE class_id = %s AND status = 'dead')"
+)
+_DECIDED: Final = 10
+
+
 async def _queue_context(request: Request, session: Session, class_id: str) -> dict[str, Any]:
-    store = runtime_of(request).store
-    pending = await store.interventions(class_id, InterventionFilter("pending_review"), None, _PAGE)
-    decided = await store.interventions(class_id, InterventionFilter(), None, 20)
-    decided = [row for row in decided if row["status"] != "pending_review"][:10]
-    async with store.connection() as conn:
-        counted = await conn.execute(
-            "SELECT (SELECT count(*) FROM roster WHERE class_id = %s), "
-            "(SELECT count(*) FROM webhook_deliveries WHERE class_id = %s AND status = 'dead')",
-            (class_id, class_id),
-        )
-        counts = await counted.fetchone()
-    cards = await _cards(request, class_id, pending + decided)
+    console = console_of(request)
+    # One connection and one round trip (a pipeline of two statements) for the whole page: a
+    # page's latency under load is mostly its waits for the event loop, one after each answer.
+    async with runtime_of(request).store.connection() as conn:
+        async with conn.pipeline():
+            listed = conn.cursor(row_factory=dict_row)
+            await listed.execute(
+                _QUEUE_SQL, {"class": class_id, "pending": _PAGE, "decided": _DECIDED}
+            )
+            counted = conn.cursor()
+            await counted.execute(_QUEUE_COUNTS_SQL, (class_id, class_id))
+            rows = await listed.fetchall()
+            counts = await counted.fetchone()
+        names = _opened_names(console, class_id, rows)
+        for row in rows:
+            del row["entry_nonce"], row["entry_sealed"]
+        cards = await _cards(console, conn, class_id, rows, names)
+    pending = sum(1 for row in rows if row["part"] == 0)
     return {
         "session": session,
         "class_id": class_id,
         "segment": class_segment(class_id),
-        "cards": cards[: len(pending)],
-        "decided": cards[len(pending) :],
+        "cards": cards[:pending],
+        "decided": cards[pending:],
         "roster_count": int(counts[0]) if counts else 0,
         "dead_letters": int(counts[1]) if counts else 0,
     }
@@ -351,7 +401,10 @@ async def card(request: Request, segment: str, intervention_id: str) -> Response
     row = await runtime_of(request).store.intervention(class_id, intervention_id[:36])
     if row is None:
         return Response("no such intervention", status_code=404)
-    cards = await _cards(request, class_id, [row])
+    console = console_of(request)
+    async with runtime_of(request).store.connection() as conn:
+        names = await _names(conn, console, class_id, [row["learner_id"]])
+        cards = await _cards(console, conn, class_id, [row], names)
     return _page(
         request,
         "card.html",

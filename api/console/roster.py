@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -213,8 +214,23 @@ async def entries_of(
             (class_id, list(set(learner_ids))),
         )
         rows = await cur.fetchall()
+    return open_entries(class_id, rows, sealer)
+
+
+def open_entries(
+    class_id: str, rows: Iterable[Mapping[str, Any]], sealer: Sealer
+) -> dict[str, RosterEntry]:
+    """Open the roster rows of a class (``learner_id``, ``entry_nonce``, ``entry_sealed``).
+
+    Rows whose ``entry_sealed`` is null (a query's outer join found no entry) are skipped.
+
+    Raises:
+        RosterError: when an entry does not open with the key (sealed under another one).
+    """
     found: dict[str, RosterEntry] = {}
     for row in rows:
+        if row["entry_sealed"] is None or row["learner_id"] in found:
+            continue
         plain = orjson.loads(
             sealer.open(
                 bytes(row["entry_nonce"]),

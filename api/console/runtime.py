@@ -248,6 +248,8 @@ class Console:
             hub=DecisionHub(settings.database_url, settings.store.db_schema),
         )
         env = console.templates.env
+        # The templates are part of the package: no stat of each file at every page.
+        env.auto_reload = False
         env.globals["class_segment"] = class_segment
         env.globals["grafana_url"] = options.grafana_url.rstrip("/")
         env.filters["urlquote"] = lambda text: quote(str(text), safe="")
