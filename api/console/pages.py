@@ -301,10 +301,30 @@ async def _cards(
     """
     words = console.evidence
     # An intervention's inputs are in the past of its event: its words never change, so every
-    # tutor of the class (and every reload) reads them from here after the first.
+    # tutor of the class (and every reload) reads them from here after the first. The tutors
+    # of a class fetch a new card at the same moment: the first computes, the others wait.
     missing = [row for row in rows if row["intervention_id"] not in words]
-    if missing:
-        found = await evidence_of_many(conn, class_id, missing)
+    computing = console.evidence_computing
+    waits = {computing[r["intervention_id"]] for r in missing if r["intervention_id"] in computing}
+    mine = [row for row in missing if row["intervention_id"] not in computing]
+    if mine:
+        done = asyncio.get_running_loop().create_future()
+        for row in mine:
+            computing[row["intervention_id"]] = done
+        try:
+            found = await evidence_of_many(conn, class_id, mine)
+            for ident, evidence in found.items():
+                words[ident] = evidence.words
+        finally:
+            for row in mine:
+                computing.pop(row["intervention_id"], None)
+            done.set_result(None)
+    for wait in waits:
+        await wait
+    # What another request failed to compute (its error is its own), this one computes.
+    failed = [row for row in missing if row["intervention_id"] not in words]
+    if failed and waits:
+        found = await evidence_of_many(conn, class_id, failed)
         for ident, evidence in found.items():
             words[ident] = evidence.words
     return [
@@ -328,6 +348,12 @@ _QUEUE_SQL: Final = (
     "ORDER BY time DESC, intervention_id DESC LIMIT %(decided)s)"
     ") q LEFT JOIN roster r ON r.class_id = q.class_id AND r.learner_id = q.learner_id "
     "ORDER BY q.part, q.time DESC, q.intervention_id DESC"
+)
+_CARD_SQL: Final = (
+    f"SELECT {', '.join('i.' + c.strip() for c in INTERVENTION_COLUMNS.split(','))}, "
+    "r.entry_nonce, r.entry_sealed FROM interventions i "
+    "LEFT JOIN roster r ON r.class_id = i.class_id AND r.learner_id = i.learner_id "
+    "WHERE i.intervention_id = %s AND i.class_id = %s"
 )
 _QUEUE_COUNTS_SQL: Final = (
     "SELECT (SELECT count(*) FROM roster WHERE class_id = %s), "
@@ -398,12 +424,17 @@ async def card(request: Request, segment: str, intervention_id: str) -> Response
     class_id = class_from_segment(segment)
     if class_id is None or not session.may_see(class_id):
         return Response("not a class of yours", status_code=403)
-    row = await runtime_of(request).store.intervention(class_id, intervention_id[:36])
-    if row is None:
-        return Response("no such intervention", status_code=404)
     console = console_of(request)
+    # Every tutor of the class fetches the card as the live event arrives: one connection,
+    # one statement (the roster entry joined), and the evidence only the first time.
     async with runtime_of(request).store.connection() as conn:
-        names = await _names(conn, console, class_id, [row["learner_id"]])
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(_CARD_SQL, (intervention_id[:36], class_id))
+            row = await cur.fetchone()
+        if row is None:
+            return Response("no such intervention", status_code=404)
+        names = _opened_names(console, class_id, [row])
+        del row["entry_nonce"], row["entry_sealed"]
         cards = await _cards(console, conn, class_id, [row], names)
     return _page(
         request,
