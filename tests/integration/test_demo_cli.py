@@ -164,5 +164,7 @@ def test_demo_keeps_the_class_at_a_human_pace_and_a_kill_stops_its_workers_and_a
     # the producer stopped at the signal, flushed what it had sent, and said so
     produced = (cli_state_dir / "logs" / "produce.log").read_text()
     assert f"the class keeps working at {PACE:g} events/s until stopped" in produced, produced
+    paced = produced.split("until stopped", 1)[1]
+    assert re.search(r"^sent ([\d,]+), delivered \1, failed 0 ", paced, re.MULTILINE), produced
     status = run_cli("stack", "status")
     assert status.returncode == 0, status.stdout
