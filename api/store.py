@@ -379,10 +379,17 @@ class Store:
 
     # ------------------------------------------------------------------ learners
 
-    async def timeline(self, class_id: str, learner_id: str, limit: int) -> dict[str, list[Row]]:
+    async def timeline(
+        self,
+        class_id: str,
+        learner_id: str,
+        limit: int,
+        conn: AsyncConnection[Any] | None = None,
+    ) -> dict[str, list[Row]]:
         """Return a learner's recent events, predictions, mastery and interventions in a class.
 
-        Each list is newest first and holds at most ``limit`` rows.
+        Each list is newest first and holds at most ``limit`` rows. The four statements go in
+        one round trip (a pipeline), on ``conn`` when given, else on a pooled connection.
         """
         queries: dict[str, LiteralString] = {
             "events": (
@@ -407,12 +414,22 @@ class Store:
                 "ORDER BY time DESC, intervention_id DESC LIMIT %s"
             ),
         }
-        found: dict[str, list[Row]] = {}
-        async with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        if conn is None:
+            async with self.connection() as own:
+                return await self._timeline(own, queries, (learner_id, class_id, limit))
+        return await self._timeline(conn, queries, (learner_id, class_id, limit))
+
+    @staticmethod
+    async def _timeline(
+        conn: AsyncConnection[Any],
+        queries: dict[str, LiteralString],
+        params: tuple[str, str, int],
+    ) -> dict[str, list[Row]]:
+        async with conn.pipeline():
+            cursors = {name: conn.cursor(row_factory=dict_row) for name in queries}
             for name, query in queries.items():
-                await cur.execute(query, (learner_id, class_id, limit))
-                found[name] = await cur.fetchall()
-        return found
+                await cursors[name].execute(query, params)
+            return {name: await cursor.fetchall() for name, cursor in cursors.items()}
 
     async def recommendations(self, class_id: str) -> list[Row]:
         """Return the latest recommendation of every learner of a class."""

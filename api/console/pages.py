@@ -275,18 +275,6 @@ def _opened_names(
     return {learner_id: entry.name for learner_id, entry in entries.items()}
 
 
-async def _names(
-    conn: AsyncConnection[Any], console: Console, class_id: str, learner_ids: list[str]
-) -> dict[str, str]:
-    if console.names is None:
-        return {}
-    try:
-        return await roster_store.names_of(conn, class_id, learner_ids, console.names)
-    except RosterError:
-        log.warning("class %s: roster entries do not open with the roster key", class_id)
-        return {}
-
-
 async def _cards(
     console: Console,
     conn: AsyncConnection[Any],
@@ -712,9 +700,28 @@ async def learner(request: Request, segment: str, learner_id: str) -> Response:
     session, class_id = found
     console = console_of(request)
     store = runtime_of(request).store
-    timeline = await store.timeline(class_id, learner_id[:128], 50)
-    if not any(timeline.values()):
-        return _error(request, 404, "No record of this learner in this class.", session)
+    learner_id = learner_id[:128]
+    # One connection, two round trips: the timeline's four statements, then the current
+    # recommendation and the roster entry.
+    async with store.connection() as conn:
+        timeline = await store.timeline(class_id, learner_id, 50, conn=conn)
+        if not any(timeline.values()):
+            return _error(request, 404, "No record of this learner in this class.", session)
+        async with conn.pipeline():
+            recommended = conn.cursor(row_factory=dict_row)
+            await recommended.execute(
+                "SELECT item_id, skill_ids, p_success, reason, time FROM current_recommendations "
+                "WHERE class_id = %s AND learner_id = %s",
+                (class_id, learner_id),
+            )
+            entry = conn.cursor(row_factory=dict_row)
+            await entry.execute(
+                "SELECT learner_id, entry_nonce, entry_sealed FROM roster "
+                "WHERE class_id = %s AND learner_id = %s",
+                (class_id, learner_id),
+            )
+            recommendation = await recommended.fetchone()
+            names = _opened_names(console, class_id, await entry.fetchall())
     events = timeline["events"]
     interventions = [
         {**row, "followed": followed(events, row["time"])} for row in timeline["interventions"]
@@ -722,14 +729,6 @@ async def learner(request: Request, segment: str, learner_id: str) -> Response:
     mastery: dict[str, float] = {}
     for row in timeline["mastery"]:
         mastery.setdefault(row["skill_id"], float(row["mastery"]))
-    async with store.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT item_id, skill_ids, p_success, reason, time FROM current_recommendations "
-            "WHERE class_id = %s AND learner_id = %s",
-            (class_id, learner_id),
-        )
-        recommendation = await cur.fetchone()
-        names = await _names(conn, console, class_id, [learner_id])
     return _page(
         request,
         "learner.html",
@@ -774,11 +773,10 @@ async def overview(request: Request, segment: str) -> Response:
     if isinstance(found, Response):
         return found
     session, class_id = found
-    async with (
-        runtime_of(request).store.connection() as conn,
-        conn.cursor(row_factory=dict_row) as cur,
-    ):
-        await cur.execute(
+    # The three statements in one round trip (a pipeline).
+    async with runtime_of(request).store.connection() as conn, conn.pipeline():
+        by_state = conn.cursor(row_factory=dict_row)
+        await by_state.execute(
             "SELECT state, count(*) FILTER (WHERE status = 'pending_review') AS pending, "
             "count(*) FILTER (WHERE status = 'sent') AS sent, "
             "count(*) FILTER (WHERE status = 'dismissed') AS dismissed, "
@@ -787,16 +785,16 @@ async def overview(request: Request, segment: str) -> Response:
             "GROUP BY state ORDER BY total DESC",
             (class_id,),
         )
-        states = await cur.fetchall()
-        await cur.execute(
+        active = conn.cursor(row_factory=dict_row)
+        await active.execute(
             "SELECT count(DISTINCT learner_id) AS learners, count(*) AS events, "
             "count(*) FILTER (WHERE event_type = 'answer_submit') AS answers, "
             "count(*) FILTER (WHERE correct) AS right "
             "FROM events WHERE class_id = %s AND time > now() - INTERVAL '1 hour'",
             (class_id,),
         )
-        activity = await cur.fetchone()
-        await cur.execute(
+        by_skill = conn.cursor(row_factory=dict_row)
+        await by_skill.execute(
             "SELECT skill_id, avg(mastery) AS mastery, count(*) AS learners FROM ("
             "SELECT DISTINCT ON (learner_id, skill_id) learner_id, skill_id, mastery "
             "FROM skill_mastery WHERE class_id = %s AND time > now() - INTERVAL '1 day' "
@@ -804,7 +802,9 @@ async def overview(request: Request, segment: str) -> Response:
             "GROUP BY skill_id ORDER BY mastery",
             (class_id,),
         )
-        skills = await cur.fetchall()
+        states = await by_state.fetchall()
+        activity = await active.fetchone()
+        skills = await by_skill.fetchall()
     return _page(
         request,
         "overview.html",
