@@ -242,14 +242,6 @@ def open_entries(
     return found
 
 
-async def names_of(
-    conn: AsyncConnection[Any], class_id: str, learner_ids: list[str], sealer: Sealer
-) -> dict[str, str]:
-    """Return the names of the given pseudonyms of a class that the roster holds."""
-    entries = await entries_of(conn, class_id, learner_ids, sealer)
-    return {learner_id: entry.name for learner_id, entry in entries.items()}
-
-
 async def roster_size(conn: AsyncConnection[Any], class_id: str) -> int:
     """Return how many learners a class's roster names."""
     async with conn.cursor() as cur:
