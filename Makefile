@@ -32,8 +32,10 @@ PYTEST_ARGS ?=
 ALLOW_NO_TESTS ?= 0
 # The demo's simulated class.
 DEMO_LEARNERS ?= 30
-DEMO_EVENTS ?= 6000
-DEMO_RATE ?= 300
+DEMO_EVENTS ?= 600
+DEMO_RATE ?= 100
+# Then the class keeps working at this many events per second until Ctrl-C (0: it stops).
+DEMO_PACE ?= 15
 # More demo options, e.g. `make demo DEMO_ARGS="--duration 60 --workers 2"`.
 DEMO_ARGS ?=
 
@@ -78,7 +80,7 @@ $(WEB_STAMP): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
 	@touch $@
 
 demo: setup ## Run the whole loop on the embedded stack (stack, topics, store, worker, API, a simulated class) and print interventions live; Ctrl-C stops
-	$(BIN)/tutorstream demo --learners $(DEMO_LEARNERS) --events $(DEMO_EVENTS) --rate $(DEMO_RATE) $(DEMO_ARGS)
+	$(BIN)/tutorstream demo --learners $(DEMO_LEARNERS) --events $(DEMO_EVENTS) --rate $(DEMO_RATE) --pace $(DEMO_PACE) $(DEMO_ARGS)
 
 down: ## Stop the embedded stack
 	@if [ -x $(BIN)/tutorstream ]; then $(BIN)/tutorstream stack down; else echo "nothing to stop: no .venv"; fi

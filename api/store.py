@@ -26,7 +26,8 @@ VOIDED_VERB: Final = "http://adlnet.gov/expapi/verbs/voided"
 
 Row = dict[str, Any]
 
-_INTERVENTION_COLUMNS: Final = (
+# The columns of an intervention as the API and the console read it.
+INTERVENTION_COLUMNS: Final = (
     "time, intervention_id, event_id, learner_id, class_id, state, confidence, status, "
     "prompt_id, prompt, reason, model_version, created_at, acted_at, acted_by"
 )
@@ -290,7 +291,7 @@ class Store:
             params.extend((after.time, after.id))
         params.append(limit)
         query: LiteralString = (
-            f"SELECT {_INTERVENTION_COLUMNS} FROM interventions WHERE "
+            f"SELECT {INTERVENTION_COLUMNS} FROM interventions WHERE "
             + " AND ".join(clauses)
             + " ORDER BY time DESC, intervention_id DESC LIMIT %s"
         )
@@ -302,7 +303,7 @@ class Store:
         """Return one intervention of a class, or ``None``."""
         async with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
-                f"SELECT {_INTERVENTION_COLUMNS} FROM interventions "
+                f"SELECT {INTERVENTION_COLUMNS} FROM interventions "
                 "WHERE intervention_id = %s AND class_id = %s",
                 (intervention_id, class_id),
             )
@@ -331,7 +332,7 @@ class Store:
             await cur.execute(
                 "UPDATE interventions SET status = %s, acted_at = now(), acted_by = %s "
                 "WHERE intervention_id = %s AND class_id = %s AND acted_at IS NULL "
-                f"AND status = 'pending_review' RETURNING {_INTERVENTION_COLUMNS}",
+                f"AND status = 'pending_review' RETURNING {INTERVENTION_COLUMNS}",
                 (status, actor, intervention_id, class_id),
             )
             updated = await cur.fetchone()
@@ -378,10 +379,17 @@ class Store:
 
     # ------------------------------------------------------------------ learners
 
-    async def timeline(self, class_id: str, learner_id: str, limit: int) -> dict[str, list[Row]]:
+    async def timeline(
+        self,
+        class_id: str,
+        learner_id: str,
+        limit: int,
+        conn: AsyncConnection[Any] | None = None,
+    ) -> dict[str, list[Row]]:
         """Return a learner's recent events, predictions, mastery and interventions in a class.
 
-        Each list is newest first and holds at most ``limit`` rows.
+        Each list is newest first and holds at most ``limit`` rows. The four statements go in
+        one round trip (a pipeline), on ``conn`` when given, else on a pooled connection.
         """
         queries: dict[str, LiteralString] = {
             "events": (
@@ -401,17 +409,27 @@ class Store:
                 "ORDER BY time DESC LIMIT %s"
             ),
             "interventions": (
-                f"SELECT {_INTERVENTION_COLUMNS} FROM interventions "
+                f"SELECT {INTERVENTION_COLUMNS} FROM interventions "
                 "WHERE learner_id = %s AND class_id = %s "
                 "ORDER BY time DESC, intervention_id DESC LIMIT %s"
             ),
         }
-        found: dict[str, list[Row]] = {}
-        async with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        if conn is None:
+            async with self.connection() as own:
+                return await self._timeline(own, queries, (learner_id, class_id, limit))
+        return await self._timeline(conn, queries, (learner_id, class_id, limit))
+
+    @staticmethod
+    async def _timeline(
+        conn: AsyncConnection[Any],
+        queries: dict[str, LiteralString],
+        params: tuple[str, str, int],
+    ) -> dict[str, list[Row]]:
+        async with conn.pipeline():
+            cursors = {name: conn.cursor(row_factory=dict_row) for name in queries}
             for name, query in queries.items():
-                await cur.execute(query, (learner_id, class_id, limit))
-                found[name] = await cur.fetchall()
-        return found
+                await cursors[name].execute(query, params)
+            return {name: await cursor.fetchall() for name, cursor in cursors.items()}
 
     async def recommendations(self, class_id: str) -> list[Row]:
         """Return the latest recommendation of every learner of a class."""

@@ -12,6 +12,7 @@ likewise the simulator's response hashes, standing in for answer text: equal ans
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -24,6 +25,12 @@ FAMILY: Final = "bkt"
 
 _EVENTS_PER_PROBLEM_GUESS: Final = 5.0
 _MAX_ROUNDS: Final = 6
+_COURSE_EVENTS: Final = 20_000
+"""Events of one simulated course of :func:`class_stream` (a second of simulation)."""
+_SEED_STRIDE: Final = 1_000_000
+"""Seeds of a stream's later courses: ``seed + n * stride``, apart from any other run's seed
+below the stride, so their event ids never repeat another run's."""
+_BETWEEN_COURSES: Final = timedelta(minutes=1)
 
 
 def simulate_class(learners: int, problems_per_learner: int, seed: int) -> EventColumns:
@@ -105,6 +112,44 @@ def generate_cohort(
         shift = start - columns.learning_event(int(order[0])).timestamp
     for row in order.tolist():
         yield _native(columns, row, shift)
+
+
+def class_stream(
+    learners: int, seed: int, *, start: datetime, course_events: int = _COURSE_EVENTS
+) -> Iterator[dict[str, Any]]:
+    """Yield a simulated class's native events without end, in time order.
+
+    Each simulated course is :func:`generate_cohort` of ``course_events`` events. When one is
+    out, the next begins a minute after its last event, with learners of its own in the same
+    classes (the class ids of ``seed``), so a class keeps working for as long as it is read
+    (the demo, until Ctrl-C). Timestamps follow the simulated course, not the wall clock: the
+    model reads the gaps between a learner's events.
+
+    Args:
+        learners: learners in the class (classes of 30 in the simulator).
+        seed: seed of the first course; the n-th after it is ``seed + n * 1,000,000``.
+        start: when the first event happens.
+        course_events: events of one course.
+
+    Raises:
+        ValueError: when ``learners`` or ``course_events`` is below 1.
+    """
+    if learners < 1 or course_events < 1:
+        raise ValueError("a class stream needs at least one learner and one event per course")
+    at = start
+    for course in itertools.count():
+        course_seed = seed + course * _SEED_STRIDE
+        own, first = f"class-{FAMILY}-{course_seed}-", f"class-{FAMILY}-{seed}-"
+        last: str | None = None
+        for event in generate_cohort(learners, course_events, course_seed, start=at):
+            class_id = event.get("class_id")
+            if course and isinstance(class_id, str) and class_id.startswith(own):
+                event["class_id"] = first + class_id[len(own) :]
+            last = event["timestamp"]
+            yield event
+        if last is None:
+            return
+        at = datetime.fromisoformat(last.replace("Z", "+00:00")) + _BETWEEN_COURSES
 
 
 def labelled_cohort(

@@ -198,7 +198,7 @@ class ProgressLine:
         else:
             eta, where = "", f"{done:,}"
         line = (
-            f"produce: {where} {rate:,.0f} records/s {eta}; "
+            f"produce: {where} {rate:,.0f} records/s{' ' + eta if eta else ''}; "
             f"delivered {report.delivered:,}, failed {report.failed:,}"
         )
         if self.tty:

@@ -17,12 +17,13 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
+from types import SimpleNamespace
 from typing import Annotated, Any, Final
 from urllib.parse import quote
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from psycopg import AsyncConnection
@@ -42,7 +43,7 @@ from api.models import ActionRequest
 from api.routers import live as live_feed
 from api.routers import tutor
 from api.runtime import principal, runtime_of
-from api.store import InterventionFilter
+from api.store import INTERVENTION_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -259,58 +260,121 @@ async def home(request: Request) -> Response:
     return _page(request, "home.html", {"session": session, "classes": classes, "pending": counts})
 
 
-async def _names(
-    conn: AsyncConnection[Any], console: Console, class_id: str, learner_ids: list[str]
+def _opened_names(
+    console: Console, class_id: str, rows: Iterable[Mapping[str, Any]]
 ) -> dict[str, str]:
+    """Return the roster's names of rows that carry their sealed entry (an outer join)."""
     if console.names is None:
         return {}
     try:
-        return await roster_store.names_of(conn, class_id, learner_ids, console.names)
+        entries = roster_store.open_entries(class_id, rows, console.names)
     except RosterError:
         # Sealed under another key (a rotated TUTORSTREAM_ROSTER_KEY): pseudonyms, not an error.
         log.warning("class %s: roster entries do not open with the roster key", class_id)
         return {}
+    return {learner_id: entry.name for learner_id, entry in entries.items()}
 
 
 async def _cards(
-    request: Request, class_id: str, rows: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    console = console_of(request)
+    console: Console,
+    conn: AsyncConnection[Any],
+    class_id: str,
+    rows: list[dict[str, Any]],
+    names: dict[str, str],
+) -> list[SimpleNamespace]:
+    """Return the cards of interventions: each row with the learner's name and the evidence.
+
+    A card is an object, not a dict: the templates read its fields as attributes, which Jinja
+    looks up first (on a dict each would raise and catch an AttributeError).
+    """
     words = console.evidence
     # An intervention's inputs are in the past of its event: its words never change, so every
-    # tutor of the class (and every reload) reads them from here after the first.
+    # tutor of the class (and every reload) reads them from here after the first. The tutors
+    # of a class fetch a new card at the same moment: the first computes, the others wait.
     missing = [row for row in rows if row["intervention_id"] not in words]
-    async with runtime_of(request).store.connection() as conn:
-        names = await _names(conn, console, class_id, [r["learner_id"] for r in rows])
-        if missing:
-            found = await evidence_of_many(conn, class_id, missing)
+    computing = console.evidence_computing
+    waits = {computing[r["intervention_id"]] for r in missing if r["intervention_id"] in computing}
+    mine = [row for row in missing if row["intervention_id"] not in computing]
+    if mine:
+        done = asyncio.get_running_loop().create_future()
+        for row in mine:
+            computing[row["intervention_id"]] = done
+        try:
+            found = await evidence_of_many(conn, class_id, mine)
             for ident, evidence in found.items():
                 words[ident] = evidence.words
+        finally:
+            for row in mine:
+                computing.pop(row["intervention_id"], None)
+            done.set_result(None)
+    for wait in waits:
+        await wait
+    # What another request failed to compute (its error is its own), this one computes.
+    failed = [row for row in missing if row["intervention_id"] not in words]
+    if failed and waits:
+        found = await evidence_of_many(conn, class_id, failed)
+        for ident, evidence in found.items():
+            words[ident] = evidence.words
     return [
-        {**row, "name": names.get(row["learner_id"]), "evidence": words.get(row["intervention_id"])}
+        SimpleNamespace(
+            **row, name=names.get(row["learner_id"]), evidence=words.get(row["intervention_id"])
+        )
         for row in rows
     ]
 
 
+# The review queue in one statement: the pending interventions, then the latest decided ones,
+# each with its learner's sealed roster entry when the roster has one.
+_QUEUE_SQL: Final = (
+    "SELECT q.*, r.entry_nonce, r.entry_sealed FROM ("
+    f"(SELECT {INTERVENTION_COLUMNS}, 0 AS part FROM interventions "
+    "WHERE class_id = %(class)s AND status = 'pending_review' "
+    "ORDER BY time DESC, intervention_id DESC LIMIT %(pending)s) "
+    "UNION ALL "
+    f"(SELECT {INTERVENTION_COLUMNS}, 1 AS part FROM interventions "
+    "WHERE class_id = %(class)s AND status <> 'pending_review' "
+    "ORDER BY time DESC, intervention_id DESC LIMIT %(decided)s)"
+    ") q LEFT JOIN roster r ON r.class_id = q.class_id AND r.learner_id = q.learner_id "
+    "ORDER BY q.part, q.time DESC, q.intervention_id DESC"
+)
+_CARD_SQL: Final = (
+    f"SELECT {', '.join('i.' + c.strip() for c in INTERVENTION_COLUMNS.split(','))}, "
+    "r.entry_nonce, r.entry_sealed FROM interventions i "
+    "LEFT JOIN roster r ON r.class_id = i.class_id AND r.learner_id = i.learner_id "
+    "WHERE i.intervention_id = %s AND i.class_id = %s"
+)
+_QUEUE_COUNTS_SQL: Final = (
+    "SELECT (SELECT count(*) FROM roster WHERE class_id = %s), "
+    "(SELECT count(*) FROM webhook_deliveries WHERE class_id = %s AND status = 'dead')"
+)
+_DECIDED: Final = 10
+
+
 async def _queue_context(request: Request, session: Session, class_id: str) -> dict[str, Any]:
-    store = runtime_of(request).store
-    pending = await store.interventions(class_id, InterventionFilter("pending_review"), None, _PAGE)
-    decided = await store.interventions(class_id, InterventionFilter(), None, 20)
-    decided = [row for row in decided if row["status"] != "pending_review"][:10]
-    async with store.connection() as conn:
-        counted = await conn.execute(
-            "SELECT (SELECT count(*) FROM roster WHERE class_id = %s), "
-            "(SELECT count(*) FROM webhook_deliveries WHERE class_id = %s AND status = 'dead')",
-            (class_id, class_id),
-        )
-        counts = await counted.fetchone()
-    cards = await _cards(request, class_id, pending + decided)
+    console = console_of(request)
+    # One connection and one round trip (a pipeline of two statements) for the whole page: a
+    # page's latency under load is mostly its waits for the event loop, one after each answer.
+    async with runtime_of(request).store.connection() as conn:
+        async with conn.pipeline():
+            listed = conn.cursor(row_factory=dict_row)
+            await listed.execute(
+                _QUEUE_SQL, {"class": class_id, "pending": _PAGE, "decided": _DECIDED}
+            )
+            counted = conn.cursor()
+            await counted.execute(_QUEUE_COUNTS_SQL, (class_id, class_id))
+            rows = await listed.fetchall()
+            counts = await counted.fetchone()
+        names = _opened_names(console, class_id, rows)
+        for row in rows:
+            del row["entry_nonce"], row["entry_sealed"]
+        cards = await _cards(console, conn, class_id, rows, names)
+    pending = sum(1 for row in rows if row["part"] == 0)
     return {
         "session": session,
         "class_id": class_id,
         "segment": class_segment(class_id),
-        "cards": cards[: len(pending)],
-        "decided": cards[len(pending) :],
+        "cards": cards[:pending],
+        "decided": cards[pending:],
         "roster_count": int(counts[0]) if counts else 0,
         "dead_letters": int(counts[1]) if counts else 0,
     }
@@ -348,10 +412,18 @@ async def card(request: Request, segment: str, intervention_id: str) -> Response
     class_id = class_from_segment(segment)
     if class_id is None or not session.may_see(class_id):
         return Response("not a class of yours", status_code=403)
-    row = await runtime_of(request).store.intervention(class_id, intervention_id[:36])
-    if row is None:
-        return Response("no such intervention", status_code=404)
-    cards = await _cards(request, class_id, [row])
+    console = console_of(request)
+    # Every tutor of the class fetches the card as the live event arrives: one connection,
+    # one statement (the roster entry joined), and the evidence only the first time.
+    async with runtime_of(request).store.connection() as conn:
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(_CARD_SQL, (intervention_id[:36], class_id))
+            row = await cur.fetchone()
+        if row is None:
+            return Response("no such intervention", status_code=404)
+        names = _opened_names(console, class_id, [row])
+        del row["entry_nonce"], row["entry_sealed"]
+        cards = await _cards(console, conn, class_id, [row], names)
     return _page(
         request,
         "card.html",
@@ -628,9 +700,28 @@ async def learner(request: Request, segment: str, learner_id: str) -> Response:
     session, class_id = found
     console = console_of(request)
     store = runtime_of(request).store
-    timeline = await store.timeline(class_id, learner_id[:128], 50)
-    if not any(timeline.values()):
-        return _error(request, 404, "No record of this learner in this class.", session)
+    learner_id = learner_id[:128]
+    # One connection, two round trips: the timeline's four statements, then the current
+    # recommendation and the roster entry.
+    async with store.connection() as conn:
+        timeline = await store.timeline(class_id, learner_id, 50, conn=conn)
+        if not any(timeline.values()):
+            return _error(request, 404, "No record of this learner in this class.", session)
+        async with conn.pipeline():
+            recommended = conn.cursor(row_factory=dict_row)
+            await recommended.execute(
+                "SELECT item_id, skill_ids, p_success, reason, time FROM current_recommendations "
+                "WHERE class_id = %s AND learner_id = %s",
+                (class_id, learner_id),
+            )
+            entry = conn.cursor(row_factory=dict_row)
+            await entry.execute(
+                "SELECT learner_id, entry_nonce, entry_sealed FROM roster "
+                "WHERE class_id = %s AND learner_id = %s",
+                (class_id, learner_id),
+            )
+            recommendation = await recommended.fetchone()
+            names = _opened_names(console, class_id, await entry.fetchall())
     events = timeline["events"]
     interventions = [
         {**row, "followed": followed(events, row["time"])} for row in timeline["interventions"]
@@ -638,14 +729,6 @@ async def learner(request: Request, segment: str, learner_id: str) -> Response:
     mastery: dict[str, float] = {}
     for row in timeline["mastery"]:
         mastery.setdefault(row["skill_id"], float(row["mastery"]))
-    async with store.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT item_id, skill_ids, p_success, reason, time FROM current_recommendations "
-            "WHERE class_id = %s AND learner_id = %s",
-            (class_id, learner_id),
-        )
-        recommendation = await cur.fetchone()
-        names = await _names(conn, console, class_id, [learner_id])
     return _page(
         request,
         "learner.html",
@@ -690,11 +773,10 @@ async def overview(request: Request, segment: str) -> Response:
     if isinstance(found, Response):
         return found
     session, class_id = found
-    async with (
-        runtime_of(request).store.connection() as conn,
-        conn.cursor(row_factory=dict_row) as cur,
-    ):
-        await cur.execute(
+    # The three statements in one round trip (a pipeline).
+    async with runtime_of(request).store.connection() as conn, conn.pipeline():
+        by_state = conn.cursor(row_factory=dict_row)
+        await by_state.execute(
             "SELECT state, count(*) FILTER (WHERE status = 'pending_review') AS pending, "
             "count(*) FILTER (WHERE status = 'sent') AS sent, "
             "count(*) FILTER (WHERE status = 'dismissed') AS dismissed, "
@@ -703,16 +785,16 @@ async def overview(request: Request, segment: str) -> Response:
             "GROUP BY state ORDER BY total DESC",
             (class_id,),
         )
-        states = await cur.fetchall()
-        await cur.execute(
+        active = conn.cursor(row_factory=dict_row)
+        await active.execute(
             "SELECT count(DISTINCT learner_id) AS learners, count(*) AS events, "
             "count(*) FILTER (WHERE event_type = 'answer_submit') AS answers, "
             "count(*) FILTER (WHERE correct) AS right "
             "FROM events WHERE class_id = %s AND time > now() - INTERVAL '1 hour'",
             (class_id,),
         )
-        activity = await cur.fetchone()
-        await cur.execute(
+        by_skill = conn.cursor(row_factory=dict_row)
+        await by_skill.execute(
             "SELECT skill_id, avg(mastery) AS mastery, count(*) AS learners FROM ("
             "SELECT DISTINCT ON (learner_id, skill_id) learner_id, skill_id, mastery "
             "FROM skill_mastery WHERE class_id = %s AND time > now() - INTERVAL '1 day' "
@@ -720,7 +802,9 @@ async def overview(request: Request, segment: str) -> Response:
             "GROUP BY skill_id ORDER BY mastery",
             (class_id,),
         )
-        skills = await cur.fetchall()
+        states = await by_state.fetchall()
+        activity = await active.fetchone()
+        skills = await by_skill.fetchall()
     return _page(
         request,
         "overview.html",
@@ -733,6 +817,40 @@ async def overview(request: Request, segment: str) -> Response:
             "skills": skills,
         },
     )
+
+
+# --- links from elsewhere (the Grafana boards) -----------------------------------------------
+
+_OPENS: Final = ("queue", "overview", "learner")
+
+
+@router.get("/open/{page}", name="console_open")
+async def open_page(
+    request: Request,
+    page: str,
+    class_id: Annotated[str, Query(alias="class")] = "",
+    learner: str = "",
+) -> Response:
+    """Send a link that names its class in the query string to the console's page for it.
+
+    Links from other tools (the Grafana boards) carry ids percent-encoded as query parameters
+    (``?class=…&learner=…``), which every proxy passes as they are; the pages' own paths name
+    a class by :func:`class_segment`, which such a tool cannot write. ``page`` is ``queue``,
+    ``overview`` or ``learner`` (which needs ``learner``). Whether the tutor may see the class
+    is the page's own check, after this redirect.
+    """
+    if page not in _OPENS:
+        return _error(request, 404, "There is no such page: queue, overview or learner.")
+    if not class_id or len(class_id) > 200:
+        return _error(request, 400, "The link names no class (query parameter class).")
+    target = f"/console/classes/{class_segment(class_id)}/"
+    if page == "overview":
+        target += "overview"
+    elif page == "learner":
+        if not learner or len(learner) > 128:
+            return _error(request, 400, "The link names no learner (query parameter learner).")
+        target += f"learners/{_quote(learner)}"
+    return RedirectResponse(target, status_code=303)
 
 
 def mount(app: FastAPI) -> None:

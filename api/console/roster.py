@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -213,8 +214,23 @@ async def entries_of(
             (class_id, list(set(learner_ids))),
         )
         rows = await cur.fetchall()
+    return open_entries(class_id, rows, sealer)
+
+
+def open_entries(
+    class_id: str, rows: Iterable[Mapping[str, Any]], sealer: Sealer
+) -> dict[str, RosterEntry]:
+    """Open the roster rows of a class (``learner_id``, ``entry_nonce``, ``entry_sealed``).
+
+    Rows whose ``entry_sealed`` is null (a query's outer join found no entry) are skipped.
+
+    Raises:
+        RosterError: when an entry does not open with the key (sealed under another one).
+    """
     found: dict[str, RosterEntry] = {}
     for row in rows:
+        if row["entry_sealed"] is None or row["learner_id"] in found:
+            continue
         plain = orjson.loads(
             sealer.open(
                 bytes(row["entry_nonce"]),
@@ -224,14 +240,6 @@ async def entries_of(
         )
         found[row["learner_id"]] = RosterEntry(plain["learner"], plain["name"], plain["kind"])
     return found
-
-
-async def names_of(
-    conn: AsyncConnection[Any], class_id: str, learner_ids: list[str], sealer: Sealer
-) -> dict[str, str]:
-    """Return the names of the given pseudonyms of a class that the roster holds."""
-    entries = await entries_of(conn, class_id, learner_ids, sealer)
-    return {learner_id: entry.name for learner_id, entry in entries.items()}
 
 
 async def roster_size(conn: AsyncConnection[Any], class_id: str) -> int:

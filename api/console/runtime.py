@@ -190,6 +190,8 @@ class Console:
         sender: the webhook sender, or ``None`` without a key to open secrets with.
         hub: live decisions.
         evidence: the evidence in words of recent interventions.
+        evidence_computing: interventions whose evidence a request is computing now, with
+            what the others wait on.
         templates: the pages.
     """
 
@@ -201,6 +203,7 @@ class Console:
     sender: WebhookSender | None
     hub: DecisionHub = field(default_factory=DecisionHub)
     evidence: EvidenceWords = field(default_factory=EvidenceWords)
+    evidence_computing: dict[str, asyncio.Future[None]] = field(default_factory=dict)
     templates: Jinja2Templates = field(
         default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES))
     )
@@ -248,6 +251,8 @@ class Console:
             hub=DecisionHub(settings.database_url, settings.store.db_schema),
         )
         env = console.templates.env
+        # The templates are part of the package: no stat of each file at every page.
+        env.auto_reload = False
         env.globals["class_segment"] = class_segment
         env.globals["grafana_url"] = options.grafana_url.rstrip("/")
         env.filters["urlquote"] = lambda text: quote(str(text), safe="")

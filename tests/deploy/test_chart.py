@@ -340,6 +340,25 @@ def test_boards_ship_as_labelled_config_maps_equal_to_the_generated_ones(rendere
         assert (CHART / "dashboards" / path.name).read_text() == path.read_text()
 
 
+def test_boards_link_to_the_console_at_the_url_the_values_give():
+    docs = render([VALUES["defaults"]], "--set", "dashboards.consoleUrl=https://tutors.example/")
+    boards = {name: json.loads(text) for c in of_kind(docs, "ConfigMap")
+              if c["metadata"]["labels"].get("grafana_dashboard") == "1"
+              for name, text in c["data"].items()}
+    for name, board in boards.items():
+        expected = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / name).read_text())
+        consoles = [v for v in expected.get("templating", {}).get("list", [])
+                    if v["name"] == "console"]
+        for variable in consoles:
+            variable["query"] = "https://tutors.example"
+        # the same board, but for the console's URL
+        assert board == expected, name
+        assert bool(consoles) == (name != "pipeline-health.json")
+    refused = run([tool("helm"), "template", "t", CHART, "-f", VALUES["defaults"],
+                   "--set", "dashboards.consoleUrl=https://tutors.example/?a=b"])
+    assert refused.returncode != 0 and "/dashboards/consoleUrl" in refused.stderr
+
+
 def test_ingress_terminates_tls_in_production(rendered):
     ingress = of_kind(rendered["production"], "Ingress")[0]
     assert ingress["spec"]["tls"][0]["secretName"] == "tutorstream-tls"

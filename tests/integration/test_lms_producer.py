@@ -182,3 +182,13 @@ def test_cli_refuses_a_topic_that_does_not_exist(kafka_bootstrap: str, run_cli) 
     assert result.returncode == 1
     assert "tutorstream topics create" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cli_keeps_only_a_generated_class_working_at_a_pace(run_cli, tmp_path: Path) -> None:
+    source = tmp_path / "events.jsonl"
+    source.write_text("{}\n")
+
+    result = run_cli("produce", str(source), "--pace", "5")
+
+    assert result.returncode == 2
+    assert "--pace keeps a generated class working: give it with --cohort" in result.stderr

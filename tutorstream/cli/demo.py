@@ -87,8 +87,20 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def demo(
     learners: Annotated[int, typer.Option(min=1, help="Learners in the simulated class.")] = 30,
-    events: Annotated[int, typer.Option(min=1, help="Events the class produces.")] = 6000,
-    rate: Annotated[float, typer.Option(min=0.0, help="Events per second (0: all at once).")] = 300,
+    events: Annotated[
+        int, typer.Option(min=1, help="Events the class produces first, at --rate.")
+    ] = 600,
+    rate: Annotated[
+        float, typer.Option(min=0.0, help="Events per second of the first --events (0: at once).")
+    ] = 100,
+    pace: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Events per second after the first --events, until Ctrl-C: a pace a person can "
+            "follow (0: the class stops after --events).",
+        ),
+    ] = 15,
     workers: Annotated[int, typer.Option(min=1, max=4, help="Stream workers to run.")] = 1,
     duration: Annotated[
         float,
@@ -101,6 +113,10 @@ def demo(
     ] = True,
 ) -> None:
     """Run stack, topics, store, workers, API and a simulated class; print interventions live.
+
+    The class works through its first --events at --rate (a few seconds), then at --pace
+    events per second for as long as the demo runs: an intervention every few seconds, each
+    one in the console's queue while it is still on the screen.
 
     Ctrl-C (or `kill`, or closing the terminal) stops the class, the workers and the API
     cleanly; the embedded stack stays up
@@ -195,12 +211,18 @@ def demo(
                 str(rate),
                 "--seed",
                 str(seed),
+                "--pace",
+                str(pace),
             ],
             env,
             logs / "produce.log",
         )
         procs.append(producer)
-        typer.echo(f"a class of {learners} simulated learners is working; interventions:\n")
+        then = f", then {pace:g}/s until Ctrl-C" if pace else ""
+        typer.echo(
+            f"a class of {learners} simulated learners is working ({events:,} events at "
+            f"{rate:g}/s{then}); interventions:\n"
+        )
         started = time.monotonic()
         while duration == 0 or time.monotonic() - started < duration:
             for message in consumer.consume(100, 0.5):

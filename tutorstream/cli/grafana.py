@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from grafana_client.client import GrafanaException
 
-from tutorstream.grafana.boards import generated_files
+from tutorstream.grafana.boards import DEFAULT_CONSOLE_URL, dashboards, generated_files
 from tutorstream.grafana.push import StoreSource, connect_grafana, push
 
 app = typer.Typer(no_args_is_help=True, help="Grafana boards as code: build and push.")
@@ -74,6 +74,15 @@ def push_boards(
     prometheus_url: Annotated[
         str, typer.Option("--prometheus-url", help="Prometheus, as Grafana reaches it.")
     ] = "http://prometheus:9090",
+    console_url: Annotated[
+        str,
+        typer.Option(
+            "--console-url",
+            help="The tutors' console (the API's URL as tutors' browsers reach it), "
+            "which the boards' links open.",
+            envvar="TUTORSTREAM_PUBLIC_URL",
+        ),
+    ] = DEFAULT_CONSOLE_URL,
 ) -> None:
     """Create or update the datasources, the folder and the boards in a running Grafana."""
     source = StoreSource(
@@ -85,7 +94,11 @@ def push_boards(
         prometheus_url=prometheus_url,
     )
     try:
-        report = push(connect_grafana(url, token), source)
+        boards = dashboards(console_url)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--console-url") from err
+    try:
+        report = push(connect_grafana(url, token), source, boards=boards)
     except GrafanaException as err:
         typer.echo(f"Grafana refused a request: {err.status_code} {err.message}", err=True)
         raise typer.Exit(1) from err

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+import itertools
+import signal
+import threading
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from schemas.topics import LMS_EVENTS
 from tutorstream import kafka
-from tutorstream.cohort import generate_cohort
+from tutorstream.cohort import class_stream, generate_cohort
 from tutorstream.producer import (
     OutgoingRecord,
+    ProduceReport,
     ProgressLine,
     count_lines,
     produce_records,
@@ -54,6 +59,14 @@ def produce(
         typer.Option(help="Broker to use instead of TUTORSTREAM_KAFKA_BOOTSTRAP / the stack's."),
     ] = None,
     compression: Annotated[str, typer.Option(help="Compression: lz4 or none.")] = "lz4",
+    pace: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="With --cohort: after the --events, keep the class working at this many "
+            "events per second until stopped (Ctrl-C or kill); 0 stops after the --events.",
+        ),
+    ] = 0.0,
     send_invalid: Annotated[
         bool,
         typer.Option(
@@ -70,6 +83,8 @@ def produce(
     """
     if (file is None) == (not cohort):
         _fail("give a FILE or --cohort (one of them)", 2)
+    if pace and not cohort:
+        _fail("--pace keeps a generated class working: give it with --cohort", 2)
     if compression not in ("lz4", "none"):
         _fail("--compression is lz4 or none", 2)
     if file is not None and str(file) != "-" and not file.is_file():
@@ -84,8 +99,12 @@ def produce(
         _fail(f"topic {topic} does not exist on {target}; run `tutorstream topics create`")
 
     records: Iterable[OutgoingRecord]
+    stream: Iterator[dict[str, Any]] | None = None
     if file is not None:
         records, total = records_from_file(file), count_lines(file)
+    elif pace:
+        stream = class_stream(learners, seed, start=datetime.now(UTC))
+        records, total = records_from_events(itertools.islice(stream, events), "cohort"), events
     else:
         records, total = (
             records_from_events(
@@ -93,20 +112,32 @@ def produce(
             ),
             events,
         )
-    report = produce_records(
-        records,
+    send = functools.partial(
+        produce_records,
         bootstrap=target,
         topic=topic,
         key=settings.pseudonym_key_bytes(),
-        rate=rate or None,
         send_invalid=send_invalid,
         compression=compression,
-        progress=ProgressLine(total),
     )
+    report = send(records, rate=rate or None, progress=ProgressLine(total))
+    _report(report)
+    if stream is not None and not report.failed:
+        typer.echo(f"the class keeps working at {pace:g} events/s until stopped")
+        stop = threading.Event()
+        for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            # The sending loop ends after the record in hand; what was sent is then flushed.
+            signal.signal(stop_signal, lambda signum, frame: stop.set())
+        later = itertools.takewhile(lambda _: not stop.is_set(), stream)
+        report = send(records_from_events(later, "cohort"), rate=pace, progress=ProgressLine(None))
+        _report(report)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _report(report: ProduceReport) -> None:
     for failure in report.failures:
         typer.echo(f"failed: {failure}", err=True)
     if report.failed > len(report.failures):
         typer.echo(f"failed: ... and {report.failed - len(report.failures):,} more", err=True)
     typer.echo(report.summary())
-    if report.failed:
-        raise typer.Exit(1)

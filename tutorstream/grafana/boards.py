@@ -13,6 +13,7 @@ their (learner, time) and (class, time) indexes otherwise.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -62,6 +63,12 @@ PROMETHEUS: Final = dashboard_models.DataSourceRef(type_val="prometheus", uid=PR
 GRAFANA: Final = dashboard_models.DataSourceRef(type_val="grafana", uid="-- Grafana --")
 LEARNER_ANNOTATION_TAGS: Final = ("tutorstream", "intervention", "learner:$learner")
 """Tags the learner board asks Grafana's annotation store for (see streams.annotations)."""
+
+CONSOLE_VARIABLE: Final = "console"
+"""The boards' constant variable holding the tutors' console's base URL (the API's URL)."""
+DEFAULT_CONSOLE_URL: Final = "http://localhost:8000"
+"""The console's base URL the committed boards carry: the API of the compose file."""
+_CONSOLE_URL: Final = re.compile(r"^https?://[^\s?#]+$")
 
 # Statuses of an intervention still waiting for a tutor.
 OPEN_STATUSES: Final = "('pending_review', 'escalated')"
@@ -148,8 +155,71 @@ def _learner_link(title: str) -> dashboard_models.DynamicConfigValue:
                 # a class id may be an IRI: encoded, its ?, & and # stay in the variable
                 "url": f"/d/{LEARNER_UID}/learner-drill-down?var-class=${{class:percentencode}}"
                 "&var-learner=${__value.raw}&${__url_time_range}",
-            }
+            },
+            {
+                "title": "Open the learner in the console",
+                "url": console_link("learner", "${__value.raw}"),
+                "targetBlank": True,
+            },
         ],
+    )
+
+
+def console_link(page: str, learner: str | None = None) -> str:
+    """Return the URL of a link to the console's ``page`` of the board's class.
+
+    ``page`` is ``queue``, ``overview`` or ``learner``; ``learner`` is the Grafana expression
+    of the learner's pseudonym (``${learner}`` or ``${__value.raw}``). The console's
+    ``/console/open/{page}`` takes the ids as query parameters, percent-encoded here (a class
+    id may be an IRI with ``/``, ``?``, ``&`` or ``#``), and redirects to the page itself.
+    """
+    # Grafana 10 and later percent-encode a link's variables unless told otherwise: the base
+    # URL must stay a URL, hence :raw.
+    url = f"${{{CONSOLE_VARIABLE}:raw}}/console/open/{page}?class=${{class:percentencode}}"
+    if learner is not None:
+        name = learner.removeprefix("${").removesuffix("}").removeprefix("$")
+        url += f"&learner=${{{name}:percentencode}}"
+    return url
+
+
+def _console_variable() -> dashboard.ConstantVariable:
+    # A constant: hidden from the board's header, set by `tutorstream grafana push
+    # --console-url` (see with_console_url).
+    return (
+        dashboard.ConstantVariable(CONSOLE_VARIABLE)
+        .label("Tutors' console")
+        .value(DEFAULT_CONSOLE_URL)
+    )
+
+
+def _link(title: str, url: str, tooltip: str = "") -> dashboard.DashboardLink:
+    """Return a link (of a board's header or a panel's) that opens in a new tab."""
+    return (
+        dashboard.DashboardLink(title)
+        .type(dashboard_models.DashboardLinkType.LINK)
+        .url(url)
+        .tooltip(tooltip)
+        .target_blank(True)
+    )
+
+
+def _queue_link() -> dashboard.DashboardLink:
+    return _link(
+        "Review queue in the console",
+        console_link("queue"),
+        "Approve, dismiss or escalate the class's interventions",
+    )
+
+
+def _overview_link() -> dashboard.DashboardLink:
+    return _link("Class in the console", console_link("overview"), "The console's class overview")
+
+
+def _learner_page_link() -> dashboard.DashboardLink:
+    return _link(
+        "Learner in the console",
+        console_link("learner", "${learner}"),
+        "The learner's page, with their name when the class has a roster",
     )
 
 
@@ -251,10 +321,11 @@ def class_overview() -> dashboard_models.Dashboard:
         .title("Learners needing attention now")
         .description(
             "Interventions waiting for a tutor (pending review or escalated), newest first. "
-            "Click a learner to open the drill-down."
+            "Click a learner to open the drill-down or the learner's page in the console."
         )
         .datasource(STORE)
         .with_target(SqlQuery(ATTENTION_SQL, fmt="table"))
+        .links([_queue_link()])
         .override_by_name("learner", [_learner_link("Open learner")])
         .override_by_name(
             "confidence",
@@ -271,6 +342,7 @@ def class_overview() -> dashboard_models.Dashboard:
         .description("Interventions raised in the time range still awaiting a tutor.")
         .datasource(STORE)
         .with_target(SqlQuery(BACKLOG_SQL, fmt="table"))
+        .links([_queue_link()])
         .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
         .height(5)
         .span(6)
@@ -281,6 +353,7 @@ def class_overview() -> dashboard_models.Dashboard:
         .description("From an intervention being raised to a tutor acting on it.")
         .datasource(STORE)
         .with_target(SqlQuery(REVIEW_TIME_SQL, fmt="table"))
+        .links([_queue_link()])
         .unit("s")
         .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
         .height(5)
@@ -290,12 +363,12 @@ def class_overview() -> dashboard_models.Dashboard:
         "Detected states over time",
         STATES_SQL,
         "Predictions per state (class_states_1m), summed per interval.",
-    )
+    ).links([_overview_link()])
     statuses = _stacked_bars(
         "Interventions by status",
         STATUS_SQL,
         "Interventions raised per interval by current status (class_interventions_1m).",
-    )
+    ).links([_queue_link()])
     mastery = (
         heatmap.Panel()
         .title("Mastery by skill")
@@ -305,6 +378,7 @@ def class_overview() -> dashboard_models.Dashboard:
         .interval("1h")
         .calculate(False)
         .color(heatmap.HeatmapColorOptions().scheme("RdYlGn").steps(32))
+        .links([_overview_link()])
         .height(10)
         .span(12)
     )
@@ -316,6 +390,9 @@ def class_overview() -> dashboard_models.Dashboard:
         .refresh("1m")
         .timezone("browser")
         .with_variable(_class_variable())
+        .with_variable(_console_variable())
+        .link(_queue_link())
+        .link(_overview_link())
         .with_panel(attention)
         .with_panel(backlog)
         .with_panel(review_time)
@@ -460,6 +537,7 @@ def learner_drilldown() -> dashboard_models.Dashboard:
         .with_target(SqlQuery(LEARNER_STATES_SQL, fmt="table"))
         .show_value(common_models.VisibilityMode.NEVER)
         .fill_opacity(80)
+        .links([_learner_page_link()])
         .height(6)
         .span(24)
     )
@@ -504,6 +582,7 @@ def learner_drilldown() -> dashboard_models.Dashboard:
     )
     recommendations = (
         _sql_table("Recommendations and what the learner did next", RECOMMENDATIONS_SQL)
+        .links([_learner_page_link()])
         .height(8)
         .span(18)
     )
@@ -515,6 +594,9 @@ def learner_drilldown() -> dashboard_models.Dashboard:
         .timezone("browser")
         .with_variable(_class_variable())
         .with_variable(learner)
+        .with_variable(_console_variable())
+        .link(_learner_page_link())
+        .link(_queue_link())
         .annotation(annotations)
         .annotation(posted)
         .with_panel(states)
@@ -615,13 +697,19 @@ def intervention_outcomes() -> dashboard_models.Dashboard:
         )
         .datasource(STORE)
         .with_target(SqlQuery(OUTCOMES_BY_STATE_SQL, fmt="table"))
+        .links([_queue_link()])
         .x_field("state")
         .unit("percentunit")
         .legend(_legend())
         .height(9)
         .span(12)
     )
-    by_prompt = _sql_table("Outcome by prompt", OUTCOMES_BY_PROMPT_SQL).height(9).span(12)
+    by_prompt = (
+        _sql_table("Outcome by prompt", OUTCOMES_BY_PROMPT_SQL)
+        .links([_queue_link()])
+        .height(9)
+        .span(12)
+    )
     by_model = _sql_table("Outcome by model version", OUTCOMES_BY_MODEL_SQL).height(8).span(24)
     return (
         dashboard.Dashboard("Intervention outcomes")
@@ -631,6 +719,9 @@ def intervention_outcomes() -> dashboard_models.Dashboard:
         .timezone("browser")
         .with_variable(_class_variable())
         .with_variable(window)
+        .with_variable(_console_variable())
+        .link(_queue_link())
+        .link(_overview_link())
         .with_panel(by_state)
         .with_panel(by_prompt)
         .with_panel(by_model)
@@ -779,9 +870,42 @@ BOARDS: Final = {
 }
 
 
-def dashboards() -> dict[str, dict[str, Any]]:
-    """Return every board's JSON by file name."""
-    return {name: to_json(make()) for name, make in BOARDS.items()}
+def with_console_url(board: dict[str, Any], url: str) -> dict[str, Any]:
+    """Return ``board`` with its links to the console pointing at ``url``.
+
+    Args:
+        board: a board's JSON, as :func:`dashboards` gives it.
+        url: the console's base URL, as a tutor's browser reaches the API
+            (``https://tutorstream.school.example``); a trailing ``/`` is dropped.
+
+    Raises:
+        ValueError: when ``url`` is not an http(s) URL without query or fragment.
+    """
+    base = url.strip().rstrip("/")
+    if not _CONSOLE_URL.match(base):
+        raise ValueError(
+            f"the console's URL must be http(s)://host[:port][/path], without ? or #: {url!r}"
+        )
+    templating = board.get("templating") or {}
+    if "list" not in templating:
+        return board
+    variables = [
+        {**variable, "query": base} if variable.get("name") == CONSOLE_VARIABLE else variable
+        for variable in templating["list"]
+    ]
+    return {**board, "templating": {**templating, "list": variables}}
+
+
+def dashboards(console_url: str = DEFAULT_CONSOLE_URL) -> dict[str, dict[str, Any]]:
+    """Return every board's JSON by file name.
+
+    Args:
+        console_url: base URL of the tutors' console the boards link to.
+
+    Raises:
+        ValueError: when ``console_url`` is not an http(s) URL.
+    """
+    return {name: with_console_url(to_json(make()), console_url) for name, make in BOARDS.items()}
 
 
 def datasources(

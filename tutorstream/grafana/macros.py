@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
 _INTERVAL = re.compile(r"^\s*'?(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)'?\s*$")
 _UNITS = {
@@ -31,6 +32,9 @@ _UNITS = {
 }
 _MACRO = re.compile(r"\$(__[_a-zA-Z0-9]+)\(([^)]*)\)")
 _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
+_LINK_VARIABLE = re.compile(r"\$\{([\w.]+)(?::(\w+))?\}|\$([A-Za-z_]\w*)")
+# Variables whose value is already a piece of a query string: Grafana inserts them unformatted.
+_PREFORMATTED = frozenset({"__url_time_range", "__all_variables"})
 
 
 class MacroError(ValueError):
@@ -160,3 +164,30 @@ def expand_promql(
     text = re.sub(r"\$__rate_interval\b", format_interval(rate), expr)
     text = re.sub(r"\$__range\b", format_interval(time_range), text)
     return re.sub(r"\$__interval\b", format_interval(interval), text)
+
+
+def expand_link(url: str, variables: Mapping[str, str]) -> str:
+    """Return a panel or data link's ``url`` as a browser opens it from Grafana.
+
+    ``variables`` holds the board's variables and the data link's own (``__value.raw``,
+    ``__url_time_range``...). A variable is inserted with its format: ``raw`` as it is,
+    ``percentencode`` as ``encodeURIComponent`` with ``!'()*`` encoded too (Grafana's strict
+    form); without a format, percent-encoded, which is what Grafana 10 and later do in links.
+
+    Raises:
+        MacroError: on a variable without a value or a format this does not know.
+    """
+
+    def variable(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(3)
+        fmt = match.group(2)
+        if name not in variables:
+            raise MacroError(f"no value for the link's variable ${name}")
+        value = variables[name]
+        if name in _PREFORMATTED or fmt == "raw":
+            return value
+        if fmt in (None, "percentencode"):
+            return quote(value, safe="")
+        raise MacroError(f"unknown format :{fmt} of ${name} in a link")
+
+    return _LINK_VARIABLE.sub(variable, url)

@@ -16,6 +16,7 @@ from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaClientError
 
 from tutorstream.grafana.boards import (
+    DEFAULT_CONSOLE_URL,
     FOLDER_TITLE,
     FOLDER_UID,
     STORE_UID,
@@ -97,6 +98,7 @@ def push(
     source: StoreSource | None = None,
     *,
     boards: Mapping[str, Mapping[str, Any]] | None = None,
+    console_url: str = DEFAULT_CONSOLE_URL,
 ) -> PushReport:
     """Create or update the datasources, the folder and the boards in Grafana.
 
@@ -105,14 +107,18 @@ def push(
         source: where Grafana finds the store and Prometheus.
         boards: board JSON by file name; every board of :mod:`tutorstream.grafana.boards`
             when ``None``.
+        console_url: base URL of the tutors' console that the boards' links open (ignored
+            when ``boards`` is given).
 
     Returns:
         What was created and updated.
 
     Raises:
         grafana_client.client.GrafanaException: when Grafana refuses a request.
+        ValueError: when ``console_url`` is not an http(s) URL (before anything is sent).
     """
     source = source or StoreSource()
+    boards = boards if boards is not None else dashboards(console_url)
     report = PushReport()
     for entry in datasources(
         source.host,
@@ -125,7 +131,7 @@ def push(
             entry["secureJsonData"] = {"password": source.password}
         report.datasources[entry["uid"]] = _push_datasource(api, entry)
     report.folder = _push_folder(api)
-    for name, board in (boards if boards is not None else dashboards()).items():
+    for name, board in boards.items():
         body = {
             # Grafana matches an existing board by uid when id is null, so a re-push updates it.
             "dashboard": {**board, "id": None},

@@ -33,6 +33,12 @@ OTHER_CLIENT_ID = "another-app"
 USERS: dict[str, dict[str, Any]] = {
     "tutor-a": {"password": "pass-a-123", "name": "Ada Lovelace", "groups": ["class-a"]},
     "tutor-b": {"password": "pass-b-123", "name": "Bea Otherclass", "groups": ["class-b"]},
+    # A class id that is an IRI with every character a URL treats specially.
+    "tutor-iri": {
+        "password": "pass-iri-123",
+        "name": "Ida Iri",
+        "groups": ["https://school.example/classes/7c?term=2026&set=a b#top"],
+    },
 }
 
 

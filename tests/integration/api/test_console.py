@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import html
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -39,6 +41,8 @@ from api.console.options import ConsoleOptions
 from api.console.runtime import class_segment
 from api.settings import ApiSettings
 from schemas.normalise import pseudonymiser_for
+from tutorstream.grafana.boards import dashboards
+from tutorstream.grafana.macros import expand_link
 
 pytestmark = pytest.mark.integration
 
@@ -662,3 +666,86 @@ def test_an_endpoint_that_answers_too_late_gets_the_same_message_again(
             what="the delivery",
         )
     assert row == ("delivered", 2)
+
+
+def _board_links(board: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every link of a board (header, panels, data links) as (where, URL)."""
+    found = [(f"board {board['title']}", link["url"]) for link in board.get("links", [])]
+    for panel in board["panels"]:
+        where = f"{board['title']} / {panel['title']}"
+        found += [(where, link["url"]) for link in panel.get("links", [])]
+        config = panel.get("fieldConfig", {})
+        found += [(where, link["url"]) for link in config.get("defaults", {}).get("links", [])]
+        for override in config.get("overrides", []):
+            for prop in override["properties"]:
+                if prop["id"] == "links":
+                    found += [
+                        (f"{where} ({override['matcher']['options']})", link["url"])
+                        for link in prop["value"]
+                    ]
+    return found
+
+
+def test_every_console_link_of_the_grafana_boards_opens_its_page(
+    console: tuple[str, str], api_env: ApiEnv, intervention_maker: InterventionMaker
+):
+    """The boards' links, expanded as Grafana expands them, open real console pages."""
+    url, _ = console
+    (class_id,) = USERS["tutor-iri"]["groups"]
+    learner = f"learner-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    _events(api_env, class_id, learner, now)
+    intervention_maker(class_id=class_id, learner_id=learner)
+    links = [
+        (where, link)
+        for board in dashboards(url).values()
+        for where, link in _board_links(board)
+        if link.startswith("${console")
+    ]
+    pages = {link.split("/console/open/")[1].split("?")[0] for _, link in links}
+    assert pages == {"queue", "overview", "learner"}
+    assert {where.split(" / ")[0].removeprefix("board ") for where, _ in links} == {
+        "Class overview",
+        "Learner drill-down",
+        "Intervention outcomes",
+    }
+    variables = {
+        "console": url,
+        "class": class_id,
+        "learner": learner,
+        "__value.raw": learner,
+        "__url_time_range": "from=now-24h&to=now",
+    }
+    expected = {
+        "queue": f"/console/classes/{class_segment(class_id)}/",
+        "overview": f"/console/classes/{class_segment(class_id)}/overview",
+        "learner": f"/console/classes/{class_segment(class_id)}/learners/{learner}",
+    }
+    with sign_in(url, "tutor-iri") as http:
+        for where, link in links:
+            opened = expand_link(link, variables)
+            assert opened.startswith(f"{url}/console/open/"), (where, opened)
+            answer = http.get(opened)
+            assert answer.status_code == 200, (where, opened, answer.status_code)
+            page = link.split("/console/open/")[1].split("?")[0]
+            assert answer.url.path == expected[page], (where, str(answer.url))
+            assert html.escape(class_id) in answer.text or learner in answer.text
+    # Without a session, the page asks for a sign-in and comes back to the same page after.
+    with httpx.Client(base_url=url, timeout=30) as anonymous:
+        first = anonymous.get(expand_link(links[0][1], variables))
+        assert first.status_code == 303
+        then = anonymous.get(first.headers["location"])
+        assert then.status_code == 303 and then.headers["location"].startswith("/console/login")
+
+
+def test_a_link_without_its_class_or_learner_says_what_it_lacks(console: tuple[str, str]):
+    url, _ = console
+    with sign_in(url, "tutor-a") as http:
+        no_class = http.get("/console/open/queue")
+        assert no_class.status_code == 400 and "names no class" in no_class.text
+        no_learner = http.get("/console/open/learner", params={"class": CLASS_A})
+        assert no_learner.status_code == 400 and "names no learner" in no_learner.text
+        unknown = http.get("/console/open/settings-of-everyone", params={"class": CLASS_A})
+        assert unknown.status_code == 404
+        other = http.get("/console/open/queue", params={"class": "class-b"})
+        assert other.status_code == 403

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -9,12 +10,15 @@ from typer.testing import CliRunner
 from tutorstream.cli import app
 from tutorstream.grafana.boards import (
     CLASS_OVERVIEW_UID,
+    CONSOLE_VARIABLE,
     LEARNER_UID,
     PROMETHEUS_UID,
     STORE_UID,
+    console_link,
     dashboards,
     generated_files,
 )
+from tutorstream.grafana.macros import MacroError, expand_link
 from tutorstream.grafana.queries import board_queries
 
 pytestmark = pytest.mark.unit
@@ -135,3 +139,65 @@ def test_provisioned_store_datasource_logs_in_as_a_reader_from_the_environment()
     assert store["secureJsonData"] == {"password": "${TUTORSTREAM_GRAFANA_DB_PASSWORD}"}
     assert store["url"].startswith("${TUTORSTREAM_GRAFANA_DB_HOST:-")
     assert store["jsonData"]["database"] == "${TUTORSTREAM_GRAFANA_DB_NAME:-tutorstream}"
+
+
+def _console_links(board: dict[str, object]) -> list[str]:
+    text = json.dumps(board)
+    return [
+        json.loads('"' + part.split('"')[0] + '"')
+        for part in text.split('"url": "')[1:]
+        if part.startswith("${console")
+    ]
+
+
+def test_tutor_boards_link_to_the_console_with_percent_encoded_ids() -> None:
+    boards = dashboards("https://tutors.school.example/")
+    for name in ("class-overview.json", "learner-drill-down.json", "intervention-outcomes.json"):
+        board = boards[name]
+        (console,) = [v for v in board["templating"]["list"] if v["name"] == CONSOLE_VARIABLE]
+        # a constant: hidden, and the trailing / dropped so links join with one
+        assert console["type"] == "constant" and console["hide"] == 2
+        assert console["query"] == "https://tutors.school.example"
+        links = _console_links(board)
+        assert links, name
+        for url in links:
+            # the base URL raw (Grafana 10 would percent-encode it), every id percent-encoded
+            assert url.startswith("${console:raw}/console/open/"), url
+            assert "class=${class:percentencode}" in url
+            if "learner=" in url:
+                assert re.search(r"&learner=\$\{[\w.]+:percentencode\}$", url), url
+    # the operators' board has no class, so no console link
+    assert not _console_links(boards["pipeline-health.json"])
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "tutors.school.example", "ftp://x", "https://x/console?a=b", "https://x/#c"]
+)
+def test_a_console_url_that_is_not_a_base_url_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="console's URL"):
+        dashboards(bad)
+    result = CliRunner().invoke(
+        app,
+        ["grafana", "push", "--url", "http://127.0.0.1:9", "--token", "t", "--console-url", bad],
+    )
+    assert result.exit_code == 2 and "--console-url" in result.output
+
+
+def test_links_expand_as_grafana_expands_them() -> None:
+    url = console_link("learner", "${__value.raw}")
+    opened = expand_link(
+        url,
+        {
+            "console": "https://tutors.example",
+            "class": "https://school.example/c/7?t=1&s=a#x (b)!",
+            "__value.raw": "ab/c",
+        },
+    )
+    assert opened == (
+        "https://tutors.example/console/open/learner?class="
+        "https%3A%2F%2Fschool.example%2Fc%2F7%3Ft%3D1%26s%3Da%23x%20%28b%29%21&learner=ab%2Fc"
+    )
+    with pytest.raises(MacroError, match="no value"):
+        expand_link(url, {"console": "x"})
+    with pytest.raises(MacroError, match="unknown format"):
+        expand_link("${class:csv}", {"class": "a"})

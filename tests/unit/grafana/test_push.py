@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from tests.fake_grafana import TOKEN, FakeGrafana, serve_grafana
 from tutorstream.cli import app
 from tutorstream.grafana.boards import (
+    CLASS_OVERVIEW_UID,
     FOLDER_UID,
     PROMETHEUS_UID,
     STORE_UID,
@@ -71,3 +72,26 @@ def test_cli_push_reports_and_fails_cleanly_on_a_bad_token(grafana: FakeGrafana)
     assert refused.exit_code == 1
     assert "401" in refused.output
     assert grafana.violations == []
+
+
+def test_cli_push_points_the_boards_links_at_the_console(grafana: FakeGrafana) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "grafana",
+            "push",
+            "--url",
+            grafana.url,
+            "--token",
+            TOKEN,
+            "--console-url",
+            "https://tutors.school.example/",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    consoles = {
+        uid: [v["query"] for v in board["templating"].get("list", []) if v["name"] == "console"]
+        for uid, board in grafana.boards.items()
+    }
+    assert consoles[CLASS_OVERVIEW_UID] == ["https://tutors.school.example"]
+    assert sum(1 for found in consoles.values() if found) == 3

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from schemas.events import EventType, SourceFormat
 from schemas.normalise import normalise
-from tutorstream.cohort import generate_cohort
+from tutorstream.cohort import class_stream, generate_cohort
 
 pytestmark = pytest.mark.unit
 
@@ -76,3 +76,27 @@ def test_a_class_works_problems_with_hints_feedback_and_attempts() -> None:
 def test_impossible_sizes_are_refused(learners: int, events: int) -> None:
     with pytest.raises(ValueError, match=r"learner|events"):
         list(generate_cohort(learners, events, seed=1))
+
+
+def test_a_class_stream_goes_on_course_after_course_in_the_same_classes() -> None:
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    stream = class_stream(learners=35, seed=11, start=start, course_events=300)
+    events = [next(stream) for _ in range(1000)]
+
+    # the first course is the generated class of that size; the stream does not end with it
+    assert events[:300] == list(generate_cohort(35, 300, 11, start=start))
+    assert len({e["event_id"] for e in events}) == 1000
+    # later courses bring learners of their own into the classes of the first seed
+    first_seed = {"class-bkt-11-000", "class-bkt-11-001"}  # 35 learners: two classes of 30
+    assert {e["class_id"] for e in events} <= first_seed
+    assert {e["class_id"] for e in events[300:]} & {e["class_id"] for e in events[:300]}
+    assert {e["learner_id"] for e in events[300:600]}.isdisjoint(
+        {e["learner_id"] for e in events[:300]}
+    )
+    stamps = [datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")) for e in events]
+    assert stamps == sorted(stamps) and stamps[0] == start
+
+
+def test_a_class_stream_needs_a_learner_and_a_course() -> None:
+    with pytest.raises(ValueError, match="at least one learner"):
+        next(class_stream(learners=0, seed=1, start=datetime(2026, 3, 2, tzinfo=UTC)))
