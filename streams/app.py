@@ -115,14 +115,21 @@ def _keep_gaps_unacked() -> None:
     setattr(Consumer, "_add_gap", add_gap)  # noqa: B010
 
 
+LOG_START_ATTRIBUTE = "_tutorstream_log_start"
+"""Attribute of Faust's consumer holding each source partition's first offset in the log,
+learnt at every assignment: where a partition's commit starts when the group has none."""
+
+
 def _commit_only_from_the_committed_offset() -> None:
-    """Stop Faust from committing past one record it never acknowledged.
+    """Stop Faust from committing past a record it never acknowledged.
 
     Faust commits the first run of consecutive acked offsets unless that run starts more than
     one past the committed offset (``min(acked) - committed > 1``): a run starting exactly one
-    past it commits over the record at the committed offset, acked or not. A hole of one
-    record (a fetch cut short, a buffer cleared) right there was committed over and lost.
-    Here the run must start at the committed offset, the next record to read.
+    past it commits over the record at the committed offset, acked or not; and where the
+    group has no commit yet, any first run is committed, over whatever came before it. Records
+    skipped right there (a fetch cut short, a buffer cleared) were committed over and lost.
+    Here the run must start at the committed offset, the next record to read, or, with none
+    yet, at the partition's first offset in the log (:data:`LOG_START_ATTRIBUTE`).
     """
     from faust.transport.consumer import Consumer
     from faust.utils.functional import consecutive_numbers
@@ -133,6 +140,11 @@ def _commit_only_from_the_committed_offset() -> None:
             return None
         acked.sort()
         committed = self._committed_offset[tp]
+        starts = getattr(self, LOG_START_ATTRIBUTE, None)
+        if committed is None and starts is not None:
+            committed = starts.get(tp)
+            if committed is None:
+                return None  # not known yet: commit later rather than past a hole
         if committed is not None:
             # acks from before a seek forward (a rebalance took the commit further) are moot
             stale = bisect.bisect_left(acked, committed)
@@ -363,6 +375,7 @@ class Worker:
         self._hole_seen = asyncio.Event()
         self._queue: RecordQueue | None = None
         self._processing = False
+        self._learning: asyncio.Future[None] | None = None
         Path(s.data_dir).mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
             s.app_id,
@@ -474,6 +487,7 @@ class Worker:
         def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
             self.order.reset()  # Faust seeks every partition back to its committed offset
             self.watch.forget()
+            self._learning = asyncio.ensure_future(self._learn_log_starts())
 
         self.app.on_partitions_assigned.connect(assigned)
         self.agent = self.app.agent(channel, name="process-events", concurrency=1)(self._run)
@@ -646,6 +660,27 @@ class Worker:
             except Exception:
                 logger.exception("the partition check failed; checking again in %.0fs", interval)
 
+    async def _learn_log_starts(self) -> None:
+        """Learn each source partition's first offset, where a commit starts with none yet."""
+        consumer = cast(Any, self.app.consumer)
+        starts = getattr(consumer, LOG_START_ATTRIBUTE, None)
+        if starts is None:
+            starts = {}
+            setattr(consumer, LOG_START_ATTRIBUTE, starts)
+        delay = 0.5
+        while True:
+            tps = self._source_partitions()
+            try:
+                if tps:
+                    starts.update(await consumer.earliest_offsets(*tps))
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # the broker is away: commits wait, nothing is lost
+                logger.warning("could not read the partitions' first offsets (%s); retrying", err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
     def _source_partitions(self) -> list[Any]:
         sources = {self.raw_topic.get_topic_name(), self.rekeyed_topic.get_topic_name()}
         try:
@@ -761,7 +796,10 @@ class Worker:
         async for event in stream.events():
             message = event.message
             tp = message.tp
-            skipped = order.check(tp, message.offset, consumer._committed_offset.get(tp))
+            committed = consumer._committed_offset.get(tp)
+            if committed is None:  # no commit yet: the partition's log starts the count
+                committed = getattr(consumer, LOG_START_ATTRIBUTE, {}).get(tp)
+            skipped = order.check(tp, message.offset, committed)
             if skipped is not None:
                 # the commit stays before them; the worker seeks back to it at once
                 self._hole_seen.set()

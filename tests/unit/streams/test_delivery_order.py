@@ -7,7 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from streams.app import DeliveryOrder, StallWatch, _commit_only_from_the_committed_offset
+from streams.app import (
+    LOG_START_ATTRIBUTE,
+    DeliveryOrder,
+    StallWatch,
+    _commit_only_from_the_committed_offset,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -72,6 +77,26 @@ def test_faust_commits_only_a_run_that_starts_at_the_committed_offset() -> None:
     assert new_offset(stale, "p0") == 22, "acks from before a seek forward are dropped"
     assert stale._acked_index["p0"] == set()
     assert new_offset(_commit_state(0, [1]), "p0") is None, "offset 0 is a committed offset"
+
+
+def test_with_no_commit_yet_the_run_must_start_at_the_log_start() -> None:
+    """A group's first commit on a partition was any first run: records before it were lost."""
+    from faust.transport.consumer import Consumer
+
+    _commit_only_from_the_committed_offset()
+    new_offset = Consumer._new_offset
+    state = _commit_state(None, [4, 5])
+    setattr(state, LOG_START_ATTRIBUTE, {"p0": 0})
+    assert new_offset(state, "p0") is None, "0..3 were skipped"
+    state = _commit_state(None, [0, 1, 3])
+    setattr(state, LOG_START_ATTRIBUTE, {"p0": 0})
+    assert new_offset(state, "p0") == 2
+    state = _commit_state(None, [7, 8])
+    setattr(state, LOG_START_ATTRIBUTE, {"p0": 7})
+    assert new_offset(state, "p0") == 9, "retention removed 0..6"
+    state = _commit_state(None, [0, 1])
+    setattr(state, LOG_START_ATTRIBUTE, {})
+    assert new_offset(state, "p0") is None, "the log start not learnt yet: no commit"
 
 
 def test_a_partition_with_records_past_its_commit_and_no_delivery_is_stalled() -> None:
