@@ -282,6 +282,11 @@ class RecordQueue:
         self._records.append(event)
         self._arrived.set()
 
+    @property
+    def full(self) -> bool:
+        """Whether Faust's delivery waits for room (the worker holds its input back)."""
+        return len(self._records) >= self._limit
+
     async def wait_for_records(self) -> None:
         """Return once the queue holds a record."""
         while not self._records:
@@ -699,7 +704,15 @@ class Worker:
     async def _stalled_partitions(self) -> set[Any]:
         app, consumer = self.app, cast(Any, self.app.consumer)
         tps = self._source_partitions()
-        if app.rebalancing or getattr(app, "in_recovery", False) or not tps:
+        queue = self._queue
+        if (
+            app.rebalancing
+            or getattr(app, "in_recovery", False)
+            or not tps
+            or (queue is not None and queue.full)
+        ):
+            # a partition that delivers nothing while the worker's own queue is full waits
+            # for room (a store outage, a backlog), not for a fetch
             self.watch.forget()
             return set()
         ends = await consumer.highwaters(*tps)
