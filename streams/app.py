@@ -115,9 +115,10 @@ def _keep_gaps_unacked() -> None:
     setattr(Consumer, "_add_gap", add_gap)  # noqa: B010
 
 
-LOG_START_ATTRIBUTE = "_tutorstream_log_start"
-"""Attribute of Faust's consumer holding each source partition's first offset in the log,
-learnt at every assignment: where a partition's commit starts when the group has none."""
+DELIVERY_START_ATTRIBUTE = "_tutorstream_delivery_start"
+"""Attribute of Faust's consumer holding where each source partition's delivery starts, learnt
+at every assignment: the group's committed offset, or the log's first offset where the group
+has none. Faust's own committed offsets are filled only once it seeks to them."""
 
 
 def _commit_only_from_the_committed_offset() -> None:
@@ -128,8 +129,8 @@ def _commit_only_from_the_committed_offset() -> None:
     past it commits over the record at the committed offset, acked or not; and where the
     group has no commit yet, any first run is committed, over whatever came before it. Records
     skipped right there (a fetch cut short, a buffer cleared) were committed over and lost.
-    Here the run must start at the committed offset, the next record to read, or, with none
-    yet, at the partition's first offset in the log (:data:`LOG_START_ATTRIBUTE`).
+    Here the run must start at the committed offset, the next record to read, or, before
+    Faust knows it, where the partition's delivery starts (:data:`DELIVERY_START_ATTRIBUTE`).
     """
     from faust.transport.consumer import Consumer
     from faust.utils.functional import consecutive_numbers
@@ -140,7 +141,7 @@ def _commit_only_from_the_committed_offset() -> None:
             return None
         acked.sort()
         committed = self._committed_offset[tp]
-        starts = getattr(self, LOG_START_ATTRIBUTE, None)
+        starts = getattr(self, DELIVERY_START_ATTRIBUTE, None)
         if committed is None and starts is not None:
             committed = starts.get(tp)
             if committed is None:
@@ -492,7 +493,7 @@ class Worker:
         def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
             self.order.reset()  # Faust seeks every partition back to its committed offset
             self.watch.forget()
-            self._learning = asyncio.ensure_future(self._learn_log_starts())
+            self._learning = asyncio.ensure_future(self._learn_delivery_starts())
 
         self.app.on_partitions_assigned.connect(assigned)
         self.agent = self.app.agent(channel, name="process-events", concurrency=1)(self._run)
@@ -665,24 +666,43 @@ class Worker:
             except Exception:
                 logger.exception("the partition check failed; checking again in %.0fs", interval)
 
-    async def _learn_log_starts(self) -> None:
-        """Learn each source partition's first offset, where a commit starts with none yet."""
+    async def _learn_delivery_starts(self) -> None:
+        """Learn where each source partition's delivery starts.
+
+        That is the group's commit, or the log's first offset where the group has none. Faust
+        fills its own committed offsets only when it seeks to them, after records may already
+        flow; until then this is what the commit and the hole check start from.
+        """
         consumer = cast(Any, self.app.consumer)
-        starts = getattr(consumer, LOG_START_ATTRIBUTE, None)
+        starts = getattr(consumer, DELIVERY_START_ATTRIBUTE, None)
         if starts is None:
             starts = {}
-            setattr(consumer, LOG_START_ATTRIBUTE, starts)
+            setattr(consumer, DELIVERY_START_ATTRIBUTE, starts)
+        starts.clear()  # a previous assignment's are stale
+        thread = consumer._thread
+
+        async def committed(tps: list[Any]) -> dict[Any, int | None]:
+            # aiokafka lives on the consumer thread's loop; the group's commit, from the broker
+            client = thread._ensure_consumer()
+            return {tp: await client.committed(tp) for tp in tps}
+
         delay = 0.5
         while True:
             tps = self._source_partitions()
             try:
                 if tps:
-                    starts.update(await consumer.earliest_offsets(*tps))
+                    first = await consumer.earliest_offsets(*tps)
+                    group = await thread.call_thread(committed, tps)
+                    for tp in tps:
+                        found = group.get(tp)
+                        start = first.get(tp) if found is None else found
+                        if start is not None:
+                            starts[tp] = start
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # the broker is away: commits wait, nothing is lost
-                logger.warning("could not read the partitions' first offsets (%s); retrying", err)
+                logger.warning("could not read where the partitions start (%s); retrying", err)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
@@ -810,8 +830,8 @@ class Worker:
             message = event.message
             tp = message.tp
             committed = consumer._committed_offset.get(tp)
-            if committed is None:  # no commit yet: the partition's log starts the count
-                committed = getattr(consumer, LOG_START_ATTRIBUTE, {}).get(tp)
+            if committed is None:  # not known to Faust yet: where the delivery started
+                committed = getattr(consumer, DELIVERY_START_ATTRIBUTE, {}).get(tp)
             skipped = order.check(tp, message.offset, committed)
             if skipped is not None:
                 # the commit stays before them; the worker seeks back to it at once

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from streams.app import (
-    LOG_START_ATTRIBUTE,
+    DELIVERY_START_ATTRIBUTE,
     DeliveryOrder,
     StallWatch,
     _commit_only_from_the_committed_offset,
@@ -86,16 +86,16 @@ def test_with_no_commit_yet_the_run_must_start_at_the_log_start() -> None:
     _commit_only_from_the_committed_offset()
     new_offset = Consumer._new_offset
     state = _commit_state(None, [4, 5])
-    setattr(state, LOG_START_ATTRIBUTE, {"p0": 0})
+    setattr(state, DELIVERY_START_ATTRIBUTE, {"p0": 0})
     assert new_offset(state, "p0") is None, "0..3 were skipped"
     state = _commit_state(None, [0, 1, 3])
-    setattr(state, LOG_START_ATTRIBUTE, {"p0": 0})
+    setattr(state, DELIVERY_START_ATTRIBUTE, {"p0": 0})
     assert new_offset(state, "p0") == 2
     state = _commit_state(None, [7, 8])
-    setattr(state, LOG_START_ATTRIBUTE, {"p0": 7})
+    setattr(state, DELIVERY_START_ATTRIBUTE, {"p0": 7})
     assert new_offset(state, "p0") == 9, "retention removed 0..6"
     state = _commit_state(None, [0, 1])
-    setattr(state, LOG_START_ATTRIBUTE, {})
+    setattr(state, DELIVERY_START_ATTRIBUTE, {})
     assert new_offset(state, "p0") is None, "the log start not learnt yet: no commit"
 
 
