@@ -754,18 +754,22 @@ class Worker:
         metrics.PARTITION_SEEKS.labels(reason).inc()
         # Faust drops the records of a fetch it is iterating when the flow stops, and the
         # stream buffers are cleared when it resumes: all of them come again from the commit.
+        generation = app.consumer_generation_id
         app.flow_control.suspend()
         consumer.stop_flow()
         try:
             await self._fetch_parked(consumer)
+            if app.rebalancing or app.consumer_generation_id != generation:
+                return  # a rebalance began meanwhile: it seeks, and resumes the flow, itself
             if stalled:
                 consumer.resume_partitions(stalled)  # in case Faust left them paused
             await consumer.perform_seek()
             self.order.reset()
             self.watch.forget()
         finally:
-            app.flow_control.resume()
-            consumer.resume_flow()
+            if not app.rebalancing and app.consumer_generation_id == generation:
+                app.flow_control.resume()
+                consumer.resume_flow()
 
     @staticmethod
     async def _fetch_parked(consumer: Any, timeout: float = 5.0) -> None:
