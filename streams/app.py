@@ -764,6 +764,11 @@ class Worker:
             if stalled:
                 consumer.resume_partitions(stalled)  # in case Faust left them paused
             await consumer.perform_seek()
+            starts = getattr(consumer, DELIVERY_START_ATTRIBUTE, {})
+            for tp in self._source_partitions():
+                if consumer._committed_offset.get(tp) is None and tp in starts:
+                    # no commit to seek to: Faust's seek leaves the position where it was
+                    await consumer.seek(tp, starts[tp])
             self.order.reset()
             self.watch.forget()
         finally:
