@@ -208,9 +208,9 @@ class StallWatch:
     Checked every ``TUTORSTREAM_STALL_CHECK_S``: a partition is stalled when, over a whole
     interval, its committed offset did not move, records were already there past it, and not
     one record of it was delivered, while the worker was not holding up its own input (it
-    was idle at both checks, or other partitions delivered meanwhile). Seen on the embedded
-    broker: a fetch cut short by a rebalance leaves a partition's tail undelivered, and
-    nothing reads it again before the next rebalance.
+    was idle at both checks, or other partitions delivered meanwhile). Seen with Faust: a
+    fetch cut short by a rebalance can leave a partition's tail undelivered, with no later
+    record to show the hole, and nothing reads it again before the next rebalance.
     """
 
     def __init__(self) -> None:
