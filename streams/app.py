@@ -206,11 +206,12 @@ class StallWatch:
     """Finds source partitions that hold records past the commit and deliver none of them.
 
     Checked every ``TUTORSTREAM_STALL_CHECK_S``: a partition is stalled when, over a whole
-    interval, its committed offset did not move, records were already there past it, and not
-    one record of it was delivered, while the worker was not holding up its own input (it
-    was idle at both checks, or other partitions delivered meanwhile). Seen with Faust: a
-    fetch cut short by a rebalance can leave a partition's tail undelivered, with no later
-    record to show the hole, and nothing reads it again before the next rebalance.
+    interval in which the worker held no record at all (idle at both checks, nothing delivered
+    in between), its committed offset did not move while records were already there past it.
+    A busy worker is never judged: under a backlog the client hands out one partition's
+    records before the next one's, so a partition can rightly wait minutes for its turn. Seen
+    with Faust: a fetch cut short by a rebalance can leave a partition's tail undelivered, with
+    no later record to show the hole, and nothing reads it again before the next rebalance.
     """
 
     def __init__(self) -> None:
@@ -244,22 +245,18 @@ class StallWatch:
             if end is not None
         }
         self._idle = idle
-        progressed = any(
-            delivered[tp] != seen.delivered for tp, seen in previous.items() if tp in ends
+        quiet = all(
+            delivered[tp] == seen.delivered for tp, seen in previous.items() if tp in ends
         )
-        if not (progressed or (idle and was_idle)):
-            return set()  # the worker itself holds its input back (a store outage, a backlog)
-        out = set()
-        for tp, now in self._seen.items():
-            seen = previous.get(tp)
-            if (
-                seen is not None
-                and seen.end > seen.committed
-                and now.committed == seen.committed
-                and now.delivered == seen.delivered
-            ):
-                out.add(tp)
-        return out
+        if not (idle and was_idle and quiet):
+            return set()  # busy, or busy in between: a partition may be waiting its turn
+        return {
+            tp
+            for tp, now in self._seen.items()
+            if (seen := previous.get(tp)) is not None
+            and seen.end > seen.committed
+            and now.committed == seen.committed
+        }
 
 
 class RecordQueue:

@@ -112,15 +112,19 @@ def test_a_partition_with_records_past_its_commit_and_no_delivery_is_stalled() -
     assert watch.stalled(ends, committed, delivered, idle=True) == set()
 
 
-def test_a_partition_that_delivers_or_commits_is_not_stalled() -> None:
+def test_a_busy_worker_judges_no_partition() -> None:
+    """Under a backlog the client hands out one partition's records before the next one's."""
     watch = StallWatch()
     delivered: Counter[str] = Counter({"p0": 5, "p1": 8})
     ends = {"p0": 100, "p1": 100}
     watch.stalled(ends, {"p0": 60, "p1": 50}, delivered, idle=False)
-    delivered["p1"] += 3  # p1 delivers; p0 does not, though it holds records
-    assert watch.stalled(ends, {"p0": 60, "p1": 50}, delivered, idle=False) == {"p0"}
-    delivered["p1"] += 3
-    assert watch.stalled(ends, {"p0": 61, "p1": 50}, delivered, idle=False) == set()
+    delivered["p1"] += 3  # p1 delivers; p0 waits its turn, though it holds records
+    assert watch.stalled(ends, {"p0": 60, "p1": 50}, delivered, idle=False) == set()
+    watch.stalled(ends, {"p0": 60, "p1": 53}, delivered, idle=True)
+    delivered["p1"] += 1  # idle at both checks, yet something came in between: not quiet
+    caught_up = {"p0": 100, "p1": 54}
+    assert watch.stalled(caught_up, {"p0": 60, "p1": 54}, delivered, idle=True) == set()
+    assert watch.stalled(caught_up, {"p0": 60, "p1": 54}, delivered, idle=True) == {"p0"}
 
 
 def test_a_worker_holding_its_own_input_stalls_no_partition() -> None:
