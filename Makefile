@@ -116,7 +116,7 @@ integration: setup ## Run the integration tests only (starts Tansu, PostgreSQL, 
 e2e: setup ## Run the end-to-end tests only (the whole pipeline on the embedded stack)
 	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
-chaos: setup ## Run the fault suite: workers killed at random points, every event id checked
+chaos: setup ## Run the long fault tier: `tutorstream chaos` at a small scale, every event id checked
 	$(BIN)/pytest -m chaos $(PYTEST_ARGS)
 
 bench: setup ## Run every `tutorstream bench` benchmark (each prints a table and writes JSON)

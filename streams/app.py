@@ -22,6 +22,7 @@ records are dead-lettered, and infrastructure failures are retried until they su
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import concurrent.futures
 import contextlib
@@ -116,20 +117,68 @@ def _keep_gaps_unacked() -> None:
     setattr(Consumer, "_add_gap", add_gap)  # noqa: B010
 
 
+DELIVERY_START_ATTRIBUTE = "_tutorstream_delivery_start"
+"""Attribute of Faust's consumer holding where each source partition's delivery starts, learnt
+at every assignment: the group's committed offset, or the log's first offset where the group
+has none. Faust's own committed offsets are filled only once it seeks to them."""
+
+
+def _commit_only_from_the_committed_offset() -> None:
+    """Stop Faust from committing past a record it never acknowledged.
+
+    Faust commits the first run of consecutive acked offsets unless that run starts more than
+    one past the committed offset (``min(acked) - committed > 1``): a run starting exactly one
+    past it commits over the record at the committed offset, acked or not; and where the
+    group has no commit yet, any first run is committed, over whatever came before it. Records
+    skipped right there (a fetch cut short, a buffer cleared) were committed over and lost.
+    Here the run must start at the committed offset, the next record to read, or, before
+    Faust knows it, where the partition's delivery starts (:data:`DELIVERY_START_ATTRIBUTE`).
+    """
+    from faust.transport.consumer import Consumer
+    from faust.utils.functional import consecutive_numbers
+
+    def new_offset(self: Any, tp: Any) -> int | None:
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        acked.sort()
+        committed = self._committed_offset[tp]
+        starts = getattr(self, DELIVERY_START_ATTRIBUTE, None)
+        if committed is None and starts is not None:
+            committed = starts.get(tp)
+            if committed is None:
+                return None  # not known yet: commit later rather than past a hole
+        if committed is not None:
+            # acks from before a seek forward (a rebalance took the commit further) are moot
+            stale = bisect.bisect_left(acked, committed)
+            if stale:
+                self._acked_index[tp].difference_update(acked[:stale])
+                del acked[:stale]
+            if not acked or acked[0] != committed:
+                return None
+        run = next(consecutive_numbers(acked))
+        del acked[: len(run)]
+        self._acked_index[tp].difference_update(run)
+        return int(run[-1]) + 1
+
+    setattr(Consumer, "_new_offset", new_offset)  # noqa: B010
+
+
 class DeliveryOrder:
     """Per source partition, the next offset expected: says when Faust skipped records.
 
     Faust's gaps are not counted as acknowledged (:func:`_keep_gaps_unacked`), so a commit
-    never passes a record that was skipped; the skipped records come again from the
-    committed offset at the next rebalance or restart. This only finds the holes, for the
-    log and ``tutorstream_delivery_holes_total``.
+    never passes a record that was skipped; the worker then seeks back to the commit at once
+    (:meth:`Worker._keep_partitions_flowing`), and the skipped records are read again. This
+    finds the holes, and counts deliveries per partition for the stall check.
     """
 
     def __init__(self) -> None:
         self._next: dict[Any, int] = {}
+        self.delivered: collections.Counter[Any] = collections.Counter()
 
     def reset(self) -> None:
-        """Forget every partition's position (after a rebalance Faust seeks to the commit)."""
+        """Forget every partition's position (after a seek back to the commit)."""
         self._next.clear()
 
     def check(self, tp: Any, offset: int, committed: int | None) -> int | None:
@@ -140,11 +189,76 @@ class DeliveryOrder:
             offset: its offset.
             committed: the group's committed offset of ``tp`` (the next one to read), if any.
         """
+        self.delivered[tp] += 1
         expected = self._next.get(tp, committed)
         if expected is not None and offset < expected:
             return None  # delivered again after a seek back
         self._next[tp] = offset + 1
         return expected if expected is not None and offset > expected else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    committed: int
+    end: int
+    delivered: int
+
+
+class StallWatch:
+    """Finds source partitions that hold records past the commit and deliver none of them.
+
+    Checked every ``TUTORSTREAM_STALL_CHECK_S``: a partition is stalled when, over a whole
+    interval in which the worker held no record at all (idle at both checks, nothing delivered
+    in between), its committed offset did not move while records were already there past it.
+    A busy worker is never judged: under a backlog the client hands out one partition's
+    records before the next one's, so a partition can rightly wait minutes for its turn. Seen
+    with Faust: a fetch cut short by a rebalance can leave a partition's tail undelivered, with
+    no later record to show the hole, and nothing reads it again before the next rebalance.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[Any, _Seen] = {}
+        self._idle = False
+
+    def forget(self) -> None:
+        """Start afresh (after a rebalance, a seek, or while the worker holds its input)."""
+        self._seen.clear()
+        self._idle = False
+
+    def stalled(
+        self,
+        ends: dict[Any, int | None],
+        committed: dict[Any, int | None],
+        delivered: collections.Counter[Any],
+        idle: bool,
+    ) -> set[Any]:
+        """Record one check; return the partitions stalled since the previous one.
+
+        Args:
+            ends: each assigned source partition's end offset, as the broker reports it.
+            committed: its committed offset (the next one to read; ``None``: none yet).
+            delivered: records delivered per partition so far.
+            idle: whether the worker holds no record (nothing queued, processing, settling).
+        """
+        previous, was_idle = self._seen, self._idle
+        self._seen = {
+            tp: _Seen(committed.get(tp) or 0, end, delivered[tp])
+            for tp, end in ends.items()
+            if end is not None
+        }
+        self._idle = idle
+        quiet = all(
+            delivered[tp] == seen.delivered for tp, seen in previous.items() if tp in ends
+        )
+        if not (idle and was_idle and quiet):
+            return set()  # busy, or busy in between: a partition may be waiting its turn
+        return {
+            tp
+            for tp, now in self._seen.items()
+            if (seen := previous.get(tp)) is not None
+            and seen.end > seen.committed
+            and now.committed == seen.committed
+        }
 
 
 class RecordQueue:
@@ -167,6 +281,11 @@ class RecordQueue:
             await self._room.wait()
         self._records.append(event)
         self._arrived.set()
+
+    @property
+    def full(self) -> bool:
+        """Whether Faust's delivery waits for room (the worker holds its input back)."""
+        return len(self._records) >= self._limit
 
     async def wait_for_records(self) -> None:
         """Return once the queue holds a record."""
@@ -278,7 +397,13 @@ class Worker:
         s = settings
         _cap_fetch_wait(s.fetch_max_wait_ms)
         _keep_gaps_unacked()
+        _commit_only_from_the_committed_offset()
         self.order = DeliveryOrder()
+        self.watch = StallWatch()
+        self._hole_seen = asyncio.Event()
+        self._queue: RecordQueue | None = None
+        self._processing = False
+        self._learning: asyncio.Future[None] | None = None
         Path(s.data_dir).mkdir(parents=True, exist_ok=True)
         credentials = broker_credentials(s.kafka_security)
         self.app = faust.App(
@@ -392,6 +517,8 @@ class Worker:
 
         def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
             self.order.reset()  # Faust seeks every partition back to its committed offset
+            self.watch.forget()
+            self._learning = asyncio.ensure_future(self._learn_delivery_starts())
 
         self.app.on_partitions_assigned.connect(assigned)
         self.agent = self.app.agent(channel, name="process-events", concurrency=1)(self._run)
@@ -410,6 +537,7 @@ class Worker:
         interval = s.store.maintenance_interval.total_seconds()
         self.app.timer(interval, on_leader=True)(self._maintain)
         self.app.timer(s.outbox_grace_s / 2)(self._sweep_outbox)
+        self.app.task(self._keep_partitions_flowing)
         # Grafana marks only what tutors are told live; a rebuild replay annotates nothing.
         self.annotations: GrafanaAnnotations | None = None
         if s.grafana.url and s.publish_live:
@@ -534,6 +662,177 @@ class Worker:
         except Exception:
             logger.exception("store maintenance failed; retrying at the next interval")
 
+    async def _keep_partitions_flowing(self) -> None:
+        """Read skipped and stalled partitions again from their committed offsets.
+
+        A hole in a partition's delivery (:class:`DeliveryOrder`) holds its commit back until
+        the skipped records come again, which without a seek is the next rebalance; a stalled
+        partition (:class:`StallWatch`) delivers nothing until then. Both are met the way a
+        rebalance meets them: every source partition seeks back to its committed offset, and
+        what comes again and is durable already is skipped by the redelivery guard.
+        """
+        interval = self.settings.stall_check_s
+        stalled_before: set[Any] = set()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hole_seen.wait(), interval)
+            try:
+                if self._hole_seen.is_set():
+                    self._hole_seen.clear()
+                    await self._seek_to_committed("hole", set())
+                    continue
+                stalled = await self._stalled_partitions()
+                if not stalled:
+                    stalled_before = set()
+                    continue
+                if stalled & stalled_before:
+                    # a seek did not move it: have the group assign the partitions afresh
+                    await self._rejoin(stalled & stalled_before)
+                    stalled_before = set()
+                else:
+                    await self._seek_to_committed("stall", stalled)
+                    stalled_before = stalled
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("the partition check failed; checking again in %.0fs", interval)
+
+    async def _learn_delivery_starts(self) -> None:
+        """Learn where each source partition's delivery starts.
+
+        That is the group's commit, or the log's first offset where the group has none. Faust
+        fills its own committed offsets only when it seeks to them, after records may already
+        flow; until then this is what the commit and the hole check start from.
+        """
+        consumer = cast(Any, self.app.consumer)
+        starts = getattr(consumer, DELIVERY_START_ATTRIBUTE, None)
+        if starts is None:
+            starts = {}
+            setattr(consumer, DELIVERY_START_ATTRIBUTE, starts)
+        starts.clear()  # a previous assignment's are stale
+        thread = consumer._thread
+
+        async def committed(tps: list[Any]) -> dict[Any, int | None]:
+            # aiokafka lives on the consumer thread's loop; the group's commit, from the broker
+            client = thread._ensure_consumer()
+            return {tp: await client.committed(tp) for tp in tps}
+
+        delay = 0.5
+        while True:
+            tps = self._source_partitions()
+            try:
+                if tps:
+                    first = await consumer.earliest_offsets(*tps)
+                    group = await thread.call_thread(committed, tps)
+                    for tp in tps:
+                        found = group.get(tp)
+                        start = first.get(tp) if found is None else found
+                        if start is not None:
+                            starts[tp] = start
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # the broker is away: commits wait, nothing is lost
+                logger.warning("could not read where the partitions start (%s); retrying", err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _source_partitions(self) -> list[Any]:
+        sources = {self.raw_topic.get_topic_name(), self.rekeyed_topic.get_topic_name()}
+        try:
+            return [tp for tp in self.app.consumer.assignment() if tp.topic in sources]
+        except Exception:  # no consumer yet
+            return []
+
+    def _idle(self) -> bool:
+        settling = self._settling
+        return (
+            not self._processing
+            and (self._queue is None or not len(self._queue))
+            and (settling is None or settling.done())
+        )
+
+    async def _stalled_partitions(self) -> set[Any]:
+        app, consumer = self.app, cast(Any, self.app.consumer)
+        tps = self._source_partitions()
+        queue = self._queue
+        if (
+            app.rebalancing
+            or getattr(app, "in_recovery", False)
+            or not tps
+            or (queue is not None and queue.full)
+        ):
+            # a partition that delivers nothing while the worker's own queue is full waits
+            # for room (a store outage, a backlog), not for a fetch
+            self.watch.forget()
+            return set()
+        ends = await consumer.highwaters(*tps)
+        committed = {tp: consumer._committed_offset.get(tp) for tp in tps}
+        return self.watch.stalled(dict(ends), committed, self.order.delivered, self._idle())
+
+    async def _seek_to_committed(self, reason: str, stalled: set[Any]) -> None:
+        """Seek every source partition back to its committed offset, as a rebalance does."""
+        app, consumer = self.app, cast(Any, self.app.consumer)
+        if app.rebalancing:
+            return  # the rebalance seeks back to the commit itself
+        logger.warning(
+            "reading every partition again from its committed offset (%s%s)",
+            reason,
+            ": " + ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(stalled))
+            if stalled
+            else "",
+        )
+        metrics.PARTITION_SEEKS.labels(reason).inc()
+        # Faust drops the records of a fetch it is iterating when the flow stops, and the
+        # stream buffers are cleared when it resumes: all of them come again from the commit.
+        generation = app.consumer_generation_id
+        app.flow_control.suspend()
+        consumer.stop_flow()
+        try:
+            await self._fetch_parked(consumer)
+            if app.rebalancing or app.consumer_generation_id != generation:
+                return  # a rebalance began meanwhile: it seeks, and resumes the flow, itself
+            if stalled:
+                consumer.resume_partitions(stalled)  # in case Faust left them paused
+            await consumer.perform_seek()
+            starts = getattr(consumer, DELIVERY_START_ATTRIBUTE, {})
+            for tp in self._source_partitions():
+                if consumer._committed_offset.get(tp) is None and tp in starts:
+                    # no commit to seek to: Faust's seek leaves the position where it was
+                    await consumer.seek(tp, starts[tp])
+            self.order.reset()
+            self.watch.forget()
+        finally:
+            if not app.rebalancing and app.consumer_generation_id == generation:
+                app.flow_control.resume()
+                consumer.resume_flow()
+
+    @staticmethod
+    async def _fetch_parked(consumer: Any, timeout: float = 5.0) -> None:
+        # Faust's fetch loop parks on ``can_resume_flow`` once it sees the flow stopped; a
+        # fetch in flight finishes first (at most its one-second timeout). Seeking before it
+        # parks would let that fetch's records overtake the seek.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not getattr(
+            consumer.can_resume_flow, "_waiters", None
+        ):
+            await asyncio.sleep(0.05)
+
+    async def _rejoin(self, stalled: set[Any]) -> None:
+        logger.error(
+            "partitions still stalled after a seek (%s): rejoining the group",
+            ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(stalled)),
+        )
+        metrics.PARTITION_SEEKS.labels("rejoin").inc()
+        thread = cast(Any, self.app.consumer)._thread
+
+        async def request() -> None:
+            # aiokafka's coordinator lives on the consumer thread's loop; no public call
+            thread._ensure_consumer()._coordinator.request_rejoin()
+
+        await thread.call_thread(request)
+        self.watch.forget()
+
     async def _run(self, stream: Any) -> None:
         """Feed the stream's records to the batching loop until the agent stops.
 
@@ -550,7 +849,7 @@ class Worker:
         # in full collections. Start-up objects leave the collector, and it runs less often.
         gc.freeze()
         gc.set_threshold(max(gc.get_threshold()[0], _YOUNG_COLLECTION), *gc.get_threshold()[1:])
-        queue = RecordQueue(limit=4 * self.settings.max_batch)
+        queue = self._queue = RecordQueue(limit=4 * self.settings.max_batch)
         feeding = asyncio.ensure_future(self._feed(stream, queue))
         batching = asyncio.ensure_future(self._batches(stream, queue))
         try:
@@ -570,11 +869,16 @@ class Worker:
         async for event in stream.events():
             message = event.message
             tp = message.tp
-            skipped = order.check(tp, message.offset, consumer._committed_offset.get(tp))
+            committed = consumer._committed_offset.get(tp)
+            if committed is None:  # not known to Faust yet: where the delivery started
+                committed = getattr(consumer, DELIVERY_START_ATTRIBUTE, {}).get(tp)
+            skipped = order.check(tp, message.offset, committed)
             if skipped is not None:
-                # the commit stays before them; they come again at the next rebalance
+                # the commit stays before them; the worker seeks back to it at once
+                self._hole_seen.set()
                 logger.warning(
-                    "%s delivered offset %d after %d: offsets %d..%d were skipped",
+                    "%s delivered offset %d after %d: offsets %d..%d were skipped; "
+                    "reading again from the committed offset",
                     tp,
                     message.offset,
                     skipped - 1,
@@ -590,7 +894,11 @@ class Worker:
             await queue.wait_for_records()
             if len(queue) < max_batch and linger > 0:
                 await asyncio.sleep(linger)  # a burst that is arriving joins this batch
-            await self.process(stream, queue.take(max_batch))
+            self._processing = True
+            try:
+                await self.process(stream, queue.take(max_batch))
+            finally:
+                self._processing = False
 
     async def process(self, stream: Any, events: list[EventT[bytes]]) -> None:
         """Process one micro-batch, then hand its confirmation and acks to a settle task.

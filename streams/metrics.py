@@ -59,8 +59,16 @@ LATE = Counter(
 DELIVERY_HOLES = Counter(
     "tutorstream_delivery_holes_total",
     "Times Faust delivered a record after skipping some of its partition (fetched and dropped "
-    "in a rebalance): the commit stays before them and they are read again at the next "
-    "rebalance or restart.",
+    "in a rebalance): the commit stays before them, and the worker reads every partition again "
+    "from its committed offset.",
+    registry=REGISTRY,
+)
+PARTITION_SEEKS = Counter(
+    "tutorstream_partition_seeks_total",
+    "Times the worker read its partitions again from their committed offsets, by reason: "
+    "hole (records skipped), stall (a partition held records past its commit and delivered "
+    "none for a whole check), rejoin (still stalled after a seek: the group was rejoined).",
+    ["reason"],
     registry=REGISTRY,
 )
 BATCH_SIZE = Histogram(

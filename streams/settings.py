@@ -43,6 +43,9 @@ class StreamSettings(CommonSettings):
         session_timeout_s: ``TUTORSTREAM_SESSION_TIMEOUT_S``, how long the group waits for a
             silent worker before moving its partitions to the others.
         fetch_max_wait_ms: ``TUTORSTREAM_FETCH_MAX_WAIT_MS``, longest a fetch waits for data.
+        stall_check_s: ``TUTORSTREAM_STALL_CHECK_S``, how often the worker checks for a
+            partition that holds records past its commit and delivers none; one found stalled
+            over a whole interval is read again from its commit.
         policy: ``TUTORSTREAM_POLICY__*``, the intervention policy.
         store: ``TUTORSTREAM_STORE__*``, the store and its sink.
         grafana: ``TUTORSTREAM_GRAFANA__*``, annotations of new interventions in Grafana
@@ -70,6 +73,7 @@ class StreamSettings(CommonSettings):
     outbox_grace_s: float = Field(default=10.0, gt=0)
     session_timeout_s: float = Field(default=15.0, ge=6)
     fetch_max_wait_ms: int = Field(default=50, ge=1, le=1500)
+    stall_check_s: float = Field(default=10.0, gt=0)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)

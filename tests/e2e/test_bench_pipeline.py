@@ -14,7 +14,11 @@ pytestmark = pytest.mark.e2e
 def test_bench_pipeline_smoke_with_two_workers_reports_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "pipeline.json"
     result = CliRunner().invoke(
-        app, ["bench", "pipeline", "--smoke", "--workers", "2", "--out", str(out)]
+        app,
+        [
+            "bench", "pipeline", "--smoke", "--workers", "2", "--compare-workers", "1",
+            "--out", str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
@@ -30,3 +34,13 @@ def test_bench_pipeline_smoke_with_two_workers_reports_every_figure(tmp_path: Pa
     assert {"sink", "inference", "normalise", "features"} <= set(report["stage_seconds"])
     assert report["mean_batch"] >= 1
     assert "CPU per 1,000 events" in result.output
+    # the rebuild replay of the same events, in the same run: the worker's CPU against its own
+    assert report["worker_cpu_us"] == pytest.approx(cpu["worker-0"] + cpu["worker-1"])
+    assert report["rebuild_cpu_us"] > 0 and report["rebuild_per_s"] > 0
+    assert report["worker_to_rebuild_cpu"] == pytest.approx(
+        report["worker_cpu_us"] / report["rebuild_cpu_us"], rel=1e-3
+    )
+    scale = report["scale_out"]
+    assert scale["workers"] == 1 and scale["events_per_s"] > 0
+    assert scale["ratio"] == pytest.approx(scale["events_per_s"] / report["events_per_s"])
+    assert "worker CPU per event" in result.output and "1 workers" in result.output

@@ -149,7 +149,6 @@ def _assert_state_carried_over(pipeline: Any) -> None:
     assert not wrong, f"learner: (answers stored, answers its state counted): {wrong}"
 
 
-@pytest.mark.chaos
 def test_killed_worker_loses_and_duplicates_nothing(pipeline: Any, read_topic: Any) -> None:
     events, _ = _cohort(learners=30, problems=30, seed=12)
     first = pipeline.start_worker()

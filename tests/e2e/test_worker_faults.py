@@ -3,6 +3,14 @@
 Lag, watermarks and a learner's state against its stored answers can all agree while events are
 missing (a state that skipped a record skipped it in both; Tansu's high watermark under-counts),
 so these tests compare the set of event ids produced with the set stored.
+
+Around a rebalance Faust can drop records it fetched and go on past them (a hole in a
+partition's delivery), and before the worker's fixes its commit rule could pass them: a single
+record was lost, or a partition kept records nobody delivered until the next rebalance (the
+"stalled replacement"). The cause is in the client, not the embedded broker: a plain aiokafka
+group consumer on the same broker, through joins and leaves, gets every offset in order. The
+worker reads its partitions again from the commit when it sees a hole or a stall
+(``tutorstream_partition_seeks_total``), and these tests run in ``make test``.
 """
 
 from __future__ import annotations
@@ -104,7 +112,6 @@ def _keyed_as_producers_do(events: list[dict[str, Any]]) -> list[tuple[bytes | N
     return out
 
 
-@pytest.mark.chaos
 def test_worker_killed_at_random_points_stores_every_event(pipeline: Any) -> None:
     """SIGKILL the worker at random moments of its batches, again and again.
 
@@ -158,7 +165,6 @@ def test_worker_killed_at_random_points_stores_every_event(pipeline: Any) -> Non
     assert _duplicates(pipeline) == dict.fromkeys(TABLES, 0)
 
 
-@pytest.mark.chaos
 def test_workers_joining_and_leaving_under_a_backlog_store_every_event(pipeline: Any) -> None:
     """Rebalances while the worker is saturated: a worker joins, another joins, one leaves.
 

@@ -64,3 +64,101 @@ def test_list_offsets_latest_stops_at_the_last_batch_base(
     assert fetched_high == total, "the fetch response's high watermark is the end"
     # the last batch holds offsets 150..199: ListOffsets says 151
     assert total - PER_BATCH < listed < total, f"ListOffsets(latest) said {listed}"
+
+
+GROUP_RECORDS = 12_000
+
+
+async def _group_member(
+    bootstrap: str,
+    topic: str,
+    group: str,
+    seen: dict[int, set[int]],
+    holes: list[Any],
+    leave: asyncio.Event,
+) -> None:
+    """Consume in ``group`` until ``leave``; note every offset and every jump in a partition."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+        max_partition_fetch_bytes=4 << 20,
+        session_timeout_ms=15_000,
+        heartbeat_interval_ms=3_000,
+    )
+    await consumer.start()
+    expected: dict[TopicPartition, int] = {}
+    try:
+        while not leave.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=2000)
+            assigned = consumer.assignment()
+            for tp in list(expected):
+                if tp not in assigned:
+                    del expected[tp]  # another member has it now: it starts from the commit
+            for tp, records in batch.items():
+                for record in records:
+                    if tp not in expected:
+                        expected[tp] = (await consumer.committed(tp)) or 0
+                    if record.offset > expected[tp]:
+                        holes.append((tp.partition, expected[tp], record.offset))
+                    expected[tp] = max(expected[tp], record.offset + 1)
+                    seen[tp.partition].add(record.offset)
+            if batch:
+                await consumer.commit()
+    finally:
+        await consumer.stop()
+
+
+async def _join_and_leave(bootstrap: str, topic: str) -> tuple[dict[int, set[int]], list[Any]]:
+    seen: dict[int, set[int]] = {p: set() for p in range(12)}
+    holes: list[Any] = []
+    first_leaves, second_leaves = asyncio.Event(), asyncio.Event()
+    group = f"{topic}-group"
+    first = asyncio.ensure_future(_group_member(bootstrap, topic, group, seen, holes, first_leaves))
+    second: asyncio.Future[None] | None = None
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=-1)
+    await producer.start()
+    try:
+        pending = []
+        for n in range(GROUP_RECORDS):
+            pending.append(await producer.send(topic, b"v" * 200, key=str(n % 997).encode()))
+            if len(pending) == 500:
+                await asyncio.gather(*pending)
+                pending = []
+            if n == GROUP_RECORDS // 3:
+                second = asyncio.ensure_future(
+                    _group_member(bootstrap, topic, group, seen, holes, second_leaves)
+                )
+            if n == 2 * GROUP_RECORDS // 3:
+                first_leaves.set()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 120
+    while loop.time() < deadline and sum(map(len, seen.values())) < GROUP_RECORDS:
+        await asyncio.sleep(0.5)
+    second_leaves.set()
+    await asyncio.gather(first, *(t for t in [second] if t is not None))
+    return seen, holes
+
+
+def test_group_members_joining_and_leaving_get_every_offset_in_order(
+    kafka_bootstrap: str, topic_factory: Any
+) -> None:
+    """The broker is not why a Faust worker skipped records or stalled around a rebalance.
+
+    Plain aiokafka members of one group, a second joining and the first leaving mid-stream,
+    get every offset of every partition, each partition in order from its commit: no hole, no
+    partition left undelivered. The worker's holes came from Faust's fetch loop and commit rule
+    (``streams.app``).
+    """
+    topic = topic_factory("group", partitions=12)
+    seen, holes = asyncio.run(_join_and_leave(kafka_bootstrap, topic))
+    assert sum(map(len, seen.values())) == GROUP_RECORDS
+    for partition, offsets in seen.items():
+        assert offsets == set(range(len(offsets))), partition
+    assert holes == []

@@ -10,7 +10,12 @@ Two phases, one or more worker processes (``--workers``), the shipped model:
    intervention's latency is its arrival on ``tutor.interventions.v1`` minus the moment its
    triggering event was handed to the producer.
 
-The worker's ``tutorstream_stage_seconds_total`` gives the time spent per stage.
+The worker's ``tutorstream_stage_seconds_total`` gives the time spent per stage. After the
+throughput phase the same events are rebuilt by ``tutorstream replay run --mode rebuild`` (one
+process, into a schema of its own): the same normalising, featurising, scoring, deciding and
+storing without the stream machinery, so the worker's CPU per event against the rebuild's is
+what Faust, the changelogs and the publishing cost. ``compare_workers`` runs the throughput
+phase again with that many workers on a fresh stack, for the scale-out ratio.
 """
 
 from __future__ import annotations
@@ -66,6 +71,12 @@ class PipelineReport:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     cpu_ms_per_1k: dict[str, float] = field(default_factory=dict)
     mean_batch: float = 0.0
+    worker_cpu_us: float = 0.0
+    rebuild_cpu_us: float = 0.0
+    rebuild_postgres_cpu_us: float = 0.0
+    rebuild_per_s: float = 0.0
+    worker_to_rebuild_cpu: float = 0.0
+    scale_out: dict[str, float] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,8 +156,22 @@ def run_pipeline_bench(
     latency_events: int,
     progress: Progress,
     workers: int = 1,
+    *,
+    latency: bool = True,
+    rebuild: bool = True,
 ) -> PipelineReport:
-    """Start a private stack and ``workers`` workers, run both phases, return the figures."""
+    """Start a private stack and ``workers`` workers, run the phases, return the figures.
+
+    Args:
+        learners: learners of the simulated cohort.
+        events: events of the throughput phase.
+        rate: offered events/s of the latency phase.
+        latency_events: events of the latency phase.
+        progress: where progress lines go.
+        workers: worker processes sharing the partitions.
+        latency: run the latency phase.
+        rebuild: rebuild the same events with the replay afterwards, for the CPU ratio.
+    """
     report = PipelineReport(learners=learners, events=events, offered_rate=rate, workers=workers)
     report.machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     with tempfile.TemporaryDirectory(prefix="tutorstream-bench-") as tmp:
@@ -209,6 +234,18 @@ def run_pipeline_bench(
             report.consume_baseline_per_s = kafka.read_rate(
                 broker.url, LMS_EVENTS, len(warm) + len(cohort)
             )
+            report.worker_cpu_us = sum(
+                ms for name, ms in report.cpu_ms_per_1k.items() if name.startswith("worker-")
+            )
+            if rebuild:
+                progress(f"rebuild: the same {len(warm) + len(cohort)} events, one process")
+                figures = _rebuild_figures(broker.url, postgres, progress)
+                report.rebuild_per_s = figures["events_per_s"]
+                report.rebuild_cpu_us = figures["replay_cpu_us"]
+                report.rebuild_postgres_cpu_us = figures["postgres_cpu_us"]
+                report.worker_to_rebuild_cpu = ratio(report.worker_cpu_us, report.rebuild_cpu_us)
+            if not latency:
+                return report
 
             progress(f"latency: {latency_events} events offered at {rate:.0f}/s")
             offered = list(
@@ -234,6 +271,24 @@ def run_pipeline_bench(
             postgres.stop()
             broker.stop()
     return report
+
+
+def _rebuild_figures(
+    bootstrap: str, postgres: services.ServiceHandle, progress: Progress
+) -> dict[str, float]:
+    """Rebuild the events topic into a schema of its own in this process; return its figures."""
+    from streams.replay.pool import RebuildSpec
+    from streams.store import StoreSettings
+    from tutorstream.bench.replay import timed_rebuild
+
+    schema = "bench_rebuild"
+    migrate(postgres.url, schema=schema)
+    spec = RebuildSpec(
+        database_url=postgres.url,
+        store=StoreSettings(db_schema=schema),
+        partitions=LMS_EVENTS.partitions,
+    )
+    return timed_rebuild(bootstrap, spec, 1, postgres.pid, progress)
 
 
 def _stop_workers(running: list[subprocess.Popen[bytes]]) -> None:
@@ -328,6 +383,19 @@ def format_table(report: PipelineReport) -> str:
         for name, ms in sorted(report.cpu_ms_per_1k.items(), key=lambda kv: -kv[1]):
             lines.append(f"    {name:<10} {ms:>8.0f} ms")
         lines.append(f"    {'total':<10} {sum(report.cpu_ms_per_1k.values()):>8.0f} ms")
+    if report.rebuild_cpu_us:
+        lines.append(
+            f"  worker CPU per event   {report.worker_cpu_us:>10,.0f} us against the rebuild "
+            f"replay's {report.rebuild_cpu_us:,.0f} us over the same events "
+            f"(ratio {report.worker_to_rebuild_cpu:.2f}; rebuild {report.rebuild_per_s:,.0f} "
+            f"events/s, its PostgreSQL {report.rebuild_postgres_cpu_us:,.0f} us)"
+        )
+    if report.scale_out:
+        lines.append(
+            f"  {report.scale_out['workers']:.0f} workers            "
+            f"{report.scale_out['events_per_s']:>10,.0f} events/s "
+            f"(ratio {report.scale_out['ratio']:.2f} to {report.workers} worker(s))"
+        )
     lines.append(f"  mean micro-batch       {report.mean_batch:>10,.0f} records (both phases)")
     lines.append("  worker time by stage:")
     for stage, seconds in sorted(report.stage_seconds.items(), key=lambda kv: -kv[1]):

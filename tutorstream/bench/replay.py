@@ -161,9 +161,14 @@ def _timed(bootstrap: str, output: Any, say: Say) -> float:
     return done.events / (time.perf_counter() - started)
 
 
-def _timed_rebuild(
+def timed_rebuild(
     bootstrap: str, spec: RebuildSpec, processes: int, postgres_pid: int, say: Say
 ) -> dict[str, float]:
+    """Rebuild every record of ``lms.events.v1`` into ``spec``'s store; return its figures.
+
+    The figures are :meth:`_Clock.figures`: events/s, and CPU microseconds per event of the
+    replay's processes and of PostgreSQL.
+    """
     replay = _replay(bootstrap, say)
     if processes == 1:
         # the model loaded beforehand, as the figures in README were measured
@@ -225,7 +230,7 @@ def run_replay_bench(learners: int, events: int, say: Say, processes: int = 2) -
                             else "into an empty store"
                         )
                     )
-                    report.runs[label + ("_again" if again else "")] = _timed_rebuild(
+                    report.runs[label + ("_again" if again else "")] = timed_rebuild(
                         broker.url, spec, processes_used, postgres.pid, say
                     )
             report.rebuild_per_s = report.runs["rebuild"]["events_per_s"]

@@ -7,6 +7,7 @@ import typer
 from tutorstream.cli import (
     api,
     bench,
+    chaos,
     db,
     demo,
     dlq,
@@ -41,6 +42,7 @@ app.command("produce")(produce.produce)
 app.command("worker")(worker.worker)
 app.command("demo")(demo.demo)
 app.command("api")(api.api)
+app.command("chaos")(chaos.chaos)
 
 
 def main() -> None:

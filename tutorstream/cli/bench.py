@@ -116,10 +116,22 @@ def pipeline(
     workers: Annotated[
         int, typer.Option(min=1, max=12, help="Worker processes sharing the partitions.")
     ] = 1,
+    compare_workers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=12,
+            help="Run the throughput phase again with this many workers, for the ratio (0: no).",
+        ),
+    ] = 0,
     smoke: Annotated[bool, typer.Option(help="A small run, for CI.")] = False,
     out: Out = Path("bench-results/pipeline.json"),
 ) -> None:
-    """Sustained events/s to durable rows, and p50/p95/p99 event-to-intervention latency."""
+    """Sustained events/s to durable rows, and p50/p95/p99 event-to-intervention latency.
+
+    Also the worker's CPU per event against a rebuild replay of the same events, and with
+    ``--compare-workers N`` the throughput of N workers against ``--workers``.
+    """
     from tutorstream.bench.pipeline import format_table, run_pipeline_bench
 
     if smoke:
@@ -127,6 +139,24 @@ def pipeline(
     report = run_pipeline_bench(
         learners, events, rate, latency_events, progress=_err, workers=workers
     )
+    if compare_workers:
+        _err(f"throughput again with {compare_workers} workers")
+        other = run_pipeline_bench(
+            learners,
+            events,
+            rate,
+            latency_events,
+            progress=_err,
+            workers=compare_workers,
+            latency=False,
+            rebuild=False,
+        )
+        report.scale_out = {
+            "workers": compare_workers,
+            "events_per_s": other.events_per_s,
+            "ratio": other.events_per_s / report.events_per_s if report.events_per_s else 0.0,
+            "worker_cpu_us": other.worker_cpu_us,
+        }
     publish(format_table(report), report.to_dict(), out, typer.echo)
 
 

@@ -61,3 +61,17 @@ def test_waiting_for_records_returns_once_one_arrives() -> None:
     idle, taken = asyncio.run(run())
     assert idle
     assert taken == ["event"]
+
+
+def test_the_queue_says_when_it_is_full() -> None:
+    async def run() -> list[bool]:
+        queue = RecordQueue(limit=2)
+        seen = [queue.full]
+        for n in range(2):
+            await queue.put(n)
+            seen.append(queue.full)
+        queue.take(1)
+        seen.append(queue.full)
+        return seen
+
+    assert asyncio.run(run()) == [False, False, True, False]

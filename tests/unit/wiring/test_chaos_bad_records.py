@@ -1,0 +1,47 @@
+"""The bad records ``tutorstream chaos`` mixes in: every kind, each one refused by the worker."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from schemas.exceptions import InvalidEvent
+from schemas.normalise import normalise, pseudonymiser_for
+from tutorstream.chaos import OVERSIZED_BYTES, ChaosReport, FaultReport, bad_records, format_table
+
+pytestmark = pytest.mark.unit
+
+
+def test_bad_records_of_every_kind_in_the_asked_numbers() -> None:
+    records = bad_records(1000, 4, random.Random(1))
+    kinds = Counter(kind for _, kind in records)
+    assert len(records) == 1000
+    assert kinds["oversized"] == 4
+    assert set(kinds) == {
+        "oversized", "truncated json", "wrong types", "missing actor", "random bytes",
+        "wrong shape", "deeply nested", "empty", "not utf-8",
+    }
+    for (_, value), kind in records:
+        if kind == "oversized":
+            assert len(value) >= OVERSIZED_BYTES
+
+
+def test_every_bad_record_is_refused_by_the_normaliser() -> None:
+    """Each would be a dead letter: none of them is a valid event by accident."""
+    pseudonym = pseudonymiser_for(b"k" * 32)
+    for (_, value), kind in bad_records(90, 0, random.Random(2)):
+        with pytest.raises((InvalidEvent, ValueError)):
+            normalise(value, pseudonym)
+        assert kind != "oversized"
+
+
+def test_a_fault_fails_on_a_missing_event_a_duplicate_or_a_bad_record_without_dead_letter() -> None:
+    clean = FaultReport("kill", produced=10, stored=10, duplicated={"events": 0})
+    assert clean.ok
+    assert not FaultReport("kill", produced=10, stored=9, missing=1).ok
+    assert not FaultReport("kill", produced=10, stored=10, duplicated={"interventions topic": 1}).ok
+    assert not FaultReport("bad", produced=10, stored=10, bad_records=5, dlq_on_topic=4).ok
+    table = format_table(ChaosReport(events=10, learners=2, seed=1, faults=[clean]))
+    assert "missing" in table and "ok" in table
