@@ -363,7 +363,8 @@ def _produce(
     rate: float = 0.0,
     stop: threading.Event | None = None,
 ) -> None:
-    producer = Producer(producer_config(bootstrap, **{"message.max.bytes": 8_000_000}))
+    large: dict[str, Any] = {"message.max.bytes": 8_000_000}  # the oversized bad records
+    producer = Producer(producer_config(bootstrap, **large))
     start = time.perf_counter()
     for n, (key, value) in enumerate(records):
         if stop is not None and stop.is_set():
