@@ -80,7 +80,7 @@ async def _group_member(
     """Consume in ``group`` until ``leave``; note every offset and every jump in a partition."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **aiokafka_config(bootstrap),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -119,7 +119,7 @@ async def _join_and_leave(bootstrap: str, topic: str) -> tuple[dict[int, set[int
     group = f"{topic}-group"
     first = asyncio.ensure_future(_group_member(bootstrap, topic, group, seen, holes, first_leaves))
     second: asyncio.Future[None] | None = None
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=-1)
+    producer = AIOKafkaProducer(**aiokafka_config(bootstrap), linger_ms=5, acks=-1)
     await producer.start()
     try:
         pending = []
