@@ -247,9 +247,7 @@ class StallWatch:
             if end is not None
         }
         self._idle = idle
-        quiet = all(
-            delivered[tp] == seen.delivered for tp, seen in previous.items() if tp in ends
-        )
+        quiet = all(delivered[tp] == seen.delivered for tp, seen in previous.items() if tp in ends)
         if not (idle and was_idle and quiet):
             return set()  # busy, or busy in between: a partition may be waiting its turn
         return {

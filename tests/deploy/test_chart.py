@@ -28,8 +28,10 @@ pytestmark = pytest.mark.unit
 
 VALUES = {name: CHART / "ci" / f"{name}.yaml" for name in ("defaults", "production", "gpu")}
 SCHEMAS = Path(__file__).parent / "schemas"
-CRD_SCHEMAS = {"ScaledObject": SCHEMAS / "keda-scaledobject.json",
-               "ServiceMonitor": SCHEMAS / "servicemonitor.json"}
+CRD_SCHEMAS = {
+    "ScaledObject": SCHEMAS / "keda-scaledobject.json",
+    "ServiceMonitor": SCHEMAS / "servicemonitor.json",
+}
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +73,7 @@ def test_manifests_validate_against_kubernetes(manifests, values, kube):
 
 
 def test_custom_resources_validate_against_kept_schemas(rendered, tmp_path):
-    found = {kind: [d for d in rendered["production"] if d["kind"] == kind]
-             for kind in CRD_SCHEMAS}
+    found = {kind: [d for d in rendered["production"] if d["kind"] == kind] for kind in CRD_SCHEMAS}
     for kind, docs in found.items():
         assert len(docs) == 1, kind
         path = tmp_path / f"{kind}.json"
@@ -101,12 +102,27 @@ def test_checkov_fails_nothing_that_is_not_listed_with_a_reason(manifests):
     skips = _skips()
     assert all(len(reason) > 20 for reason in skips.values())
     folder = next(iter(manifests.values())).parent
-    done = run([tool("checkov"), "-d", folder, "--framework", "kubernetes", "--skip-download",
-                "--quiet", "--compact", "--skip-check", ",".join(skips), "-o", "json"])
+    done = run(
+        [
+            tool("checkov"),
+            "-d",
+            folder,
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "--quiet",
+            "--compact",
+            "--skip-check",
+            ",".join(skips),
+            "-o",
+            "json",
+        ]
+    )
     reports = json.loads(done.stdout)
     reports = reports if isinstance(reports, list) else [reports]
-    failed = [(f["check_id"], f["resource"]) for r in reports
-              for f in r["results"]["failed_checks"]]
+    failed = [
+        (f["check_id"], f["resource"]) for r in reports for f in r["results"]["failed_checks"]
+    ]
     assert failed == [], failed
     assert done.returncode == 0
     passed = sum(r["summary"]["passed"] for r in reports)
@@ -126,14 +142,19 @@ def test_hooks_run_migrations_then_topics_before_install_and_upgrade(rendered):
     secret = of_kind(rendered["defaults"], "Secret")[0]
     assert weight(secret) < weight(migrate), "the Secret the jobs read exists before them"
     assert containers(migrate)[0]["args"] == ["db", "migrate"]
-    tests = [d for d in rendered["defaults"]
-             if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    tests = [
+        d
+        for d in rendered["defaults"]
+        if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+    ]
     assert len(tests) == 1
 
 
 def test_disruption_budgets_cover_workers_and_api(rendered):
-    budgets = {p["metadata"]["name"]: p["spec"] for p in of_kind(rendered["defaults"],
-                                                                  "PodDisruptionBudget")}
+    budgets = {
+        p["metadata"]["name"]: p["spec"]
+        for p in of_kind(rendered["defaults"], "PodDisruptionBudget")
+    }
     assert budgets["t-tutorstream-worker"]["maxUnavailable"] == 1
     assert budgets["t-tutorstream-api"]["minAvailable"] == 1
     worker = of_kind(rendered["defaults"], "StatefulSet")[0]
@@ -194,9 +215,12 @@ def test_workloads_run_real_commands(rendered):
 
 
 def test_no_secret_in_a_config_map(rendered):
-    secret_names = {"TUTORSTREAM_PSEUDONYM_KEY", "TUTORSTREAM_DATABASE_URL",
-                    "TUTORSTREAM_KAFKA_SECURITY__SASL_USERNAME",
-                    "TUTORSTREAM_KAFKA_SECURITY__SASL_PASSWORD"}
+    secret_names = {
+        "TUTORSTREAM_PSEUDONYM_KEY",
+        "TUTORSTREAM_DATABASE_URL",
+        "TUTORSTREAM_KAFKA_SECURITY__SASL_USERNAME",
+        "TUTORSTREAM_KAFKA_SECURITY__SASL_PASSWORD",
+    }
     values = yaml.safe_load(VALUES["defaults"].read_text())["secrets"]
     for docs in rendered.values():
         for config_map in of_kind(docs, "ConfigMap"):
@@ -205,11 +229,14 @@ def test_no_secret_in_a_config_map(rendered):
             text = json.dumps(data)
             assert values["pseudonymKey"] not in text and "ci@" not in text
     assert not of_kind(rendered["production"], "Secret"), "existingSecret: the chart makes none"
-    env = {e["name"]: e for e in containers(of_kind(rendered["production"], "Deployment")[0])[0]
-           ["env"]}
+    env = {
+        e["name"]: e for e in containers(of_kind(rendered["production"], "Deployment")[0])[0]["env"]
+    }
     for name in secret_names:
         assert env[name]["valueFrom"]["secretKeyRef"]["name"] in (
-            "tutorstream-secrets", "tutorstream-kafka-user")
+            "tutorstream-secrets",
+            "tutorstream-kafka-user",
+        )
 
 
 KAFKA_TLS_DIR = "/etc/tutorstream/kafka"
@@ -219,8 +246,11 @@ def kafka_security_of(docs: list[dict[str, Any]], kind: str) -> tuple[dict[str, 
     """The Kafka security variables, mounts and volumes of the first ``kind`` in ``docs``."""
     doc = of_kind(docs, kind)[0]
     container = containers(doc)[0]
-    env = {e["name"]: e for e in container.get("env", [])
-           if e["name"].startswith("TUTORSTREAM_KAFKA_SECURITY__")}
+    env = {
+        e["name"]: e
+        for e in container.get("env", [])
+        if e["name"].startswith("TUTORSTREAM_KAFKA_SECURITY__")
+    }
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in doc["spec"]["template"]["spec"]["volumes"]}
     return env, mounts, volumes
@@ -240,7 +270,10 @@ def test_kafka_sasl_and_tls_reach_every_workload_in_production(rendered):
             ref = env[f"TUTORSTREAM_KAFKA_SECURITY__{name}"]["valueFrom"]["secretKeyRef"]
             assert ref == {"name": "tutorstream-kafka-user", "key": key}, kind
         assert mounts["kafka-tls"] == {
-            "name": "kafka-tls", "mountPath": KAFKA_TLS_DIR, "readOnly": True}, kind
+            "name": "kafka-tls",
+            "mountPath": KAFKA_TLS_DIR,
+            "readOnly": True,
+        }, kind
         assert volumes["kafka-tls"]["secret"]["secretName"] == "tutorstream-kafka-ca", kind
         assert volumes["kafka-tls"]["secret"]["defaultMode"] == 0o440, kind
     job_env = {e["name"]: e.get("value") for e in containers(of_kind(docs, "Job")[0])[0]["env"]}
@@ -266,14 +299,23 @@ def test_plaintext_kafka_mounts_nothing(rendered):
     assert env == {} and "kafka-tls" not in mounts and "kafka-tls" not in volumes
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("kafkaSecurity: {protocol: PLAINTEXT, tls: {existingSecret: ca}}",
-     "kafkaSecurity.tls.existingSecret: only the TLS protocols"),
-    ("kafkaSecurity: {protocol: SSL, tls: {existingSecret: ca, certKey: tls.crt}}",
-     "kafkaSecurity.tls.certKey and kafkaSecurity.tls.keyKey go together"),
-    ("kafkaSecurity: {protocol: SSL, tls: {certKey: tls.crt, keyKey: tls.key}}",
-     "kafkaSecurity.tls.certKey: name the Secret"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "kafkaSecurity: {protocol: PLAINTEXT, tls: {existingSecret: ca}}",
+            "kafkaSecurity.tls.existingSecret: only the TLS protocols",
+        ),
+        (
+            "kafkaSecurity: {protocol: SSL, tls: {existingSecret: ca, certKey: tls.crt}}",
+            "kafkaSecurity.tls.certKey and kafkaSecurity.tls.keyKey go together",
+        ),
+        (
+            "kafkaSecurity: {protocol: SSL, tls: {certKey: tls.crt, keyKey: tls.key}}",
+            "kafkaSecurity.tls.certKey: name the Secret",
+        ),
+    ],
+)
 def test_bad_kafka_security_values_fail_naming_the_value(tmp_path, override, message):
     bad = tmp_path / "bad.yaml"
     bad.write_text(override + "\n")
@@ -287,7 +329,9 @@ def test_pods_roll_when_settings_change(tmp_path):
     changed.write_text("settings: {maxBatch: 256}\n")
     checksum = lambda docs: [  # noqa: E731
         d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-        for d in docs if d["kind"] in ("StatefulSet", "Deployment")]
+        for d in docs
+        if d["kind"] in ("StatefulSet", "Deployment")
+    ]
     before = checksum(render([VALUES["defaults"]]))
     after = checksum(render([VALUES["defaults"], changed]))
     assert len(before) == 2 and all(a != b for a, b in zip(before, after, strict=True))
@@ -305,7 +349,9 @@ def test_pods_are_non_root_read_only_with_probes(rendered):
             assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
             assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
             assert {m["mountPath"] for m in container["volumeMounts"]} >= {
-                "/var/lib/tutorstream", "/tmp"}
+                "/var/lib/tutorstream",
+                "/tmp",
+            }
     worker = of_kind(rendered["defaults"], "StatefulSet")[0]
     assert worker["spec"]["template"]["spec"]["volumes"][0]["emptyDir"]
 
@@ -330,8 +376,11 @@ def test_gpu_values_ask_for_a_gpu_on_gpu_nodes(rendered):
 
 
 def test_boards_ship_as_labelled_config_maps_equal_to_the_generated_ones(rendered):
-    boards = [c for c in of_kind(rendered["defaults"], "ConfigMap")
-              if c["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    boards = [
+        c
+        for c in of_kind(rendered["defaults"], "ConfigMap")
+        if c["metadata"]["labels"].get("grafana_dashboard") == "1"
+    ]
     generated = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
     assert len(boards) == len(generated) == 4
     shipped = {name: text for b in boards for name, text in b["data"].items()}
@@ -342,20 +391,34 @@ def test_boards_ship_as_labelled_config_maps_equal_to_the_generated_ones(rendere
 
 def test_boards_link_to_the_console_at_the_url_the_values_give():
     docs = render([VALUES["defaults"]], "--set", "dashboards.consoleUrl=https://tutors.example/")
-    boards = {name: json.loads(text) for c in of_kind(docs, "ConfigMap")
-              if c["metadata"]["labels"].get("grafana_dashboard") == "1"
-              for name, text in c["data"].items()}
+    boards = {
+        name: json.loads(text)
+        for c in of_kind(docs, "ConfigMap")
+        if c["metadata"]["labels"].get("grafana_dashboard") == "1"
+        for name, text in c["data"].items()
+    }
     for name, board in boards.items():
         expected = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / name).read_text())
-        consoles = [v for v in expected.get("templating", {}).get("list", [])
-                    if v["name"] == "console"]
+        consoles = [
+            v for v in expected.get("templating", {}).get("list", []) if v["name"] == "console"
+        ]
         for variable in consoles:
             variable["query"] = "https://tutors.example"
         # the same board, but for the console's URL
         assert board == expected, name
         assert bool(consoles) == (name != "pipeline-health.json")
-    refused = run([tool("helm"), "template", "t", CHART, "-f", VALUES["defaults"],
-                   "--set", "dashboards.consoleUrl=https://tutors.example/?a=b"])
+    refused = run(
+        [
+            tool("helm"),
+            "template",
+            "t",
+            CHART,
+            "-f",
+            VALUES["defaults"],
+            "--set",
+            "dashboards.consoleUrl=https://tutors.example/?a=b",
+        ]
+    )
     assert refused.returncode != 0 and "/dashboards/consoleUrl" in refused.stderr
 
 
@@ -367,18 +430,24 @@ def test_ingress_terminates_tls_in_production(rendered):
     assert not of_kind(rendered["defaults"], "ServiceMonitor")
 
 
-@pytest.mark.parametrize(("override", "field"), [
-    ("worker: {replicas: 20}", "/worker/replicas"),
-    ("settings: {mode: staging}", "/settings/mode"),
-    ("autoscaling: {keda: {maxReplicas: 13}}", "/autoscaling/keda/maxReplicas"),
-    ("worker: {replica: 3}", "replica"),
-    ("kafkaSecurity: {protocol: TLS}", "/kafkaSecurity/protocol"),
-    ("kafkaSecurity: {protocol: SASL_SSL, saslMechanism: GSSAPI, existingSecret: k}",
-     "/kafkaSecurity/saslMechanism"),
-    ("kafkaSecurity: {protocol: SASL_SSL}", "/kafkaSecurity/existingSecret"),
-])
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("worker: {replicas: 20}", "/worker/replicas"),
+        ("settings: {mode: staging}", "/settings/mode"),
+        ("autoscaling: {keda: {maxReplicas: 13}}", "/autoscaling/keda/maxReplicas"),
+        ("worker: {replica: 3}", "replica"),
+        ("kafkaSecurity: {protocol: TLS}", "/kafkaSecurity/protocol"),
+        (
+            "kafkaSecurity: {protocol: SASL_SSL, saslMechanism: GSSAPI, existingSecret: k}",
+            "/kafkaSecurity/saslMechanism",
+        ),
+        ("kafkaSecurity: {protocol: SASL_SSL}", "/kafkaSecurity/existingSecret"),
+    ],
+)
 def test_values_breaking_the_schema_fail_lint_and_template_naming_the_field(
-        tmp_path, override, field):
+    tmp_path, override, field
+):
     bad = tmp_path / "bad.yaml"
     bad.write_text(override + "\n")
     for verb in (["lint", "--strict", CHART], ["template", "t", CHART]):
@@ -395,22 +464,35 @@ def test_missing_secrets_fail_with_the_value_to_set():
 
 @pytest.mark.parametrize("kube", KUBE_VERSIONS)
 def test_chart_renders_for_each_supported_kubernetes(kube):
-    done = run([tool("helm"), "template", "t", CHART, "-f", VALUES["production"],
-                "--kube-version", kube])
+    done = run(
+        [tool("helm"), "template", "t", CHART, "-f", VALUES["production"], "--kube-version", kube]
+    )
     assert done.returncode == 0, done.stderr
 
 
 def test_chart_refuses_a_kubernetes_older_than_supported():
-    done = run([tool("helm"), "template", "t", CHART, "-f", VALUES["defaults"],
-                "--kube-version", "1.26.0"])
+    done = run(
+        [tool("helm"), "template", "t", CHART, "-f", VALUES["defaults"], "--kube-version", "1.26.0"]
+    )
     assert done.returncode != 0
     assert "kubeVersion" in done.stderr or "Kubernetes version" in done.stderr
 
 
 def test_install_dry_run_renders_hooks_notes_and_test(tmp_path):
-    done = run([tool("helm"), "install", "tutorstream", CHART, "-f", VALUES["production"],
-                "--dry-run=client", "--namespace", "tutorstream"],
-               env={**os.environ, "HOME": str(tmp_path)})
+    done = run(
+        [
+            tool("helm"),
+            "install",
+            "tutorstream",
+            CHART,
+            "-f",
+            VALUES["production"],
+            "--dry-run=client",
+            "--namespace",
+            "tutorstream",
+        ],
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
     assert done.returncode == 0, done.stderr
     assert "HOOKS:" in done.stdout
     assert "tutorstream keys create --name lms --scope ingest" in done.stdout

@@ -40,8 +40,9 @@ def config(*profiles: str) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-@pytest.mark.parametrize("profiles", [(), ("observability",), ("demo",),
-                                      ("observability", "demo")], ids=str)
+@pytest.mark.parametrize(
+    "profiles", [(), ("observability",), ("demo",), ("observability", "demo")], ids=str
+)
 def test_config_is_clean_with_and_without_each_profile(profiles):
     args = [a for p in profiles for a in ("--profile", p)]
     done = compose(*args, "config", "--quiet")
@@ -58,8 +59,14 @@ def test_config_without_a_secret_stops_with_its_message(missing):
 
 
 def test_profiles_hold_observability_and_the_simulated_class():
-    assert set(config()["services"]) == {"kafka", "timescaledb", "migrate", "topics", "worker",
-                                         "api"}
+    assert set(config()["services"]) == {
+        "kafka",
+        "timescaledb",
+        "migrate",
+        "topics",
+        "worker",
+        "api",
+    }
     assert {"prometheus", "grafana"} <= set(config("observability")["services"])
     assert "class" in config("demo")["services"]
 
@@ -68,10 +75,12 @@ def test_workers_and_api_wait_for_migrations_and_topics():
     services = config("demo")["services"]
     for name in ("worker", "api", "class"):
         assert services[name]["depends_on"]["topics"]["condition"] == (
-            "service_completed_successfully")
+            "service_completed_successfully"
+        )
     for name in ("worker", "api"):
         assert services[name]["depends_on"]["migrate"]["condition"] == (
-            "service_completed_successfully")
+            "service_completed_successfully"
+        )
     assert services["migrate"]["depends_on"]["timescaledb"]["condition"] == "service_healthy"
     assert services["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     for name in ("kafka", "timescaledb"):
@@ -95,14 +104,21 @@ def test_product_services_run_real_commands_with_real_settings():
 
 def test_observability_mounts_the_generated_grafana_and_prometheus_files():
     services = config("observability")["services"]
-    sources = {v["source"] for s in ("grafana", "prometheus") for v in services[s]["volumes"]
-               if v["type"] == "bind"}
+    sources = {
+        v["source"]
+        for s in ("grafana", "prometheus")
+        for v in services[s]["volumes"]
+        if v["type"] == "bind"
+    }
     assert str(ROOT / "deploy" / "prometheus" / "prometheus.yml") in sources
     assert str(ROOT / "deploy" / "grafana" / "dashboards") in sources
     assert str(ROOT / "deploy" / "grafana" / "provisioning") in sources
     store = services["timescaledb"]
-    assert any(v["source"] == str(ROOT / "deploy" / "timescaledb" / "initdb")
-               and v["target"] == "/docker-entrypoint-initdb.d" for v in store["volumes"])
+    assert any(
+        v["source"] == str(ROOT / "deploy" / "timescaledb" / "initdb")
+        and v["target"] == "/docker-entrypoint-initdb.d"
+        for v in store["volumes"]
+    )
     assert "GRAFANA_READER_PASSWORD" in store["environment"]
     assert services["grafana"]["environment"]["TUTORSTREAM_GRAFANA_DB_USER"] == "grafana_reader"
 
@@ -118,7 +134,8 @@ def test_prometheus_scrapes_every_worker_replica_and_the_api():
     services = config()["services"]
     worker_port = int(services["worker"]["environment"]["TUTORSTREAM_WEB_PORT"])
     assert jobs["tutorstream-worker"]["dns_sd_configs"] == [
-        {"names": ["worker"], "type": "A", "port": worker_port, "refresh_interval": "30s"}]
+        {"names": ["worker"], "type": "A", "port": worker_port, "refresh_interval": "30s"}
+    ]
     api_port = services["api"]["environment"]["TUTORSTREAM_API__PORT"]
     assert jobs["tutorstream-api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
 
@@ -153,8 +170,9 @@ def test_kafka_sasl_and_tls_variables_reach_every_product_service(monkeypatch, t
         "TUTORSTREAM_KAFKA_SECURITY__SSL_CA_FILE": str(ca),
         "TUTORSTREAM_KAFKA_SECURITY__SSL_CHECK_HOSTNAME": "false",
     }
-    done = compose("--profile", "demo", "config", "--format", "json",
-                   env={**base_env(), **SECRETS, **kafka})
+    done = compose(
+        "--profile", "demo", "config", "--format", "json", env={**base_env(), **SECRETS, **kafka}
+    )
     assert done.returncode == 0, done.stderr
     services = json.loads(done.stdout)["services"]
     for name in PRODUCT_SERVICES:

@@ -67,13 +67,24 @@ def test_the_build_context_installs_the_shipped_model_and_migrations(tmp_path):
     for name in allowed:
         for path in ROOT.glob(name):
             if path.is_dir():
-                shutil.copytree(path, context / path.name,
-                                ignore=shutil.ignore_patterns(*dropped))
+                shutil.copytree(path, context / path.name, ignore=shutil.ignore_patterns(*dropped))
             else:
                 context.mkdir(exist_ok=True)
                 shutil.copy2(path, context / path.name)
-    done = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                "--quiet", "-w", tmp_path / "wheel", context])
+    done = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            tmp_path / "wheel",
+            context,
+        ]
+    )
     assert done.returncode == 0, done.stderr
     names = zipfile.ZipFile(next((tmp_path / "wheel").glob("*.whl"))).namelist()
     model = "inference/models/tutorstream-learner/1/"
@@ -85,9 +96,11 @@ def test_the_build_context_installs_the_shipped_model_and_migrations(tmp_path):
 
 def _documented_calls() -> list[list[str]]:
     """`tutorstream ...` in backticks, shell lines that run it, and `compose run ... api ...`."""
-    texts = [(ROOT / "docs" / "operations.md").read_text(),
-             (ROOT / "helm" / "tutorstream" / "templates" / "NOTES.txt").read_text(),
-             (ROOT / "deploy" / "compose.yaml").read_text()]
+    texts = [
+        (ROOT / "docs" / "operations.md").read_text(),
+        (ROOT / "helm" / "tutorstream" / "templates" / "NOTES.txt").read_text(),
+        (ROOT / "deploy" / "compose.yaml").read_text(),
+    ]
     calls = []
     for text in texts:
         calls += [m.split()[1:] for m in re.findall(r"`(tutorstream [^`]+)`", text)]

@@ -64,8 +64,9 @@ def compose_binary() -> Path:
     return found[0]
 
 
-def run(args: list[str | Path], env: dict[str, str] | None = None,
-        cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str | Path], env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
     """Run a tool and return what it did, without raising on a failure."""
     return subprocess.run(
         [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
@@ -76,7 +77,8 @@ def _env_names(model: type[BaseModel], prefix: str, delimiter: str) -> Iterator[
     for name, field in model.model_fields.items():
         annotation = field.annotation
         nested = [
-            t for t in (getattr(annotation, "__args__", None) or (annotation,))
+            t
+            for t in (getattr(annotation, "__args__", None) or (annotation,))
             if inspect.isclass(t) and issubclass(t, BaseModel)
         ]
         yield f"{prefix}{name}".upper()

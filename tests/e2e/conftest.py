@@ -60,8 +60,16 @@ class Pipeline:
         n = len(self.workers)
         log = (self.log_dir / f"worker-{n}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from tutorstream.cli import main; main()", "worker",
-             "--web-port", str(port), "--loglevel", "warning"],
+            [
+                sys.executable,
+                "-c",
+                "from tutorstream.cli import main; main()",
+                "worker",
+                "--web-port",
+                str(port),
+                "--loglevel",
+                "warning",
+            ],
             env=self.env(**extra),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -140,8 +148,6 @@ class Pipeline:
         for path in sorted(self.log_dir.glob("worker-*.log")):
             out.append(f"--- {path.name}\n{path.read_text(errors='replace')[-chars:]}")
         return "\n".join(out)
-
-
 
 
 @pytest.fixture

@@ -16,8 +16,15 @@ def test_bench_pipeline_smoke_with_two_workers_reports_every_figure(tmp_path: Pa
     result = CliRunner().invoke(
         app,
         [
-            "bench", "pipeline", "--smoke", "--workers", "2", "--compare-workers", "1",
-            "--out", str(out),
+            "bench",
+            "pipeline",
+            "--smoke",
+            "--workers",
+            "2",
+            "--compare-workers",
+            "1",
+            "--out",
+            str(out),
         ],
     )
     assert result.exit_code == 0, result.output

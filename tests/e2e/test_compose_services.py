@@ -66,8 +66,10 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def compose_services() -> dict[str, Any]:
-    done = run([compose_binary(), "-f", COMPOSE, "config", "--format", "json"],
-               env={**base_env(), **SECRETS})
+    done = run(
+        [compose_binary(), "-f", COMPOSE, "config", "--format", "json"],
+        env={**base_env(), **SECRETS},
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)["services"]
 
@@ -77,19 +79,30 @@ def _store_on_embedded_postgres(postgres_url: str, compose_url: str) -> str:
     wanted = psycopg.conninfo.conninfo_to_dict(compose_url)
     server = psycopg.conninfo.conninfo_to_dict(postgres_url)
     with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(wanted["dbname"])))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(wanted["dbname"])
+            )
+        )
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(wanted["user"])))
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
-            sql.Identifier(wanted["user"]), sql.Literal(wanted["password"])))
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-            sql.Identifier(wanted["dbname"]), sql.Identifier(wanted["user"])))
-    return compose_url.replace(f"@{wanted['host']}:{wanted['port']}/",
-                               f"@{server['host']}:{server['port']}/")
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+                sql.Identifier(wanted["user"]), sql.Literal(wanted["password"])
+            )
+        )
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(wanted["dbname"]), sql.Identifier(wanted["user"])
+            )
+        )
+    return compose_url.replace(
+        f"@{wanted['host']}:{wanted['port']}/", f"@{server['host']}:{server['port']}/"
+    )
 
 
-def _wait_ok(url: str, procs: list[subprocess.Popen[bytes]], logs: Path,
-             timeout: float = 180.0) -> None:
+def _wait_ok(
+    url: str, procs: list[subprocess.Popen[bytes]], logs: Path, timeout: float = 180.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for proc in procs:
@@ -104,15 +117,17 @@ def _wait_ok(url: str, procs: list[subprocess.Popen[bytes]], logs: Path,
 
 
 def _tails(logs: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-                     for p in sorted(logs.glob("*.log")))
+    return "\n".join(
+        f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(logs.glob("*.log"))
+    )
 
 
 def test_compose_services_run_the_loop_on_the_embedded_stack(
     compose_services: dict[str, Any], own_broker: str, postgres_url: str, tmp_path: Path
 ) -> None:
     database_url = _store_on_embedded_postgres(
-        postgres_url, compose_services["migrate"]["environment"]["TUTORSTREAM_DATABASE_URL"])
+        postgres_url, compose_services["migrate"]["environment"]["TUTORSTREAM_DATABASE_URL"]
+    )
     web_port, api_port = services.free_port(), services.free_port()
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -138,8 +153,13 @@ def test_compose_services_run_the_loop_on_the_embedded_stack(
         for name in ORDER:
             command = [*_entry_point(), *compose_services[name]["command"]]
             log = (logs / f"{name}.log").open("wb")
-            proc = subprocess.Popen(command, env=env_of(name), stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                command,
+                env=env_of(name),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             if name in ("migrate", "topics"):
                 assert proc.wait(300) == 0, _tails(logs)
             else:
@@ -149,45 +169,66 @@ def test_compose_services_run_the_loop_on_the_embedded_stack(
 
         made = subprocess.run(
             [*_entry_point(), "keys", "create", "--name", "compose-e2e", "--scope", "ingest"],
-            env=env_of("api"), capture_output=True, text=True, timeout=60, check=True)
+            env=env_of("api"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         token = re.search(r"^token\s+(\S+)", made.stdout, re.M).group(1)
 
         # The chart's `helm test` script, as rendered, against these services.
-        pods = [d for d in render([CHART / "ci" / "production.yaml"])
-                if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+        pods = [
+            d
+            for d in render([CHART / "ci" / "production.yaml"])
+            if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+        ]
         script = pods[0]["spec"]["containers"][0]
         api_url = f"http://127.0.0.1:{api_port}"
         # streams/app.py does not serve /readyz yet: the API's stands in for the worker's here.
         checked = subprocess.run(
             [sys.executable, *script["command"][1:], *script["args"]],
-            env={**base_env(), "API_URL": api_url, "WORKER_URL": api_url,
-                 "INGEST_TOKEN": token},
-            capture_output=True, text=True, timeout=60)
+            env={**base_env(), "API_URL": api_url, "WORKER_URL": api_url, "INGEST_TOKEN": token},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "accepted" in checked.stdout
 
         start = datetime.now(UTC) - timedelta(hours=2)
         events = [e for e, _ in labelled_cohort(12, 16, 5, start=start)]
-        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30,
-                          headers={"Authorization": f"Bearer {token}"}) as client:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{api_port}",
+            timeout=30,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as client:
             for i in range(0, len(events), 400):
-                reply = client.post("/events", json=events[i:i + 400])
+                reply = client.post("/events", json=events[i : i + 400])
                 assert reply.status_code == 200, reply.text
 
         deadline = time.monotonic() + 240
         stored: list[str] = []
         while time.monotonic() < deadline and not stored:
             with psycopg.connect(database_url, autocommit=True) as conn:
-                stored = [r[0] for r in conn.execute(
-                    "SELECT intervention_id::text FROM interventions").fetchall()]
+                stored = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT intervention_id::text FROM interventions"
+                    ).fetchall()
+                ]
             for proc in procs:
                 assert proc.poll() is None, _tails(logs)
             time.sleep(1)
         assert stored, f"no intervention stored\n{_tails(logs)}"
 
-        consumer = Consumer(consumer_config(
-            own_broker, f"compose-e2e-{uuid.uuid4().hex[:8]}",
-            **{"auto.offset.reset": "earliest", "enable.auto.commit": False}))
+        consumer = Consumer(
+            consumer_config(
+                own_broker,
+                f"compose-e2e-{uuid.uuid4().hex[:8]}",
+                **{"auto.offset.reset": "earliest", "enable.auto.commit": False},
+            )
+        )
         consumer.subscribe(["tutor.interventions.v1"])
         seen: set[str] = set()
         deadline = time.monotonic() + 120

@@ -57,8 +57,9 @@ def _poison() -> list[tuple[bytes | None, bytes, str]]:
     ]
 
 
-def _interleave(good: list[tuple[bytes | None, bytes]], bad: list[tuple[bytes | None, bytes]]
-                ) -> list[tuple[bytes | None, bytes]]:
+def _interleave(
+    good: list[tuple[bytes | None, bytes]], bad: list[tuple[bytes | None, bytes]]
+) -> list[tuple[bytes | None, bytes]]:
     out = list(good)
     step = max(1, len(good) // (len(bad) + 1))
     for i, record in enumerate(bad):
@@ -66,8 +67,7 @@ def _interleave(good: list[tuple[bytes | None, bytes]], bad: list[tuple[bytes | 
     return out
 
 
-def test_cohort_flows_through_with_poison_and_duplicates(pipeline: Any,
-                                                         read_topic: Any) -> None:
+def test_cohort_flows_through_with_poison_and_duplicates(pipeline: Any, read_topic: Any) -> None:
     events, states = _cohort(learners=24, problems=20, seed=11)
     poison = _poison()
     records = pipeline.native_records(events)
@@ -81,8 +81,10 @@ def test_cohort_flows_through_with_poison_and_duplicates(pipeline: Any,
     assert pipeline.scalar(EVENTS) == len(events)
     assert pipeline.scalar("SELECT count(DISTINCT event_id) FROM events") == len(events)
 
-    letters = [orjson.loads(m.value()) for m in read_topic(
-        pipeline.topic("lms.events.dlq.v1"), len(poison))]
+    letters = [
+        orjson.loads(m.value())
+        for m in read_topic(pipeline.topic("lms.events.dlq.v1"), len(poison))
+    ]
     by_original = {base64.b64decode(d["original_b64"]): d for d in letters}
     for _, value, path in poison:
         letter = by_original[value]
@@ -109,7 +111,7 @@ def test_cohort_flows_through_with_poison_and_duplicates(pipeline: Any,
 
     text = pipeline.metrics()
     assert "tutorstream_events_in_total" in text
-    assert 'tutorstream_dlq_total' in text
+    assert "tutorstream_dlq_total" in text
     assert pipeline.workers[0].poll() is None, "the worker must survive poison messages"
     assert "Crashed" not in pipeline.log_tail(10**7)
 

@@ -250,9 +250,7 @@ def test_bad_records_of_every_kind_reach_the_dlq_and_cost_no_good_event(
     for key, value, _ in bad:
         mixed.insert(rng.randrange(len(mixed) + 1), (key, value))
     worker = pipeline.start_worker()
-    producer = Producer(
-        producer_config(pipeline.bootstrap, **{"message.max.bytes": 8_000_000})
-    )
+    producer = Producer(producer_config(pipeline.bootstrap, **{"message.max.bytes": 8_000_000}))
     for key, value in mixed:
         producer.produce(pipeline.topic("lms.events.v1"), key=key, value=value)
         producer.poll(0)

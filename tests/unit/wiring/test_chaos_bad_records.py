@@ -20,8 +20,15 @@ def test_bad_records_of_every_kind_in_the_asked_numbers() -> None:
     assert len(records) == 1000
     assert kinds["oversized"] == 4
     assert set(kinds) == {
-        "oversized", "truncated json", "wrong types", "missing actor", "random bytes",
-        "wrong shape", "deeply nested", "empty", "not utf-8",
+        "oversized",
+        "truncated json",
+        "wrong types",
+        "missing actor",
+        "random bytes",
+        "wrong shape",
+        "deeply nested",
+        "empty",
+        "not utf-8",
     }
     for (_, value), kind in records:
         if kind == "oversized":
