@@ -126,7 +126,7 @@ def test_demo_keeps_the_class_at_a_human_pace_and_a_kill_stops_its_workers_and_a
         more = 5 * PACE  # five seconds' worth at the pace
         _poll(lambda: _events_sent(bootstrap) >= sent + more, 60, f"{more:g} events more")
         took = time.monotonic() - began
-        assert took >= 0.6 * more / PACE, f"{more:g} events in {took:.1f} s: faster than the pace"
+        assert took >= 0.3 * more / PACE, f"{more:g} events in {took:.1f} s: faster than the pace"
         # and interventions keep arriving after the first events are all in
         _poll(lambda: output.interventions(after=began), 180, "an intervention at the pace")
 
