@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -86,6 +86,11 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     TUTOR_RECOMMENDATIONS,
     LEARNER_PROMPTS,
 )
+
+
+def prefixed(prefix: str, specs: tuple[TopicSpec, ...] = CATALOGUE) -> list[TopicSpec]:
+    """Return ``specs`` under names that start with ``prefix`` (``TUTORSTREAM_TOPIC_PREFIX``)."""
+    return [replace(spec, name=f"{prefix}{spec.name}") for spec in specs]
 
 
 def by_name(name: str) -> TopicSpec:

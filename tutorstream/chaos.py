@@ -48,7 +48,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from common.kafka import consumer_config, producer_config
 from inference.features import EVENT_FEATURE_INDEX
 from schemas.pseudonym import Pseudonymiser
-from schemas.topics import CATALOGUE, LMS_EVENTS, LMS_EVENTS_DLQ, TUTOR_INTERVENTIONS, TopicSpec
+from schemas.topics import LMS_EVENTS, LMS_EVENTS_DLQ, TUTOR_INTERVENTIONS, prefixed
 from streams.store import migrate
 from tutorstream import kafka, services
 from tutorstream.cohort import generate_cohort
@@ -223,18 +223,7 @@ class _Pipeline:
         self.root.mkdir(parents=True)
         self.workers: list[subprocess.Popen[bytes]] = []
         self.ports: list[int] = []
-        specs = [
-            TopicSpec(
-                name=f"{self.prefix}{spec.name}",
-                partitions=spec.partitions,
-                value_schema=spec.value_schema,
-                description=spec.description,
-                cleanup_policy=spec.cleanup_policy,
-                retention_ms=spec.retention_ms,
-            )
-            for spec in CATALOGUE
-        ]
-        kafka.create_topics(bootstrap, specs)
+        kafka.create_topics(bootstrap, prefixed(self.prefix))
         migrate(database_url, schema=self.schema)
 
     def topic(self, name: str) -> str:
@@ -252,16 +241,7 @@ class _Pipeline:
             "TUTORSTREAM_DATA_DIR": str(self.root / f"streams-{n}"),
         }
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from tutorstream.cli import main; main()",
-                "worker",
-                "--web-port",
-                str(port),
-                "--loglevel",
-                "warning",
-            ],
+            services.worker_command(port),
             env=env,
             stdout=(self.root / f"worker-{n}.log").open("wb"),
             stderr=subprocess.STDOUT,

@@ -58,6 +58,20 @@ def free_port(host: str = LOOPBACK) -> int:
         return port
 
 
+def cli_command(*args: str) -> list[str]:
+    """Return the argv that runs ``tutorstream ARGS`` with this interpreter.
+
+    Through ``-c`` rather than the console script, so a child runs the code this process
+    imports, whichever environment's entry point is first on ``PATH``.
+    """
+    return [sys.executable, "-c", "from tutorstream.cli import main; main()", *args]
+
+
+def worker_command(web_port: int, loglevel: str = "warning") -> list[str]:
+    """Return the argv of a stream worker serving its health and metrics on ``web_port``."""
+    return cli_command("worker", "--web-port", str(web_port), "--loglevel", loglevel)
+
+
 def port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
     """Return whether a TCP connection to ``host:port`` is accepted."""
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ import pytest
 from confluent_kafka import Producer
 
 from common.kafka import producer_config
-from schemas.topics import CATALOGUE, TopicSpec
+from schemas.topics import prefixed
 from streams.store import migrate
 from tutorstream import kafka, services
 
@@ -60,16 +59,7 @@ class Pipeline:
         n = len(self.workers)
         log = (self.log_dir / f"worker-{n}.log").open("wb")
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from tutorstream.cli import main; main()",
-                "worker",
-                "--web-port",
-                str(port),
-                "--loglevel",
-                "warning",
-            ],
+            services.worker_command(port),
             env=self.env(**extra),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -161,18 +151,7 @@ def pipeline(
     """Topics under a unique prefix, a migrated schema, and a way to start workers."""
     schema = pg_schema(postgres_url)
     prefix = f"t{uuid.uuid4().hex[:8]}."
-    specs = [
-        TopicSpec(
-            name=f"{prefix}{spec.name}",
-            partitions=spec.partitions,
-            value_schema=spec.value_schema,
-            description=spec.description,
-            cleanup_policy=spec.cleanup_policy,
-            retention_ms=spec.retention_ms,
-        )
-        for spec in CATALOGUE
-    ]
-    kafka.create_topics(kafka_bootstrap, specs)
+    kafka.create_topics(kafka_bootstrap, prefixed(prefix))
     migrate(postgres_url, schema=schema.name)
     logs = tmp_path / "logs"
     logs.mkdir()

@@ -193,16 +193,7 @@ def run_pipeline_bench(
                 ports.append(services.free_port())
                 running.append(
                     subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-c",
-                            "from tutorstream.cli import main; main()",
-                            "worker",
-                            "--web-port",
-                            str(ports[-1]),
-                            "--loglevel",
-                            "warning",
-                        ],
+                        services.worker_command(ports[-1]),
                         env=env | {"TUTORSTREAM_DATA_DIR": str(root / f"streams-{n}")},
                         stdout=(root / f"worker-{n}.log").open("wb"),
                         stderr=subprocess.STDOUT,

@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -35,7 +34,7 @@ _STATE_MARK = {
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [sys.executable, "-c", "from tutorstream.cli import main; main()", *args],
+        services.cli_command(*args),
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
