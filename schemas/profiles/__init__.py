@@ -102,12 +102,16 @@ def _check_iri(value: str) -> str:
     return value
 
 
-def _check_pattern(value: str) -> str:
+def _check_regex(value: str) -> str:
     try:
-        compiled = re.compile(value)
+        re.compile(value)
     except re.error as err:
         raise ValueError(f"is not a valid regular expression: {err}") from None
-    if compiled.groups < 1:
+    return value
+
+
+def _check_pattern(value: str) -> str:
+    if re.compile(_check_regex(value)).groups < 1:
         raise ValueError("needs a group, (...) or (?P<value>...), around the value it takes")
     return value
 
@@ -236,6 +240,20 @@ def _allowed(field: str, sources: Sequence[_Rule]) -> None:
             raise ValueError(f"{field} cannot come from {kind}; it can come from {names}")
 
 
+FIELD_NAMES: Final = (
+    "skills",
+    "class_",
+    "session",
+    "attempt",
+    "hint_level",
+    "hint_count",
+    "difficulty",
+    "resource_relation",
+    "correct",
+)
+"""The fields of :class:`Fields` that list sources, in the order they are read."""
+
+
 class Fields(_Rule):
     """Where each field of LearningEvent comes from: sources tried in order."""
 
@@ -251,17 +269,7 @@ class Fields(_Rule):
         default=(), description="Caliper only: whether the answer was right."
     )
 
-    @field_validator(
-        "skills",
-        "class_",
-        "session",
-        "attempt",
-        "hint_level",
-        "hint_count",
-        "difficulty",
-        "resource_relation",
-        "correct",
-    )
+    @field_validator(*FIELD_NAMES)
     @classmethod
     def _kinds(cls, value: tuple[_Rule, ...], info: ValidationInfo) -> tuple[_Rule, ...]:
         name = info.field_name or ""
@@ -308,12 +316,7 @@ class VerbRule(_Rule):
     @field_validator("object_id")
     @classmethod
     def _object_id(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as err:
-                raise ValueError(f"is not a valid regular expression: {err}") from None
-        return value
+        return None if value is None else _check_regex(value)
 
     @field_validator("item")
     @classmethod
@@ -337,12 +340,7 @@ class CaliperRule(_Rule):
     @field_validator("object_id")
     @classmethod
     def _object_id(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as err:
-                raise ValueError(f"is not a valid regular expression: {err}") from None
-        return value
+        return None if value is None else _check_regex(value)
 
 
 class StatementProfile(_Rule):

@@ -15,6 +15,7 @@ from typing import Any, Final
 from schemas.events import EventType
 from schemas.formats import child
 from schemas.profiles import (
+    FIELD_NAMES,
     UNMODELLED,
     CaliperSource,
     ContextActivitiesSource,
@@ -155,19 +156,6 @@ def _steps_text(steps: tuple[str, ...]) -> str:
     return text
 
 
-_FIELD_NAMES: Final = (
-    "skills",
-    "class_",
-    "session",
-    "attempt",
-    "hint_level",
-    "hint_count",
-    "difficulty",
-    "resource_relation",
-    "correct",
-)
-
-
 def _chain(
     profile: StatementProfile, known: Mapping[str, StatementProfile]
 ) -> list[StatementProfile]:
@@ -215,7 +203,7 @@ def compile_profile(
                     when.setdefault((caliper_rule.type, action), []).append(
                         (re.compile(caliper_rule.object_id), mapped)
                     )
-        for name in _FIELD_NAMES:
+        for name in FIELD_NAMES:
             fields.setdefault(name, []).extend(_source(s) for s in getattr(member.fields, name))
     xapi = {name: tuple(s for s in found if s.kind != "cal") for name, found in fields.items()}
     caliper_fields = {
