@@ -7,20 +7,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from common.kafka import consumer_config
 from schemas.topics import LMS_EVENTS
+from tests.polling import wait_for
 from tutorstream import kafka, services
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 FIRST_EVENTS = 1500
 FIRST_RATE = 150.0
 PACE = 20.0
@@ -31,17 +29,6 @@ def _command_line(pid: int) -> list[str]:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
     except OSError:
         return []
-
-
-def _poll(condition: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = condition()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(0.1)
 
 
 class _Output:
@@ -109,7 +96,7 @@ def test_demo_keeps_the_class_at_a_human_pace_and_a_kill_stops_its_workers_and_a
     output = _Output(demo.stdout)
     try:
         # the first interventions, printed live
-        _poll(lambda: len(output.interventions()) >= 3, 240, "three interventions printed")
+        wait_for(lambda: len(output.interventions()) >= 3, 240, "three interventions printed")
         found = re.search(r"^broker (\S+);", output.text(), re.MULTILINE)
         assert found, output.text()
         bootstrap = found.group(1)
@@ -117,18 +104,18 @@ def test_demo_keeps_the_class_at_a_human_pace_and_a_kill_stops_its_workers_and_a
         # The first events are sent at the first rate; then the class keeps working at the
         # pace: counted from the moment the topic holds the first events, the next ones come
         # no faster than the pace allows (give or take the producer's batching) and do come.
-        sent = _poll(
+        sent = wait_for(
             lambda: n if (n := _events_sent(bootstrap)) >= FIRST_EVENTS else None,
             120,
             f"the first {FIRST_EVENTS} events sent",
         )
         began = time.monotonic()
         more = 5 * PACE  # five seconds' worth at the pace
-        _poll(lambda: _events_sent(bootstrap) >= sent + more, 60, f"{more:g} events more")
+        wait_for(lambda: _events_sent(bootstrap) >= sent + more, 60, f"{more:g} events more")
         took = time.monotonic() - began
         assert took >= 0.3 * more / PACE, f"{more:g} events in {took:.1f} s: faster than the pace"
         # and interventions keep arriving after the first events are all in
-        _poll(lambda: output.interventions(after=began), 180, "an intervention at the pace")
+        wait_for(lambda: output.interventions(after=began), 180, "an intervention at the pace")
 
         # the workers, the API and the producer it started (the stack's broker and database
         # are its children too, and stay up by design)

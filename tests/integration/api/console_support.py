@@ -287,15 +287,3 @@ def receiver() -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def wait_for(condition: Any, timeout: float = 30.0, what: str = "the condition") -> Any:
-    """Poll ``condition()`` until it returns something true; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = condition()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(0.1)

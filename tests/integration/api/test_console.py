@@ -32,7 +32,6 @@ from console_support import (
     provider,
     receiver,
     sign_in,
-    wait_for,
 )
 
 from api.console.exceptions import SignInFailed
@@ -41,6 +40,7 @@ from api.console.options import ConsoleOptions
 from api.console.runtime import class_segment
 from api.settings import ApiSettings
 from schemas.normalise import pseudonymiser_for
+from tests.polling import wait_for
 from tutorstream.grafana.boards import dashboards
 from tutorstream.grafana.macros import expand_link
 
