@@ -353,12 +353,7 @@ def _produce(
             pause = start + n / rate - time.perf_counter()
             if pause > 0:
                 time.sleep(pause)
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        kafka.produce_waiting(producer, topic, key, value)
         producer.poll(0)
     if producer.flush(120) != 0:
         raise ChaosError(f"the broker did not take every record for {topic}")

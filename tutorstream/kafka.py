@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -62,6 +62,16 @@ class TopicResult:
     def matches(self) -> bool:
         """Whether the topic has the partition count its spec asks for."""
         return self.partitions == self.expected_partitions
+
+
+def produce_waiting(producer: Producer, topic: str, key: bytes | None, value: bytes) -> None:
+    """Queue one record, serving delivery reports while the local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value)
+            return
+        except BufferError:
+            producer.poll(0.05)
 
 
 def topic_partitions(bootstrap: str, timeout: float = 10.0) -> dict[str, int]:

@@ -89,12 +89,7 @@ class Pipeline:
         producer = Producer(producer_config(self.bootstrap))
         target = topic or self.topic("lms.events.v1")
         for key, value in records:
-            while True:
-                try:
-                    producer.produce(target, key=key, value=value)
-                    break
-                except BufferError:
-                    producer.poll(0.1)
+            kafka.produce_waiting(producer, target, key, value)
             producer.poll(0)
         assert producer.flush(60) == 0
 

@@ -36,6 +36,7 @@ from common.kafka import consumer_config, producer_config
 from common.settings import DEV_PSEUDONYM_KEY
 from schemas.normalise import normalise, pseudonymiser_for
 from schemas.topics import LMS_EVENTS
+from tutorstream.chaos import TABLES
 from tutorstream.cohort import labelled_cohort
 
 pytestmark = pytest.mark.e2e
@@ -44,14 +45,6 @@ KILLS = int(os.environ.get("TUTORSTREAM_E2E_KILLS", "4"))
 """SIGKILLs per run of the kill test (the fault suite runs more)."""
 LEARNERS = int(os.environ.get("TUTORSTREAM_E2E_LEARNERS", "60"))
 """Learners of the kill test's class (60 learners make about 12,000 events)."""
-
-TABLES = {
-    "events": "event_id",
-    "features": "event_id",
-    "predictions": "event_id",
-    "interventions": "intervention_id",
-    "recommendations": "event_id",
-}
 
 
 def _stored_ids(pipeline: Any) -> set[str]:

@@ -107,13 +107,8 @@ def _produce(
             pause = due - time.perf_counter()
             if pause > 0:
                 time.sleep(pause)
-        value = orjson.dumps(event)
-        while True:
-            try:
-                producer.produce(LMS_EVENTS.name, key=keys[str(event["learner_id"])], value=value)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        key = keys[str(event["learner_id"])]
+        kafka.produce_waiting(producer, LMS_EVENTS.name, key, orjson.dumps(event))
         sent_at[str(event["event_id"])] = time.time()
         producer.poll(0)
     producer.flush(60)
