@@ -513,6 +513,17 @@ def _fault_kill(
         progress(f"  SIGKILL {n} of {kills}: {report.interventions[-1]}")
 
 
+def _produce_behind(pipe: _Pipeline, records: list[Record], rate: float) -> threading.Thread:
+    """Produce ``records`` at ``rate`` on a thread of their own while a fault plays out."""
+    producing = threading.Thread(
+        target=_produce,
+        args=(pipe.bootstrap, pipe.topic(LMS_EVENTS.name), records, rate),
+        daemon=True,
+    )
+    producing.start()
+    return producing
+
+
 def _fault_outage(
     pipe: _Pipeline,
     records: list[Record],
@@ -524,12 +535,7 @@ def _fault_outage(
     progress: Progress,
 ) -> services.ServiceHandle:
     pipe.start_worker()
-    producing = threading.Thread(
-        target=_produce,
-        args=(pipe.bootstrap, pipe.topic(LMS_EVENTS.name), records, rate),
-        daemon=True,
-    )
-    producing.start()
+    producing = _produce_behind(pipe, records, rate)
     pipe.wait_for_stored(len(records) // 3, progress)
     progress(f"  stopping PostgreSQL for {outage_s:.0f}s under {rate:,.0f} events/s offered")
     postgres.stop()
@@ -550,12 +556,7 @@ def _fault_rebalance(
     pipe: _Pipeline, records: list[Record], report: FaultReport, rate: float, progress: Progress
 ) -> None:
     first = pipe.start_worker()
-    producing = threading.Thread(
-        target=_produce,
-        args=(pipe.bootstrap, pipe.topic(LMS_EVENTS.name), records, rate),
-        daemon=True,
-    )
-    producing.start()
+    producing = _produce_behind(pipe, records, rate)
     pipe.wait_for_stored(len(records) // 4, progress)
     pipe.start_worker()
     report.interventions.append(f"a worker joined at {max(pipe.stored(), 0):,} stored")
