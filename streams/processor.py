@@ -526,6 +526,10 @@ class EventProcessor:
         # (learner, source, offset) this batch moved a learner's offset to: the other events
         # of that same record still count, a redelivered record does not
         claimed: set[tuple[str, str, int]] = set()
+        # (learner, event id) taken by this batch: a second copy in the same batch (a seek back,
+        # or a record forwarded again by a worker that died) may come after a later event has
+        # pushed the first out of the dedupe window, and the store does not hold it yet
+        taken: set[tuple[str, str]] = set()
         with metrics.stage("features"):
             for event, record in parsed:
                 learner = state.learner(event.learner_id)
@@ -542,7 +546,11 @@ class EventProcessor:
                     offset < last or (event.learner_id, origin, offset) not in claimed
                 ):
                     event_id = event.event_id
-                    if event_id in stored or learner.remembers(event_id):
+                    if (
+                        event_id in stored
+                        or (event.learner_id, event_id) in taken
+                        or learner.remembers(event_id)
+                    ):
                         result.redelivered += 1
                         continue
                     result.late += 1
@@ -550,9 +558,13 @@ class EventProcessor:
                     learner.offsets[origin] = offset
                     claimed.add((event.learner_id, origin, offset))
                 # a producer's retry: another record, the same event id
-                if not learner.remember(event.event_id, _epoch(event.timestamp), horizon, max_ids):
+                key = (event.learner_id, event.event_id)
+                if key in taken or not learner.remember(
+                    event.event_id, _epoch(event.timestamp), horizon, max_ids
+                ):
                     result.duplicates += 1
                     continue
+                taken.add(key)
                 # the member, not its value: an enum's .value is a Python-level descriptor
                 source = event.source
                 by_source[source] = by_source.get(source, 0) + 1

@@ -267,6 +267,33 @@ def test_a_redelivered_record_counts_once_however_old_its_events(model: LearnerM
     assert copy.redelivered == 1 and not copy.events
 
 
+def test_copies_in_one_batch_count_once_though_the_window_forgot_the_first(
+    model: LearnerModel,
+) -> None:
+    """A batch may hold a record twice: a seek back, or a record forwarded again.
+
+    A replacement re-forwards what the dead worker forwarded, so the owner can read every
+    copy in one batch, the second after later events of the learner. When those are hours of
+    event time later, the dedupe window has dropped the first copy's id and the store does
+    not hold it yet: the batch itself must know it took the event.
+    """
+    events = _cohort(1, 8)
+    records = [
+        InboundRecord(orjson.dumps(e), None, "lms.events.v1", 0, 40 + k, 0.0)
+        for k, e in enumerate(events)
+    ]
+    learners: dict[str, object] = {}
+    view = StateView(learners, {}, {}, model.window)
+    processor = _processor(dedupe_window_s=60.0)  # far shorter than the cohort's history
+    twice = processor.ingest(records + records, view, stored=set())
+    view.write_back(twice)
+    assert len(twice.events) == len(records)
+    # the last copy meets its own offset, as another event of the record taken would
+    assert twice.redelivered + twice.duplicates == len(records) and twice.late == 0
+    (raw,) = learners.values()
+    assert LearnerRecord.from_bytes(raw).events == len(records)  # type: ignore[arg-type]
+
+
 def test_a_record_the_state_passed_without_taking_is_processed_late(
     model: LearnerModel,
 ) -> None:
