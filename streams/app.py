@@ -331,6 +331,32 @@ class Sending:
         return pending
 
 
+class RecentRecords:
+    """The last ``limit`` record coordinates ``(topic, partition, offset)`` added; oldest out."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._seen: collections.OrderedDict[tuple[str, int, int], None] = collections.OrderedDict()
+
+    def __contains__(self, where: object) -> bool:
+        return where in self._seen
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def add(self, where: tuple[str, int, int]) -> None:
+        """Remember ``where``; forget the oldest past the limit."""
+        self._seen[where] = None
+        self._seen.move_to_end(where)
+        if len(self._seen) > self._limit:
+            self._seen.popitem(last=False)
+
+
+Letter = tuple[str, bytes, tuple[str, int, int]]
+"""A dead letter as sent: metric label, JSON, and the record's ``(topic, partition, offset)``."""
+LETTERED_MAX = 100_000
+"""Records a worker remembers having dead-lettered (about 10 MB at most)."""
+
 ORIGIN_HEADER = "tutorstream-origin"
 """Header of a forwarded event: ``topic/partition@offset`` of the record it came in."""
 
@@ -512,6 +538,9 @@ class Worker:
             value_serializer="raw",
         )
         self._settling: asyncio.Future[None] | None = None
+        # a record read again (a seek back to the commit after a hole or a stall) that has
+        # its dead letter already is not dead-lettered twice
+        self._lettered = RecentRecords(LETTERED_MAX)
 
         def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
             self.order.reset()  # Faust seeks every partition back to its committed offset
@@ -1112,19 +1141,23 @@ class Worker:
         metrics.SINK_LATENCY.observe(time.perf_counter() - started)
         return written
 
-    async def _dead_letters(self, result: BatchResult) -> list[tuple[str, bytes]]:
-        """Return the batch's dead letters as sent: ``(metric label, JSON)`` each.
+    async def _dead_letters(self, result: BatchResult) -> list[Letter]:
+        """Return the batch's dead letters as sent: ``(metric label, JSON, record)`` each.
 
         A dead letter too large for its topic goes out truncated (the record's head, size and
         SHA-256); the whole record is committed to the store first, so the hash in the
         truncated letter always finds it.
         """
-        letters: list[tuple[str, bytes]] = []
+        letters: list[Letter] = []
         payloads = []
         for letter in result.dead_letters:
+            where = (letter.record.topic, letter.record.partition, letter.record.offset)
+            if where in self._lettered:
+                metrics.DLQ_AGAIN.inc()
+                continue
             whole = outbound.dead_letter(letter)
             fitted = whole.fitted(DEAD_LETTER_LIMIT, DEAD_LETTER_HEAD)
-            letters.append((letter.kind, fitted.model_dump_json().encode()))
+            letters.append((letter.kind, fitted.model_dump_json().encode(), where))
             if fitted is whole:
                 continue
             record = letter.record
@@ -1164,7 +1197,7 @@ class Worker:
     async def _publish(
         self,
         result: BatchResult,
-        letters: list[tuple[str, bytes]],
+        letters: list[Letter],
         new_interventions: Iterable[str],
         sending: Sending,
     ) -> None:
@@ -1174,9 +1207,13 @@ class Worker:
             out = Outgoing(topic, key, value, headers)
             sending.pending.append((out, await self._send_guarded(out)))
 
-        for kind, letter in letters:
+        for kind, letter, where in letters:
+            if where in self._lettered:  # a batch taken again record by record after a failure
+                continue
             await send(self.dlq_topic, None, letter)
             sending.dead_letter_kinds[kind] += 1
+            # once sent it is confirmed, however long the broker takes (see _confirm)
+            self._lettered.add(where)
         for learner_id, value, arrived in result.forwards:
             source, offset = arrived.source
             await send(

@@ -25,6 +25,12 @@ DLQ = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+DLQ_AGAIN = Counter(
+    "tutorstream_dlq_again_total",
+    "Bad records read again (a seek back to the commit) that already had their dead letter: "
+    "not sent twice.",
+    registry=REGISTRY,
+)
 UNMODELLED = Counter(
     "tutorstream_unmodelled_total",
     "Valid statements stored but not modelled (a verb or Caliper action the profile does not "
