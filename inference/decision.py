@@ -19,6 +19,9 @@ FloatArray = npt.NDArray[np.float32]
 FloatVec = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+DEFAULT_ALERT_CAP = 0.015
+"""The share of ``none`` events allowed to raise an alert when thresholds are fitted, by default."""
+
 
 def false_alert_rate(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
     """Return the share of truly-``none`` events predicted as some other state."""

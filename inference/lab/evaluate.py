@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from inference.decision import DEFAULT_ALERT_CAP
 from inference.lab.baselines import AlertCapped, Baseline, cap_alerts, fitted_baselines
 from inference.lab.ceiling import observable_ceiling
 from inference.lab.closed_loop import evaluate_policies
@@ -42,8 +43,6 @@ ORACLE_AUC_GAP = 0.02
 POLICY_MIN_SPEEDUP = 0.25
 CEILING = "ceiling"
 """The next-answer row of :func:`inference.lab.ceiling.observable_ceiling`."""
-MODEL_ALERT_CAP = 0.015
-"""The false-alert cap training fits thresholds under, for models whose config omits it."""
 
 
 @dataclass
@@ -291,7 +290,7 @@ def evaluate_model(spec: ModelSpec, options: EvalOptions | None = None) -> dict[
     )
     baselines = fitted_baselines(train_data)
     del train_data
-    cap = float(training.get("max_false_alert_rate", MODEL_ALERT_CAP))
+    cap = float(training.get("max_false_alert_rate", DEFAULT_ALERT_CAP))
     say(f"putting the baselines at the model's alert cap ({cap:.3f}, seed {seeds_used[1]})")
     validation = build_dataset(
         family,

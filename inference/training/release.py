@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from inference.decision import DEFAULT_ALERT_CAP
 from inference.lab.dataset import EVAL_SEED_BASE, WindowDataset, build_dataset
 from inference.registry import (
     CARD_FILE,
@@ -446,6 +447,12 @@ def model_card(model: TutorStreamModel, metrics: dict[str, Any], name: str, vers
         + (
             f" --next-loss-weight {options.get('next_loss_weight')}"
             if float(options.get("next_loss_weight", 1.0)) != 1.0
+            else ""
+        )
+        + (
+            f" --max-false-alert-rate {cap}"
+            if (cap := float(options.get("max_false_alert_rate", DEFAULT_ALERT_CAP)))
+            != DEFAULT_ALERT_CAP
             else ""
         )
         + (

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from inference.decision import decide_states, fit_thresholds
+from inference.decision import DEFAULT_ALERT_CAP, decide_states, fit_thresholds
 from inference.features import EVENT_FEATURES, QUERY_FEATURES
 from inference.lab.dataset import ProgressPrinter, WindowDataset, build_dataset
 from inference.lab.metrics import next_answer_scores, state_report
@@ -89,7 +89,7 @@ class TrainOptions:
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     next_loss_weight: float = 1.0
-    max_false_alert_rate: float = 0.015
+    max_false_alert_rate: float = DEFAULT_ALERT_CAP
     threads: int = 2
     dataset_options: dict[str, Any] = field(default_factory=dict)
 

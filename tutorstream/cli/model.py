@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from inference.decision import DEFAULT_ALERT_CAP
 from inference.registry import (
     CARD_FILE,
     DEFAULT_MODEL,
@@ -83,6 +84,15 @@ def train(
             "start before each retry, their own pace).",
         ),
     ] = 0.0,
+    max_false_alert_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Cap on the share of `none` events that raise an alert, under which the "
+            "per-state thresholds are fitted on the validation learners.",
+        ),
+    ] = DEFAULT_ALERT_CAP,
     evaluate: Annotated[
         bool, typer.Option("--eval/--no-eval", help="Evaluate on unseen learners afterwards.")
     ] = True,
@@ -102,6 +112,9 @@ def train(
 
     reg = _registry(registry)
     version = version or reg.next_version(name)
+    if (registry / name / version).exists() and not overwrite:
+        # said before minutes of training, not after
+        _fail(f"{registry / name / version}: already exists; choose another version")
     options = TrainOptions(
         family=family,
         n_learners=learners,
@@ -114,6 +127,7 @@ def train(
         batch_size=batch_size,
         learning_rate=learning_rate,
         next_loss_weight=next_loss_weight,
+        max_false_alert_rate=max_false_alert_rate,
         threads=threads,
         dataset_options={"producer_habits": producer_habits} if producer_habits > 0 else {},
     )

@@ -31,7 +31,7 @@ def test_train_register_show_tamper_and_eval_a_tiny_model(tmp_path: Path) -> Non
         [
             "model", "train", "--name", "tiny", "--registry", str(registry), "--learners", "4",
             "--val-learners", "3", "--epochs", "1", "--hidden-size", "8", "--threads", "1",
-            "--next-loss-weight", "2.5", "--no-eval",
+            "--next-loss-weight", "2.5", "--max-false-alert-rate", "0.02", "--no-eval",
         ],
     )  # fmt: skip
     assert trained.exit_code == 0, trained.output
@@ -42,15 +42,18 @@ def test_train_register_show_tamper_and_eval_a_tiny_model(tmp_path: Path) -> Non
     card = (folder / "MODEL_CARD.md").read_text()
     assert "--seed 20240601" in card and "## Limits" in card
     # the card's command reproduces the options actually used
-    assert "--next-loss-weight 2.5" in card
+    assert "--next-loss-weight 2.5" in card and "--max-false-alert-rate 0.02" in card
     config = json.loads((folder / "config.json").read_text())
     assert config["training"]["next_loss_weight"] == 2.5
+    assert config["training"]["max_false_alert_rate"] == 0.02
 
     again = runner.invoke(
         app, ["model", "train", "--name", "tiny", "--version", "1", "--registry", str(registry),
               "--learners", "4", "--val-learners", "3", "--epochs", "1", "--no-eval"],
     )  # fmt: skip
+    # refused before any training, not after it
     assert again.exit_code == 1 and "already exists" in again.output
+    assert "trained" not in again.output and "epoch" not in again.output
 
     out = tmp_path / "eval.json"
     evaluated = runner.invoke(
