@@ -118,11 +118,16 @@ class FaultReport:
 
     @property
     def ok(self) -> bool:
-        """Whether nothing is missing or twice, and every bad record has one dead letter."""
+        """Whether the fault left the pipeline whole.
+
+        Nothing missing or twice, one dead letter per bad record, and every learner's state
+        agreeing with its stored answers.
+        """
         return (
             self.missing == 0
             and not any(self.duplicated.values())
             and self.dlq_on_topic == self.bad_records
+            and self.state_disagrees == 0
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -664,6 +669,22 @@ def run_chaos(
             postgres.stop()
             broker.stop()
     return report
+
+
+def format_runs(reports: Sequence[ChaosReport]) -> str:
+    """Return, per fault, in how many runs it was clean and the worst figures of any run."""
+    lines = [f"chaos, {len(reports)} runs of every fault"]
+    for name in dict.fromkeys(f.fault for r in reports for f in r.faults):
+        runs = [f for r in reports for f in r.faults if f.fault == name]
+        clean = sum(f.ok for f in runs)
+        lines.append(
+            f"{name}: {clean} of {len(runs)} runs clean; at worst {max(f.missing for f in runs)} "
+            f"missing, {max(sum(f.duplicated.values()) for f in runs)} duplicated, "
+            f"{max(abs(f.dlq_on_topic - f.bad_records) for f in runs)} dead letters off, "
+            f"{max(f.state_disagrees for f in runs)} learners' state disagreeing; "
+            f"{min(f.seconds for f in runs):,.0f}-{max(f.seconds for f in runs):,.0f} s"
+        )
+    return "\n".join(lines)
 
 
 def format_table(report: ChaosReport) -> str:

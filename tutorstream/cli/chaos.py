@@ -27,7 +27,13 @@ def chaos(
         float,
         typer.Option(min=1, help="Events/s offered during the outage and the rebalance faults."),
     ] = 2_000.0,
-    seed: Annotated[int, typer.Option(help="Seed of the class, kill points and bad records.")] = 1,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the class, kill points and bad records (of the first run).")
+    ] = 1,
+    runs: Annotated[
+        int,
+        typer.Option(min=1, help="Runs of every fault, each on a fresh stack with the next seed."),
+    ] = 1,
     quiet: Annotated[
         float,
         typer.Option(min=5, help="Seconds with no event newly stored before counting the missing."),
@@ -44,32 +50,51 @@ def chaos(
     ones, and a worker joining and one leaving mid-stream. Prints produced, stored, missing and
     duplicated (per table and on the interventions topic), the DLQ topic against the DLQ
     metric, and learners whose state disagrees with their stored answers; exits 1 when
-    anything is missing or duplicated, or a bad record has no dead letter.
+    anything is missing or duplicated, a bad record has no dead letter, or a learner's state
+    disagrees. With ``--runs N`` it says, per fault, in how many of the N runs it was clean.
     """
-    from tutorstream.chaos import FAULTS, ChaosError, format_table, run_chaos
+    from tutorstream.chaos import FAULTS, ChaosError, format_runs, format_table, run_chaos
 
     chosen = fault or list(FAULTS)
     unknown = sorted(set(chosen) - set(FAULTS))
     if unknown:
         typer.echo(f"error: unknown fault {unknown}; choose from {', '.join(FAULTS)}", err=True)
         raise typer.Exit(2)
-    try:
-        report = run_chaos(
-            events=events,
-            learners=learners,
-            faults=chosen,
-            kills=kills,
-            outage_s=outage,
-            bad=bad,
-            oversized=oversized,
-            rate=rate,
-            seed=seed,
-            quiet_s=quiet,
-            progress=lambda line: typer.echo(line, err=True),
-        )
-    except ChaosError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
-    publish(format_table(report), report.to_dict(), out, typer.echo)
-    if not report.ok:
+    reports = []
+    for k in range(runs):
+        if runs > 1:
+            typer.echo(f"run {k + 1} of {runs} (seed {seed + k})", err=True)
+        try:
+            report = run_chaos(
+                events=events,
+                learners=learners,
+                faults=chosen,
+                kills=kills,
+                outage_s=outage,
+                bad=bad,
+                oversized=oversized,
+                rate=rate,
+                seed=seed + k,
+                quiet_s=quiet,
+                progress=lambda line: typer.echo(line, err=True),
+            )
+        except ChaosError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from None
+        reports.append(report)
+        if runs > 1:
+            typer.echo(format_table(report))
+    if runs == 1:
+        publish(format_table(reports[0]), reports[0].to_dict(), out, typer.echo)
+    else:
+        summary = {
+            "runs": [r.to_dict() for r in reports],
+            "ok": all(r.ok for r in reports),
+            "clean_runs": {
+                name: sum(f.ok for r in reports for f in r.faults if f.fault == name)
+                for name in chosen
+            },
+        }
+        publish(format_runs(reports), summary, out, typer.echo)
+    if not all(r.ok for r in reports):
         raise typer.Exit(1)

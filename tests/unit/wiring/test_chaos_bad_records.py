@@ -9,7 +9,14 @@ import pytest
 
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import normalise, pseudonymiser_for
-from tutorstream.chaos import OVERSIZED_BYTES, ChaosReport, FaultReport, bad_records, format_table
+from tutorstream.chaos import (
+    OVERSIZED_BYTES,
+    ChaosReport,
+    FaultReport,
+    bad_records,
+    format_runs,
+    format_table,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -52,3 +59,20 @@ def test_a_fault_fails_on_a_missing_event_a_duplicate_or_a_bad_record_without_de
     assert not FaultReport("bad", produced=10, stored=10, bad_records=5, dlq_on_topic=4).ok
     table = format_table(ChaosReport(events=10, learners=2, seed=1, faults=[clean]))
     assert "missing" in table and "ok" in table
+
+
+def test_a_fault_is_clean_only_when_every_figure_is_and_runs_are_counted_per_fault() -> None:
+    def kill(**figures: int) -> FaultReport:
+        return FaultReport("kill", produced=100, stored=100, seconds=10.0, **figures)
+
+    clean, twice, drifted = kill(), kill(), kill(state_disagrees=2)
+    twice.duplicated = {"events": 1}
+    assert clean.ok and not twice.ok and not drifted.ok
+    bad = FaultReport("bad", produced=100, stored=100, bad_records=10, dlq_on_topic=11)
+    assert not bad.ok, "a second dead letter is not one per bad record"
+
+    reports = [ChaosReport(100, 5, seed, faults=[f]) for seed, f in enumerate([clean, twice])]
+    reports.append(ChaosReport(100, 5, 2, faults=[drifted]))
+    text = format_runs(reports)
+    assert "kill: 1 of 3 runs clean" in text
+    assert "1 duplicated" in text and "2 learners' state disagreeing" in text
