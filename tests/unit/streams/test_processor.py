@@ -43,6 +43,19 @@ def _records(events: list[dict[str, object]], offset: int = 0) -> list[InboundRe
     ]
 
 
+def _from_offset_40(values: list[object]) -> list[InboundRecord]:
+    """Unkeyed records of one partition from offset 40, one per value (an event or a list)."""
+    return [
+        InboundRecord(orjson.dumps(v), None, "lms.events.v1", 0, 40 + k, 0.0)
+        for k, v in enumerate(values)
+    ]
+
+
+def _forgetful() -> tuple[dict[str, object], EventProcessor]:
+    """A state table and a processor whose dedupe window is far shorter than a cohort's days."""
+    return {}, _processor(dedupe_window_s=60.0)
+
+
 def _processor(owns_all: bool = True, dedupe_window_s: float = 1e9) -> EventProcessor:
     return EventProcessor(
         pseudonym_key=KEY,
@@ -222,13 +235,9 @@ def test_a_redelivered_record_counts_once_however_old_its_events(model: LearnerM
     events = _cohort(3, 6)
     # three events per record, as a list of native events: all of a record's events count
     grouped = [events[k : k + 3] for k in range(0, len(events), 3)]
-    records = [
-        InboundRecord(orjson.dumps(group), None, "lms.events.v1", 0, 40 + k, 0.0)
-        for k, group in enumerate(grouped)
-    ]
-    learners: dict[str, object] = {}
+    records = _from_offset_40(list(grouped))
+    learners, processor = _forgetful()
     view = StateView(learners, {}, {}, model.window)
-    processor = _processor(dedupe_window_s=60.0)  # far shorter than the cohort's history
     half = len(records) // 2
     first = processor.ingest(records[:half], view)
     view.write_back(first)
@@ -278,13 +287,9 @@ def test_copies_in_one_batch_count_once_though_the_window_forgot_the_first(
     not hold it yet: the batch itself must know it took the event.
     """
     events = _cohort(1, 8)
-    records = [
-        InboundRecord(orjson.dumps(e), None, "lms.events.v1", 0, 40 + k, 0.0)
-        for k, e in enumerate(events)
-    ]
-    learners: dict[str, object] = {}
+    records = _from_offset_40(list(events))
+    learners, processor = _forgetful()
     view = StateView(learners, {}, {}, model.window)
-    processor = _processor(dedupe_window_s=60.0)  # far shorter than the cohort's history
     twice = processor.ingest(records + records, view, stored=set())
     view.write_back(twice)
     assert len(twice.events) == len(records)
@@ -304,14 +309,10 @@ def test_a_record_the_state_passed_without_taking_is_processed_late(
     not hold it, so nothing says its results are durable.
     """
     events = _cohort(1, 4)
-    records = [
-        InboundRecord(orjson.dumps(e), None, "lms.events.v1", 0, 40 + k, 0.0)
-        for k, e in enumerate(events)
-    ]
+    records = _from_offset_40(list(events))
     later, earlier = records[len(records) // 2 :], records[: len(records) // 2]
-    learners: dict[str, object] = {}
+    learners, processor = _forgetful()
     view = StateView(learners, {}, {}, model.window)
-    processor = _processor(dedupe_window_s=60.0)
     ahead = processor.ingest(later, view)
     view.write_back(ahead)
     assert ahead.events
