@@ -756,6 +756,7 @@ class Worker:
                         start = first.get(tp) if found is None else found
                         if start is not None:
                             starts[tp] = start
+                        _report_expired(tp, found, first.get(tp))
                 return
             except asyncio.CancelledError:
                 raise
@@ -1305,6 +1306,27 @@ class Worker:
                 metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
                     max(0, high - offset - 1)
                 )
+
+
+def _report_expired(tp: Any, committed: int | None, first: int | None) -> None:
+    """Say so when the log's retention deleted records the group had not yet processed.
+
+    The client then starts from the log's first offset and nothing else would show the loss:
+    the records are gone from the broker, so a replay from the topic cannot bring them back.
+    """
+    if committed is None or first is None or first <= committed:
+        return
+    lost = first - committed
+    metrics.EXPIRED.labels(tp.topic, str(tp.partition)).inc(lost)
+    logger.error(
+        "%d records of %s[%d] (offsets %d to %d) were deleted by the topic's retention before "
+        "this group processed them; raise the retention or add workers (see operations.md)",
+        lost,
+        tp.topic,
+        tp.partition,
+        committed,
+        first - 1,
+    )
 
 
 async def _waiting_loudly(step: Awaitable[Any], what: str, every_s: float = 30.0) -> Any:

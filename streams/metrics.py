@@ -25,6 +25,13 @@ DLQ = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+EXPIRED = Counter(
+    "tutorstream_records_expired_total",
+    "Records the topic's retention deleted before the group processed them (found at an "
+    "assignment: the group's commit below the log's first offset). Each one is an event lost.",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
 DLQ_AGAIN = Counter(
     "tutorstream_dlq_again_total",
     "Bad records read again (a seek back to the commit) that already had their dead letter: "

@@ -779,6 +779,19 @@ PIPELINE_PANELS: Final = (
         "Consumer lag", "short", (("sum by (topic) (tutorstream_consumer_lag)", "{{topic}}"),)
     ),
     PromPanel(
+        # read again and late are the guarantees at work; lost to retention is an event gone
+        "Records read again, late or lost to retention",
+        "short",
+        (
+            ("sum(increase(tutorstream_redelivered_total[$__rate_interval]))", "read again"),
+            ("sum(increase(tutorstream_late_records_total[$__rate_interval]))", "late"),
+            (
+                "sum by (topic) (increase(tutorstream_records_expired_total[$__rate_interval]))",
+                "lost to retention {{topic}}",
+            ),
+        ),
+    ),
+    PromPanel(
         "Micro-batch size",
         "short",
         (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, defaultdict
 from types import SimpleNamespace
 
@@ -137,3 +138,22 @@ def test_a_worker_holding_its_own_input_stalls_no_partition() -> None:
         assert watch.stalled(ends, committed, delivered, idle=False) == set()
     assert watch.stalled(ends, committed, delivered, idle=True) == set(), "idle at one check only"
     assert watch.stalled(ends, committed, delivered, idle=True) == {"p0", "p1"}
+
+
+def test_records_the_retention_deleted_before_processing_are_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from streams import metrics
+    from streams.app import _report_expired
+
+    tp = SimpleNamespace(topic="lms.events.v1", partition=7)
+    counter = metrics.EXPIRED.labels("lms.events.v1", "7")
+    before = counter._value.get()
+    with caplog.at_level(logging.ERROR, logger="streams.app"):
+        _report_expired(tp, 40, 40)  # the log starts at the commit: nothing gone
+        _report_expired(tp, None, 900)  # no commit yet: the log's start is where it begins
+        assert counter._value.get() == before and not caplog.records
+        _report_expired(tp, 100, 350)
+    assert counter._value.get() == before + 250
+    (record,) = caplog.records
+    assert "250 records of lms.events.v1[7] (offsets 100 to 349)" in record.getMessage()
