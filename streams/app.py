@@ -450,8 +450,10 @@ class Worker:
             consumer_max_fetch_size=4 * 1024 * 1024,
             producer_acks=-1,
             producer_linger_ms=1,
-            # the learner table's changelog carries each touched learner's state every batch
-            producer_compression_type="lz4",
+            # The learner table's changelog carries each touched learner's state every batch.
+            # aiokafka writes lz4 at level 9 (LZ4-HC): 123 us of CPU per 9 KB learner record
+            # here, zstd 49 us, snappy 13 us (to 0.41, 0.36 and 0.45 of the size).
+            producer_compression_type=None if s.compression == "none" else s.compression,
             stream_buffer_maxsize=4 * s.max_batch,
             table_cleanup_interval=60.0,
             # noack_take holds unacked events in its buffer; waiting for them to be acked

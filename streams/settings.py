@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from common.settings import LOCAL_DATABASE_URL, LOCAL_KAFKA_BOOTSTRAP, CommonSettings
@@ -43,6 +45,10 @@ class StreamSettings(CommonSettings):
         session_timeout_s: ``TUTORSTREAM_SESSION_TIMEOUT_S``, how long the group waits for a
             silent worker before moving its partitions to the others.
         fetch_max_wait_ms: ``TUTORSTREAM_FETCH_MAX_WAIT_MS``, longest a fetch waits for data.
+        compression: ``TUTORSTREAM_COMPRESSION``, codec of the record batches the worker
+            writes (its table changelogs above all): ``snappy``, ``lz4``, ``zstd``, ``gzip`` or
+            ``none``. The CPU per 9 KB learner record differs tenfold between them (see
+            docs/configuration.md; lz4 here is LZ4 at level 9).
         stall_check_s: ``TUTORSTREAM_STALL_CHECK_S``, how often the worker checks for a
             partition that holds records past its commit and delivers none; one found stalled
             over a whole interval is read again from its commit.
@@ -74,6 +80,7 @@ class StreamSettings(CommonSettings):
     session_timeout_s: float = Field(default=15.0, ge=6)
     fetch_max_wait_ms: int = Field(default=50, ge=1, le=1500)
     stall_check_s: float = Field(default=10.0, gt=0)
+    compression: Literal["snappy", "lz4", "zstd", "gzip", "none"] = "snappy"
     policy: PolicySettings = Field(default_factory=PolicySettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
