@@ -533,6 +533,7 @@ class EventProcessor:
         with metrics.stage("features"):
             for event, record in parsed:
                 learner = state.learner(event.learner_id)
+                key = (event.learner_id, event.event_id)
                 # A record at or before the last offset this learner's state took from its
                 # source may be a redelivery (a worker died or a partition moved before the
                 # commit). It is skipped only when its results are known durable: the state
@@ -546,11 +547,7 @@ class EventProcessor:
                     offset < last or (event.learner_id, origin, offset) not in claimed
                 ):
                     event_id = event.event_id
-                    if (
-                        event_id in stored
-                        or (event.learner_id, event_id) in taken
-                        or learner.remembers(event_id)
-                    ):
+                    if event_id in stored or key in taken or learner.remembers(event_id):
                         result.redelivered += 1
                         continue
                     result.late += 1
@@ -558,7 +555,6 @@ class EventProcessor:
                     learner.offsets[origin] = offset
                     claimed.add((event.learner_id, origin, offset))
                 # a producer's retry: another record, the same event id
-                key = (event.learner_id, event.event_id)
                 if key in taken or not learner.remember(
                     event.event_id, _epoch(event.timestamp), horizon, max_ids
                 ):

@@ -671,11 +671,19 @@ def run_chaos(
     return report
 
 
+def runs_by_fault(reports: Sequence[ChaosReport]) -> dict[str, list[FaultReport]]:
+    """Return each fault's reports over ``reports``, faults in the order they ran."""
+    by_fault: dict[str, list[FaultReport]] = {}
+    for report in reports:
+        for fault in report.faults:
+            by_fault.setdefault(fault.fault, []).append(fault)
+    return by_fault
+
+
 def format_runs(reports: Sequence[ChaosReport]) -> str:
     """Return, per fault, in how many runs it was clean and the worst figures of any run."""
     lines = [f"chaos, {len(reports)} runs of every fault"]
-    for name in dict.fromkeys(f.fault for r in reports for f in r.faults):
-        runs = [f for r in reports for f in r.faults if f.fault == name]
+    for name, runs in runs_by_fault(reports).items():
         clean = sum(f.ok for f in runs)
         lines.append(
             f"{name}: {clean} of {len(runs)} runs clean; at worst {max(f.missing for f in runs)} "

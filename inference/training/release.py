@@ -85,6 +85,12 @@ def fp16_difference(folder: Path, events: np.ndarray, mask: np.ndarray, query: n
     return float(max(np.abs(a - b).max() for a, b in zip(full, half, strict=True)))
 
 
+def refuse_existing(folder: Path, overwrite: bool) -> None:
+    """Raise :class:`RegistryError` when ``folder`` holds a version and ``overwrite`` is off."""
+    if folder.exists() and not overwrite:
+        raise RegistryError(f"{folder}: already exists; choose another version")
+
+
 def write_model_folder(
     result: TrainResult,
     folder: Path,
@@ -113,9 +119,8 @@ def write_model_folder(
     Raises:
         RegistryError: when the folder exists and ``overwrite`` is false, or parity fails.
     """
+    refuse_existing(folder, overwrite)
     if folder.exists():
-        if not overwrite:
-            raise RegistryError(f"{folder}: already exists; choose another version")
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     model = result.model.eval()

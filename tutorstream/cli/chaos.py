@@ -53,7 +53,14 @@ def chaos(
     anything is missing or duplicated, a bad record has no dead letter, or a learner's state
     disagrees. With ``--runs N`` it says, per fault, in how many of the N runs it was clean.
     """
-    from tutorstream.chaos import FAULTS, ChaosError, format_runs, format_table, run_chaos
+    from tutorstream.chaos import (
+        FAULTS,
+        ChaosError,
+        format_runs,
+        format_table,
+        run_chaos,
+        runs_by_fault,
+    )
 
     chosen = fault or list(FAULTS)
     unknown = sorted(set(chosen) - set(FAULTS))
@@ -91,8 +98,7 @@ def chaos(
             "runs": [r.to_dict() for r in reports],
             "ok": all(r.ok for r in reports),
             "clean_runs": {
-                name: sum(f.ok for r in reports for f in r.faults if f.fault == name)
-                for name in chosen
+                name: sum(f.ok for f in runs) for name, runs in runs_by_fault(reports).items()
             },
         }
         publish(format_runs(reports), summary, out, typer.echo)

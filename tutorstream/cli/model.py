@@ -112,9 +112,12 @@ def train(
 
     reg = _registry(registry)
     version = version or reg.next_version(name)
-    if (registry / name / version).exists() and not overwrite:
-        # said before minutes of training, not after
-        _fail(f"{registry / name / version}: already exists; choose another version")
+    from inference.training.release import refuse_existing
+
+    try:
+        refuse_existing(registry / name / version, overwrite)  # before minutes of training
+    except RegistryError as err:
+        _fail(str(err))
     options = TrainOptions(
         family=family,
         n_learners=learners,
