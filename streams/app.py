@@ -10,10 +10,13 @@ takes them all (up to ``max_batch``), so batches grow with the load. Flow of one
 4. write events, features, predictions, interventions and recommendations to the store in one
    transaction (retrying while the database is down);
 5. send dead letters, forwards, new interventions, learner prompts and recommendations, and
-   write the touched learner and item state to the changelog-backed tables;
-6. settle, while the next batch is computed: wait for the broker to confirm every send, mark
-   the interventions published, and only then ack the batch, so a committed offset never runs
-   ahead of durable results.
+   hold the touched learner and item state for the next snapshot;
+6. settle, while the next batch is computed: wait for the broker to confirm every send and
+   mark the interventions published;
+7. every ``snapshot_interval_s``, between two batches: write the state held since the last
+   snapshot to the tables' changelogs, one record per changed key, and once the broker has
+   them ack the records of every settled batch (:mod:`streams.snapshots`). A committed offset
+   never runs ahead of durable results nor of the changelog.
 
 Faust acks a message whose agent raised, so nothing in the loop may raise past a batch: bad
 records are dead-lettered, and infrastructure failures are retried until they succeed.
@@ -67,6 +70,7 @@ from streams.processor import (
     StateView,
 )
 from streams.settings import StreamSettings
+from streams.snapshots import HeldWrites, SnapshotClock
 from streams.store import status as store_status
 from streams.store.exceptions import RejectedBatch, StoreError, StoreUnavailable
 from streams.store.maintenance import maintain
@@ -285,11 +289,19 @@ class RecordQueue:
         """Whether Faust's delivery waits for room (the worker holds its input back)."""
         return len(self._records) >= self._limit
 
-    async def wait_for_records(self) -> None:
-        """Return once the queue holds a record."""
+    async def wait_for_records(self, timeout: float | None = None) -> bool:
+        """Return whether the queue holds a record, waiting up to ``timeout`` s for one."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while not self._records:
             self._arrived.clear()
-            await self._arrived.wait()
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except TimeoutError:
+                return bool(self._records)
+        return True
 
     def take(self, most: int) -> list[EventT[bytes]]:
         """Remove and return up to ``most`` records, oldest first."""
@@ -315,6 +327,7 @@ class Outgoing:
     key: bytes | None
     value: bytes
     headers: Any = None
+    partition: int | None = None
 
 
 @dataclass(slots=True)
@@ -512,7 +525,14 @@ class Worker:
         self.learners = self.app.Table("learners", **table_options)
         self.items = self.app.Table("item-norms", **table_options)
         self.catalogues = self.app.Table("class-items", **table_options)
-        self.state = StateView(self.learners, self.items, self.catalogues, window)
+        self._tables = (self.learners, self.items, self.catalogues)
+        self.held = HeldWrites(len(self._tables))
+        self.state = StateView(self.learners, self.items, self.catalogues, window, self.held)
+        self.snapshots = SnapshotClock(s.snapshot_interval_s, s.snapshot_max_records)
+        # settled batches' records, acked by the next snapshot; ``_generation`` counts
+        # revocations, which drop what was held (see ``revoked``)
+        self._covered: list[list[EventT[bytes]]] = []
+        self._generation = 0
         # a profile file with an error stops the worker here, naming file, line and field
         profiles = s.profiles.load()
         self.processor = EventProcessor(
@@ -549,7 +569,17 @@ class Worker:
             self.watch.forget()
             self._learning = asyncio.ensure_future(self._learn_delivery_starts())
 
+        def revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            # Every partition goes back to its commit, here or on another worker, and what
+            # batches held since the last snapshot is taken again from there: a value held
+            # now could shadow a newer one the next owner writes before this one gets it back.
+            self._generation += 1
+            self.held.clear()
+            self._covered.clear()
+            self.snapshots.taken()
+
         self.app.on_partitions_assigned.connect(assigned)
+        self.app.on_partitions_revoked.connect(revoked)
         self.agent = self.app.agent(channel, name="process-events", concurrency=1)(self._run)
         self.app.page("/metrics")(_metrics_view)
         self.app.page("/healthz")(_healthz_view)
@@ -778,6 +808,7 @@ class Worker:
         settling = self._settling
         return (
             not self._processing
+            and not self.snapshots.records
             and (self._queue is None or not len(self._queue))
             and (settling is None or settling.done())
         )
@@ -892,6 +923,8 @@ class Worker:
             await asyncio.gather(feeding, batching, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self._settle_previous()
+                if self.snapshots.records:  # a graceful stop leaves nothing to take again
+                    await asyncio.wait_for(self._snapshot(stream), 10.0)
 
     async def _feed(self, stream: Any, queue: RecordQueue) -> None:
         # the consumer's committed offsets have no public face
@@ -921,7 +954,11 @@ class Worker:
     async def _batches(self, stream: Any, queue: RecordQueue) -> None:
         max_batch, linger = self.settings.max_batch, self.settings.max_delay_ms / 1000.0
         while True:
-            await queue.wait_for_records()
+            await queue.wait_for_records(self.snapshots.wait_s())
+            if self.snapshots.due():
+                await self._snapshot(stream)
+            if not len(queue):
+                continue
             if len(queue) < max_batch and linger > 0:
                 await asyncio.sleep(linger)  # a burst that is arriving joins this batch
             self._processing = True
@@ -962,12 +999,9 @@ class Worker:
                     profile="" if forwarded else _profile_header(message.headers),
                 )
             )
-        by_record = {
-            (r.topic, r.partition, r.offset): e for r, e in zip(records, events, strict=True)
-        }
         sending = Sending()
         try:
-            await self._step(stream, records, by_record, sending)
+            await self._step(records, sending)
         except Exception as err:
             if len(records) == 1:
                 await self._reject(records, err, sending)
@@ -982,19 +1016,16 @@ class Worker:
                 )
                 for record in records:
                     try:
-                        await self._step(stream, [record], by_record, sending)
+                        await self._step([record], sending)
                     except Exception as alone:
                         await self._reject([record], alone, sending)
+        # the batch's state is held now: a revocation from here on drops it, and its records
+        generation = self._generation
+        self.snapshots.add(len(events))
         await self._settle_previous()
-        self._settling = asyncio.ensure_future(self._settle(stream, events, sending))
+        self._settling = asyncio.ensure_future(self._settle(events, sending, generation))
 
-    async def _step(
-        self,
-        stream: Any,
-        records: list[InboundRecord],
-        by_record: dict[tuple[str, int, int], EventT[bytes]],
-        sending: Sending,
-    ) -> None:
+    async def _step(self, records: list[InboundRecord], sending: Sending) -> None:
         """Compute, store, send and write the state of ``records``; raise before any send."""
         try:
             result = await self._compute(records)
@@ -1004,7 +1035,7 @@ class Worker:
                 await self._publish(result, letters, written.new_interventions, sending)
                 if self.annotations is not None:
                     self.annotations.offer(result.interventions, written.new_interventions)
-                self._write_tables(stream, result, by_record)
+                self.state.write_back(result)
         except BaseException:
             self.state.forget()  # the records were changed in place and are not written
             raise
@@ -1037,7 +1068,7 @@ class Worker:
         with metrics.stage("publish"):
             await self._publish(result, letters, (), sending)
 
-    async def _settle(self, stream: Any, events: list[EventT[bytes]], sending: Sending) -> None:
+    async def _settle(self, events: list[EventT[bytes]], sending: Sending, generation: int) -> None:
         with metrics.stage("confirm"):
             await self._confirm(sending)
             if sending.published:
@@ -1049,9 +1080,40 @@ class Worker:
                     logger.warning(
                         "could not mark %d interventions published", len(sending.published)
                     )
-        for event in events:
-            await stream.ack(event)
+        if generation == self._generation:
+            self._covered.append(events)  # acked by the next snapshot
         self._observe_lag(events)
+
+    async def _snapshot(self, stream: Any) -> None:
+        """Write the state held since the last snapshot to the changelogs; then ack.
+
+        Runs between batches, once the last batch has settled, so what is written is exactly
+        the state of the batches it acks. Nothing is acked before the broker has every value.
+        """
+        await self._settle_previous()
+        generation, covered, self._covered = self._generation, self._covered, []
+        owned = {tp.partition for tp in self._source_partitions()}
+        taken = self.held.take(owned.__contains__)
+        self.snapshots.taken()
+        sending = Sending()
+        with metrics.stage("snapshot"):
+            for table, values in zip(self._tables, taken, strict=True):
+                data = table.data
+                for key, value, _ in values:
+                    data[key] = value  # what the table reads once nothing is held for it
+            for table, values in zip(self._tables, taken, strict=True):
+                topic = table.changelog_topic
+                for key, value, partition in values:
+                    out = Outgoing(topic, orjson.dumps(key), value, partition=partition)
+                    sending.pending.append((out, await self._send_guarded(out)))
+            await self._confirm(sending)
+        metrics.SNAPSHOTS.inc()
+        metrics.SNAPSHOT_RECORDS.inc(sum(len(values) for values in taken))
+        if generation != self._generation:
+            return  # revoked meanwhile: the records come again from the commit
+        for events in covered:
+            for event in events:
+                await stream.ack(event)
 
     async def _confirm(self, sending: Sending) -> None:
         """Wait until the broker has every record of ``sending``; send again what failed.
@@ -1189,7 +1251,12 @@ class Worker:
         """Send ``out``; a send that raises at once comes back as a failed future."""
         try:
             sent: Awaitable[Any] = await out.topic.send(
-                key=out.key, value=out.value, headers=out.headers
+                key=out.key,
+                value=out.value,
+                headers=out.headers,
+                partition=out.partition,
+                key_serializer="raw",
+                value_serializer="raw",
             )
             return sent
         except Exception as err:
@@ -1276,24 +1343,6 @@ class Worker:
                     logger.info("outbox: published %d interventions left unconfirmed", len(rows))
         except Exception:
             logger.exception("outbox sweep failed; retrying at the next interval")
-
-    def _write_tables(
-        self,
-        stream: Any,
-        result: BatchResult,
-        by_record: dict[tuple[str, int, int], EventT[bytes]],
-    ) -> None:
-        # Faust routes a table write to the changelog partition of the *current* event; in a
-        # batch there is none, so point it at an event of the partition that owns the key.
-        previous = stream.current_event
-
-        def route(record: InboundRecord) -> None:
-            event = by_record[(record.topic, record.partition, record.offset)]
-            stream._set_current_event(event)  # no public setter for the routing event
-
-        self.state.write_back(result, route)
-        # the take buffer reads the stream's current event when it resumes: give it back
-        stream._set_current_event(previous)
 
     def _observe_lag(self, events: list[EventT[bytes]]) -> None:
         last: dict[Any, int] = {}

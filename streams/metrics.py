@@ -102,9 +102,20 @@ SINK_LATENCY = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
     registry=REGISTRY,
 )
+SNAPSHOTS = Counter(
+    "tutorstream_snapshots_total",
+    "Snapshots of the learner, item and class tables written to their changelogs.",
+    registry=REGISTRY,
+)
+SNAPSHOT_RECORDS = Counter(
+    "tutorstream_snapshot_records_total",
+    "Changelog records the snapshots wrote: one per key changed since the snapshot before.",
+    registry=REGISTRY,
+)
 STAGE_SECONDS = Counter(
     "tutorstream_stage_seconds_total",
-    "Wall time spent per pipeline stage (normalise, features, inference, policy, sink, publish).",
+    "Wall time spent per pipeline stage (normalise, features, inference, policy, sink, publish,"
+    " confirm, snapshot).",
     ["stage"],
     registry=REGISTRY,
 )

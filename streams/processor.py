@@ -30,6 +30,7 @@ from schemas.profiles.compiled import CompiledProfile, builtin
 from streams import metrics
 from streams.learner_state import LearnerRecord
 from streams.policy import Decision, InterventionPolicy, SuppressReason
+from streams.snapshots import HeldWrites
 
 # Media events say little about the states and arrive in bursts: they update the features
 # but are not scored, which keeps the model's load proportional to problem-solving work.
@@ -170,9 +171,13 @@ class BatchResult:
 class StateView:
     """Per-learner and per-item state the processor reads and updates during a batch.
 
-    The worker backs it with Faust tables (bytes) and writes back what a batch touched; tests
-    and replays back it with plain dicts.
+    The worker backs it with Faust tables (bytes) and ``held``: a batch's writes wait there
+    for the next snapshot (:mod:`streams.snapshots`), and reads look there first. Tests and
+    replays back it with plain dicts, written at the end of each batch.
     """
+
+    LEARNERS, ITEMS, CATALOGUES = range(3)
+    """Index of each table in ``held``."""
 
     def __init__(
         self,
@@ -180,11 +185,11 @@ class StateView:
         items: MutableMapping[str, Any],
         catalogues: MutableMapping[str, Any],
         window: int,
+        held: HeldWrites | None = None,
     ) -> None:
         self.window = window
-        self._learners = learners
-        self._items = items
-        self._catalogues = catalogues
+        self._tables = (learners, items, catalogues)
+        self.held = held
         self.learner_cache: dict[str, LearnerRecord] = {}
         # Across batches: each learner's last written bytes and the record they encode, so a
         # learner seen again is not decoded again (the window's base64 alone costs more than
@@ -198,7 +203,7 @@ class StateView:
         """Return a learner's record, decoding it once per batch."""
         found = self.learner_cache.get(learner_id)
         if found is None:
-            raw = self._learners.get(learner_id)
+            raw = self._read(self.LEARNERS, learner_id)
             kept = self._written.get(learner_id)
             if kept is not None and raw is not None and kept[0] is raw:
                 found = kept[1]
@@ -211,7 +216,7 @@ class StateView:
         """Return the norms of an item (``key`` is partition-scoped, see the worker)."""
         found = self.item_cache.get(key)
         if found is None:
-            found = _item_norms(self._items.get(key)) or ItemNorms()
+            found = _item_norms(self._read(self.ITEMS, key)) or ItemNorms()
             self.item_cache[key] = found
         return found
 
@@ -220,40 +225,48 @@ class StateView:
         if key in self.item_cache:
             return self.item_cache[key]
         if key not in self.peek_cache:
-            self.peek_cache[key] = _item_norms(self._items.get(key))
+            self.peek_cache[key] = _item_norms(self._read(self.ITEMS, key))
         return self.peek_cache[key]
 
     def catalogue(self, key: str) -> dict[str, list[str]]:
         """Return the items seen in a class on this partition: item id -> skill ids."""
         found = self.catalogue_cache.get(key)
         if found is None:
-            raw = self._catalogues.get(key)
+            raw = self._read(self.CATALOGUES, key)
             found = orjson.loads(raw) if raw else {}
             self.catalogue_cache[key] = found
         return found
 
-    def write_back(
-        self, result: BatchResult, route: Callable[[InboundRecord], None] | None = None
-    ) -> None:
-        """Store what the batch touched and forget the decoded copies.
+    def _read(self, table: int, key: str) -> Any:
+        if self.held is not None:
+            found = self.held.get(table, key)
+            if found is not None:
+                return found
+        return self._tables[table].get(key)
 
-        ``route`` is called with the record that touched a key before that key is written;
-        the worker uses it to point Faust's changelog at the owning partition.
+    def write_back(self, result: BatchResult) -> None:
+        """Write what the batch touched (to ``held`` when set) and forget the decoded copies.
+
+        A held value goes to the changelog partition of the record that touched its key last,
+        which is the partition that owns the key.
         """
-        touched = (
-            (self._learners, self.learner_cache, result.touched_learners),
-            (self._items, self.item_cache, result.touched_items),
-            (self._catalogues, self.catalogue_cache, result.touched_catalogues),
+        touched: tuple[tuple[Mapping[str, Any], dict[str, InboundRecord]], ...] = (
+            (self.learner_cache, result.touched_learners),
+            (self.item_cache, result.touched_items),
+            (self.catalogue_cache, result.touched_catalogues),
         )
         if len(self._written) > _MAX_WRITTEN:
             self._written.clear()
-        for store, cache, keys in touched:
+        held = self.held
+        for table, (cache, keys) in enumerate(touched):
+            store = self._tables[table]
             for key, record in keys.items():
-                if route is not None:
-                    route(record)
                 value = cache[key]
                 raw = value.to_bytes() if hasattr(value, "to_bytes") else orjson.dumps(value)
-                store[key] = raw
+                if held is None:
+                    store[key] = raw
+                else:
+                    held.put(table, key, raw, record.partition)
                 if isinstance(value, LearnerRecord):
                     self._written[key] = (raw, value)
         self._end_batch()

@@ -49,6 +49,13 @@ class StreamSettings(CommonSettings):
             writes (its table changelogs above all): ``snappy``, ``lz4``, ``zstd``, ``gzip`` or
             ``none``. The CPU per 9 KB learner record differs tenfold between them (see
             docs/configuration.md; lz4 here is LZ4 at level 9).
+        snapshot_interval_s: ``TUTORSTREAM_SNAPSHOT_INTERVAL_S``, how often the learner, item
+            and class state batches changed is written to the tables' changelogs, one record
+            per changed key; records are acked (and their offsets committed) only by the
+            snapshot after them. 0 writes after every batch. Longer writes less and leaves a
+            replacement of a killed worker more records to take again.
+        snapshot_max_records: ``TUTORSTREAM_SNAPSHOT_MAX_RECORDS``, most records processed
+            between two snapshots, whatever the interval.
         stall_check_s: ``TUTORSTREAM_STALL_CHECK_S``, how often the worker checks for a
             partition that holds records past its commit and delivers none; one found stalled
             over a whole interval is read again from its commit.
@@ -80,6 +87,8 @@ class StreamSettings(CommonSettings):
     session_timeout_s: float = Field(default=15.0, ge=6)
     fetch_max_wait_ms: int = Field(default=50, ge=1, le=1500)
     stall_check_s: float = Field(default=10.0, gt=0)
+    snapshot_interval_s: float = Field(default=2.0, ge=0)
+    snapshot_max_records: int = Field(default=50_000, ge=1)
     compression: Literal["snappy", "lz4", "zstd", "gzip", "none"] = "snappy"
     policy: PolicySettings = Field(default_factory=PolicySettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
