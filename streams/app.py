@@ -303,6 +303,13 @@ class RecordQueue:
                 return bool(self._records)
         return True
 
+    def clear(self) -> int:
+        """Drop every record; return how many there were."""
+        dropped = len(self._records)
+        self._records.clear()
+        self._room.set()
+        return dropped
+
     def take(self, most: int) -> list[EventT[bytes]]:
         """Remove and return up to ``most`` records, oldest first."""
         records = self._records
@@ -573,10 +580,14 @@ class Worker:
             # Every partition goes back to its commit, here or on another worker, and what
             # batches held since the last snapshot is taken again from there: a value held
             # now could shadow a newer one the next owner writes before this one gets it back.
+            # Records fetched before the rebalance are dropped too: they come again from the
+            # commit, and taken now they would meet a state without what was held.
             self._generation += 1
             self.held.clear()
             self._covered.clear()
             self.snapshots.taken()
+            if self._queue is not None:
+                self._queue.clear()
 
         self.app.on_partitions_assigned.connect(assigned)
         self.app.on_partitions_revoked.connect(revoked)
@@ -978,7 +989,16 @@ class Worker:
         Nothing a record holds can make this raise: a batch that fails is taken again one
         record at a time, and a record that fails alone becomes a dead letter with the error.
         """
+        # A record fetched before the last rebalance comes again from the commit; taken now,
+        # it would meet a state that no longer holds what the batches before it held.
+        current = self.app.consumer_generation_id
+        events = [e for e in events if e.message.generation_id == current]
+        if not events:
+            return
         metrics.BATCH_SIZE.observe(len(events))
+        # A revocation from here on drops what the batch held; its records are then not acked
+        # but read again from the commit, and skipped where the held state shows them durable.
+        generation = self._generation
         rekeyed = self.rekeyed_topic.get_topic_name()
         records = []
         for e in events:
@@ -1015,12 +1035,12 @@ class Worker:
                     err,
                 )
                 for record in records:
+                    if self._generation != generation:
+                        break  # revoked: the rest come again from the commit, to a fresh state
                     try:
                         await self._step([record], sending)
                     except Exception as alone:
                         await self._reject([record], alone, sending)
-        # the batch's state is held now: a revocation from here on drops it, and its records
-        generation = self._generation
         self.snapshots.add(len(events))
         await self._settle_previous()
         self._settling = asyncio.ensure_future(self._settle(events, sending, generation))

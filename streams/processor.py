@@ -8,6 +8,7 @@ recommendations. The worker (``streams.app``) owns the I/O and the acknowledgeme
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Collection, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from streams import metrics
 from streams.learner_state import LearnerRecord
 from streams.policy import Decision, InterventionPolicy, SuppressReason
 from streams.snapshots import HeldWrites
+
+logger = logging.getLogger(__name__)
 
 # Media events say little about the states and arrive in bursts: they update the features
 # but are not scored, which keeps the model's load proportional to problem-solving work.
@@ -163,6 +166,8 @@ class BatchResult:
     """Events skipped because the learner's state took in their record already."""
     late: int = 0
     """Events whose learner's state had passed their record without taking it in."""
+    first_late: tuple[str, int, int, str, str] | None = None
+    """The first of them: source, offset, the state's last offset there, event, learner."""
     touched_learners: dict[str, InboundRecord] = field(default_factory=dict)
     touched_items: dict[str, InboundRecord] = field(default_factory=dict)
     touched_catalogues: dict[str, InboundRecord] = field(default_factory=dict)
@@ -564,6 +569,8 @@ class EventProcessor:
                         result.redelivered += 1
                         continue
                     result.late += 1
+                    if result.first_late is None:
+                        result.first_late = (origin, offset, last, event_id, event.learner_id)
                 elif offset != last:
                     learner.offsets[origin] = offset
                     claimed.add((event.learner_id, origin, offset))
@@ -630,6 +637,18 @@ class EventProcessor:
             metrics.REDELIVERED.inc(result.redelivered)
         if result.late:
             metrics.LATE.inc(result.late)
+            origin, offset, last, event_id, learner_id = result.first_late or ("", -1, -1, "", "")
+            logger.warning(
+                "%d records taken late: the state had passed them without taking them (first: "
+                "%s@%d, event %s of learner %s, whose state had taken %s up to %d)",
+                result.late,
+                origin,
+                offset,
+                event_id,
+                learner_id,
+                origin,
+                last,
+            )
         for member, count in by_source.items():
             metrics.EVENTS_IN.labels(member.value).inc(count)
         result.feature_vectors = vectors[: len(events)]

@@ -25,6 +25,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,6 +98,9 @@ class FaultReport:
         payloads_kept: whole payloads of oversized records kept in ``dead_letter_payloads``.
         state_disagrees: learners whose answer count in their state is not the number of
             their answers stored (a record lost to the state, or counted twice).
+        disagreeing: the first of them, each with its stored answers, the count its state
+            reached, and the answer after which the state's count first jumped or fell back.
+        logs: where the workers' logs of a failed fault were kept (empty when it was clean).
         interventions: what was done (kills, outage seconds, workers joined and left).
         seconds: wall time of the fault, from the first record produced to the last check.
     """
@@ -113,6 +117,8 @@ class FaultReport:
     dlq_metric: float | None = None
     payloads_kept: int = 0
     state_disagrees: int = 0
+    disagreeing: list[dict[str, Any]] = field(default_factory=list)
+    logs: str = ""
     interventions: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -279,10 +285,10 @@ class _Pipeline:
                     f"{self.workers.index(worker)}.log"
                 )
 
-    def query(self, sql: str) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.database_url, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'SET search_path = "{self.schema}", public')
-            return conn.execute(sql).fetchall()
+            return conn.execute(sql, params).fetchall()
 
     def stored(self) -> int:
         try:
@@ -460,14 +466,17 @@ def _judge(
     report.duplicated["interventions topic"] = sum(n - 1 for n in on_topic.values())
     report.dlq_on_topic = len(_read_all(pipe.bootstrap, pipe.topic(LMS_EVENTS_DLQ.name)))
     report.payloads_kept = int(pipe.query("SELECT count(*) FROM dead_letter_payloads")[0][0])
-    report.state_disagrees = _state_disagreements(pipe)
+    report.disagreeing = _state_disagreements(pipe)
+    report.state_disagrees = len(report.disagreeing)
 
 
-def _state_disagreements(pipe: _Pipeline) -> int:
+def _state_disagreements(pipe: _Pipeline, most: int = 20) -> list[dict[str, Any]]:
     """Learners whose last stored feature row counts another number of answers than stored.
 
     The ``experience`` feature is ``log1p(answers) / log(1001)`` of the answers the learner's
     state has taken: a record lost to the state restarts it short, one counted twice passes it.
+    For the first ``most`` of them, the answer rows in the order the state counted them show
+    where the count first left 1, 2, 3...: the answer taken just before is the suspect.
     """
     column = EVENT_FEATURE_INDEX["experience"] + 1  # SQL arrays count from 1
     answers = dict(
@@ -477,13 +486,32 @@ def _state_disagreements(pipe: _Pipeline) -> int:
         )
     )
     reached = dict(pipe.query(f"SELECT learner_id, max(vector[{column}]) FROM features GROUP BY 1"))
-    wrong = 0
+    found: list[dict[str, Any]] = []
     for learner, count in answers.items():
         value = reached.get(learner)
         expected = math.log1p(count) / math.log(1001.0)
         if value is None or not math.isclose(value, expected, rel_tol=1e-6):
-            wrong += 1
-    return wrong
+            found.append({"learner": learner, "answers_stored": count})
+    for entry in found[:most]:
+        rows = pipe.query(
+            f"SELECT e.event_id, e.time, f.vector[{column}] FROM events e JOIN features f "
+            "USING (event_id, time) WHERE e.learner_id = %s "
+            "AND e.event_type = 'answer_submit' ORDER BY 3, e.time",
+            (entry["learner"],),
+        )
+        counts = [round(math.expm1(float(v) * math.log(1001.0))) for _, _, v in rows]
+        entry["answers_in_state"] = max(counts, default=0)
+        for k, n in enumerate(counts, start=1):
+            if n != k:
+                before = rows[k - 2] if k > 1 else None
+                entry["first_off"] = {
+                    "rank": k,
+                    "counted": n,
+                    "after_event": None if before is None else str(before[0]),
+                    "after_time": None if before is None else before[1].isoformat(),
+                }
+                break
+    return found
 
 
 def _fault_kill(
@@ -586,6 +614,7 @@ def run_chaos(
     seed: int,
     quiet_s: float,
     progress: Progress,
+    keep_logs: Path | None = None,
 ) -> ChaosReport:
     """Start a private stack and run each of ``faults``; return what each left behind.
 
@@ -602,6 +631,8 @@ def run_chaos(
         quiet_s: how long the final check waits with no new event stored before it counts
             what is missing.
         progress: where progress lines go.
+        keep_logs: where the workers' logs of a failed fault are copied (to
+            ``<fault>-seed<seed>/``); the stack's own folder goes when the run ends.
 
     Raises:
         ChaosError: when a worker exits on its own or a fault cannot go on.
@@ -663,6 +694,13 @@ def run_chaos(
                 finally:
                     pipe.stop_all()
                 fault.seconds = time.monotonic() - started
+                if not fault.ok and keep_logs is not None:
+                    kept = keep_logs / f"{name}-seed{seed}"
+                    kept.mkdir(parents=True, exist_ok=True)
+                    for log in sorted((root / name).glob("worker-*.log")):
+                        shutil.copy2(log, kept / log.name)
+                    fault.logs = str(kept)
+                    progress(f"  the workers' logs are kept in {kept}")
                 report.faults.append(fault)
                 progress(f"  {name}: {'ok' if fault.ok else 'FAILED'} ({fault.seconds:.0f}s)")
         finally:

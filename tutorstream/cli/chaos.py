@@ -84,6 +84,7 @@ def chaos(
                 seed=seed + k,
                 quiet_s=quiet,
                 progress=lambda line: typer.echo(line, err=True),
+                keep_logs=out.parent / "chaos-logs",
             )
         except ChaosError as err:
             typer.echo(f"error: {err}", err=True)

@@ -75,3 +75,31 @@ def test_the_queue_says_when_it_is_full() -> None:
         return seen
 
     assert asyncio.run(run()) == [False, False, True, False]
+
+
+def test_clearing_drops_every_record_and_lets_a_waiting_put_in() -> None:
+    async def run() -> tuple[int, bool, list[Any]]:
+        queue = RecordQueue(limit=2)
+        for n in range(2):
+            await queue.put(n)
+        blocked = asyncio.ensure_future(queue.put(2))
+        await _let_others_run()
+        dropped = queue.clear()
+        await _let_others_run()
+        return dropped, blocked.done(), queue.take(10)
+
+    dropped, resumed, left = asyncio.run(run())
+    assert dropped == 2 and resumed and left == [2]
+
+
+def test_waiting_for_records_gives_up_after_its_timeout_and_says_whether_any_came() -> None:
+    async def run() -> tuple[bool, bool, bool]:
+        queue = RecordQueue(limit=10)
+        empty = await queue.wait_for_records(0.01)
+        waiting = asyncio.ensure_future(queue.wait_for_records(5.0))
+        await _let_others_run()
+        await queue.put(1)
+        return empty, await waiting, await queue.wait_for_records(0.0)
+
+    empty, arrived, at_once = asyncio.run(run())
+    assert not empty and arrived and at_once
