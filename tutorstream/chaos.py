@@ -770,4 +770,18 @@ def format_table(report: ChaosReport) -> str:
     for f in faults:
         for line in f.interventions:
             lines.append(f"  {f.fault}: {line}")
+        for entry in f.disagreeing:
+            off = entry.get("first_off")
+            where = (
+                f"; the count went off at answer {off['rank']} (counted {off['counted']}), "
+                f"after event {off['after_event']} of {off['after_time']}"
+                if off
+                else ""
+            )
+            lines.append(
+                f"  {f.fault}: learner {entry['learner']}: {entry['answers_stored']} answers "
+                f"stored, {entry.get('answers_in_state', '?')} in its state{where}"
+            )
+        if f.logs:
+            lines.append(f"  {f.fault}: the workers' logs are in {f.logs}")
     return "\n".join(lines)

@@ -76,3 +76,21 @@ def test_a_fault_is_clean_only_when_every_figure_is_and_runs_are_counted_per_fau
     text = format_runs(reports)
     assert "kill: 1 of 3 runs clean" in text
     assert "1 duplicated" in text and "2 learners' state disagreeing" in text
+
+
+def test_a_disagreeing_state_is_printed_with_where_its_count_went_off_and_the_kept_logs() -> None:
+    off = {"rank": 7, "counted": 8, "after_event": "e-6", "after_time": "2026-12-05T10:00:00"}
+    drifted = FaultReport(
+        "kill",
+        produced=10,
+        stored=10,
+        state_disagrees=1,
+        disagreeing=[
+            {"learner": "p-1", "answers_stored": 9, "answers_in_state": 10, "first_off": off}
+        ],
+        logs="/tmp/kept/kill-seed3",
+    )
+    table = format_table(ChaosReport(events=10, learners=2, seed=3, faults=[drifted]))
+    assert "learner p-1: 9 answers stored, 10 in its state" in table
+    assert "went off at answer 7 (counted 8), after event e-6" in table
+    assert "/tmp/kept/kill-seed3" in table and "FAILED" in table
