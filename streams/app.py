@@ -1111,8 +1111,10 @@ class Worker:
         the state of the batches it acks. Nothing is acked before the broker has every value.
         """
         await self._settle_previous()
-        generation, covered, self._covered = self._generation, self._covered, []
         owned = {tp.partition for tp in self._source_partitions()}
+        if not owned:
+            return  # no assignment known (starting or stopping): all of it waits
+        generation, covered, self._covered = self._generation, self._covered, []
         taken = self.held.take(owned.__contains__)
         self.snapshots.taken()
         sending = Sending()
@@ -1133,7 +1135,9 @@ class Worker:
             return  # revoked meanwhile: the records come again from the commit
         for events in covered:
             for event in events:
-                await stream.ack(event)
+                # a record's learner state is written to the partition it came from
+                if event.message.partition in owned:
+                    await stream.ack(event)
 
     async def _confirm(self, sending: Sending) -> None:
         """Wait until the broker has every record of ``sending``; send again what failed.
