@@ -586,6 +586,7 @@ class Worker:
             self.held.clear()
             self._covered.clear()
             self.snapshots.taken()
+            metrics.AWAITING_SNAPSHOT.set(0)
             if self._queue is not None:
                 self._queue.clear()
 
@@ -1042,6 +1043,7 @@ class Worker:
                     except Exception as alone:
                         await self._reject([record], alone, sending)
         self.snapshots.add(len(events))
+        metrics.AWAITING_SNAPSHOT.set(self.snapshots.records)
         await self._settle_previous()
         self._settling = asyncio.ensure_future(self._settle(events, sending, generation))
 
@@ -1117,6 +1119,7 @@ class Worker:
         generation, covered, self._covered = self._generation, self._covered, []
         taken = self.held.take(owned.__contains__)
         self.snapshots.taken()
+        metrics.AWAITING_SNAPSHOT.set(0)
         sending = Sending()
         with metrics.stage("snapshot"):
             for table, values in zip(self._tables, taken, strict=True):

@@ -112,6 +112,11 @@ SNAPSHOT_RECORDS = Counter(
     "Changelog records the snapshots wrote: one per key changed since the snapshot before.",
     registry=REGISTRY,
 )
+AWAITING_SNAPSHOT = Gauge(
+    "tutorstream_records_awaiting_snapshot",
+    "Records processed whose learner state waits for the next snapshot; they are acked by it.",
+    registry=REGISTRY,
+)
 STAGE_SECONDS = Counter(
     "tutorstream_stage_seconds_total",
     "Wall time spent per pipeline stage (normalise, features, inference, policy, sink, publish,"

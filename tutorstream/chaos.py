@@ -50,6 +50,7 @@ from common.kafka import consumer_config, producer_config
 from inference.features import EVENT_FEATURE_INDEX
 from schemas.pseudonym import Pseudonymiser
 from schemas.topics import LMS_EVENTS, LMS_EVENTS_DLQ, TUTOR_INTERVENTIONS, prefixed
+from streams.learner_state import LearnerRecord
 from streams.store import migrate
 from tutorstream import kafka, services
 from tutorstream.cohort import generate_cohort
@@ -96,10 +97,13 @@ class FaultReport:
         dlq_metric: the sum of ``tutorstream_dlq_total`` over the workers still running at
             the end (a killed worker's counters die with it: compare only where none was).
         payloads_kept: whole payloads of oversized records kept in ``dead_letter_payloads``.
-        state_disagrees: learners whose answer count in their state is not the number of
-            their answers stored (a record lost to the state, or counted twice).
+        state_disagrees: learners whose answer count in their state, as the learner table's
+            changelog last has it, is not the number of their answers stored (a record lost to
+            the state, or counted twice).
         disagreeing: the first of them, each with its stored answers, the count its state
-            reached, and the answer after which the state's count first jumped or fell back.
+            reached, and the answer after which the stored features' count first went off.
+        features_off: learners whose stored feature rows never count as many answers as are
+            stored (a row keeps its event's first processing; see ``_features_off``).
         logs: where the workers' logs of a failed fault were kept (empty when it was clean).
         interventions: what was done (kills, outage seconds, workers joined and left).
         seconds: wall time of the fault, from the first record produced to the last check.
@@ -118,6 +122,7 @@ class FaultReport:
     payloads_kept: int = 0
     state_disagrees: int = 0
     disagreeing: list[dict[str, Any]] = field(default_factory=list)
+    features_off: int = 0
     logs: str = ""
     interventions: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -374,9 +379,16 @@ def _read_all(
     bootstrap: str, topic: str, settle: float = 3.0, timeout: float = 300.0
 ) -> list[bytes]:
     """Every record's value on ``topic``, read until ``settle`` seconds bring nothing new."""
+    return [value for _, value in _read_keyed(bootstrap, topic, settle, timeout)]
+
+
+def _read_keyed(
+    bootstrap: str, topic: str, settle: float = 3.0, timeout: float = 300.0
+) -> list[tuple[bytes | None, bytes]]:
+    """Every record of ``topic`` as ``(key, value)``, each partition in its order."""
     partitions = kafka.wait_for_topics(bootstrap, [topic])[topic]
     consumer = Consumer(consumer_config(bootstrap, f"chaos-read-{uuid.uuid4().hex}"))
-    values: list[bytes] = []
+    values: list[tuple[bytes | None, bytes]] = []
     try:
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         deadline = time.monotonic() + timeout
@@ -385,7 +397,7 @@ def _read_all(
             batch = consumer.consume(num_messages=10_000, timeout=0.2)
             for message in batch:
                 if message.error() is None:
-                    values.append(message.value() or b"")
+                    values.append((message.key(), message.value() or b""))
             if batch:
                 quiet_since = time.monotonic()
     finally:
@@ -439,6 +451,54 @@ def _wait_for_outbox(pipe: _Pipeline, progress: Progress, timeout: float = 60.0)
         time.sleep(2.0)
 
 
+def _wait_for_commits(pipe: _Pipeline, progress: Progress, timeout: float = 600.0) -> None:
+    """Wait until the group has committed every record of the stream and its re-key topic.
+
+    Every event may be stored while a replacement still takes again the records its killed
+    predecessor stored but had not yet covered by a snapshot: those bring its state up to
+    the rows, and a record is committed only once the snapshot after it is on the
+    changelog. The ends are counted by reading each topic (the embedded broker's high
+    watermark can fall short).
+    """
+    topics = [pipe.topic(LMS_EVENTS.name), f"{pipe.app_id}-events-rekeyed"]
+    ends = {tp: end for topic in topics for tp, end in _end_offsets(pipe.bootstrap, topic).items()}
+    consumer = Consumer(consumer_config(pipe.bootstrap, pipe.app_id))
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            committed = consumer.committed([TopicPartition(t, p) for t, p in ends], timeout=10)
+            short = sum(
+                max(0, ends[(tp.topic, tp.partition)] - max(tp.offset, 0)) for tp in committed
+            )
+            if not short:
+                return
+            progress(f"    waiting for the group's commits: {short:,} records behind")
+            time.sleep(2.0)
+    finally:
+        consumer.close()
+
+
+def _end_offsets(bootstrap: str, topic: str) -> dict[tuple[str, int], int]:
+    """One past the last offset of each partition of ``topic`` holding records, as read."""
+    partitions = kafka.wait_for_topics(bootstrap, [topic])[topic]
+    consumer = Consumer(consumer_config(bootstrap, f"chaos-read-{uuid.uuid4().hex}"))
+    ends: dict[tuple[str, int], int] = {}
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < 3.0:
+            batch = consumer.consume(num_messages=10_000, timeout=0.2)
+            for message in batch:
+                partition, offset = message.partition(), message.offset()
+                if message.error() is None and partition is not None and offset is not None:
+                    ends[(topic, partition)] = max(ends.get((topic, partition), 0), offset + 1)
+            if batch:
+                quiet_since = time.monotonic()
+    finally:
+        consumer.close()
+    return ends
+
+
 def _judge(
     pipe: _Pipeline,
     report: FaultReport,
@@ -451,6 +511,7 @@ def _judge(
     time.sleep(2.0)
     report.dlq_metric = pipe.metric("tutorstream_dlq_total")
     _wait_for_outbox(pipe, progress)
+    _wait_for_commits(pipe, progress)
     # what is counted below must not move while it is counted
     pipe.stop_all()
     stored = {row[0] for row in pipe.query("SELECT DISTINCT event_id FROM events")}
@@ -468,30 +529,27 @@ def _judge(
     report.payloads_kept = int(pipe.query("SELECT count(*) FROM dead_letter_payloads")[0][0])
     report.disagreeing = _state_disagreements(pipe)
     report.state_disagrees = len(report.disagreeing)
+    report.features_off = _features_off(pipe)
 
 
 def _state_disagreements(pipe: _Pipeline, most: int = 20) -> list[dict[str, Any]]:
-    """Learners whose last stored feature row counts another number of answers than stored.
+    """Learners whose state, as the table's changelog last has it, counts other answers.
 
-    The ``experience`` feature is ``log1p(answers) / log(1001)`` of the answers the learner's
-    state has taken: a record lost to the state restarts it short, one counted twice passes it.
-    For the first ``most`` of them, the answer rows in the order the state counted them show
-    where the count first left 1, 2, 3...: the answer taken just before is the suspect.
+    A record lost to the state leaves its count short; one counted twice passes it. For the
+    first ``most`` of them, the stored answer rows in the order their features counted them
+    show where that count first left 1, 2, 3... (see :func:`_features_off`).
     """
+    answers = _stored_answers(pipe)
+    states: dict[str, int] = {}
+    for key, value in _read_keyed(pipe.bootstrap, f"{pipe.app_id}-learners-changelog"):
+        if key is not None and value:
+            states[orjson.loads(key)] = LearnerRecord.from_bytes(value).features.n_answers
+    found: list[dict[str, Any]] = [
+        {"learner": learner, "answers_stored": count, "answers_in_state": states.get(learner)}
+        for learner, count in answers.items()
+        if states.get(learner) != count
+    ]
     column = EVENT_FEATURE_INDEX["experience"] + 1  # SQL arrays count from 1
-    answers = dict(
-        pipe.query(
-            "SELECT learner_id, count(*) FROM events WHERE event_type = 'answer_submit' "
-            "GROUP BY learner_id"
-        )
-    )
-    reached = dict(pipe.query(f"SELECT learner_id, max(vector[{column}]) FROM features GROUP BY 1"))
-    found: list[dict[str, Any]] = []
-    for learner, count in answers.items():
-        value = reached.get(learner)
-        expected = math.log1p(count) / math.log(1001.0)
-        if value is None or not math.isclose(value, expected, rel_tol=1e-6):
-            found.append({"learner": learner, "answers_stored": count})
     for entry in found[:most]:
         rows = pipe.query(
             f"SELECT e.event_id, e.time, f.vector[{column}] FROM events e JOIN features f "
@@ -500,7 +558,7 @@ def _state_disagreements(pipe: _Pipeline, most: int = 20) -> list[dict[str, Any]
             (entry["learner"],),
         )
         counts = [round(math.expm1(float(v) * math.log(1001.0))) for _, _, v in rows]
-        entry["answers_in_state"] = max(counts, default=0)
+        entry["answers_in_features"] = max(counts, default=0)
         for k, n in enumerate(counts, start=1):
             if n != k:
                 before = rows[k - 2] if k > 1 else None
@@ -512,6 +570,35 @@ def _state_disagreements(pipe: _Pipeline, most: int = 20) -> list[dict[str, Any]
                 }
                 break
     return found
+
+
+def _stored_answers(pipe: _Pipeline) -> dict[str, int]:
+    return dict(
+        pipe.query(
+            "SELECT learner_id, count(*) FROM events WHERE event_type = 'answer_submit' "
+            "GROUP BY learner_id"
+        )
+    )
+
+
+def _features_off(pipe: _Pipeline) -> int:
+    """Learners whose stored feature rows never reach the number of answers stored.
+
+    The ``experience`` feature is ``log1p(answers) / log(1001)`` of the answers the state had
+    taken. A row is stored by the first processing of its event (the sinks keep the first
+    write), so where records were taken out of order (late, after a hole) and a worker died
+    before its state reached the changelog, the replacement counts them in another order
+    and some rows keep the first count: this can be off while the state is right.
+    """
+    column = EVENT_FEATURE_INDEX["experience"] + 1
+    reached = dict(pipe.query(f"SELECT learner_id, max(vector[{column}]) FROM features GROUP BY 1"))
+    off = 0
+    for learner, count in _stored_answers(pipe).items():
+        value = reached.get(learner)
+        expected = math.log1p(count) / math.log(1001.0)
+        if value is None or not math.isclose(value, expected, rel_tol=1e-6):
+            off += 1
+    return off
 
 
 def _fault_kill(
@@ -754,6 +841,7 @@ def format_table(report: ChaosReport) -> str:
         ),
         ("whole payloads kept", [f"{f.payloads_kept:,}" for f in faults]),
         ("learners' state disagrees", [f"{f.state_disagrees:,}" for f in faults]),
+        ("feature rows counting otherwise", [f"{f.features_off:,}" for f in faults]),
         ("seconds", [f"{f.seconds:,.0f}" for f in faults]),
         ("verdict", ["ok" if f.ok else "FAILED" for f in faults]),
     ]
@@ -780,7 +868,8 @@ def format_table(report: ChaosReport) -> str:
             )
             lines.append(
                 f"  {f.fault}: learner {entry['learner']}: {entry['answers_stored']} answers "
-                f"stored, {entry.get('answers_in_state', '?')} in its state{where}"
+                f"stored, {entry.get('answers_in_state', '?')} in its state, "
+                f"{entry.get('answers_in_features', '?')} in its feature rows{where}"
             )
         if f.logs:
             lines.append(f"  {f.fault}: the workers' logs are in {f.logs}")

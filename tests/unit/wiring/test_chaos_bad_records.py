@@ -86,11 +86,17 @@ def test_a_disagreeing_state_is_printed_with_where_its_count_went_off_and_the_ke
         stored=10,
         state_disagrees=1,
         disagreeing=[
-            {"learner": "p-1", "answers_stored": 9, "answers_in_state": 10, "first_off": off}
+            {
+                "learner": "p-1",
+                "answers_stored": 9,
+                "answers_in_state": 10,
+                "answers_in_features": 10,
+                "first_off": off,
+            }
         ],
         logs="/tmp/kept/kill-seed3",
     )
     table = format_table(ChaosReport(events=10, learners=2, seed=3, faults=[drifted]))
-    assert "learner p-1: 9 answers stored, 10 in its state" in table
+    assert "learner p-1: 9 answers stored, 10 in its state, 10 in its feature rows" in table
     assert "went off at answer 7 (counted 8), after event e-6" in table
     assert "/tmp/kept/kill-seed3" in table and "FAILED" in table
