@@ -24,6 +24,7 @@ from inference.rules import RuleMemory
 from streams.policy import LearnerAlertState
 
 N_FEATURES = len(EVENT_FEATURES)
+_UNKNOWN = object()
 FORMAT_VERSION = 1
 _HEADER = struct.Struct("<BHHIIQ")
 """version, window rows, filled rows, remembered ids, JSON part bytes, events processed."""
@@ -57,6 +58,8 @@ class LearnerRecord:
         rules: the literature-defined rules' memory (``inference.rules``).
         class_id: last class the learner was seen in.
         events: events processed for this learner.
+        forgotten_upto: the latest event time of any id pruned from ``seen`` (``-inf``: none).
+            An id not in ``seen`` whose event is later than this was never taken.
     """
 
     features: LearnerFeatureState
@@ -69,6 +72,7 @@ class LearnerRecord:
     rules: RuleMemory = field(default_factory=RuleMemory)
     class_id: str | None = None
     events: int = 0
+    forgotten_upto: float = float("-inf")
 
     @classmethod
     def new(cls, window: int) -> LearnerRecord:
@@ -110,6 +114,15 @@ class LearnerRecord:
         """Return whether ``event_id`` is among the ids this state took and still keeps."""
         return event_digest(event_id) in self.seen
 
+    def may_have_forgotten(self, at: float) -> bool:
+        """Whether an id of an event at ``at`` (epoch s) could have been taken and pruned.
+
+        When not, an id this state does not remember was never taken, whatever the store
+        holds: a record it passed by offset but took nowhere (one taken late by a worker whose
+        state with it never reached the changelog) must be taken now, not skipped as stored.
+        """
+        return at <= self.forgotten_upto
+
     def remember(self, event_id: str, at: float, horizon_s: float, max_ids: int) -> bool:
         """Record ``event_id``; return False when it was already seen within the window.
 
@@ -121,8 +134,10 @@ class LearnerRecord:
             return False
         self.seen[key] = at
         cutoff = at - horizon_s
-        while self.seen and (len(self.seen) > max_ids or next(iter(self.seen.values())) < cutoff):
-            del self.seen[next(iter(self.seen))]
+        seen = self.seen
+        while seen and (len(seen) > max_ids or next(iter(seen.values())) < cutoff):
+            oldest = next(iter(seen))
+            self.forgotten_upto = max(self.forgotten_upto, seen.pop(oldest))
         return True
 
     def to_bytes(self) -> bytes:
@@ -134,6 +149,7 @@ class LearnerRecord:
                 "r": self.rules.to_dict(),
                 "c": self.class_id,
                 "o": self.offsets,
+                "p": None if self.forgotten_upto == float("-inf") else self.forgotten_upto,
             }
         )
         t = self.rows.shape[0] // 2
@@ -166,6 +182,7 @@ class LearnerRecord:
         at += 4 * values
         keys = np.frombuffer(raw, "<u8", n_seen, at).tolist()
         times = np.frombuffer(raw, "<f8", n_seen, at + 8 * n_seen).tolist()
+        forgotten = meta.get("p", _UNKNOWN)
         return cls._holding(
             t,
             recent,
@@ -177,6 +194,15 @@ class LearnerRecord:
             rules=RuleMemory.from_dict(meta.get("r")),
             class_id=meta["c"],
             events=events,
+            # written before the horizon was kept: anything up to the newest id kept may have
+            # been pruned, so only later ids are known never taken
+            forgotten_upto=(
+                max(times, default=float("-inf"))
+                if forgotten is _UNKNOWN
+                else float("-inf")
+                if forgotten is None
+                else float(forgotten)
+            ),
         )
 
     @classmethod
@@ -187,8 +213,9 @@ class LearnerRecord:
             t,
             recent,
             features=LearnerFeatureState.from_dict(data["f"]),
-            # version 0 kept the ids themselves
+            # version 0 kept the ids themselves, and no horizon (see _unpack)
             seen={event_digest(str(k)): float(v) for k, v in data["s"].items()},
+            forgotten_upto=max((float(v) for v in data["s"].values()), default=float("-inf")),
             alerts=LearnerAlertState.from_dict(data["a"]),
             class_id=data["c"],
             events=int(data["n"]),

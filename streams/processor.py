@@ -405,18 +405,24 @@ class EventProcessor:
     def doubtful(
         parsed: Sequence[tuple[LearningEvent, InboundRecord]], state: StateView
     ) -> list[str]:
-        """Return ids of events whose learner state passed their offset but forgot the id.
+        """Return ids of events whose learner state passed their offset and may have forgotten them.
 
         Such a record is either one delivered again long after its event (its id has left
         the dedupe window) or one the state jumped over (records delivered out of order,
         or not at all, before a later one was taken): only the store can tell which, and
-        :meth:`ingest` skips it only when the store holds it.
+        :meth:`ingest` skips it only when the store holds it. A record the state passed whose
+        event is later than any id it pruned is not asked about: not remembered, it was never
+        taken, and it is taken now (late) even if a worker that died stored its rows.
         """
         out = []
         for event, record in parsed:
             learner = state.learner(event.learner_id)
             origin, offset = record.source
-            if offset <= learner.offsets.get(origin, -1) and not learner.remembers(event.event_id):
+            if (
+                offset <= learner.offsets.get(origin, -1)
+                and not learner.remembers(event.event_id)
+                and learner.may_have_forgotten(_epoch(event.timestamp))
+            ):
                 out.append(event.event_id)
         return out
 
@@ -561,11 +567,17 @@ class EventProcessor:
                 # between fetch and processing), and it is processed now, late.
                 origin, offset = record.source
                 last = learner.offsets.get(origin, -1)
+                at = _epoch(event.timestamp)
                 if offset <= last and (
                     offset < last or (event.learner_id, origin, offset) not in claimed
                 ):
                     event_id = event.event_id
-                    if event_id in stored or key in taken or learner.remembers(event_id):
+                    # the store speaks only for ids the state may have taken and forgotten
+                    if (
+                        key in taken
+                        or learner.remembers(event_id)
+                        or (event_id in stored and learner.may_have_forgotten(at))
+                    ):
                         result.redelivered += 1
                         continue
                     result.late += 1
@@ -575,9 +587,7 @@ class EventProcessor:
                     learner.offsets[origin] = offset
                     claimed.add((event.learner_id, origin, offset))
                 # a producer's retry: another record, the same event id
-                if key in taken or not learner.remember(
-                    event.event_id, _epoch(event.timestamp), horizon, max_ids
-                ):
+                if key in taken or not learner.remember(event.event_id, at, horizon, max_ids):
                     result.duplicates += 1
                     continue
                 taken.add(key)

@@ -12,7 +12,7 @@ import pytest
 from common.partitioning import partition_for
 from inference.runtime import LearnerModel
 from streams import outbound
-from streams.learner_state import FORMAT_VERSION, LearnerRecord, event_digest
+from streams.learner_state import _HEADER, FORMAT_VERSION, LearnerRecord, event_digest
 from streams.policy import InterventionPolicy, PolicySettings
 from streams.processor import (
     BatchResult,
@@ -329,6 +329,61 @@ def test_a_record_the_state_passed_without_taking_is_processed_late(
     # once taken, the late records are remembered: a further delivery is skipped
     again = processor.ingest(earlier, view)
     assert again.redelivered == len(earlier) and not again.events
+
+
+def test_a_record_passed_and_taken_late_by_a_worker_that_died_is_taken_again(
+    model: LearnerModel,
+) -> None:
+    """The store holding a record's rows does not make a state that never took it skip it.
+
+    A worker takes offset 45 after 46 (out of order), so its snapshot can hold 46 without 45;
+    it then takes 45 late, stores its rows, and dies before its state with 45 reaches the
+    changelog. The replacement recovers the snapshot: 45 is behind its offset and in the
+    store, but its event is later than any id the state forgot, so it was never taken.
+    """
+    events = _cohort(1, 6)
+    records = _from_offset_40(list(events))
+    learners: dict[str, bytes] = {}
+    processor = _processor()  # a dedupe window longer than the class: nothing is forgotten
+    view = StateView(learners, {}, {}, model.window)
+    skipped, after = records[4], records[:4] + records[5:]
+    view.write_back(processor.ingest(after, view))
+    snapshot = dict(learners)
+    late = processor.ingest([skipped], view, stored=set())
+    view.write_back(late)
+    assert late.late == 1
+
+    learners.clear()
+    learners.update(snapshot)  # the replacement's state: the snapshot, without the late one
+    view.forget()
+    parsed = processor.parse([skipped], BatchResult())
+    assert processor.doubtful(parsed, view) == [], "not remembered, never forgotten: never taken"
+    again = processor.ingest([skipped], view, stored={e.event_id for e in late.events})
+    view.write_back(again)
+    assert again.late == 1 and again.redelivered == 0
+    (raw,) = learners.values()
+    assert LearnerRecord.from_bytes(raw).events == len(records)
+
+
+def test_a_state_knows_which_ids_it_may_have_forgotten_across_its_formats() -> None:
+    record = LearnerRecord.new(8)
+    assert not record.may_have_forgotten(0.0)
+    for k in range(5):
+        record.remember(f"e{k}", 100.0 * k, horizon_s=150.0, max_ids=100)
+    assert record.forgotten_upto == 200.0  # e0..e2 left the window as e4 came
+    assert record.may_have_forgotten(200.0) and not record.may_have_forgotten(250.0)
+    assert LearnerRecord.from_bytes(record.to_bytes()).forgotten_upto == 200.0
+    fresh = LearnerRecord.from_bytes(LearnerRecord.new(8).to_bytes())
+    assert fresh.forgotten_upto == float("-inf")
+    # a record written before the horizon was kept: up to its newest id, anything may be gone
+    raw = record.to_bytes()
+    version, t, filled, n_seen, length, n = _HEADER.unpack_from(raw)
+    meta = orjson.loads(raw[_HEADER.size : _HEADER.size + length])
+    del meta["p"]
+    packed = orjson.dumps(meta)
+    older = _HEADER.pack(version, t, filled, n_seen, len(packed), n) + packed
+    older += raw[_HEADER.size + length :]
+    assert LearnerRecord.from_bytes(older).forgotten_upto == 400.0
 
 
 def test_normalised_events_featurise_as_raw_records_do(model: LearnerModel) -> None:
