@@ -379,16 +379,23 @@ def _read_all(
     bootstrap: str, topic: str, settle: float = 3.0, timeout: float = 300.0
 ) -> list[bytes]:
     """Every record's value on ``topic``, read until ``settle`` seconds bring nothing new."""
-    return [value for _, value in _read_keyed(bootstrap, topic, settle, timeout)]
+    return [value for _, _, _, value in _read_records(bootstrap, topic, settle, timeout)]
 
 
 def _read_keyed(
     bootstrap: str, topic: str, settle: float = 3.0, timeout: float = 300.0
 ) -> list[tuple[bytes | None, bytes]]:
     """Every record of ``topic`` as ``(key, value)``, each partition in its order."""
+    return [(key, value) for _, _, key, value in _read_records(bootstrap, topic, settle, timeout)]
+
+
+def _read_records(
+    bootstrap: str, topic: str, settle: float = 3.0, timeout: float = 300.0
+) -> list[tuple[int, int, bytes | None, bytes]]:
+    """Every record of ``topic`` as ``(partition, offset, key, value)``, read to a quiet end."""
     partitions = kafka.wait_for_topics(bootstrap, [topic])[topic]
     consumer = Consumer(consumer_config(bootstrap, f"chaos-read-{uuid.uuid4().hex}"))
-    values: list[tuple[bytes | None, bytes]] = []
+    records: list[tuple[int, int, bytes | None, bytes]] = []
     try:
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         deadline = time.monotonic() + timeout
@@ -396,13 +403,14 @@ def _read_keyed(
         while time.monotonic() < deadline and time.monotonic() - quiet_since < settle:
             batch = consumer.consume(num_messages=10_000, timeout=0.2)
             for message in batch:
-                if message.error() is None:
-                    values.append((message.key(), message.value() or b""))
+                partition, offset = message.partition(), message.offset()
+                if message.error() is None and partition is not None and offset is not None:
+                    records.append((partition, offset, message.key(), message.value() or b""))
             if batch:
                 quiet_since = time.monotonic()
     finally:
         consumer.close()
-    return values
+    return records
 
 
 def _wait_for_ids(
@@ -480,22 +488,9 @@ def _wait_for_commits(pipe: _Pipeline, progress: Progress, timeout: float = 600.
 
 def _end_offsets(bootstrap: str, topic: str) -> dict[tuple[str, int], int]:
     """One past the last offset of each partition of ``topic`` holding records, as read."""
-    partitions = kafka.wait_for_topics(bootstrap, [topic])[topic]
-    consumer = Consumer(consumer_config(bootstrap, f"chaos-read-{uuid.uuid4().hex}"))
     ends: dict[tuple[str, int], int] = {}
-    try:
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-        quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < 3.0:
-            batch = consumer.consume(num_messages=10_000, timeout=0.2)
-            for message in batch:
-                partition, offset = message.partition(), message.offset()
-                if message.error() is None and partition is not None and offset is not None:
-                    ends[(topic, partition)] = max(ends.get((topic, partition), 0), offset + 1)
-            if batch:
-                quiet_since = time.monotonic()
-    finally:
-        consumer.close()
+    for partition, offset, _, _ in _read_records(bootstrap, topic):
+        ends[(topic, partition)] = max(ends.get((topic, partition), 0), offset + 1)
     return ends
 
 
@@ -527,19 +522,21 @@ def _judge(
     report.duplicated["interventions topic"] = sum(n - 1 for n in on_topic.values())
     report.dlq_on_topic = len(_read_all(pipe.bootstrap, pipe.topic(LMS_EVENTS_DLQ.name)))
     report.payloads_kept = int(pipe.query("SELECT count(*) FROM dead_letter_payloads")[0][0])
-    report.disagreeing = _state_disagreements(pipe)
+    answers = _stored_answers(pipe)
+    report.disagreeing = _state_disagreements(pipe, answers)
     report.state_disagrees = len(report.disagreeing)
-    report.features_off = _features_off(pipe)
+    report.features_off = _features_off(pipe, answers)
 
 
-def _state_disagreements(pipe: _Pipeline, most: int = 20) -> list[dict[str, Any]]:
+def _state_disagreements(
+    pipe: _Pipeline, answers: dict[str, int], most: int = 20
+) -> list[dict[str, Any]]:
     """Learners whose state, as the table's changelog last has it, counts other answers.
 
     A record lost to the state leaves its count short; one counted twice passes it. For the
     first ``most`` of them, the stored answer rows in the order their features counted them
     show where that count first left 1, 2, 3... (see :func:`_features_off`).
     """
-    answers = _stored_answers(pipe)
     states: dict[str, int] = {}
     for key, value in _read_keyed(pipe.bootstrap, f"{pipe.app_id}-learners-changelog"):
         if key is not None and value:
@@ -581,7 +578,7 @@ def _stored_answers(pipe: _Pipeline) -> dict[str, int]:
     )
 
 
-def _features_off(pipe: _Pipeline) -> int:
+def _features_off(pipe: _Pipeline, answers: dict[str, int]) -> int:
     """Learners whose stored feature rows never reach the number of answers stored.
 
     The ``experience`` feature is ``log1p(answers) / log(1001)`` of the answers the state had
@@ -593,7 +590,7 @@ def _features_off(pipe: _Pipeline) -> int:
     column = EVENT_FEATURE_INDEX["experience"] + 1
     reached = dict(pipe.query(f"SELECT learner_id, max(vector[{column}]) FROM features GROUP BY 1"))
     off = 0
-    for learner, count in _stored_answers(pipe).items():
+    for learner, count in answers.items():
         value = reached.get(learner)
         expected = math.log1p(count) / math.log(1001.0)
         if value is None or not math.isclose(value, expected, rel_tol=1e-6):
