@@ -74,6 +74,17 @@ TABLES = {
 OVERSIZED_BYTES = 2 * 1024 * 1024
 """Size of an oversized bad record: twice the producer's default request limit."""
 
+RECOVERIES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("delivery holes", re.compile(r"were skipped; reading again from the committed offset")),
+    ("reads from the commit", re.compile(r"reading every partition again from its committed")),
+    ("records taken late", re.compile(r"(\d+) records taken late")),
+    ("batches taken one by one", re.compile(r"records failed \(.*\); taking its records one")),
+    ("records sent again", re.compile(r"broker did not take (\d+) records")),
+    ("store waits", re.compile(r"store not (?:readable|writable)")),
+)
+"""The recovery paths a fault can make workers take, as their logs say each was taken: a
+clean run shows what it exercised. A pattern with a group counts the number it captures."""
+
 
 class ChaosError(RuntimeError):
     """Raised when a fault run cannot go on (a worker exited on its own, a service is gone)."""
@@ -105,6 +116,8 @@ class FaultReport:
         features_off: learners whose stored feature rows never count as many answers as are
             stored (a row keeps its event's first processing; see ``_features_off``).
         logs: where the workers' logs of a failed fault were kept (empty when it was clean).
+        recoveries: how often the workers took each recovery path (:data:`RECOVERIES`), from
+            their logs (a SIGKILLed worker's last lines may be missing).
         interventions: what was done (kills, outage seconds, workers joined and left).
         seconds: wall time of the fault, from the first record produced to the last check.
     """
@@ -124,6 +137,7 @@ class FaultReport:
     disagreeing: list[dict[str, Any]] = field(default_factory=list)
     features_off: int = 0
     logs: str = ""
+    recoveries: dict[str, int] = field(default_factory=dict)
     interventions: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -778,10 +792,12 @@ def run_chaos(
                 finally:
                     pipe.stop_all()
                 fault.seconds = time.monotonic() - started
+                logs = sorted((root / name).glob("worker-*.log"))
+                fault.recoveries = recoveries(logs)
                 if not fault.ok and keep_logs is not None:
                     kept = keep_logs / f"{name}-seed{seed}"
                     kept.mkdir(parents=True, exist_ok=True)
-                    for log in sorted((root / name).glob("worker-*.log")):
+                    for log in logs:
                         shutil.copy2(log, kept / log.name)
                     fault.logs = str(kept)
                     progress(f"  the workers' logs are kept in {kept}")
@@ -791,6 +807,19 @@ def run_chaos(
             postgres.stop()
             broker.stop()
     return report
+
+
+def recoveries(logs: Sequence[Path]) -> dict[str, int]:
+    """Count the recovery paths the workers of ``logs`` took (see :data:`RECOVERIES`)."""
+    counts = dict.fromkeys((name for name, _ in RECOVERIES), 0)
+    for log in logs:
+        with log.open(encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                for name, pattern in RECOVERIES:
+                    found = pattern.search(line)
+                    if found is not None:
+                        counts[name] += int(found.group(1)) if pattern.groups else 1
+    return counts
 
 
 def runs_by_fault(reports: Sequence[ChaosReport]) -> dict[str, list[FaultReport]]:
@@ -814,6 +843,14 @@ def format_runs(reports: Sequence[ChaosReport]) -> str:
             f"{max(f.state_disagrees for f in runs)} learners' state disagreeing; "
             f"{min(f.seconds for f in runs):,.0f}-{max(f.seconds for f in runs):,.0f} s"
         )
+        taken = Counter[str]()
+        for f in runs:
+            taken.update(f.recoveries)
+        if any(taken.values()):
+            lines.append(
+                f"{name}: recovered over the runs: "
+                + ", ".join(f"{n:,} {what}" for what, n in taken.items() if n)
+            )
     return "\n".join(lines)
 
 
@@ -839,6 +876,10 @@ def format_table(report: ChaosReport) -> str:
         ("whole payloads kept", [f"{f.payloads_kept:,}" for f in faults]),
         ("learners' state disagrees", [f"{f.state_disagrees:,}" for f in faults]),
         ("feature rows counting otherwise", [f"{f.features_off:,}" for f in faults]),
+        *(
+            (f"recovered: {what}", [f"{f.recoveries.get(what, 0):,}" for f in faults])
+            for what, _ in RECOVERIES
+        ),
         ("seconds", [f"{f.seconds:,.0f}" for f in faults]),
         ("verdict", ["ok" if f.ok else "FAILED" for f in faults]),
     ]
