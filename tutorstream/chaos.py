@@ -20,6 +20,7 @@ answers stored for them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -243,8 +244,11 @@ def bad_records(count: int, oversized: int, rng: random.Random) -> list[tuple[Re
 class _Pipeline:
     """One fault's topics, schema, consumer group and workers on the run's broker and store."""
 
-    def __init__(self, bootstrap: str, database_url: str, root: Path, name: str) -> None:
+    def __init__(
+        self, bootstrap: str, database_url: str, root: Path, name: str, loglevel: str = "warning"
+    ) -> None:
         self.bootstrap = bootstrap
+        self.loglevel = loglevel
         self.database_url = database_url
         self.schema = f"chaos_{name}_{uuid.uuid4().hex[:6]}"
         self.prefix = f"chaos-{name}-{uuid.uuid4().hex[:6]}."
@@ -271,7 +275,7 @@ class _Pipeline:
             "TUTORSTREAM_DATA_DIR": str(self.root / f"streams-{n}"),
         }
         worker = subprocess.Popen(
-            services.worker_command(port),
+            services.worker_command(port, self.loglevel),
             env=env,
             stdout=(self.root / f"worker-{n}.log").open("wb"),
             stderr=subprocess.STDOUT,
@@ -540,6 +544,11 @@ def _judge(
     report.disagreeing = _state_disagreements(pipe, answers)
     report.state_disagrees = len(report.disagreeing)
     report.features_off = _features_off(pipe, answers)
+    for entry in report.disagreeing[:3]:
+        try:
+            _write_learner_history(pipe, str(entry["learner"]))
+        except Exception as err:  # evidence for a failure must not hide the failure
+            progress(f"  could not write the history of learner {entry['learner']}: {err}")
 
 
 def _state_disagreements(
@@ -581,6 +590,54 @@ def _state_disagreements(
                 }
                 break
     return found
+
+
+def _write_learner_history(pipe: _Pipeline, learner: str) -> Path:
+    """Write where a disagreeing learner's state went, for the logs kept beside the report.
+
+    Every value its changelog held (answers and events counted, ids remembered, the dedupe
+    horizon, the offsets taken per source), its stored events with the answer count each
+    first processing saw, and where each event sits on the stream and on the re-key topic.
+    """
+    out = pipe.root / f"learner-{learner[:16]}.txt"
+    lines = [f"learner {learner}", "", "changelog: partition@offset, its values in order"]
+    for partition, offset, key, value in _read_records(
+        pipe.bootstrap, f"{pipe.app_id}-learners-changelog"
+    ):
+        if key is None or not value or orjson.loads(key) != learner:
+            continue
+        state = LearnerRecord.from_bytes(value)
+        lines.append(
+            f"  {partition}@{offset}: {state.features.n_answers} answers, {state.events} events, "
+            f"{len(state.seen)} ids remembered, forgotten up to {state.forgotten_upto:.0f}, "
+            f"offsets {state.offsets}"
+        )
+    column = EVENT_FEATURE_INDEX["experience"] + 1
+    rows = pipe.query(
+        f"SELECT e.event_id, e.time, e.event_type, f.vector[{column}] FROM events e "
+        "LEFT JOIN features f USING (event_id, time) WHERE e.learner_id = %s ORDER BY e.time",
+        (learner,),
+    )
+    ids = {str(row[0]) for row in rows}
+    where: dict[str, list[str]] = {}
+    for topic, label in (
+        (pipe.topic(LMS_EVENTS.name), "stream"),
+        (f"{pipe.app_id}-events-rekeyed", "re-key"),
+    ):
+        for partition, offset, _, value in _read_records(pipe.bootstrap, topic):
+            with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                event_id = str(orjson.loads(value).get("event_id"))
+                if event_id in ids:
+                    where.setdefault(event_id, []).append(f"{label} {partition}@{offset}")
+    lines += ["", "stored events in time order: id, time (epoch s), type, answers counted"]
+    for event_id, at, event_type, experience in rows:
+        counted = "" if experience is None else round(math.expm1(experience * math.log(1001.0)))
+        lines.append(
+            f"  {event_id} {at.timestamp():.0f} {event_type} {counted} "
+            + ", ".join(where.get(str(event_id), []))
+        )
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
 
 
 def _stored_answers(pipe: _Pipeline) -> dict[str, int]:
@@ -713,6 +770,7 @@ def run_chaos(
     quiet_s: float,
     progress: Progress,
     keep_logs: Path | None = None,
+    worker_loglevel: str = "warning",
 ) -> ChaosReport:
     """Start a private stack and run each of ``faults``; return what each left behind.
 
@@ -730,7 +788,9 @@ def run_chaos(
             what is missing.
         progress: where progress lines go.
         keep_logs: where the workers' logs of a failed fault are copied (to
-            ``<fault>-seed<seed>/``); the stack's own folder goes when the run ends.
+            ``<fault>-seed<seed>/``), with the history of its first disagreeing learners;
+            the stack's own folder goes when the run ends.
+        worker_loglevel: the workers' log level (``info`` also logs Faust's rebalances).
 
     Raises:
         ChaosError: when a worker exits on its own or a fault cannot go on.
@@ -762,7 +822,7 @@ def run_chaos(
         try:
             for name in [f for f in FAULTS if f in faults]:
                 progress(f"fault {name}")
-                pipe = _Pipeline(broker.url, postgres.url, root, name)
+                pipe = _Pipeline(broker.url, postgres.url, root, name, worker_loglevel)
                 fault = FaultReport(fault=name)
                 started = time.monotonic()
                 good = produced
@@ -794,6 +854,7 @@ def run_chaos(
                 fault.seconds = time.monotonic() - started
                 logs = sorted((root / name).glob("worker-*.log"))
                 fault.recoveries = recoveries(logs)
+                logs += sorted((root / name).glob("learner-*.txt"))
                 if not fault.ok and keep_logs is not None:
                     kept = keep_logs / f"{name}-seed{seed}"
                     kept.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -41,6 +42,10 @@ def chaos(
     out: Annotated[Path, typer.Option(help="Where the JSON goes.")] = Path(
         "bench-results/chaos.json"
     ),
+    worker_loglevel: Annotated[
+        str,
+        typer.Option(help="The workers' log level (their logs are kept when a fault fails)."),
+    ] = "warning",
 ) -> None:
     """Run the worker under faults and count, by event id, what went missing or twice.
 
@@ -85,6 +90,7 @@ def chaos(
                 quiet_s=quiet,
                 progress=lambda line: typer.echo(line, err=True),
                 keep_logs=out.parent / "chaos-logs",
+                worker_loglevel=worker_loglevel,
             )
         except ChaosError as err:
             typer.echo(f"error: {err}", err=True)
@@ -92,6 +98,7 @@ def chaos(
         reports.append(report)
         if runs > 1:
             typer.echo(format_table(report))
+            sys.stdout.flush()  # each run's table as it ends, when the output is a file
     if runs == 1:
         publish(format_table(reports[0]), reports[0].to_dict(), out, typer.echo)
     else:
