@@ -124,21 +124,34 @@ class LearnerRecord:
         return at <= self.forgotten_upto
 
     def remember(self, event_id: str, at: float, horizon_s: float, max_ids: int) -> bool:
-        """Record ``event_id``; return False when it was already seen within the window.
+        """Record ``event_id`` and prune the window; return False when it was already seen."""
+        if not self.take_id(event_id, at):
+            return False
+        self.prune(at, horizon_s, max_ids)
+        return True
 
-        Old ids are pruned from the front (insertion order is time order for one learner,
-        up to producer reordering, which only delays pruning).
+    def take_id(self, event_id: str, at: float) -> bool:
+        """Record ``event_id`` of an event at ``at``; return False when it is remembered.
+
+        Nothing is pruned: a batch prunes once it has taken all its events (see :meth:`prune`).
         """
         key = event_digest(event_id)
         if key in self.seen:
             return False
         self.seen[key] = at
-        cutoff = at - horizon_s
+        return True
+
+    def prune(self, newest: float, horizon_s: float, max_ids: int) -> None:
+        """Forget ids older than ``horizon_s`` before ``newest``, and all but ``max_ids``.
+
+        Old ids are pruned from the front (insertion order is time order for one learner,
+        up to producer reordering, which only delays pruning).
+        """
+        cutoff = newest - horizon_s
         seen = self.seen
         while seen and (len(seen) > max_ids or next(iter(seen.values())) < cutoff):
             oldest = next(iter(seen))
             self.forgotten_upto = max(self.forgotten_upto, seen.pop(oldest))
-        return True
 
     def to_bytes(self) -> bytes:
         """Pack for the table's changelog (format :data:`FORMAT_VERSION`)."""

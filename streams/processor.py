@@ -554,6 +554,10 @@ class EventProcessor:
         # or a record forwarded again by a worker that died) may come after a later event has
         # pushed the first out of the dedupe window, and the store does not hold it yet
         taken: set[tuple[str, str]] = set()
+        # Each learner's dedupe window is pruned once the batch has taken its events, not as
+        # each comes: an id the state remembered when the batch began (so the store was not
+        # asked about it) must stay remembered for a copy behind newer events of the batch.
+        newest: dict[str, tuple[LearnerRecord, float]] = {}
         with metrics.stage("features"):
             for event, record in parsed:
                 learner = state.learner(event.learner_id)
@@ -587,10 +591,13 @@ class EventProcessor:
                     learner.offsets[origin] = offset
                     claimed.add((event.learner_id, origin, offset))
                 # a producer's retry: another record, the same event id
-                if key in taken or not learner.remember(event.event_id, at, horizon, max_ids):
+                if key in taken or not learner.take_id(event.event_id, at):
                     result.duplicates += 1
                     continue
                 taken.add(key)
+                latest = newest.get(event.learner_id)
+                if latest is None or at > latest[1]:
+                    newest[event.learner_id] = (learner, at)
                 # the member, not its value: an enum's .value is a Python-level descriptor
                 source = event.source
                 by_source[source] = by_source.get(source, 0) + 1
@@ -641,6 +648,8 @@ class EventProcessor:
                         upto = at + 1
                         ready(windows[handed:upto], masks[handed:upto], queries[handed:upto])
                         handed = upto
+        for learner, at in newest.values():
+            learner.prune(at, horizon, max_ids)
         if result.duplicates:
             metrics.DUPLICATES.inc(result.duplicates)
         if result.redelivered:

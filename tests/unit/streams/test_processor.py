@@ -299,6 +299,38 @@ def test_copies_in_one_batch_count_once_though_the_window_forgot_the_first(
     assert LearnerRecord.from_bytes(raw).events == len(records)  # type: ignore[arg-type]
 
 
+def test_an_id_remembered_when_a_batch_starts_is_not_forgotten_within_it(
+    model: LearnerModel,
+) -> None:
+    """Copies behind a learner's newer events in one batch count once.
+
+    A replacement re-forwards what the dead worker forwarded, so the owner's batch can hold a
+    learner's newer events (hours later in event time) before copies of events its state took
+    in an earlier batch. The dedupe window, pruned as each newer event came, dropped those
+    ids mid-batch; the copies, asked of nobody (the store is asked only about ids doubtful
+    when the batch starts), were taken late and counted twice.
+    """
+    events = _cohort(1, 8)
+    records = _from_offset_40(list(events))
+    learners, processor = _forgetful()
+    view = StateView(learners, {}, {}, model.window)
+    half = len(records) // 2
+    first = processor.ingest(records[:half], view)
+    view.write_back(first)
+    (raw,) = learners.values()
+    kept = LearnerRecord.from_bytes(raw)  # type: ignore[arg-type]
+    assert any(kept.remembers(e.event_id) for e in first.events), "the window keeps the last ids"
+
+    batch = records[half:] + records[:half]
+    parsed = processor.parse(batch, BatchResult())
+    stored = {e.event_id for e in first.events}
+    again = processor.ingest(batch, view, stored=stored & set(processor.doubtful(parsed, view)))
+    view.write_back(again)
+    assert again.late == 0 and again.redelivered == half
+    (raw,) = learners.values()
+    assert LearnerRecord.from_bytes(raw).events == len(records)  # type: ignore[arg-type]
+
+
 def test_a_record_the_state_passed_without_taking_is_processed_late(
     model: LearnerModel,
 ) -> None:
