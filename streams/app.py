@@ -70,7 +70,7 @@ from streams.processor import (
     StateView,
 )
 from streams.settings import StreamSettings
-from streams.snapshots import HeldWrites, SnapshotClock
+from streams.snapshots import HeldWrites, SnapshotClock, last_alone
 from streams.store import status as store_status
 from streams.store.exceptions import RejectedBatch, StoreError, StoreUnavailable
 from streams.store.maintenance import maintain
@@ -1126,12 +1126,15 @@ class Worker:
                 data = table.data
                 for key, value, _ in values:
                     data[key] = value  # what the table reads once nothing is held for it
-            for table, values in zip(self._tables, taken, strict=True):
-                topic = table.changelog_topic
-                for key, value, partition in values:
-                    out = Outgoing(topic, orjson.dumps(key), value, partition=partition)
-                    sending.pending.append((out, await self._send_guarded(out)))
-            await self._confirm(sending)
+            # each partition's last record alone, after the rest (see last_alone)
+            split = [last_alone(values) for values in taken]
+            for part in (0, 1):
+                for table, halves in zip(self._tables, split, strict=True):
+                    topic = table.changelog_topic
+                    for key, value, partition in halves[part]:
+                        out = Outgoing(topic, orjson.dumps(key), value, partition=partition)
+                        sending.pending.append((out, await self._send_guarded(out)))
+                await self._confirm(sending)
         metrics.SNAPSHOTS.inc()
         metrics.SNAPSHOT_RECORDS.inc(sum(len(values) for values in taken))
         if generation != self._generation:

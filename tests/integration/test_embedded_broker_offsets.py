@@ -66,6 +66,41 @@ def test_list_offsets_latest_stops_at_the_last_batch_base(
     assert total - PER_BATCH < listed < total, f"ListOffsets(latest) said {listed}"
 
 
+async def _snapshot_ends(bootstrap: str, topic: str) -> tuple[int, int]:
+    """Send 40 records at once, then one alone (as a snapshot does); the listed end each time."""
+    producer = AIOKafkaProducer(**aiokafka_config(bootstrap), linger_ms=5, acks=-1)
+    consumer = AIOKafkaConsumer(**aiokafka_config(bootstrap), enable_auto_commit=False)
+    await producer.start()
+    await consumer.start()
+    tp = TopicPartition(topic, 0)
+    try:
+        together = [await producer.send(topic, b"v", key=b"k", partition=0) for _ in range(40)]
+        await asyncio.gather(*together)
+        after_together = (await consumer.end_offsets([tp]))[tp]
+        await (await producer.send(topic, b"last", key=b"k", partition=0))
+        after_alone = (await consumer.end_offsets([tp]))[tp]
+        return after_together, after_alone
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def test_a_last_record_sent_alone_makes_the_listed_end_true(
+    kafka_bootstrap: str, topic_factory: Any
+) -> None:
+    """Why a snapshot sends each changelog partition's last record alone (``last_alone``).
+
+    Faust's recovery reads a changelog to the end ListOffsets gives. Records sent together
+    land in one batch and the broker lists the end as that batch's first offset plus one: a
+    replacement would miss the rest of the batch. One record sent once the rest is confirmed
+    is a batch of its own, and the end listed is the true end.
+    """
+    topic = topic_factory("snapshot-ends", partitions=1)
+    after_together, after_alone = asyncio.run(_snapshot_ends(kafka_bootstrap, topic))
+    assert after_together < 40, f"the batch of 40 listed as ending at {after_together}"
+    assert after_alone == 41
+
+
 GROUP_RECORDS = 12_000
 
 

@@ -10,7 +10,7 @@ import pytest
 from streams.learner_state import LearnerRecord
 from streams.policy import InterventionPolicy, PolicySettings
 from streams.processor import EventProcessor, InboundRecord, StateView
-from streams.snapshots import HeldWrites, SnapshotClock
+from streams.snapshots import HeldWrites, SnapshotClock, last_alone
 from tutorstream.cohort import labelled_cohort
 
 pytestmark = pytest.mark.unit
@@ -100,3 +100,12 @@ def test_a_snapshot_is_due_after_its_interval_or_its_count_and_only_with_records
     every_batch = SnapshotClock(interval_s=0.0, most=100)
     every_batch.add(1)
     assert every_batch.due() and every_batch.wait_s() == 0.0
+
+
+def test_each_partitions_last_value_goes_alone_after_the_rest() -> None:
+    values = [("a", b"1", 0), ("b", b"2", 1), ("c", b"3", 0), ("d", b"4", 0), ("e", b"5", 2)]
+    first, last = last_alone(values)
+    assert first == [("a", b"1", 0), ("c", b"3", 0)]
+    assert sorted(last, key=lambda v: v[2]) == [("d", b"4", 0), ("b", b"2", 1), ("e", b"5", 2)]
+    assert sorted(first + last) == sorted(values), "every value is sent, once"
+    assert last_alone([]) == ([], [])
