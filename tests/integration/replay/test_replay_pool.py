@@ -209,7 +209,8 @@ def test_a_stop_ends_every_process_and_the_same_command_resumes(
     stop: str,
 ) -> None:
     topic = topic_factory("events", spec=LMS_EVENTS)
-    cohort = _cohort(4000, seed=23)
+    # long enough that a stop sent at the first checkpoint lands mid-run on a loaded machine
+    cohort = _cohort(12_000, seed=23)
     _produce_keyed(kafka_bootstrap, topic, cohort)
     schema = pg_schema(postgres_url).name
     migrate(postgres_url, schema=schema)
