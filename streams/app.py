@@ -1127,11 +1127,11 @@ class Worker:
                 for key, value, _ in values:
                     data[key] = value  # what the table reads once nothing is held for it
             # each partition's last record alone, after the rest (see last_alone)
-            split = [last_alone(values) for values in taken]
-            for part in (0, 1):
-                for table, halves in zip(self._tables, split, strict=True):
+            firsts, lasts = zip(*(last_alone(values) for values in taken), strict=True)
+            for wave in (firsts, lasts):
+                for table, values in zip(self._tables, wave, strict=True):
                     topic = table.changelog_topic
-                    for key, value, partition in halves[part]:
+                    for key, value, partition in values:
                         out = Outgoing(topic, orjson.dumps(key), value, partition=partition)
                         sending.pending.append((out, await self._send_guarded(out)))
                 await self._confirm(sending)

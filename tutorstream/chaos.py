@@ -544,11 +544,11 @@ def _judge(
     report.disagreeing = _state_disagreements(pipe, answers)
     report.state_disagrees = len(report.disagreeing)
     report.features_off = _features_off(pipe, answers)
-    for entry in report.disagreeing[:3]:
+    if report.disagreeing:
         try:
-            _write_learner_history(pipe, str(entry["learner"]))
+            _write_learner_histories(pipe, [str(e["learner"]) for e in report.disagreeing[:3]])
         except Exception as err:  # evidence for a failure must not hide the failure
-            progress(f"  could not write the history of learner {entry['learner']}: {err}")
+            progress(f"  could not write the disagreeing learners' histories: {err}")
 
 
 def _state_disagreements(
@@ -577,7 +577,7 @@ def _state_disagreements(
             "AND e.event_type = 'answer_submit' ORDER BY 3, e.time",
             (entry["learner"],),
         )
-        counts = [round(math.expm1(float(v) * math.log(1001.0))) for _, _, v in rows]
+        counts = [_answers_counted(v) for _, _, v in rows]
         entry["answers_in_features"] = max(counts, default=0)
         for k, n in enumerate(counts, start=1):
             if n != k:
@@ -592,19 +592,20 @@ def _state_disagreements(
     return found
 
 
-def _write_learner_history(pipe: _Pipeline, learner: str) -> Path:
-    """Write where a disagreeing learner's state went, for the logs kept beside the report.
+def _write_learner_histories(pipe: _Pipeline, learners: Sequence[str]) -> None:
+    """Write where each disagreeing learner's state went, for the logs kept beside the report.
 
-    Every value its changelog held (answers and events counted, ids remembered, the dedupe
-    horizon, the offsets taken per source), its stored events with the answer count each
-    first processing saw, and where each event sits on the stream and on the re-key topic.
+    Per learner (``learner-<pseudonym>.txt``): every value its changelog held (answers and
+    events counted, ids remembered, the dedupe horizon, the offsets taken per source), its
+    stored events with the answer count each first processing saw, and where each event sits
+    on the stream and on the re-key topic. Each topic is read once for all of them.
     """
-    out = pipe.root / f"learner-{learner[:16]}.txt"
-    lines = [f"learner {learner}", "", "changelog: partition@offset, its values in order"]
+    states: dict[str, list[str]] = {learner: [] for learner in learners}
     for partition, offset, key, value in _read_records(
         pipe.bootstrap, f"{pipe.app_id}-learners-changelog"
     ):
-        if key is None or not value or orjson.loads(key) != learner:
+        lines = None if key is None or not value else states.get(orjson.loads(key))
+        if lines is None:
             continue
         state = LearnerRecord.from_bytes(value)
         lines.append(
@@ -613,12 +614,15 @@ def _write_learner_history(pipe: _Pipeline, learner: str) -> Path:
             f"offsets {state.offsets}"
         )
     column = EVENT_FEATURE_INDEX["experience"] + 1
-    rows = pipe.query(
-        f"SELECT e.event_id, e.time, e.event_type, f.vector[{column}] FROM events e "
-        "LEFT JOIN features f USING (event_id, time) WHERE e.learner_id = %s ORDER BY e.time",
-        (learner,),
-    )
-    ids = {str(row[0]) for row in rows}
+    rows = {
+        learner: pipe.query(
+            f"SELECT e.event_id, e.time, e.event_type, f.vector[{column}] FROM events e "
+            "LEFT JOIN features f USING (event_id, time) WHERE e.learner_id = %s ORDER BY e.time",
+            (learner,),
+        )
+        for learner in learners
+    }
+    ids = {str(row[0]) for stored in rows.values() for row in stored}
     where: dict[str, list[str]] = {}
     for topic, label in (
         (pipe.topic(LMS_EVENTS.name), "stream"),
@@ -629,15 +633,23 @@ def _write_learner_history(pipe: _Pipeline, learner: str) -> Path:
                 event_id = str(orjson.loads(value).get("event_id"))
                 if event_id in ids:
                     where.setdefault(event_id, []).append(f"{label} {partition}@{offset}")
-    lines += ["", "stored events in time order: id, time (epoch s), type, answers counted"]
-    for event_id, at, event_type, experience in rows:
-        counted = "" if experience is None else round(math.expm1(experience * math.log(1001.0)))
-        lines.append(
-            f"  {event_id} {at.timestamp():.0f} {event_type} {counted} "
-            + ", ".join(where.get(str(event_id), []))
-        )
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
+    for learner in learners:
+        lines = [f"learner {learner}", "", "changelog: partition@offset, its values in order"]
+        lines += states[learner]
+        lines += ["", "stored events in time order: id, time (epoch s), type, answers counted"]
+        for event_id, at, event_type, experience in rows[learner]:
+            counted = "" if experience is None else _answers_counted(experience)
+            lines.append(
+                f"  {event_id} {at.timestamp():.0f} {event_type} {counted} "
+                + ", ".join(where.get(str(event_id), []))
+            )
+        out = pipe.root / f"learner-{learner[:16]}.txt"
+        out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _answers_counted(experience: float) -> int:
+    """The answers a state had taken, from a feature row's ``experience`` (its inverse)."""
+    return round(math.expm1(float(experience) * math.log(1001.0)))
 
 
 def _stored_answers(pipe: _Pipeline) -> dict[str, int]:

@@ -56,6 +56,18 @@ def _forgetful() -> tuple[dict[str, object], EventProcessor]:
     return {}, _processor(dedupe_window_s=60.0)
 
 
+def _first_half_taken(
+    records: list[InboundRecord], model: LearnerModel
+) -> tuple[dict[str, object], EventProcessor, StateView, int, BatchResult]:
+    """A forgetful processor's state after the first half of ``records``, written back."""
+    learners, processor = _forgetful()
+    view = StateView(learners, {}, {}, model.window)
+    half = len(records) // 2
+    first = processor.ingest(records[:half], view)
+    view.write_back(first)
+    return learners, processor, view, half, first
+
+
 def _processor(owns_all: bool = True, dedupe_window_s: float = 1e9) -> EventProcessor:
     return EventProcessor(
         pseudonym_key=KEY,
@@ -236,11 +248,7 @@ def test_a_redelivered_record_counts_once_however_old_its_events(model: LearnerM
     # three events per record, as a list of native events: all of a record's events count
     grouped = [events[k : k + 3] for k in range(0, len(events), 3)]
     records = _from_offset_40(list(grouped))
-    learners, processor = _forgetful()
-    view = StateView(learners, {}, {}, model.window)
-    half = len(records) // 2
-    first = processor.ingest(records[:half], view)
-    view.write_back(first)
+    learners, processor, view, half, first = _first_half_taken(records, model)
     assert len(first.events) == sum(len(g) for g in grouped[:half])
     counted = {k: LearnerRecord.from_bytes(v).events for k, v in learners.items()}  # type: ignore[arg-type]
 
@@ -312,11 +320,7 @@ def test_an_id_remembered_when_a_batch_starts_is_not_forgotten_within_it(
     """
     events = _cohort(1, 8)
     records = _from_offset_40(list(events))
-    learners, processor = _forgetful()
-    view = StateView(learners, {}, {}, model.window)
-    half = len(records) // 2
-    first = processor.ingest(records[:half], view)
-    view.write_back(first)
+    learners, processor, view, half, first = _first_half_taken(records, model)
     (raw,) = learners.values()
     kept = LearnerRecord.from_bytes(raw)  # type: ignore[arg-type]
     assert any(kept.remembers(e.event_id) for e in first.events), "the window keeps the last ids"
