@@ -9,6 +9,7 @@ worker deciding whether it owns a learner, or a replay placing a record.
 
 from __future__ import annotations
 
+import random
 import struct
 from typing import Final
 
@@ -55,3 +56,48 @@ def partition_for(key: str, partitions: int) -> int:
     if partitions < 1:
         raise ValueError(f"a topic has at least one partition, not {partitions}")
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+class PartitionCache:
+    """:func:`partition_for`, remembered for the keys seen before.
+
+    A class's few hundred learners are hashed once each rather than once per record (murmur2
+    in Python costs more than the rest of placing a record). Forgets all past ``limit`` keys.
+    """
+
+    def __init__(self, partitions: int, limit: int = 65_536) -> None:
+        self.partitions = partitions
+        self._limit = limit
+        self._found: dict[str, int] = {}
+
+    def __call__(self, key: str) -> int:
+        """Return the partition of ``key``."""
+        found = self._found.get(key)
+        if found is None:
+            if len(self._found) >= self._limit:
+                self._found.clear()
+            found = self._found[key] = partition_for(key, self.partitions)
+        return found
+
+
+class CachedPartitioner:
+    """aiokafka's default partitioner, with each key's murmur2 remembered.
+
+    The worker's producer keys every intervention, prompt and recommendation by learner (see
+    :class:`PartitionCache`).
+    """
+
+    def __init__(self, limit: int = 65_536) -> None:
+        self._limit = limit
+        self._hashes: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        """Pick the partition of ``key`` as aiokafka's ``DefaultPartitioner`` does."""
+        if key is None:  # as aiokafka: any partition, an available one if there is one
+            return random.choice(available or all_partitions)
+        hashed = self._hashes.get(key)
+        if hashed is None:
+            if len(self._hashes) >= self._limit:
+                self._hashes.clear()
+            hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return all_partitions[hashed % len(all_partitions)]

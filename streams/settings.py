@@ -45,6 +45,9 @@ class StreamSettings(CommonSettings):
         session_timeout_s: ``TUTORSTREAM_SESSION_TIMEOUT_S``, how long the group waits for a
             silent worker before moving its partitions to the others.
         fetch_max_wait_ms: ``TUTORSTREAM_FETCH_MAX_WAIT_MS``, longest a fetch waits for data.
+        event_loop: ``TUTORSTREAM_EVENT_LOOP``, the worker's event loop: ``uvloop`` (libuv, in C)
+            or Python's own ``asyncio``. Every record, send and query passes through the loop
+            several times, and the worker's main thread is its limit.
         compression: ``TUTORSTREAM_COMPRESSION``, codec of the record batches the worker
             writes (its table changelogs above all): ``snappy``, ``lz4``, ``zstd``, ``gzip`` or
             ``none``. The CPU per 9 KB learner record differs tenfold between them (see
@@ -74,7 +77,7 @@ class StreamSettings(CommonSettings):
     model: str = "tutorstream-learner@latest"
     model_dir: str | None = None
     model_threads: int = Field(default=1, ge=1, le=64)
-    max_batch: int = Field(default=512, ge=1, le=10_000)
+    max_batch: int = Field(default=2048, ge=1, le=10_000)
     max_delay_ms: float = Field(default=5.0, ge=0)
     dedupe_window_s: float = Field(default=3600.0, gt=0)
     dedupe_max_ids: int = Field(default=2048, ge=16)
@@ -89,6 +92,7 @@ class StreamSettings(CommonSettings):
     stall_check_s: float = Field(default=10.0, gt=0)
     snapshot_interval_s: float = Field(default=2.0, ge=0)
     snapshot_max_records: int = Field(default=50_000, ge=1)
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     compression: Literal["snappy", "lz4", "zstd", "gzip", "none"] = "snappy"
     policy: PolicySettings = Field(default_factory=PolicySettings)
     store: StoreSettings = Field(default_factory=StoreSettings)

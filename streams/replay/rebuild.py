@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import numpy.typing as npt
 
-from common.partitioning import partition_for
+from common.partitioning import PartitionCache
 from inference.runtime import LearnerModel, Prediction
 from schemas.events import LearningEvent
 from streams import outbound
@@ -78,7 +78,7 @@ class Rebuild(Output):
         self.partitions = partitions
         self.inference_chunk = inference_chunk
         self._inference = ThreadPoolExecutor(1, thread_name_prefix="replay-inference")
-        self._partitions: dict[str, int] = {}
+        self._partition = PartitionCache(partitions)
         self.state = StateView({}, {}, {}, model.window or WINDOW_FALLBACK)
         self.processor = EventProcessor(
             # only normalised events reach the processor, so the key is never used
@@ -161,14 +161,6 @@ class Rebuild(Output):
             origin=source,
             origin_offset=offset,
         )
-
-    def _partition(self, learner: str) -> int:
-        # murmur2 in pure Python costs more than the rest of building a record; a class has
-        # few learners, each seen many times
-        found = self._partitions.get(learner)
-        if found is None:
-            found = self._partitions[learner] = partition_for(learner, self.partitions)
-        return found
 
     async def close(self) -> None:
         """Close the sink and stop the inference thread."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 
@@ -21,6 +22,7 @@ def worker(
 ) -> None:
     """Consume lms.events.v1, score learners and publish interventions, until stopped."""
     import faust
+    import uvloop
 
     from schemas.profiles import ProfileError
     from streams.app import Worker
@@ -41,6 +43,9 @@ def worker(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     logging.basicConfig(level=loglevel.upper())
+    if settings.event_loop == "uvloop":
+        # before any loop exists: Faust's consumer thread makes its own from the same policy
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     stream_worker = Worker(settings)
     try:
         stream_worker.prepare()

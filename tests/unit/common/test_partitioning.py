@@ -5,7 +5,7 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.partitioning import murmur2, partition_for
+from common.partitioning import CachedPartitioner, PartitionCache, murmur2, partition_for
 
 pytestmark = pytest.mark.unit
 
@@ -57,3 +57,21 @@ def test_the_workers_producer_places_every_key_here(key: str, partitions: int) -
 def test_a_topic_without_partitions_is_refused(partitions: int) -> None:
     with pytest.raises(ValueError, match="at least one partition"):
         partition_for("learner-1", partitions)
+
+
+def test_the_cached_partitioner_picks_as_aiokafka_does() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    cached, theirs = CachedPartitioner(limit=50), DefaultPartitioner()
+    keys = [f"learner-{n}".encode() for n in range(200)] * 2  # past the limit, and again
+    for partitions in ([0, 1, 2], list(range(12)), [3, 5, 8]):
+        for key in keys:
+            assert cached(key, partitions, partitions) == theirs(key, partitions, partitions)
+    assert cached(None, [0, 1, 2], [1]) == 1  # no key: an available partition
+
+
+def test_the_partition_cache_answers_as_partition_for_and_forgets_past_its_limit() -> None:
+    placed = PartitionCache(12, limit=10)
+    keys = [f"learner-{n}" for n in range(25)]
+    assert [placed(k) for k in keys + keys] == [partition_for(k, 12) for k in keys + keys]
+    assert len(placed._found) <= 10
