@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import random
 import struct
-from typing import Final
+from typing import Final, TypeVar
 
 _SEED: Final = 0x9747B28C
 _M: Final = 0x5BD1E995
 _MASK: Final = 0xFFFFFFFF
 _WORDS: Final = struct.Struct("<I")
+_K = TypeVar("_K", str, bytes)
 
 
 def murmur2(data: bytes) -> int:
@@ -74,9 +75,7 @@ class PartitionCache:
         """Return the partition of ``key``."""
         found = self._found.get(key)
         if found is None:
-            if len(self._found) >= self._limit:
-                self._found.clear()
-            found = self._found[key] = partition_for(key, self.partitions)
+            found = _remember(self._found, self._limit, key, partition_for(key, self.partitions))
         return found
 
 
@@ -97,7 +96,13 @@ class CachedPartitioner:
             return random.choice(available or all_partitions)
         hashed = self._hashes.get(key)
         if hashed is None:
-            if len(self._hashes) >= self._limit:
-                self._hashes.clear()
-            hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+            hashed = _remember(self._hashes, self._limit, key, murmur2(key) & 0x7FFFFFFF)
         return all_partitions[hashed % len(all_partitions)]
+
+
+def _remember(found: dict[_K, int], limit: int, key: _K, value: int) -> int:
+    """Keep ``value`` for ``key`` in ``found``, emptied first once it holds ``limit`` keys."""
+    if len(found) >= limit:
+        found.clear()
+    found[key] = value
+    return value

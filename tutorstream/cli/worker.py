@@ -22,7 +22,6 @@ def worker(
 ) -> None:
     """Consume lms.events.v1, score learners and publish interventions, until stopped."""
     import faust
-    import uvloop
 
     from schemas.profiles import ProfileError
     from streams.app import Worker
@@ -44,6 +43,8 @@ def worker(
         raise typer.Exit(2) from None
     logging.basicConfig(level=loglevel.upper())
     if settings.event_loop == "uvloop":
+        import uvloop
+
         # before any loop exists: Faust's consumer thread makes its own from the same policy
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     stream_worker = Worker(settings)
