@@ -263,6 +263,27 @@ class StallWatch:
         }
 
 
+def _fetched_end(consumer: Any, tp: Any) -> int | None:
+    """The high watermark of ``tp``'s last fetch response (``None``: none yet)."""
+    try:
+        end = consumer.highwater(tp)  # the client keeps it from each fetch response
+    except Exception:  # not assigned to the client (any more)
+        return None
+    return end if isinstance(end, int) and end >= 0 else None
+
+
+def _known_end(listed: int | None, fetched: int | None) -> int | None:
+    """A partition's end: the greater of what the broker lists and what its fetches said.
+
+    The embedded broker lists a partition's end as its last record batch's first offset plus
+    one, short by the rest of that batch; its fetch responses give the true end. A partition
+    whose undelivered tail lies in that last batch looked, by the listed end alone, as if it
+    held nothing past the commit, and a stall there went unseen.
+    """
+    known = [end for end in (listed, fetched) if end is not None]
+    return max(known) if known else None
+
+
 class RecordQueue:
     """Records delivered by Faust and not yet in a batch; ``put`` waits while it is full."""
 
@@ -839,9 +860,10 @@ class Worker:
             # for room (a store outage, a backlog), not for a fetch
             self.watch.forget()
             return set()
-        ends = await consumer.highwaters(*tps)
+        listed = await consumer.highwaters(*tps)
+        ends = {tp: _known_end(listed.get(tp), _fetched_end(consumer, tp)) for tp in tps}
         committed = {tp: consumer._committed_offset.get(tp) for tp in tps}
-        return self.watch.stalled(dict(ends), committed, self.order.delivered, self._idle())
+        return self.watch.stalled(ends, committed, self.order.delivered, self._idle())
 
     async def _seek_to_committed(self, reason: str, stalled: set[Any]) -> None:
         """Seek every source partition back to its committed offset, as a rebalance does."""

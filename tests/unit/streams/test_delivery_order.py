@@ -13,6 +13,8 @@ from streams.app import (
     DeliveryOrder,
     StallWatch,
     _commit_only_from_the_committed_offset,
+    _fetched_end,
+    _known_end,
 )
 
 pytestmark = pytest.mark.unit
@@ -111,6 +113,41 @@ def test_a_partition_with_records_past_its_commit_and_no_delivery_is_stalled() -
     watch.forget()
     watch.stalled({"p0": 60, "p1": 40}, committed, delivered, idle=True)
     assert watch.stalled(ends, committed, delivered, idle=True) == set()
+
+
+def test_a_stall_in_the_last_batch_is_seen_by_the_fetched_end() -> None:
+    """The embedded broker lists a partition's end short of the commit; its fetches say more.
+
+    The shape of a replacement that delivered nothing more: committed at 897, the broker
+    listing 887 (its last batch's first offset plus one) and its fetch responses 938.
+    """
+    delivered: Counter[str] = Counter({"p0": 527})
+    committed: dict[str, int | None] = {"p0": 897}
+    by_listed = StallWatch()
+    for _ in range(3):
+        assert by_listed.stalled({"p0": 887}, committed, delivered, idle=True) == set()
+    watch = StallWatch()
+    ends = {"p0": _known_end(887, 938)}
+    watch.stalled(ends, committed, delivered, idle=True)
+    assert watch.stalled(ends, committed, delivered, idle=True) == {"p0"}
+
+
+def test_a_partition_end_is_the_greater_known_one() -> None:
+    assert _known_end(887, 938) == 938
+    assert _known_end(940, 938) == 940, "a fetch response older than the listing"
+    assert _known_end(None, 938) == 938
+    assert _known_end(887, None) == 887
+    assert _known_end(None, None) is None
+
+
+def test_the_fetched_end_of_a_partition_the_client_no_longer_holds_is_unknown() -> None:
+    def gone(tp: str) -> int:
+        raise AssertionError(f"{tp} is not assigned")
+
+    assert _fetched_end(SimpleNamespace(highwater=gone), "p0") is None
+    assert _fetched_end(SimpleNamespace(highwater=lambda tp: None), "p0") is None
+    assert _fetched_end(SimpleNamespace(highwater=lambda tp: -1), "p0") is None
+    assert _fetched_end(SimpleNamespace(highwater=lambda tp: 938), "p0") == 938
 
 
 def test_a_busy_worker_judges_no_partition() -> None:
