@@ -60,6 +60,7 @@ from schemas.topics import (
 )
 from streams import metrics, outbound
 from streams.annotations import GrafanaAnnotations
+from streams.eager import deliver_eagerly
 from streams.policy import InterventionPolicy
 from streams.processor import (
     WINDOW_FALLBACK,
@@ -463,6 +464,7 @@ class Worker:
         _cap_fetch_wait(s.fetch_max_wait_ms)
         _keep_gaps_unacked()
         _commit_only_from_the_committed_offset()
+        deliver_eagerly()
         self.order = DeliveryOrder()
         self.watch = StallWatch()
         self._hole_seen = asyncio.Event()
