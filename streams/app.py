@@ -939,6 +939,11 @@ class Worker:
         when the stream is quiet a record waits at most ``max_delay_ms`` for company.
         """
         stream.enable_acks = False  # acked by _settle, only once a batch is durable
+        # Faust's Monitor keeps statistics per record and per event for Faust's own web views,
+        # which the worker does not serve (its metrics are its own): out of the sensors, it
+        # costs no calls per record.
+        with contextlib.suppress(KeyError):
+            self.app.sensors.remove(self.app.monitor)
         # A restarted agent redoes the batch that failed: nothing it changed in place counts.
         self.state.forget()
         # A batch's events and rows outlive the youngest generation; at the default threshold
