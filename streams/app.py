@@ -58,9 +58,8 @@ from schemas.topics import (
     TUTOR_INTERVENTIONS,
     TUTOR_RECOMMENDATIONS,
 )
-from streams import metrics, outbound
+from streams import eager, metrics, outbound
 from streams.annotations import GrafanaAnnotations
-from streams.eager import deliver_eagerly
 from streams.policy import InterventionPolicy
 from streams.processor import (
     WINDOW_FALLBACK,
@@ -273,6 +272,37 @@ def _fetched_end(consumer: Any, tp: Any) -> int | None:
     return end if isinstance(end, int) and end >= 0 else None
 
 
+def _fetch_state(consumer: Any, stalled: set[Any]) -> str:
+    """Where Faust's fetching stands for ``stalled``, for the log line of a stall."""
+    try:
+        active = consumer._active_partitions or set()
+        queue = getattr(consumer, "can_resume_flow", None)
+        return (
+            f"; flow {'active' if consumer.flow_active else 'stopped'}"
+            f" ({len(getattr(queue, '_waiters', None) or ())} waiting to resume),"
+            f" hand-overs waiting {eager.waiting()},"
+            f" not fetched {len(stalled - active)} of {len(stalled)},"
+            f" paused {len(stalled & consumer._paused_partitions)},"
+            f" buffer full {len(stalled & consumer._buffered_partitions)},"
+            f" positions {_positions(consumer, stalled)}"
+        )
+    except Exception as err:  # Faust internals moved: the seek matters, not this line
+        return f"; fetch state unknown ({type(err).__name__})"
+
+
+def _positions(consumer: Any, tps: set[Any]) -> str:
+    client = consumer._thread._ensure_consumer()
+    found = []
+    for tp in sorted(tps):
+        try:
+            state = client._subscription.subscription.assignment.state_value(tp)
+            committed = consumer._committed_offset.get(tp)
+            found.append(f"{tp.partition}: {state.position} (commit {committed})")
+        except Exception:
+            found.append(f"{tp.partition}@?")
+    return " ".join(found)
+
+
 def _known_end(listed: int | None, fetched: int | None) -> int | None:
     """A partition's end: the greater of what the broker lists and what its fetches said.
 
@@ -464,7 +494,7 @@ class Worker:
         _cap_fetch_wait(s.fetch_max_wait_ms)
         _keep_gaps_unacked()
         _commit_only_from_the_committed_offset()
-        deliver_eagerly()
+        eager.deliver_eagerly()
         self.order = DeliveryOrder()
         self.watch = StallWatch()
         self._hole_seen = asyncio.Event()
@@ -873,11 +903,12 @@ class Worker:
         if app.rebalancing:
             return  # the rebalance seeks back to the commit itself
         logger.warning(
-            "reading every partition again from its committed offset (%s%s)",
+            "reading every partition again from its committed offset (%s%s)%s",
             reason,
             ": " + ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(stalled))
             if stalled
             else "",
+            _fetch_state(consumer, stalled) if stalled else "",
         )
         metrics.PARTITION_SEEKS.labels(reason).inc()
         # Faust drops the records of a fetch it is iterating when the flow stops, and the

@@ -20,6 +20,12 @@ from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any
 
 _ORIGINAL = "_tutorstream_wait_first"
+_WAITING = [0]  # hand-overs waiting now (for room in a stream buffer, or for the flow)
+
+
+def waiting() -> int:
+    """How many records' hand-overs are waiting now (0 or 1: the fetch loop is one task)."""
+    return _WAITING[0]
 
 
 class Resumed:
@@ -92,6 +98,11 @@ def deliver_eagerly() -> None:
                 _close(other)
                 return WaitResults([first], [outcome], False)
             coros = (outcome, other)
+            _WAITING[0] += 1
+            try:
+                return await original(self, *coros)
+            finally:
+                _WAITING[0] -= 1
         return await original(self, *coros, timeout=timeout)
 
     setattr(Consumer, _ORIGINAL, original)

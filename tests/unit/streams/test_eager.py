@@ -8,6 +8,7 @@ import mode
 import pytest
 from faust.transport.consumer import Consumer
 
+from streams import eager
 from streams.eager import Resumed, deliver_eagerly, start
 
 pytestmark = pytest.mark.unit
@@ -157,8 +158,10 @@ def test_a_record_waiting_for_room_goes_in_once_there_is_room(fetching: type[_Fe
 
         waiting = asyncio.ensure_future(service.wait_first(callback(1), suspend.wait()))
         await asyncio.sleep(0.01)
+        assert eager.waiting() == 1, "counted while it waits (a stall's log line says so)"
         assert room.get_nowait() == 0
         await asyncio.wait_for(waiting, 5)
         assert room.get_nowait() == 1
+        assert eager.waiting() == 0
 
     asyncio.run(run())
