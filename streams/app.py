@@ -32,7 +32,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -125,6 +125,26 @@ DELIVERY_START_ATTRIBUTE = "_tutorstream_delivery_start"
 """Attribute of Faust's consumer holding where each source partition's delivery starts, learnt
 at every assignment: the group's committed offset, or the log's first offset where the group
 has none. Faust's own committed offsets are filled only once it seeks to them."""
+
+
+def _report_cleared(flow_control: Any, cleared: Callable[[int], None]) -> None:
+    """Call ``cleared(n)`` whenever Faust's flow control drops ``n`` buffered records.
+
+    Faust clears every stream buffer on each ``flow_control.resume()``, suspended or not, and
+    its recovery resumes the flow right after seeking the stream partitions to their commits.
+    Records the fetch loop handed over in between (the client had already moved past them)
+    were dropped with nothing after them to show the hole: seen as a replacement that left
+    every partition's last records undelivered.
+    """
+    clear = flow_control.clear
+
+    def clear_and_report() -> None:
+        dropped = sum(queue.qsize() for queue in list(flow_control._queues))
+        clear()
+        if dropped:
+            cleared(dropped)
+
+    flow_control.clear = clear_and_report
 
 
 def _commit_only_from_the_committed_offset() -> None:
@@ -542,6 +562,9 @@ class Worker:
             recovery_consistency_check=False,
             logging_config=None,
         )
+        self._seeking = False
+        self._seek_reason = "hole"
+        _report_cleared(self.app.flow_control, self._on_cleared)
         self.model = model or LearnerModel.load(
             s.model,
             registry_roots=[] if s.model_dir is None else [Path(s.model_dir)],
@@ -803,7 +826,8 @@ class Worker:
             try:
                 if self._hole_seen.is_set():
                     self._hole_seen.clear()
-                    await self._seek_to_committed("hole", set())
+                    reason, self._seek_reason = self._seek_reason, "hole"
+                    await self._seek_to_committed(reason, set())
                     continue
                 stalled = await self._stalled_partitions()
                 if not stalled:
@@ -932,8 +956,26 @@ class Worker:
             self.watch.forget()
         finally:
             if not app.rebalancing and app.consumer_generation_id == generation:
-                app.flow_control.resume()
+                # what the resume clears was handed over before the flow stopped: it comes
+                # again from the commit just sought
+                self._seeking = True
+                try:
+                    app.flow_control.resume()
+                finally:
+                    self._seeking = False
                 consumer.resume_flow()
+
+    def _on_cleared(self, dropped: int) -> None:
+        """Faust's flow control dropped ``dropped`` buffered records: read them again."""
+        if self._seeking:
+            return
+        logger.info(
+            "%d records were cleared from the stream buffer when the flow resumed; reading "
+            "every partition again from its committed offset",
+            dropped,
+        )
+        self._seek_reason = "cleared"
+        self._hole_seen.set()
 
     @staticmethod
     async def _fetch_parked(consumer: Any, timeout: float = 5.0) -> None:

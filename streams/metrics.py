@@ -80,7 +80,8 @@ PARTITION_SEEKS = Counter(
     "tutorstream_partition_seeks_total",
     "Times the worker read its partitions again from their committed offsets, by reason: "
     "hole (records skipped), stall (a partition held records past its commit and delivered "
-    "none for a whole check), rejoin (still stalled after a seek: the group was rejoined).",
+    "none for a whole check), rejoin (still stalled after a seek: the group was rejoined), "
+    "cleared (Faust dropped records from the stream buffer when the flow resumed).",
     ["reason"],
     registry=REGISTRY,
 )
