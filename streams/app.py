@@ -319,7 +319,7 @@ def _positions(consumer: Any, tps: set[Any]) -> str:
             committed = consumer._committed_offset.get(tp)
             found.append(f"{tp.partition}: {state.position} (commit {committed})")
         except Exception:
-            found.append(f"{tp.partition}@?")
+            found.append(f"{tp.partition}: ?")
     return " ".join(found)
 
 

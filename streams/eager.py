@@ -10,7 +10,12 @@ pipeline`, that machinery was the largest single share of the worker's main thre
 
 :func:`deliver_eagerly` runs the callback at once, up to its first wait. Most records end
 there. One that must wait goes on from that very point inside the same ``wait_first`` as
-before, so a rebalance still abandons it and nothing else changes.
+before, so a rebalance still abandons it.
+
+What does change: the stream task no longer runs between one record and the next, so more
+records sit in the stream buffer at a time. Faust clears that buffer on every flow resume, and
+its recovery resumes right after seeking; the worker reads what a resume clears again from the
+commit (``streams.app._report_cleared``).
 """
 
 from __future__ import annotations
