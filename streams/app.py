@@ -296,10 +296,10 @@ def _fetch_state(consumer: Any, stalled: set[Any]) -> str:
     """Where Faust's fetching stands for ``stalled``, for the log line of a stall."""
     try:
         active = consumer._active_partitions or set()
-        queue = getattr(consumer, "can_resume_flow", None)
+        resume = getattr(consumer, "can_resume_flow", None)
         return (
             f"; flow {'active' if consumer.flow_active else 'stopped'}"
-            f" ({len(getattr(queue, '_waiters', None) or ())} waiting to resume),"
+            f" ({len(getattr(resume, '_waiters', None) or ())} waiting to resume),"
             f" hand-overs waiting {eager.waiting()},"
             f" not fetched {len(stalled - active)} of {len(stalled)},"
             f" paused {len(stalled & consumer._paused_partitions)},"
