@@ -74,7 +74,7 @@ from streams.snapshots import HeldWrites, SnapshotClock, last_alone
 from streams.store import status as store_status
 from streams.store.exceptions import RejectedBatch, StoreError, StoreUnavailable
 from streams.store.maintenance import maintain
-from streams.store.sink import DeadLetterPayload, StoreSink, WriteResult
+from streams.store.sink import DeadLetterPayload, StoreBatch, StoreSink, WriteResult
 
 logger = logging.getLogger(__name__)
 
@@ -643,6 +643,8 @@ class Worker:
             value_serializer="raw",
         )
         self._settling: asyncio.Future[None] | None = None
+        self._snapshotting: asyncio.Future[None] | None = None
+        self._deciding_s = 0.0  # the last batch's model and decision time, which its store overlaps
         # a record read again (a seek back to the commit after a hole or a stall) that has
         # its dead letter already is not dead-lettered twice
         self._lettered = RecentRecords(LETTERED_MAX)
@@ -894,12 +896,11 @@ class Worker:
             return []
 
     def _idle(self) -> bool:
-        settling = self._settling
         return (
             not self._processing
             and not self.snapshots.records
             and (self._queue is None or not len(self._queue))
-            and (settling is None or settling.done())
+            and all(task is None or task.done() for task in (self._settling, self._snapshotting))
         )
 
     async def _stalled_partitions(self) -> set[Any]:
@@ -1037,8 +1038,9 @@ class Worker:
             await asyncio.gather(feeding, batching, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self._settle_previous()
+                await self._snapshot_previous()
                 if self.snapshots.records:  # a graceful stop leaves nothing to take again
-                    await asyncio.wait_for(self._snapshot(stream), 10.0)
+                    await asyncio.wait_for(self._snapshot(stream, wait=True), 10.0)
 
     async def _feed(self, stream: Any, queue: RecordQueue) -> None:
         # the consumer's committed offsets have no public face
@@ -1068,12 +1070,15 @@ class Worker:
     async def _batches(self, stream: Any, queue: RecordQueue) -> None:
         max_batch, linger = self.settings.max_batch, self.settings.max_delay_ms / 1000.0
         while True:
+            # Records that came while the last batch was processed make the next one at once;
+            # only a record that finds the worker idle waits ``linger`` for company.
+            idle = not len(queue)
             await queue.wait_for_records(self.snapshots.wait_s())
             if self.snapshots.due():
                 await self._snapshot(stream)
             if not len(queue):
                 continue
-            if len(queue) < max_batch and linger > 0:
+            if idle and len(queue) < max_batch and linger > 0:
                 await asyncio.sleep(linger)  # a burst that is arriving joins this batch
             self._processing = True
             try:
@@ -1151,16 +1156,23 @@ class Worker:
 
     async def _step(self, records: list[InboundRecord], sending: Sending) -> None:
         """Compute, store, send and write the state of ``records``; raise before any send."""
+        deciding: asyncio.Future[StoreBatch] | None = None
         try:
-            result = await self._compute(records)
+            result = await self._take(records)
+            # The model runs on its own thread while the database takes the batch's events
+            # and features, in the transaction its decisions then join.
+            deciding = asyncio.ensure_future(self._decide(result))
+            written = await self._store(result, deciding)
             letters = await self._dead_letters(result)
-            written = await self._store(result)
             with metrics.stage("publish"):
                 await self._publish(result, letters, written.new_interventions, sending)
                 if self.annotations is not None:
                     self.annotations.offer(result.interventions, written.new_interventions)
                 self.state.write_back(result)
         except BaseException:
+            if deciding is not None and not deciding.done():
+                deciding.cancel()
+                await asyncio.gather(deciding, return_exceptions=True)
             self.state.forget()  # the records were changed in place and are not written
             raise
 
@@ -1208,13 +1220,21 @@ class Worker:
             self._covered.append(events)  # acked by the next snapshot
         self._observe_lag(events)
 
-    async def _snapshot(self, stream: Any) -> None:
+    async def _snapshot(self, stream: Any, *, wait: bool = False) -> None:
         """Write the state held since the last snapshot to the changelogs; then ack.
 
         Runs between batches, once the last batch has settled, so what is written is exactly
-        the state of the batches it acks. Nothing is acked before the broker has every value.
+        the state of the batches it acks. Waiting for the broker to confirm the values, then
+        acking, is left to a task (:meth:`_write_snapshot`) that the batches after it overlap,
+        as :meth:`_settle` is; the next snapshot waits for it, so acks stay in order. Nothing
+        is acked before the broker has every value.
+
+        Args:
+            stream: the agent's stream, whose records are acked.
+            wait: return only once the values are confirmed and the records acked.
         """
         await self._settle_previous()
+        await self._snapshot_previous()
         owned = {tp.partition for tp in self._source_partitions()}
         if not owned:
             return  # no assignment known (starting or stopping): all of it waits
@@ -1222,12 +1242,27 @@ class Worker:
         taken = self.held.take(owned.__contains__)
         self.snapshots.taken()
         metrics.AWAITING_SNAPSHOT.set(0)
-        sending = Sending()
         with metrics.stage("snapshot"):
             for table, values in zip(self._tables, taken, strict=True):
                 data = table.data
                 for key, value, _ in values:
                     data[key] = value  # what the table reads once nothing is held for it
+        self._snapshotting = asyncio.ensure_future(
+            self._write_snapshot(stream, taken, covered, owned, generation)
+        )
+        if wait:
+            await self._snapshot_previous()
+
+    async def _write_snapshot(
+        self,
+        stream: Any,
+        taken: list[list[tuple[Any, bytes, int]]],
+        covered: list[list[EventT[bytes]]],
+        owned: set[int],
+        generation: int,
+    ) -> None:
+        sending = Sending()
+        with metrics.stage("changelog"):
             # each partition's last record alone, after the rest (see last_alone)
             firsts, lasts = zip(*(last_alone(values) for values in taken), strict=True)
             for wave in (firsts, lasts):
@@ -1246,6 +1281,13 @@ class Worker:
                 # a record's learner state is written to the partition it came from
                 if event.message.partition in owned:
                     await stream.ack(event)
+
+    async def _snapshot_previous(self) -> None:
+        # A failure raises here, in the agent, as it did before it left the batches' path:
+        # the records stay unacked and are read again from the commit.
+        snapshotting, self._snapshotting = self._snapshotting, None
+        if snapshotting is not None:
+            await snapshotting
 
     async def _confirm(self, sending: Sending) -> None:
         """Wait until the broker has every record of ``sending``; send again what failed.
@@ -1293,13 +1335,20 @@ class Worker:
         if settling is not None:
             await settling
 
-    async def _compute(self, records: list[InboundRecord]) -> BatchResult:
+    async def _take(self, records: list[InboundRecord]) -> BatchResult:
+        """Parse, deduplicate and featurise ``records`` against the learners' state."""
         processor = self.processor
         result = BatchResult()
         parsed = processor.parse(records, result)
         doubtful = processor.doubtful(parsed, self.state)
         stored = await self._stored_events(doubtful) if doubtful else set()
         processor.ingest_parsed(parsed, self.state, result, stored)
+        return result
+
+    async def _decide(self, result: BatchResult) -> StoreBatch:
+        """Score the batch's decision points and decide; return the rows of the decisions."""
+        began = time.perf_counter()
+        self._deciding_s = 0.0
         if result.scored:
             loop = asyncio.get_running_loop()
             inputs = self.processor.model_inputs(result)
@@ -1308,7 +1357,8 @@ class Worker:
                 prediction = await loop.run_in_executor(self.executor, self.model.predict, *inputs)
             metrics.INFERENCE_LATENCY.observe(time.perf_counter() - started)
             self.processor.decide(result, self.state, prediction, self.model.score_candidates)
-        return result
+        self._deciding_s = time.perf_counter() - began
+        return outbound.decided_rows(result, self.model.spec)
 
     async def _stored_events(self, event_ids: list[str]) -> set[str]:
         # Which of the records the learner state seems to have passed are really stored: only
@@ -1320,22 +1370,26 @@ class Worker:
                 logger.error("store not readable, holding the batch: %s", err)
                 await asyncio.sleep(1.0)
 
-    async def _store(self, result: BatchResult) -> WriteResult:
+    async def _store(
+        self, result: BatchResult, deciding: asyncio.Future[StoreBatch]
+    ) -> WriteResult:
         started = time.perf_counter()
-        batch = outbound.store_batch(result, self.model.spec)
-        with metrics.stage("sink"):
-            while True:
-                try:
-                    written = await self.sink.write(batch)
-                    break
-                except RejectedBatch:
-                    raise
-                except (StoreError, StoreUnavailable) as err:
-                    # The store is there but not usable (not migrated, or down past the
-                    # sink's deadline): hold the batch, unacked, until an operator fixes it.
-                    logger.error("store not writable, holding the batch: %s", err)
-                    await asyncio.sleep(5.0)
-        metrics.SINK_LATENCY.observe(time.perf_counter() - started)
+        batch = outbound.taken_rows(result)
+        while True:
+            try:
+                written = await self.sink.write(batch, deciding)
+                break
+            except RejectedBatch:
+                raise
+            except (StoreError, StoreUnavailable) as err:
+                # The store is there but not usable (not migrated, or down past the sink's
+                # deadline): hold the batch, unacked, until an operator fixes it.
+                logger.error("store not writable, holding the batch: %s", err)
+                await asyncio.sleep(5.0)
+        elapsed = time.perf_counter() - started
+        # the model's time, spent meanwhile, is the inference and decision stages' own
+        metrics.STAGE_SECONDS.labels("sink").inc(max(0.0, elapsed - self._deciding_s))
+        metrics.SINK_LATENCY.observe(elapsed)
         return written
 
     async def _dead_letters(self, result: BatchResult) -> list[Letter]:

@@ -43,23 +43,42 @@ def store_batch(result: BatchResult, spec: ModelSpec) -> StoreBatch:
     Every new event is stored; decision points also store their features and prediction, and
     answers store the learner's mastery of the item's skills.
     """
+    batch = taken_rows(result)
+    return batch.merge(decided_rows(result, spec))
+
+
+def taken_rows(result: BatchResult) -> StoreBatch:
+    """Return the rows a batch has once its events are taken: the events and the features.
+
+    They do not wait for the model, so the worker writes them while it runs (see
+    :func:`decided_rows`).
+    """
     events = result.events
     batch = StoreBatch().add_events(events)
     if result.unmodelled:
         batch.add_rows(EVENTS, (unmodelled_row(e) for e in result.unmodelled))
+    if result.scored:
+        # the arrays of a batch are encoded for COPY at once, not row by row
+        packed = pack_float4_rows(result.feature_vectors[result.scored])
+        batch.add_rows(
+            FEATURES,
+            (
+                feature_row(events[i], packed[row], FEATURE_SET)
+                for row, i in enumerate(result.scored)
+            ),
+        )
+    return batch
+
+
+def decided_rows(result: BatchResult, spec: ModelSpec) -> StoreBatch:
+    """Return the rows of what the model and the policy decided for a batch."""
+    batch = StoreBatch()
+    events = result.events
     prediction = result.prediction
     version = spec.ref
-    vectors = result.feature_vectors
-    features: list[Row] = []
     predictions: list[Row] = []
     mastery_rows: list[Row] = []
-    # the arrays of a batch are encoded for COPY at once, not row by row
-    packed = pack_float4_rows(vectors[result.scored]) if result.scored else []
-    if prediction is None:
-        features = [
-            feature_row(events[i], packed[row], FEATURE_SET) for row, i in enumerate(result.scored)
-        ]
-    else:
+    if prediction is not None:
         # numpy scalars cost more to read one by one than to convert once per batch
         states = prediction.state.tolist()
         p_correct = prediction.p_correct.tolist()
@@ -68,7 +87,6 @@ def store_batch(result: BatchResult, spec: ModelSpec) -> StoreBatch:
         packed_probs = pack_float4_rows(all_probs)
         for row, index in enumerate(result.scored):
             event = events[index]
-            features.append(feature_row(event, packed[row], FEATURE_SET))
             predictions.append(
                 prediction_row(
                     event,
@@ -84,8 +102,7 @@ def store_batch(result: BatchResult, spec: ModelSpec) -> StoreBatch:
                 if mastery:
                     mastery_rows.extend(skill_mastery_rows(event, mastery, version))
     # one call per table: the rows of a table in event order, as one event at a time gave
-    batch.add_rows(FEATURES, features).add_rows(PREDICTIONS, predictions)
-    batch.add_rows(SKILL_MASTERY, mastery_rows)
+    batch.add_rows(PREDICTIONS, predictions).add_rows(SKILL_MASTERY, mastery_rows)
     for item in result.interventions:
         d = item.decision
         batch.add_intervention(

@@ -29,8 +29,9 @@ class StreamSettings(CommonSettings):
             One spends the least CPU per window on this small model (35 against 55 µs at two
             threads), and the worker's own loop needs the other cores.
         max_batch: ``TUTORSTREAM_MAX_BATCH``, most records per micro-batch.
-        max_delay_ms: ``TUTORSTREAM_MAX_DELAY_MS``, how long a batch smaller than ``max_batch``
-            waits for records still arriving (0: none).
+        max_delay_ms: ``TUTORSTREAM_MAX_DELAY_MS``, how long a record that finds the worker
+            idle waits for records still arriving (0: none). Records that came while a batch
+            was processed make the next batch at once.
         dedupe_window_s: ``TUTORSTREAM_DEDUPE_WINDOW_S``, how long an event id is remembered.
         dedupe_max_ids: ``TUTORSTREAM_DEDUPE_MAX_IDS``, most event ids remembered per learner.
         web_port: ``TUTORSTREAM_WEB_PORT``, the worker's HTTP port (``/metrics``).

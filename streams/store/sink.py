@@ -153,6 +153,12 @@ class StoreBatch:
         self.rows.setdefault(table, []).extend(rows)
         return self
 
+    def merge(self, other: StoreBatch) -> StoreBatch:
+        """Append every row of ``other``."""
+        for table, rows in other.rows.items():
+            self.add_rows(table, rows)
+        return self
+
     def add_events(self, events: Iterable[LearningEvent]) -> StoreBatch:
         """Append learning events."""
         return self.add_rows(EVENTS, (event_row(e) for e in events))
@@ -267,6 +273,8 @@ class StoreSink:
         self._method: WriteMethod | None = None
         self._lock = asyncio.Lock()
         self._fresh_interventions: list[str] = []
+        # tables whose last batch met rows already stored: written through the staging table
+        self._conflicted: set[str] = set()
         self._latest_version = max(m.version for m in load_migrations())
 
     @property
@@ -293,12 +301,20 @@ class StoreSink:
         """Write learning events; see :meth:`write`."""
         return await self.write(StoreBatch().add_events(events))
 
-    async def write(self, batch: StoreBatch) -> WriteResult:
+    async def write(
+        self, batch: StoreBatch, more: asyncio.Future[StoreBatch] | None = None
+    ) -> WriteResult:
         """Write ``batch`` in one transaction and return once it is committed.
 
         Rows already stored (same unique key) are skipped, so writing a batch twice stores
         each row once. While the database is unreachable this waits and retries with
         exponential backoff, keeping the batch.
+
+        Args:
+            batch: the rows.
+            more: rows still being computed, written in the same transaction once they are
+                done: the database takes ``batch`` meanwhile. If ``more`` fails, nothing is
+                written and its exception is raised.
 
         Returns:
             Per-table counts of rows offered and newly inserted, attempts and time taken.
@@ -308,11 +324,9 @@ class StoreSink:
             StoreUnavailable: the database stayed unreachable past ``retry_deadline``.
             StoreError: the schema is missing or older than this release's migrations.
         """
-        plan = [(t, batch.rows[t]) for t in TABLES if batch.rows.get(t)]
-        offered = {t.name: len(rows) for t, rows in plan}
         started = time.monotonic()
-        if not plan:
-            return WriteResult(offered, {}, 0, 0.0, self._method or self.settings.write_method)
+        if more is None and not any(batch.rows.values()):
+            return WriteResult({}, {}, 0, 0.0, self._method or self.settings.write_method)
         s = self.settings
         delay = s.retry_initial.total_seconds()
         attempt = 0
@@ -321,7 +335,7 @@ class StoreSink:
                 attempt += 1
                 try:
                     conn = await self._connection()
-                    inserted = await self._write_once(conn, plan)
+                    inserted = await self._write_once(conn, batch, more)
                 except psycopg.Error as err:
                     await self._discard_connection()
                     if not is_transient(err):
@@ -331,14 +345,14 @@ class StoreSink:
                     if deadline is not None and waited + delay > deadline.total_seconds():
                         raise StoreUnavailable(
                             f"database unreachable for {waited:.1f}s; gave up on a batch of "
-                            f"{sum(offered.values())} rows: {_reason(err)}"
+                            f"{_offered(batch, more)} rows: {_reason(err)}"
                         ) from err
                     log.warning(
                         "store write failed (%s: %s); keeping the batch of %d rows, "
                         "attempt %d, next try in %.2fs",
                         type(err).__name__,
                         _reason(err),
-                        sum(offered.values()),
+                        _offered(batch, more),
                         attempt,
                         delay,
                     )
@@ -354,6 +368,11 @@ class StoreSink:
                     ):
                         await self._discard_connection()
                     raise
+                offered: dict[str, int] = {}
+                for part in (batch, None if more is None else more.result()):
+                    for table, rows in (part.rows if part is not None else {}).items():
+                        if rows:
+                            offered[table.name] = offered.get(table.name, 0) + len(rows)
                 if attempt > 1:
                     log.info("store is back; batch written after %d attempts", attempt)
                 assert self._method is not None
@@ -462,14 +481,33 @@ class StoreSink:
                     )
 
     async def _write_once(
-        self, conn: psycopg.AsyncConnection[Any], plan: Sequence[tuple[Table, list[Row]]]
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        batch: StoreBatch,
+        more: asyncio.Future[StoreBatch] | None,
     ) -> dict[str, int]:
         inserted: dict[str, int] = {}
         self._fresh_interventions = []
+        later = None
+        if more is not None and self._method is not WriteMethod.COPY:
+            # the WASM server serves one client at a time: no transaction is left open on it
+            # while the rest is computed
+            later = await more
         async with conn.transaction():
-            for table, rows in plan:
+            await self._write_tables(conn, batch, inserted)
+            if more is not None:
+                await self._write_tables(conn, later if later is not None else await more, inserted)
+        return inserted
+
+    async def _write_tables(
+        self, conn: psycopg.AsyncConnection[Any], batch: StoreBatch, inserted: dict[str, int]
+    ) -> None:
+        for table in TABLES:
+            rows = batch.rows.get(table)
+            if rows:
                 try:
-                    inserted[table.name] = await self._merge(conn, table, rows)
+                    new = await self._merge(conn, table, rows)
+                    inserted[table.name] = inserted.get(table.name, 0) + new
                 except psycopg.Error as err:
                     if is_transient(err):
                         raise
@@ -477,34 +515,76 @@ class StoreSink:
                 except (TypeError, ValueError) as err:
                     # A value of the wrong type for its column, found while encoding the rows.
                     raise RejectedBatch(table.name, f"a row does not fit the table: {err}") from err
-        return inserted
 
     async def _merge(
+        self, conn: psycopg.AsyncConnection[Any], table: Table, rows: Sequence[Row]
+    ) -> int:
+        """Insert the rows of ``rows`` that ``table`` does not hold yet; return how many."""
+        if self._method is WriteMethod.COPY and table.name not in self._conflicted:
+            copied = await self._copy_new(conn, table, rows)
+            if copied is not None:
+                if table is RECOMMENDATIONS:
+                    async with conn.cursor() as cur:
+                        # the learners' current rows come from the stage: the latest of each
+                        await self._load_stage(cur, table, _latest_per_learner(rows))
+                        await cur.execute(_UPSERT_CURRENT_RECOMMENDATIONS)
+                return copied
+        count = await self._merge_staged(conn, table, rows)
+        if count == len(rows):
+            self._conflicted.discard(table.name)  # all new again: back to the direct COPY
+        return count
+
+    async def _copy_new(
+        self, conn: psycopg.AsyncConnection[Any], table: Table, rows: Sequence[Row]
+    ) -> int | None:
+        """COPY ``rows`` straight into ``table``; ``None`` if one of them is already stored.
+
+        Almost every batch is new to the store, and going through the staging table cost the
+        database twice the rows: once into it, once out of it with the conflict check. A row
+        already stored (a batch redelivered after a restart, a rebuild over the same history)
+        fails the COPY on the unique key; its savepoint undoes this table alone, and the
+        table's rows go through the staging table until a batch is new to it again.
+        """
+        try:
+            async with conn.transaction(), conn.cursor() as cur:
+                await _copy(cur, sql.Identifier(table.name), table, rows)
+        except psycopg.errors.UniqueViolation:
+            self._conflicted.add(table.name)
+            return None
+        if table is INTERVENTIONS:
+            column = table.column_names.index("intervention_id")
+            self._fresh_interventions.extend(str(row[column]) for row in rows)
+        return len(rows)
+
+    async def _load_stage(
+        self, cur: psycopg.AsyncCursor[Any], table: Table, rows: Sequence[Row]
+    ) -> None:
+        stage = sql.SQL("pg_temp.{}").format(sql.Identifier(table.stage))
+        if self._method is WriteMethod.COPY:
+            await _copy(cur, stage, table, rows)
+            return
+        names = sql.SQL(", ").join(sql.Identifier(n) for n in table.column_names)
+        document = orjson.dumps(
+            [dict(zip(table.column_names, r, strict=True)) for r in rows],
+            default=_json_value,
+            option=orjson.OPT_SERIALIZE_NUMPY,  # float4[] values are float32 arrays
+        )
+        await cur.execute(
+            sql.SQL(
+                "INSERT INTO {stage} ({names}) SELECT {names} "
+                "FROM jsonb_populate_recordset(NULL::{stage}, %s::jsonb)"
+            ).format(stage=stage, names=names),
+            (document.decode(),),
+        )
+
+    async def _merge_staged(
         self, conn: psycopg.AsyncConnection[Any], table: Table, rows: Sequence[Row]
     ) -> int:
         """Load ``rows`` into ``table``'s staging table and insert the new ones."""
         names = sql.SQL(", ").join(sql.Identifier(n) for n in table.column_names)
         stage = sql.SQL("pg_temp.{}").format(sql.Identifier(table.stage))
         async with conn.cursor() as cur:
-            if self._method is WriteMethod.COPY:
-                copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, names)
-                async with cur.copy(copy_sql) as copy:
-                    copy.set_types(list(table.pg_types))
-                    for row in rows:
-                        await copy.write_row(row)
-            else:
-                document = orjson.dumps(
-                    [dict(zip(table.column_names, r, strict=True)) for r in rows],
-                    default=_json_value,
-                    option=orjson.OPT_SERIALIZE_NUMPY,  # float4[] values are float32 arrays
-                )
-                await cur.execute(
-                    sql.SQL(
-                        "INSERT INTO {stage} ({names}) SELECT {names} "
-                        "FROM jsonb_populate_recordset(NULL::{stage}, %s::jsonb)"
-                    ).format(stage=stage, names=names),
-                    (document.decode(),),
-                )
+            await self._load_stage(cur, table, rows)
             merge = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
                 sql.Identifier(table.name), names, names, stage
             )
@@ -595,6 +675,39 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, PackedFloat4Array):
         return value.values()
     raise TypeError(f"{type(value).__name__} has no JSON form")
+
+
+async def _copy(
+    cur: psycopg.AsyncCursor[Any], target: sql.Composable, table: Table, rows: Sequence[Row]
+) -> None:
+    """Binary COPY of ``rows`` (``table``'s columns) into ``target``."""
+    names = sql.SQL(", ").join(sql.Identifier(n) for n in table.column_names)
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(target, names)
+    async with cur.copy(copy_sql) as copy:
+        copy.set_types(list(table.pg_types))
+        for row in rows:
+            await copy.write_row(row)
+
+
+_LEARNER = tuple(RECOMMENDATIONS.column_names.index(c) for c in ("class_id", "learner_id"))
+_LATEST = tuple(RECOMMENDATIONS.column_names.index(c) for c in ("time", "event_id"))
+
+
+def _latest_per_learner(rows: Sequence[Row]) -> list[Row]:
+    """The latest recommendation row of each learner (by time, then event id)."""
+    latest: dict[tuple[Any, ...], Row] = {}
+    for row in rows:
+        key = tuple(row[i] for i in _LEARNER)
+        held = latest.get(key)
+        if held is None or tuple(row[i] for i in _LATEST) > tuple(held[i] for i in _LATEST):
+            latest[key] = row
+    return list(latest.values())
+
+
+def _offered(batch: StoreBatch, more: asyncio.Future[StoreBatch] | None) -> int:
+    """Rows of ``batch`` and, once they are known, of ``more``."""
+    known = more.result() if more is not None and more.done() and not more.exception() else None
+    return len(batch) + (len(known) if known is not None else 0)
 
 
 def _reason(err: BaseException) -> str:

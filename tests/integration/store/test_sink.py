@@ -375,6 +375,90 @@ def test_every_table_gets_each_row_once_however_often_a_batch_is_written(store: 
     assert current is not None and current[0] >= current[1] == 7
 
 
+def test_a_batch_partly_stored_already_gets_its_new_rows_and_only_their_interventions(
+    store: Store,
+) -> None:
+    url, _, schema = store
+    migrate(url, schema=schema)
+    events = make_events(40)
+
+    async def run() -> list[tuple[dict[str, int], set[str]]]:
+        async with StoreSink(url, StoreSettings(db_schema=schema)) as sink:
+            outcomes = []
+            # stored, then half of it again with new ones (as after a restart), then new ones
+            for part in (events[:20], events[10:30], events[30:]):
+                written = await sink.write(full_batch(part))
+                outcomes.append((dict(written.inserted), set(written.new_interventions)))
+            return outcomes
+
+    (first, fresh1), (second, fresh2), (third, fresh3) = asyncio.run(run())
+    per_event = {"events": 1, "features": 1, "predictions": 1, "skill_mastery": 2}
+    assert first == {**{t: 20 * n for t, n in per_event.items()}, "interventions": 20,
+                     "recommendations": 20}  # fmt: skip
+    assert second == {**{t: 10 * n for t, n in per_event.items()}, "interventions": 10,
+                      "recommendations": 10}  # fmt: skip
+    assert third == {t: v // 2 for t, v in first.items()}
+    assert fresh1 == {f"iv-ev-{i}" for i in range(20)}
+    assert fresh2 == {f"iv-ev-{i}" for i in range(20, 30)}
+    assert fresh3 == {f"iv-ev-{i}" for i in range(30, 40)}
+    for table in ("events", "features", "predictions", "interventions", "recommendations"):
+        assert count(url, schema, f"SELECT count(*) FROM {table}") == 40, table
+    assert count(url, schema, "SELECT count(*) FROM skill_mastery") == 80
+
+
+def test_rows_still_being_computed_join_the_same_transaction(pg_store: Store) -> None:
+    """On a server with COPY the first rows go in while the rest is computed."""
+    url, _, schema = pg_store
+    migrate(url, schema=schema)
+    events = make_events(30)
+
+    async def run() -> tuple[dict[str, int], int, int]:
+        async with StoreSink(url, StoreSettings(db_schema=schema)) as sink:
+            loop = asyncio.get_running_loop()
+            decided: asyncio.Future[StoreBatch] = loop.create_future()
+            writing = asyncio.ensure_future(sink.write(StoreBatch().add_events(events), decided))
+            # the events are being written while the rest is still being computed, and
+            # nothing is visible before the rest is in and the transaction commits
+            polls = 0
+            while count(url, schema, "SELECT count(*) FROM pg_stat_activity WHERE "
+                        "state = 'idle in transaction'") == 0:  # fmt: skip
+                polls += 1
+                await asyncio.sleep(0.01)
+            visible_before = count(url, schema, "SELECT count(*) FROM events")
+            rest = full_batch(events)
+            del rest.rows[next(t for t in rest.rows if t.name == "events")]
+            decided.set_result(rest)
+            written = await writing
+            return dict(written.offered), visible_before, polls
+
+    offered, visible_before, _ = asyncio.run(run())
+    assert visible_before == 0
+    assert offered == {"events": 30, "features": 30, "predictions": 30, "skill_mastery": 60,
+                       "interventions": 30, "recommendations": 30}  # fmt: skip
+    for table in ("events", "features", "predictions", "interventions", "recommendations"):
+        assert count(url, schema, f"SELECT count(*) FROM {table}") == 30, table
+
+
+def test_rows_that_fail_to_be_computed_leave_nothing_written(store: Store) -> None:
+    url, _, schema = store
+    migrate(url, schema=schema)
+    events = make_events(25)
+
+    async def decide() -> StoreBatch:
+        await asyncio.sleep(0.05)  # the events are on their way meanwhile
+        raise RuntimeError("the model failed")
+
+    async def run() -> int:
+        async with StoreSink(url, StoreSettings(db_schema=schema)) as sink:
+            with pytest.raises(RuntimeError, match="the model failed"):
+                await sink.write(StoreBatch().add_events(events), asyncio.ensure_future(decide()))
+            # the sink stays usable
+            return (await sink.write_events(events[:5])).inserted["events"]
+
+    assert asyncio.run(run()) == 5
+    assert count(url, schema, "SELECT count(*) FROM events") == 5
+
+
 def test_copy_and_insert_paths_store_identical_float_arrays(pg_store: Store) -> None:
     # The COPY path encodes float4[] with its own binary dumper (streams.store.binary); the
     # INSERT path goes through JSON. Both must store exactly the float32 of what was given.
