@@ -1,11 +1,13 @@
 """The store's sink: batched, idempotent, durable writes that wait out a database outage.
 
-A batch goes, in one transaction, into per-connection temporary staging tables (binary
-``COPY``, or one ``INSERT`` from a JSON array on servers without COPY, such as the TimescaleDB
-WASM build) and from there into the real tables with ``ON CONFLICT DO NOTHING`` on each table's
-unique key of record id and event time. :meth:`StoreSink.write` returns only after the commit,
-so a stream that acknowledges its messages afterwards delivers at least once, and the unique
-keys turn that into exactly one row per record.
+A batch goes into the store in one transaction. Its rows are copied (binary ``COPY``) straight
+into their tables; a table whose rows include one already stored (each table's unique key is
+record id and event time) is undone to a savepoint and written through a per-connection
+temporary staging table with ``ON CONFLICT DO NOTHING``, until a batch is new to it again. On
+servers without COPY, such as the TimescaleDB WASM build, every table goes through its staging
+table, loaded with one ``INSERT`` from a JSON array. :meth:`StoreSink.write` returns only after
+the commit, so a stream that acknowledges its messages afterwards delivers at least once, and
+the unique keys turn that into exactly one row per record.
 
 While the database is unreachable the sink keeps the batch, reconnects with exponential backoff
 and jitter, and writes it when the database is back (or raises :class:`StoreUnavailable` after
