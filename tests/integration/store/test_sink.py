@@ -231,6 +231,37 @@ def test_current_recommendations_keep_each_learners_latest(store: Store) -> None
     assert history == (5,)
 
 
+def test_current_recommendations_take_the_latest_of_one_batch_whatever_its_order(
+    store: Store,
+) -> None:
+    url, _, schema = store
+    migrate(url, schema=schema)
+
+    def rec(second: int, event_id: str, learner: str, item: str) -> Row:
+        when = T0 + timedelta(seconds=second)
+        return (when, event_id, learner, "class-a", item, [], 0.7, "zpd", "m1")
+
+    rows = [
+        rec(30, "ev-b", "l1", "latest"),
+        rec(10, "ev-a", "l1", "older"),
+        # the same time: the larger event id is the later, as the store orders them
+        rec(20, "ev-d", "l2", "tie-later"),
+        rec(20, "ev-c", "l2", "tie-earlier"),
+        rec(5, "ev-e", "l3", "only"),
+    ]
+
+    async def run() -> None:
+        async with StoreSink(url, StoreSettings(db_schema=schema)) as sink:
+            await sink.write(StoreBatch().add_rows(RECOMMENDATIONS, rows))
+
+    asyncio.run(run())
+    with connect(url, schema=schema) as conn:
+        current = conn.execute(
+            "SELECT learner_id, item_id FROM current_recommendations ORDER BY learner_id"
+        ).fetchall()
+    assert current == [("l1", "latest"), ("l2", "tie-later"), ("l3", "only")]
+
+
 @pytest.fixture
 def own_postgres(tmp_path: Path) -> Iterator[tuple[services.ServiceHandle, Path]]:
     """A PostgreSQL of this test's own, so stopping it disturbs no other test."""
