@@ -347,14 +347,14 @@ class StoreSink:
                     if deadline is not None and waited + delay > deadline.total_seconds():
                         raise StoreUnavailable(
                             f"database unreachable for {waited:.1f}s; gave up on a batch of "
-                            f"{_offered(batch, more)} rows: {_reason(err)}"
+                            f"{sum(len(part) for part in _known(batch, more))} rows: {_reason(err)}"
                         ) from err
                     log.warning(
                         "store write failed (%s: %s); keeping the batch of %d rows, "
                         "attempt %d, next try in %.2fs",
                         type(err).__name__,
                         _reason(err),
-                        _offered(batch, more),
+                        sum(len(part) for part in _known(batch, more)),
                         attempt,
                         delay,
                     )
@@ -371,8 +371,8 @@ class StoreSink:
                         await self._discard_connection()
                     raise
                 offered: dict[str, int] = {}
-                for part in (batch, None if more is None else more.result()):
-                    for table, rows in (part.rows if part is not None else {}).items():
+                for part in _known(batch, more):
+                    for table, rows in part.rows.items():
                         if rows:
                             offered[table.name] = offered.get(table.name, 0) + len(rows)
                 if attempt > 1:
@@ -490,15 +490,14 @@ class StoreSink:
     ) -> dict[str, int]:
         inserted: dict[str, int] = {}
         self._fresh_interventions = []
-        later = None
         if more is not None and self._method is not WriteMethod.COPY:
             # the WASM server serves one client at a time: no transaction is left open on it
-            # while the rest is computed
-            later = await more
+            # while the rest is computed (awaited again below, it is there at once)
+            await more
         async with conn.transaction():
             await self._write_tables(conn, batch, inserted)
             if more is not None:
-                await self._write_tables(conn, later if later is not None else await more, inserted)
+                await self._write_tables(conn, await more, inserted)
         return inserted
 
     async def _write_tables(
@@ -522,18 +521,19 @@ class StoreSink:
         self, conn: psycopg.AsyncConnection[Any], table: Table, rows: Sequence[Row]
     ) -> int:
         """Insert the rows of ``rows`` that ``table`` does not hold yet; return how many."""
+        count = None
         if self._method is WriteMethod.COPY and table.name not in self._conflicted:
-            copied = await self._copy_new(conn, table, rows)
-            if copied is not None:
-                if table is RECOMMENDATIONS:
-                    async with conn.cursor() as cur:
-                        # the learners' current rows come from the stage: the latest of each
-                        await self._load_stage(cur, table, _latest_per_learner(rows))
-                        await cur.execute(_UPSERT_CURRENT_RECOMMENDATIONS)
-                return copied
-        count = await self._merge_staged(conn, table, rows)
-        if count == len(rows):
-            self._conflicted.discard(table.name)  # all new again: back to the direct COPY
+            count = await self._copy_new(conn, table, rows)
+        staged = count is None
+        if count is None:
+            count = await self._merge_staged(conn, table, rows)
+            if count == len(rows):
+                self._conflicted.discard(table.name)  # all new again: back to the direct COPY
+        if table is RECOMMENDATIONS:
+            async with conn.cursor() as cur:
+                if not staged:
+                    await self._load_stage(cur, table, rows)  # the upsert reads the stage
+                await cur.execute(_UPSERT_CURRENT_RECOMMENDATIONS)
         return count
 
     async def _copy_new(
@@ -600,8 +600,6 @@ class StoreSink:
             else:
                 await cur.execute(merge)
                 count = max(cur.rowcount, 0)
-            if table is RECOMMENDATIONS:
-                await cur.execute(_UPSERT_CURRENT_RECOMMENDATIONS)
         return count
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
@@ -691,25 +689,11 @@ async def _copy(
             await copy.write_row(row)
 
 
-_LEARNER = tuple(RECOMMENDATIONS.column_names.index(c) for c in ("class_id", "learner_id"))
-_LATEST = tuple(RECOMMENDATIONS.column_names.index(c) for c in ("time", "event_id"))
-
-
-def _latest_per_learner(rows: Sequence[Row]) -> list[Row]:
-    """The latest recommendation row of each learner (by time, then event id)."""
-    latest: dict[tuple[Any, ...], Row] = {}
-    for row in rows:
-        key = tuple(row[i] for i in _LEARNER)
-        held = latest.get(key)
-        if held is None or tuple(row[i] for i in _LATEST) > tuple(held[i] for i in _LATEST):
-            latest[key] = row
-    return list(latest.values())
-
-
-def _offered(batch: StoreBatch, more: asyncio.Future[StoreBatch] | None) -> int:
-    """Rows of ``batch`` and, once they are known, of ``more``."""
-    known = more.result() if more is not None and more.done() and not more.exception() else None
-    return len(batch) + (len(known) if known is not None else 0)
+def _known(batch: StoreBatch, more: asyncio.Future[StoreBatch] | None) -> list[StoreBatch]:
+    """``batch`` and, once it is computed, ``more``."""
+    if more is None or not more.done() or more.cancelled() or more.exception() is not None:
+        return [batch]
+    return [batch, more.result()]
 
 
 def _reason(err: BaseException) -> str:
