@@ -47,12 +47,14 @@ def test_anything_that_is_not_a_token_is_refused(text):
 
 def test_malformed_tokens():
     key_id, secret, token = new_token()
+    # A hex id may be all digits, which upper() leaves unchanged: force a letter in.
+    upper_id = "A" + key_id[1:].upper()
     for bad in (
         token[:-1],
         token + "x",
         token.replace("tsk_", "tsx_"),
         f"tsk_{key_id}-{secret}",
-        f"tsk_{key_id.upper()}_{secret}",
+        f"tsk_{upper_id}_{secret}",
         base64.b64encode(token.encode()).decode(),
     ):
         assert split_token(bad) is None, bad
