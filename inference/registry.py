@@ -3,6 +3,9 @@
 A model folder holds
 
 * ``model.onnx`` (fp32) and ``model.fp16.onnx`` (fp16 compute, for GPUs),
+* ``candidates.onnx`` (candidate items scored with one encoder pass) and, for a GRU model,
+  ``step.onnx`` and ``step_candidates.onnx`` (the same weights over a state carried per
+  learner: one recurrent step per event),
 * ``config.json`` (the ``TutorStreamConfig`` written by ``save_pretrained``) and
   ``model.safetensors`` (the PyTorch weights, for ``from_pretrained``),
 * ``metrics.json`` and ``MODEL_CARD.md``,
@@ -42,6 +45,8 @@ METRICS_FILE = "metrics.json"
 CARD_FILE = "MODEL_CARD.md"
 ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx"}
 CANDIDATES_FILE = "candidates.onnx"
+STEP_FILE = "step.onnx"
+STEP_CANDIDATES_FILE = "step_candidates.onnx"
 LATEST = "latest"
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -231,6 +236,21 @@ class ModelSpec:
         if CANDIDATES_FILE not in self.checksums:
             return None
         return verified_bytes(self.folder, CANDIDATES_FILE, self.checksums)
+
+    def step_bytes(self) -> tuple[bytes, bytes] | None:
+        """Return the verified ``(step, step_candidates)`` graphs, ``None`` for a model without.
+
+        A GRU model carries each learner's state with them: one recurrent step per event.
+
+        Raises:
+            IntegrityError: when a file's hash does not match.
+        """
+        if STEP_FILE not in self.checksums or STEP_CANDIDATES_FILE not in self.checksums:
+            return None
+        return (
+            verified_bytes(self.folder, STEP_FILE, self.checksums),
+            verified_bytes(self.folder, STEP_CANDIDATES_FILE, self.checksums),
+        )
 
     def metrics(self) -> dict[str, Any]:
         """Return the verified ``metrics.json``."""

@@ -131,6 +131,15 @@ class LearnerModel:
             if candidates is None
             else ort.InferenceSession(candidates, options, providers=[self.provider])
         )
+        # a GRU model's state carried per learner: one recurrent step per event (fp32)
+        steps = spec.step_bytes()
+        self.step_session, self.step_candidates_session = (
+            (None, None)
+            if steps is None
+            else tuple(
+                ort.InferenceSession(graph, options, providers=[self.provider]) for graph in steps
+            )
+        )
         self._thresholds = spec.thresholds()
         logger.info(
             "learner model %s loaded on %s (%s, %d intra-op threads, requested %s)",
@@ -164,6 +173,14 @@ class LearnerModel:
     def window(self) -> int:
         """Events per window."""
         return self.spec.window
+
+    @property
+    def state_shape(self) -> tuple[int, int] | None:
+        """``(layers, hidden)`` of the state carried per learner; ``None`` without step graphs."""
+        if self.step_session is None:
+            return None
+        config = self.spec.config
+        return int(config.get("num_layers", 1)), int(config["hidden_size"])
 
     def blank_inputs(
         self, n: int
@@ -219,12 +236,104 @@ class LearnerModel:
             state_probs, p_correct = binding.copy_outputs_to_cpu()
         else:
             state_probs, p_correct = self.session.run(["state_probs", "p_correct"], feeds)
+        return self._decided(state_probs, p_correct)
+
+    def _decided(
+        self, state_probs: npt.NDArray[np.float32], p_correct: npt.NDArray[np.float32]
+    ) -> Prediction:
         state_probs = np.asarray(state_probs, dtype=np.float32)
         return Prediction(
             state_probs=state_probs,
             p_correct=np.asarray(p_correct, dtype=np.float32),
             state=decide_states(state_probs, self._thresholds),
         )
+
+    def _step_graph(self) -> tuple[ort.InferenceSession, tuple[int, int]]:
+        shape = self.state_shape
+        if self.step_session is None or shape is None:
+            raise ValueError(f"model {self.spec.ref}: no step graph (a GRU model's state)")
+        return self.step_session, shape
+
+    def step(
+        self, events: npt.ArrayLike, hidden: npt.ArrayLike, query: npt.ArrayLike
+    ) -> tuple[Prediction, npt.NDArray[np.float32]]:
+        """Advance ``n`` learners' carried states by one event each and score that event.
+
+        Args:
+            events: ``[n, F]`` each learner's newest event features.
+            hidden: ``[n, layers, H]`` each learner's state before it (zeros: no event yet).
+            query: ``[n, Q]`` query features of each learner's next item.
+
+        Returns:
+            The event's predictions, as :meth:`predict` gives for a window ending in it, and
+            ``[n, layers, H]`` the states after it.
+
+        Raises:
+            ValueError: for a model without step graphs, or a wrong shape.
+        """
+        session, (layers, width) = self._step_graph()
+        spec = self.spec
+        ev = np.ascontiguousarray(events, dtype=np.float32)
+        hd = np.ascontiguousarray(hidden, dtype=np.float32)
+        qu = np.ascontiguousarray(query, dtype=np.float32)
+        n = ev.shape[0] if ev.ndim == 2 else -1
+        expected = {
+            "events": (ev, (n, len(spec.event_features))),
+            "hidden": (hd, (n, layers, width)),
+            "query": (qu, (n, len(spec.query_features))),
+        }
+        for name, (array, shape) in expected.items():
+            if array.shape != shape or n < 1:
+                want = "[n>=1, " + ", ".join(str(s) for s in shape[1:]) + "]"
+                raise ValueError(f"{name}: expected shape {want}, got {list(array.shape)}")
+        state_probs, p_correct, after = session.run(
+            ["state_probs", "p_correct", "hidden_out"], {"events": ev, "hidden": hd, "query": qu}
+        )
+        return self._decided(state_probs, p_correct), np.asarray(after, dtype=np.float32)
+
+    def step_windows(
+        self, events: npt.ArrayLike, mask: npt.ArrayLike, query: npt.ArrayLike
+    ) -> tuple[Prediction, npt.NDArray[np.float32]]:
+        """Step each window's real events through the step graph from a zero state.
+
+        What :meth:`predict` gives for the same windows, and the state each window leaves: how
+        a learner whose history is kept as a window of feature rows moves to a carried state.
+
+        Returns:
+            The predictions at each window's last event and ``[n, layers, H]`` the states.
+        """
+        session, shape = self._step_graph()
+        state_probs, p_correct, hidden = step_through(
+            session, *self.check_inputs(events, mask, query), shape
+        )
+        return self._decided(state_probs, p_correct), hidden
+
+    def score_candidates_from_state(
+        self, hidden: npt.ArrayLike, queries: npt.ArrayLike
+    ) -> npt.NDArray[np.float32]:
+        """Predict each of ``L`` learners' success on each of their ``K`` candidate items.
+
+        Args:
+            hidden: ``[L, layers, H]`` each learner's carried state after its newest event.
+            queries: ``[L, K, Q]`` query features of each learner's candidates.
+
+        Returns:
+            ``[L, K]`` probabilities of a correct answer; no encoder runs at all.
+        """
+        _, (layers, width) = self._step_graph()
+        hd = np.ascontiguousarray(hidden, dtype=np.float32)
+        qu = np.ascontiguousarray(queries, dtype=np.float32)
+        if qu.ndim != 3 or qu.shape[2] != len(self.spec.query_features):
+            raise ValueError(f"queries: expected shape [L, K, Q], got {list(qu.shape)}")
+        if hd.shape != (qu.shape[0], layers, width):
+            raise ValueError(
+                f"hidden: expected shape [{qu.shape[0]}, {layers}, {width}], got {list(hd.shape)}"
+            )
+        if qu.shape[0] == 0 or qu.shape[1] == 0:
+            return np.zeros(qu.shape[:2], dtype=np.float32)
+        assert self.step_candidates_session is not None  # loaded with the step graph
+        (p,) = self.step_candidates_session.run(["p_correct"], {"hidden": hd, "queries": qu})
+        return np.asarray(p, dtype=np.float32)
 
     def score_candidates(
         self, events: npt.ArrayLike, mask: npt.ArrayLike, queries: npt.ArrayLike
@@ -287,6 +396,37 @@ class LearnerModel:
             mk = np.asarray(mask, dtype=np.bool_)[None]
         scores: npt.NDArray[np.float32] = self.score_candidates(ev, mk, qu[None])[0]
         return scores
+
+
+def step_through(
+    session: ort.InferenceSession,
+    events: npt.NDArray[np.float32],
+    mask: npt.NDArray[np.bool_],
+    query: npt.NDArray[np.float32],
+    state_shape: tuple[int, int],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Run windows through a step graph event by event, each from a zero state.
+
+    Returns:
+        ``(state_probs, p_correct)`` at each window's last event and ``[n, layers, H]`` the
+        states after it.
+
+    Raises:
+        ValueError: when a window does not end in a real event (its decision).
+    """
+    if len(mask) == 0 or not mask[:, -1].all():
+        raise ValueError("mask: every window must end in a real event (its decision)")
+    hidden = np.zeros((len(events), *state_shape), dtype=np.float32)
+    outputs: list[npt.NDArray[np.float32]] = []
+    for t in np.flatnonzero(mask.any(axis=0)):
+        real = mask[:, t]
+        outputs = session.run(
+            ["state_probs", "p_correct", "hidden_out"],
+            {"events": np.ascontiguousarray(events[:, t]), "hidden": hidden, "query": query},
+        )
+        hidden[real] = outputs[2][real]
+    state_probs, p_correct, _ = outputs
+    return state_probs, p_correct, hidden
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import io
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,14 @@ import numpy.typing as npt
 import onnxruntime as ort
 import torch
 
-from inference.registry import CANDIDATES_FILE
-from inference.training.modeling import CandidateGraph, ServingGraph, TutorStreamModel
+from inference.registry import CANDIDATES_FILE, STEP_CANDIDATES_FILE, STEP_FILE
+from inference.training.modeling import (
+    CandidateGraph,
+    ServingGraph,
+    StateCandidateGraph,
+    StepGraph,
+    TutorStreamModel,
+)
 
 INPUT_NAMES = ("events", "mask", "query")
 OUTPUT_NAMES = ("state_probs", "p_correct")
@@ -31,85 +38,145 @@ OPSET = 17
 FP32_FILE = "model.onnx"
 FP16_FILE = "model.fp16.onnx"
 CANDIDATE_INPUTS = ("events", "mask", "queries")
+STEP_INPUTS = ("events", "hidden", "query")
+STEP_OUTPUTS = ("state_probs", "p_correct", "hidden_out")
+
+
+def _to_onnx(
+    graph: torch.nn.Module,
+    args: tuple[torch.Tensor, ...],
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    dynamic_axes: dict[str, dict[int, str]],
+) -> bytes:
+    """Return the serialised ONNX form of ``graph``.
+
+    The TorchScript exporter is used because it needs nothing beyond torch and ``onnx`` and
+    handles the fused GRU op.
+    """
+    buffer = io.BytesIO()  # the exporter writes to file objects too, despite its annotation
+    with warnings.catch_warnings():
+        # the exporter announces its own deprecation and warns about GRU batch sizes,
+        # which the explicit initial states in the graphs already take care of
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            graph.eval(),
+            args,
+            buffer,  # type: ignore[arg-type]
+            dynamo=False,
+            input_names=list(inputs),
+            output_names=list(outputs),
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+        )
+    return buffer.getvalue()
+
+
+def _serving_copy(model: TutorStreamModel) -> TutorStreamModel:
+    # a copy, so a half-precision export leaves the caller's weights alone
+    return copy.deepcopy(model).float().eval()
 
 
 def onnx_bytes(model: TutorStreamModel, half: bool = False) -> bytes:
     """Return the serialised ONNX graph of ``model``.
 
-    The TorchScript exporter is used because it needs nothing beyond torch and ``onnx`` and
-    handles the fused GRU op; the model is copied first so a half-precision export leaves the
-    caller's weights alone.
-
     Args:
         model: the trained model.
         half: compute in float16 inside the graph (inputs and outputs stay float32).
     """
-    graph = ServingGraph(copy.deepcopy(model).float().eval(), half=half).eval()
     cfg = model.config
-    events = torch.zeros(2, cfg.window, cfg.n_event_features)
-    mask = torch.ones(2, cfg.window, dtype=torch.bool)
-    query = torch.zeros(2, cfg.n_query_features)
-    buffer = io.BytesIO()  # the exporter writes to file objects too, despite its annotation
-    with warnings.catch_warnings():
-        # the exporter announces its own deprecation and warns about GRU batch sizes,
-        # which the explicit zero initial state in the encoder already takes care of
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            graph,
-            (events, mask, query),
-            buffer,  # type: ignore[arg-type]
-            dynamo=False,
-            input_names=list(INPUT_NAMES),
-            output_names=list(OUTPUT_NAMES),
-            dynamic_axes={name: {0: "batch"} for name in INPUT_NAMES + OUTPUT_NAMES},
-            opset_version=OPSET,
-        )
-    return buffer.getvalue()
+    return _to_onnx(
+        ServingGraph(_serving_copy(model), half=half),
+        (
+            torch.zeros(2, cfg.window, cfg.n_event_features),
+            torch.ones(2, cfg.window, dtype=torch.bool),
+            torch.zeros(2, cfg.n_query_features),
+        ),
+        INPUT_NAMES,
+        OUTPUT_NAMES,
+        {name: {0: "batch"} for name in INPUT_NAMES + OUTPUT_NAMES},
+    )
 
 
 def candidates_onnx_bytes(model: TutorStreamModel) -> bytes:
     """Return the serialised ONNX graph that scores candidate items (see the module doc)."""
-    graph = CandidateGraph(copy.deepcopy(model).float().eval()).eval()
     cfg = model.config
-    events = torch.zeros(2, cfg.window, cfg.n_event_features)
-    mask = torch.ones(2, cfg.window, dtype=torch.bool)
-    queries = torch.zeros(2, 3, cfg.n_query_features)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # as in onnx_bytes
-        torch.onnx.export(
-            graph,
-            (events, mask, queries),
-            buffer,  # type: ignore[arg-type]
-            dynamo=False,
-            input_names=list(CANDIDATE_INPUTS),
-            output_names=["p_correct"],
-            dynamic_axes={
-                "events": {0: "learners"},
-                "mask": {0: "learners"},
-                "queries": {0: "learners", 1: "candidates"},
-                "p_correct": {0: "learners", 1: "candidates"},
-            },
-            opset_version=OPSET,
-        )
-    return buffer.getvalue()
+    return _to_onnx(
+        CandidateGraph(_serving_copy(model)),
+        (
+            torch.zeros(2, cfg.window, cfg.n_event_features),
+            torch.ones(2, cfg.window, dtype=torch.bool),
+            torch.zeros(2, 3, cfg.n_query_features),
+        ),
+        CANDIDATE_INPUTS,
+        ("p_correct",),
+        {
+            "events": {0: "learners"},
+            "mask": {0: "learners"},
+            "queries": {0: "learners", 1: "candidates"},
+            "p_correct": {0: "learners", 1: "candidates"},
+        },
+    )
+
+
+def step_onnx_bytes(model: TutorStreamModel) -> bytes:
+    """Return the serialised graph that advances carried states by one event (module doc)."""
+    cfg = model.config
+    return _to_onnx(
+        StepGraph(_serving_copy(model)),
+        (
+            torch.zeros(2, cfg.n_event_features),
+            torch.zeros(2, cfg.num_layers, cfg.hidden_size),
+            torch.zeros(2, cfg.n_query_features),
+        ),
+        STEP_INPUTS,
+        STEP_OUTPUTS,
+        {name: {0: "batch"} for name in STEP_INPUTS + STEP_OUTPUTS},
+    )
+
+
+def step_candidates_onnx_bytes(model: TutorStreamModel) -> bytes:
+    """Return the serialised graph that scores candidate items from carried states."""
+    cfg = model.config
+    return _to_onnx(
+        StateCandidateGraph(_serving_copy(model)),
+        (
+            torch.zeros(2, cfg.num_layers, cfg.hidden_size),
+            torch.zeros(2, 3, cfg.n_query_features),
+        ),
+        ("hidden", "queries"),
+        ("p_correct",),
+        {
+            "hidden": {0: "learners"},
+            "queries": {0: "learners", 1: "candidates"},
+            "p_correct": {0: "learners", 1: "candidates"},
+        },
+    )
 
 
 def export_onnx(model: TutorStreamModel, folder: Path) -> dict[str, Path]:
-    """Write the fp32, fp16 and candidate-scoring ONNX files of ``model`` into ``folder``.
+    """Write the ONNX files of ``model`` into ``folder``.
 
     Returns:
-        ``{"fp32": path, "fp16": path, "candidates": path}``.
+        ``{"fp32": path, "fp16": path, "candidates": path}``, and for a GRU model also
+        ``"step"`` and ``"step_candidates"``.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "fp32": folder / FP32_FILE,
-        "fp16": folder / FP16_FILE,
-        "candidates": folder / CANDIDATES_FILE,
+    graphs: dict[str, tuple[str, Callable[[], bytes]]] = {
+        "fp32": (FP32_FILE, lambda: onnx_bytes(model, half=False)),
+        "fp16": (FP16_FILE, lambda: onnx_bytes(model, half=True)),
+        "candidates": (CANDIDATES_FILE, lambda: candidates_onnx_bytes(model)),
     }
-    paths["fp32"].write_bytes(onnx_bytes(model, half=False))
-    paths["fp16"].write_bytes(onnx_bytes(model, half=True))
-    paths["candidates"].write_bytes(candidates_onnx_bytes(model))
+    if model.config.encoder == "gru":
+        graphs["step"] = (STEP_FILE, lambda: step_onnx_bytes(model))
+        graphs["step_candidates"] = (
+            STEP_CANDIDATES_FILE,
+            lambda: step_candidates_onnx_bytes(model),
+        )
+    paths = {}
+    for key, (name, build) in graphs.items():
+        paths[key] = folder / name
+        paths[key].write_bytes(build())
     return paths
 
 
@@ -170,4 +237,45 @@ def parity(
             )
         state_diff = max(state_diff, float(np.abs(ort_state - pt_state.numpy()).max()))
         next_diff = max(next_diff, float(np.abs(ort_next - pt_next.numpy()).max()))
+    return ParityReport(len(events), state_diff, next_diff)
+
+
+def step_parity(
+    window_graph: Path | bytes,
+    step_graph: Path | bytes,
+    events: npt.NDArray[np.float32],
+    mask: npt.NDArray[np.bool_],
+    query: npt.NDArray[np.float32],
+    state_shape: tuple[int, int],
+    batch_size: int = 256,
+) -> ParityReport:
+    """Compare the window graph with the step graph run over the same windows event by event.
+
+    Both in ONNX Runtime on the CPU (fp32): a learner's state carried from its first event is
+    the window's encoding while the history fits the window.
+    """
+    from inference.runtime import step_through  # the serving runtime's own stepping
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    window, step = (
+        ort.InferenceSession(
+            str(graph) if isinstance(graph, Path) else graph,
+            options,
+            providers=["CPUExecutionProvider"],
+        )
+        for graph in (window_graph, step_graph)
+    )
+    state_diff = 0.0
+    next_diff = 0.0
+    for start in range(0, len(events), batch_size):
+        part = slice(start, start + batch_size)
+        ref_state, ref_next = window.run(
+            list(OUTPUT_NAMES), {"events": events[part], "mask": mask[part], "query": query[part]}
+        )
+        got_state, got_next, _ = step_through(
+            step, events[part], mask[part], query[part], state_shape
+        )
+        state_diff = max(state_diff, float(np.abs(got_state - ref_state).max()))
+        next_diff = max(next_diff, float(np.abs(got_next - ref_next).max()))
     return ParityReport(len(events), state_diff, next_diff)

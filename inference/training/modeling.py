@@ -348,3 +348,65 @@ class CandidateGraph(nn.Module):
         expanded = encoded.unsqueeze(1).expand(-1, queries.shape[1], -1)
         logit = self.model.next_head(torch.cat([expanded, projected], dim=2)).squeeze(2)
         return torch.sigmoid(logit)
+
+
+class StepGraph(nn.Module):
+    """The module exported as ``step.onnx``: one event per learner advances its carried state.
+
+    Takes ``events [B, F]`` (each learner's newest event), ``hidden [B, layers, H]`` (its GRU
+    state before that event, zeros for a learner not seen yet) and ``query [B, Q]``; returns
+    ``state_probs [B, S]``, ``p_correct [B]`` and ``hidden_out [B, layers, H]``.
+
+    The GRU encoder runs from a zero state over exactly the real events of a window, so stepping
+    a learner's events one at a time from zeros gives what the window graph gives while the
+    history fits the window. Past it, the state carries every event since the first instead of
+    the last ``window``: one recurrent step per event instead of ``window``.
+    """
+
+    def __init__(self, model: TutorStreamModel) -> None:
+        super().__init__()
+        if model.config.encoder != "gru":
+            raise ValueError(f"encoder: only a GRU carries its state, not {model.config.encoder!r}")
+        encoder = model.encoder
+        assert isinstance(encoder, _GRUEncoder)  # checked by the config above
+        self.model = model
+        self.gru = encoder.gru
+
+    def forward(
+        self, events: torch.Tensor, hidden: torch.Tensor, query: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return ``(state_probs, p_correct, hidden_out)`` in float32."""
+        model = self.model
+        # the mask channel of a real event is one (see TutorStreamModel.encode)
+        x = torch.cat([events, events.new_ones(events.shape[0], 1)], dim=1)
+        x = model.event_projection(x).unsqueeze(1)
+        out, state = self.gru(x, hidden.transpose(0, 1).contiguous())
+        encoded = out[:, 0]
+        state_logits = model.state_head(encoded)
+        next_logit = model.next_head(torch.cat([encoded, model.query_projection(query)], dim=1))
+        return (
+            torch.softmax(state_logits, dim=1),
+            torch.sigmoid(next_logit.squeeze(1)),
+            state.transpose(0, 1),
+        )
+
+
+class StateCandidateGraph(nn.Module):
+    """The module exported as ``step_candidates.onnx``: candidate items scored from a state.
+
+    Takes ``hidden [L, layers, H]`` (each learner's carried state, its newest event taken) and
+    ``queries [L, K, Q]``; returns ``p_correct [L, K]``, what :class:`CandidateGraph` gives
+    over a window holding the same events, without running the encoder at all.
+    """
+
+    def __init__(self, model: TutorStreamModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, hidden: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """Return ``p_correct [L, K]`` in float32."""
+        encoded = hidden[:, -1]  # the top layer's state is its output at the newest event
+        projected = self.model.query_projection(queries)
+        expanded = encoded.unsqueeze(1).expand(-1, queries.shape[1], -1)
+        logit = self.model.next_head(torch.cat([expanded, projected], dim=2)).squeeze(2)
+        return torch.sigmoid(logit)

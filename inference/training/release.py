@@ -21,12 +21,13 @@ from inference.registry import (
     CARD_FILE,
     CHECKSUMS_FILE,
     METRICS_FILE,
+    STEP_FILE,
     ModelSpec,
     RegistryError,
     write_checksums,
 )
 from inference.states import STATES
-from inference.training.export import FP16_FILE, ParityReport, export_onnx, parity
+from inference.training.export import FP16_FILE, ParityReport, export_onnx, parity, step_parity
 from inference.training.modeling import TutorStreamModel
 from inference.training.train import TrainResult, WindowArrays
 
@@ -83,6 +84,28 @@ def fp16_difference(folder: Path, events: np.ndarray, mask: np.ndarray, query: n
     feeds = {"events": events, "mask": mask, "query": query}
     full, half = (s.run(None, feeds) for s in sessions)
     return float(max(np.abs(a - b).max() for a, b in zip(full, half, strict=True)))
+
+
+def step_difference(
+    folder: Path, events: np.ndarray, mask: np.ndarray, query: np.ndarray
+) -> float | None:
+    """Largest difference between the window graph and the step graph over the same windows.
+
+    ``None`` for a model without a step graph.
+
+    Raises:
+        RegistryError: when it exceeds the parity tolerance.
+    """
+    if not (folder / STEP_FILE).is_file():
+        return None
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    shape = (int(config.get("num_layers", 1)), int(config["hidden_size"]))
+    report = step_parity(folder / "model.onnx", folder / STEP_FILE, events, mask, query, shape)
+    if report.max_abs_diff > PARITY_TOLERANCE:
+        raise RegistryError(
+            f"step parity failed: max abs diff {report.max_abs_diff:.2e} > {PARITY_TOLERANCE:.0e}"
+        )
+    return report.max_abs_diff
 
 
 def refuse_existing(folder: Path, overwrite: bool) -> None:
@@ -152,6 +175,7 @@ def write_model_folder(
             "p_correct_max_abs_diff": report.p_correct_max_abs_diff,
             "tolerance": PARITY_TOLERANCE,
             "fp16_vs_fp32_max_abs_diff_cpu": fp16_difference(folder, events, mask, query),
+            "step_vs_window_max_abs_diff": step_difference(folder, events, mask, query),
         },
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "encoder_comparison": encoder_comparison,
@@ -469,7 +493,8 @@ def model_card(model: TutorStreamModel, metrics: dict[str, Any], name: str, vers
         "",
         "Add `--registry DIR` to write the copy elsewhere. With the same seed, options, "
         "thread count, torch version and CPU this gives the same `model.safetensors`, "
-        "`model.onnx`, `model.fp16.onnx`, `candidates.onnx` and `config.json`, bit for bit: "
+        "`model.onnx`, `model.fp16.onnx`, `candidates.onnx`, `config.json` and, for a GRU, "
+        "`step.onnx` and `step_candidates.onnx`, bit for bit: "
         "torch runs in "
         "deterministic mode, every random draw is seeded, and the encoder comparison "
         "(`--compare-encoders`) trains its probes before the final model is seeded afresh, so "
@@ -524,6 +549,7 @@ def reexport(spec: ModelSpec, out_root: Path | None = None) -> tuple[Path, Parit
         "state_probs_max_abs_diff": report.state_probs_max_abs_diff,
         "p_correct_max_abs_diff": report.p_correct_max_abs_diff,
         "fp16_vs_fp32_max_abs_diff_cpu": fp16_difference(target, events, mask, query),
+        "step_vs_window_max_abs_diff": step_difference(target, events, mask, query),
     }
     refresh_card(target, metrics)
     return target, report

@@ -193,7 +193,7 @@ def export(
         typer.Option(help="Registry root to export into (default: the model's own folder)."),
     ] = None,
 ) -> None:
-    """Re-export a registered model's weights to ONNX (fp32 + fp16), check parity, re-sign."""
+    """Re-export a registered model's weights to every ONNX graph, check parity, re-sign."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from inference.training.release import reexport
 

@@ -9,13 +9,16 @@ import pytest
 from tiny_learner_model import held_out, tiny_gru, train_tiny
 
 from inference.lab.dataset import EVAL_SEED_BASE
-from inference.registry import DEFAULT_MODEL, ModelRegistry
+from inference.registry import DEFAULT_MODEL, STEP_FILE, ModelRegistry
 from inference.training.export import (
     FP16_FILE,
     FP32_FILE,
     candidates_onnx_bytes,
     export_onnx,
     parity,
+    step_candidates_onnx_bytes,
+    step_onnx_bytes,
+    step_parity,
 )
 from inference.training.modeling import TutorStreamModel
 from inference.training.release import PARITY_TOLERANCE, held_out_windows, parity_windows
@@ -106,3 +109,41 @@ def test_shipped_candidate_graph_scores_like_the_serving_graph_with_one_encoder_
     # and it is the exported form of the shipped weights
     model = TutorStreamModel.from_pretrained(str(spec.folder)).eval()
     assert candidates_onnx_bytes(model) == candidates
+
+
+def test_step_graph_of_a_gru_carries_the_window_state(tmp_path: Path) -> None:
+    result = tiny_gru()
+    paths = export_onnx(result.model, tmp_path)
+    step = onnx.load(str(paths["step"])).graph
+    assert [i.name for i in step.input] == ["events", "hidden", "query"]
+    assert [o.name for o in step.output] == ["state_probs", "p_correct", "hidden_out"]
+    cfg = result.model.config
+    shape = (cfg.num_layers, cfg.hidden_size)
+    events, mask, query = parity_windows(held_out())
+    # histories of every length up to the window, full ones included
+    assert len(set(mask.sum(axis=1).tolist())) == cfg.window
+    report = step_parity(paths["fp32"], paths["step"], events, mask, query, shape, batch_size=333)
+    assert report.windows == 1000 and report.max_abs_diff <= PARITY_TOLERANCE
+    # the check can fail: the step graph of other weights is far off
+    other = tmp_path / "other"
+    export_onnx(TutorStreamModel(cfg).eval(), other)
+    assert step_parity(
+        paths["fp32"], other / STEP_FILE, events, mask, query, shape
+    ).max_abs_diff > (PARITY_TOLERANCE)
+
+
+def test_a_transformer_has_no_step_graph(tmp_path: Path) -> None:
+    model = train_tiny(encoder="transformer", num_heads=2).model
+    assert set(export_onnx(model, tmp_path)) == {"fp32", "fp16", "candidates"}
+    with pytest.raises(ValueError, match="only a GRU carries its state"):
+        step_onnx_bytes(model)
+
+
+def test_shipped_step_graphs_are_the_exported_weights_and_match_the_window() -> None:
+    spec = ModelRegistry().load(DEFAULT_MODEL)
+    steps = spec.step_bytes()
+    assert steps is not None
+    model = TutorStreamModel.from_pretrained(str(spec.folder)).eval()
+    assert (step_onnx_bytes(model), step_candidates_onnx_bytes(model)) == steps
+    recorded = spec.metrics()["parity"]["step_vs_window_max_abs_diff"]
+    assert recorded is not None and recorded <= PARITY_TOLERANCE
