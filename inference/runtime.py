@@ -69,6 +69,10 @@ class Prediction:
             self.state_probs[start:stop], self.p_correct[start:stop], self.state[start:stop]
         )
 
+    def take(self, indices: npt.NDArray[np.int64]) -> Prediction:
+        """Return the predictions of the rows ``indices``, in that order."""
+        return Prediction(self.state_probs[indices], self.p_correct[indices], self.state[indices])
+
 
 def _default_threads() -> int:
     # a model this small gains nothing past two threads, and the stream needs the other cores
@@ -290,6 +294,66 @@ class LearnerModel:
             ["state_probs", "p_correct", "hidden_out"], {"events": ev, "hidden": hd, "query": qu}
         )
         return self._decided(state_probs, p_correct), np.asarray(after, dtype=np.float32)
+
+    def step_events(
+        self,
+        events: npt.ArrayLike,
+        slots: npt.ArrayLike,
+        hidden: npt.ArrayLike,
+        query: npt.ArrayLike,
+    ) -> tuple[Prediction, npt.NDArray[np.float32]]:
+        """Carry ``S`` learners' states through ``n`` events, each learner's in row order.
+
+        The ``k``-th events of all learners are one call of the step graph, so a batch costs
+        as many calls as its busiest learner has events, and each event one recurrent step.
+
+        Args:
+            events: ``[n, F]`` event features.
+            slots: ``[n]`` the learner (``0..S-1``) of each event.
+            hidden: ``[S, layers, H]`` each learner's state before its first event here.
+            query: ``[n, Q]`` query features at each event.
+
+        Returns:
+            Each event's predictions and ``[S, layers, H]`` the states after the last events.
+
+        Raises:
+            ValueError: for a model without step graphs, or a wrong shape or slot.
+        """
+        session, shape = self._step_graph()
+        spec = self.spec
+        ev = np.ascontiguousarray(events, dtype=np.float32)
+        qu = np.ascontiguousarray(query, dtype=np.float32)
+        sl = np.asarray(slots, dtype=np.int64)
+        state = np.array(hidden, dtype=np.float32)  # a copy: the caller's states stay as given
+        n = len(sl)
+        expected = {
+            "events": (ev, (n, len(spec.event_features))),
+            "query": (qu, (n, len(spec.query_features))),
+            "hidden": (state, (state.shape[0] if state.ndim else -1, *shape)),
+        }
+        for name, (array, want) in expected.items():
+            if array.shape != want:
+                raise ValueError(f"{name}: expected shape {list(want)}, got {list(array.shape)}")
+        if n and (sl.min() < 0 or sl.max() >= len(state)):
+            raise ValueError(f"slots: must lie in [0, {len(state)}), got {sl.min()}..{sl.max()}")
+        probs = np.empty((n, len(spec.states)), dtype=np.float32)
+        p_correct = np.empty(n, dtype=np.float32)
+        # each event's place among its learner's events: the k-th of all step together
+        order = np.argsort(sl, kind="stable")
+        grouped = sl[order]
+        starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]]) if n else order
+        place = np.empty(n, dtype=np.int64)
+        place[order] = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+        by_place = np.argsort(place, kind="stable")
+        bounds = np.r_[0, np.cumsum(np.bincount(place))] if n else np.zeros(1, np.int64)
+        for k in range(len(bounds) - 1):
+            rows = by_place[bounds[k] : bounds[k + 1]]
+            learners = sl[rows]
+            probs[rows], p_correct[rows], state[learners] = session.run(
+                ["state_probs", "p_correct", "hidden_out"],
+                {"events": ev[rows], "hidden": state[learners], "query": qu[rows]},
+            )
+        return self._decided(probs, p_correct), state
 
     def step_windows(
         self, events: npt.ArrayLike, mask: npt.ArrayLike, query: npt.ArrayLike

@@ -60,6 +60,7 @@ from schemas.topics import (
 )
 from streams import eager, metrics, outbound
 from streams.annotations import GrafanaAnnotations
+from streams.carried import CarriedModel
 from streams.policy import InterventionPolicy
 from streams.processor import (
     WINDOW_FALLBACK,
@@ -628,6 +629,7 @@ class Worker:
             policy=InterventionPolicy(s.policy),
             dedupe_window_s=s.dedupe_window_s,
             dedupe_max_ids=s.dedupe_max_ids,
+            carried=CarriedModel.of(self.model),
         )
         self.sink = StoreSink(s.database_url, s.store)
         # onnxruntime releases the GIL; one thread keeps batches in order.
@@ -1349,14 +1351,22 @@ class Worker:
         """Score the batch's decision points and decide; return the rows of the decisions."""
         began = time.perf_counter()
         self._deciding_s = 0.0
-        if result.scored:
+        if result.for_model:
             loop = asyncio.get_running_loop()
-            inputs = self.processor.model_inputs(result)
             started = time.perf_counter()
             with metrics.stage("inference"):
-                prediction = await loop.run_in_executor(self.executor, self.model.predict, *inputs)
+                prediction = await loop.run_in_executor(
+                    self.executor, self.processor.score, result, self.model
+                )
             metrics.INFERENCE_LATENCY.observe(time.perf_counter() - started)
-            self.processor.decide(result, self.state, prediction, self.model.score_candidates)
+            if result.scored:
+                self.processor.decide(
+                    result,
+                    self.state,
+                    prediction,
+                    self.model.score_candidates,
+                    self.model.score_candidates_from_state,
+                )
         self._deciding_s = time.perf_counter() - began
         return outbound.decided_rows(result, self.model.spec)
 

@@ -2,9 +2,11 @@
 
 Every batch writes each learner it touched to the table's changelog, so the packed size is
 the worker's largest per-batch cost after the store. The format is binary: a fixed header,
-the small JSON parts, the window's raw float32 rows and the remembered event ids as 64-bit
-digests. Version 0 (one JSON document, the window in base64) still loads, so a worker reads a
-changelog written by an older one.
+the small JSON parts, the window's raw float32 rows, the remembered event ids as 64-bit
+digests and, for a model that carries it, the learner's recurrent state. Versions 1 (no
+recurrent state) and 0 (one JSON document, the window in base64) still load, so a worker
+reads a changelog written by an older one; its learners' states are then stepped once through
+their windows.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from streams.policy import LearnerAlertState
 
 N_FEATURES = len(EVENT_FEATURES)
 _UNKNOWN = object()
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _HEADER = struct.Struct("<BHHIIQ")
 """version, window rows, filled rows, remembered ids, JSON part bytes, events processed."""
+_STATE = struct.Struct("<HH")
+"""version 2: the recurrent state's layers and width (0, 0: none), after the header."""
 
 
 def event_digest(event_id: str) -> int:
@@ -60,6 +64,10 @@ class LearnerRecord:
         events: events processed for this learner.
         forgotten_upto: the latest event time of any id pruned from ``seen`` (``-inf``: none).
             An id not in ``seen`` whose event is later than this was never taken.
+        hidden: ``[layers, H]`` the model's recurrent state after the learner's newest event
+            (``None``: none carried yet), for a model with step graphs.
+        hidden_model: the ``name@version`` whose state ``hidden`` is; another model's state
+            means nothing to this one, which steps through the window instead.
     """
 
     features: LearnerFeatureState
@@ -73,6 +81,19 @@ class LearnerRecord:
     class_id: str | None = None
     events: int = 0
     forgotten_upto: float = float("-inf")
+    hidden: npt.NDArray[np.float32] | None = None
+    hidden_model: str | None = None
+
+    def carried(self, model: str, shape: tuple[int, int]) -> npt.NDArray[np.float32] | None:
+        """Return the recurrent state of ``model`` after the newest event, if carried."""
+        hidden = self.hidden
+        if hidden is None or self.hidden_model != model or hidden.shape != shape:
+            return None
+        return hidden
+
+    def recent(self) -> npt.NDArray[np.float32]:
+        """``[filled, F]`` the window's real rows, oldest first."""
+        return self.rows[self.end - self.filled : self.end]
 
     @classmethod
     def new(cls, window: int) -> LearnerRecord:
@@ -163,31 +184,40 @@ class LearnerRecord:
                 "c": self.class_id,
                 "o": self.offsets,
                 "p": None if self.forgotten_upto == float("-inf") else self.forgotten_upto,
+                "m": self.hidden_model,
             }
         )
         t = self.rows.shape[0] // 2
         seen = self.seen
+        hidden = self.hidden
+        layers, width = (0, 0) if hidden is None else hidden.shape
         return b"".join(
             (
                 _HEADER.pack(FORMAT_VERSION, t, self.filled, len(seen), len(meta), self.events),
+                _STATE.pack(layers, width),
                 meta,
-                self.rows[self.end - self.filled : self.end].tobytes(),
+                self.recent().tobytes(),
                 np.fromiter(seen.keys(), dtype="<u8", count=len(seen)).tobytes(),
                 np.fromiter(seen.values(), dtype="<f8", count=len(seen)).tobytes(),
+                b"" if hidden is None else hidden.astype("<f4", copy=False).tobytes(),
             )
         )
 
     @classmethod
     def from_bytes(cls, raw: bytes | str | dict[str, Any]) -> LearnerRecord:
-        """Unpack :meth:`to_bytes` output, or a version 0 record (JSON, maybe parsed)."""
-        if isinstance(raw, bytes) and raw[:1] == bytes((FORMAT_VERSION,)):
+        """Unpack :meth:`to_bytes` output, a version 1 record, or a version 0 one (JSON)."""
+        if isinstance(raw, bytes) and raw[:1] in (b"\x01", b"\x02"):
             return cls._unpack(raw)
         return cls._from_json(raw if isinstance(raw, dict) else orjson.loads(raw))
 
     @classmethod
     def _unpack(cls, raw: bytes) -> LearnerRecord:
-        _, t, filled, n_seen, meta_len, events = _HEADER.unpack_from(raw)
+        version, t, filled, n_seen, meta_len, events = _HEADER.unpack_from(raw)
         at = _HEADER.size
+        layers, width = (0, 0)
+        if version >= 2:
+            layers, width = _STATE.unpack_from(raw, at)
+            at += _STATE.size
         meta = orjson.loads(raw[at : at + meta_len])
         at += meta_len
         values = filled * N_FEATURES
@@ -195,6 +225,12 @@ class LearnerRecord:
         at += 4 * values
         keys = np.frombuffer(raw, "<u8", n_seen, at).tolist()
         times = np.frombuffer(raw, "<f8", n_seen, at + 8 * n_seen).tolist()
+        at += 16 * n_seen
+        hidden = (
+            np.frombuffer(raw, "<f4", layers * width, at).reshape(layers, width).copy()
+            if layers
+            else None
+        )
         forgotten = meta.get("p", _UNKNOWN)
         return cls._holding(
             t,
@@ -216,6 +252,8 @@ class LearnerRecord:
                 if forgotten is None
                 else float(forgotten)
             ),
+            hidden=hidden,
+            hidden_model=meta.get("m") if hidden is not None else None,
         )
 
     @classmethod

@@ -22,13 +22,14 @@ import orjson
 from inference.features import FeatureExtractor, ItemNorms
 from inference.policy import DEFAULT_TARGET, CourseItem, CourseMap, NextItemPolicy
 from inference.rules import BehaviourRules, Finding
-from inference.runtime import Prediction
+from inference.runtime import LearnerModel, Prediction
 from inference.states import STATES
 from schemas.events import EventType, LearningEvent, SourceFormat, UnmodelledEvent
 from schemas.exceptions import InvalidEvent
 from schemas.normalise import normalise, pseudonymiser_for
 from schemas.profiles.compiled import CompiledProfile, builtin
 from streams import metrics
+from streams.carried import CarriedModel, CarriedSteps, StepGatherer
 from streams.learner_state import LearnerRecord
 from streams.policy import Decision, InterventionPolicy, SuppressReason
 from streams.snapshots import HeldWrites
@@ -139,6 +140,8 @@ class BatchResult:
     ``feature_vectors`` has one row per new event (``[len(events), F]``); ``windows``,
     ``masks`` and ``queries`` one row per scored event, in the order of ``scored``: the
     model's inputs, filled in place as events are featurised rather than stacked afterwards.
+    For a model that carries each learner's state, ``steps`` replaces ``windows`` and
+    ``masks`` (:mod:`streams.carried`).
     """
 
     events: list[LearningEvent] = field(default_factory=list)
@@ -148,6 +151,7 @@ class BatchResult:
     windows: npt.NDArray[np.float32] | None = None
     masks: npt.NDArray[np.bool_] | None = None
     queries: npt.NDArray[np.float32] | None = None
+    steps: CarriedSteps | None = None
     mastery: dict[int, dict[str, float]] = field(default_factory=dict)
     findings: dict[int, Finding] = field(default_factory=dict)
     """Per scored row (position in ``scored``): a literature definition that came to hold."""
@@ -171,6 +175,11 @@ class BatchResult:
     touched_learners: dict[str, InboundRecord] = field(default_factory=dict)
     touched_items: dict[str, InboundRecord] = field(default_factory=dict)
     touched_catalogues: dict[str, InboundRecord] = field(default_factory=dict)
+
+    @property
+    def for_model(self) -> bool:
+        """Whether the model has work: events to score, or learners' states to carry."""
+        return bool(self.scored) or self.steps is not None
 
 
 class StateView:
@@ -308,6 +317,10 @@ CandidateScorer = Callable[
 """``(events [L, T, F], mask [L, T], queries [L, K, Q]) -> p_correct [L, K]``, such as
 :meth:`inference.runtime.LearnerModel.score_candidates`."""
 
+StateScorer = Callable[[npt.NDArray[np.float32], npt.NDArray[np.float32]], npt.NDArray[np.float32]]
+"""``(hidden [L, layers, H], queries [L, K, Q]) -> p_correct [L, K]``, such as
+:meth:`inference.runtime.LearnerModel.score_candidates_from_state`."""
+
 
 def _epoch(moment: datetime) -> float:
     # an aware datetime's timestamp() is its instant whatever its zone; events are always aware
@@ -333,6 +346,9 @@ class EventProcessor:
             (``TUTORSTREAM_PROFILES__FILES``); the built-in one when ``None``.
         default_profile: the profile of records whose producer names none
             (``TUTORSTREAM_PROFILES__DEFAULT``).
+        carried: the model whose recurrent state each learner's record carries
+            (:meth:`CarriedModel.of`); ``None`` keeps a window of feature rows as the model's
+            input instead.
     """
 
     def __init__(
@@ -346,7 +362,9 @@ class EventProcessor:
         target_success: float = DEFAULT_TARGET,
         profiles: Mapping[str, CompiledProfile] | None = None,
         default_profile: str = "builtin",
+        carried: CarriedModel | None = None,
     ) -> None:
+        self.carried = carried
         self._pseudonymiser = pseudonymiser_for(pseudonym_key)
         self._profiles = dict(profiles) if profiles is not None else {"builtin": builtin()}
         if default_profile not in self._profiles:
@@ -447,7 +465,8 @@ class EventProcessor:
             ready: called with the model inputs of each ``chunk`` scored events (and of the
                 rest at the end) as soon as they are final, so the model can score them
                 while the next ones are featurised; together, in order, they are
-                :meth:`model_inputs`.
+                :meth:`model_inputs`. Not called when the records carry the model's state:
+                :meth:`score` steps the whole batch at once.
             chunk: scored events per call of ``ready``.
             stored: ids of events known to be in the store (see :meth:`ingest`).
         """
@@ -538,8 +557,10 @@ class EventProcessor:
         # the model's inputs are written in place, row by row, for the events that turn out
         # to be decision points: no per-event copies to stack afterwards
         vectors = np.empty((size, n_features), dtype=np.float32)
-        windows = np.empty((size, window, n_features), dtype=np.float32)
-        masks = np.zeros((size, window), dtype=np.bool_)
+        steps = None if self.carried is None else StepGatherer(self.carried)
+        # a carried state needs no window per decision: the step takes the event's own row
+        windows = np.empty((size, window, n_features), dtype=np.float32) if steps is None else None
+        masks = np.zeros((size, window), dtype=np.bool_) if steps is None else None
         queries = np.empty((size, extractor.n_query_features), dtype=np.float32)
         horizon, max_ids = self._dedupe_window_s, self._dedupe_max_ids
         events, event_records, scored = result.events, result.event_records, result.scored
@@ -613,6 +634,8 @@ class EventProcessor:
                 features = learner.features
                 vector = vectors[row]
                 vector[:] = extractor.observe_event(features, norms, event)
+                if steps is not None:
+                    steps.add(event.learner_id, learner)  # before the window moves on
                 learner.push(vector)
                 observed = rules.observe(learner.rules, event)
                 if event.class_id is not None:
@@ -635,8 +658,6 @@ class EventProcessor:
                         findings[at] = observed.finding
                     if observed.vetoes:
                         vetoes[at] = observed.vetoes
-                    windows[at] = learner.window
-                    masks[at, window - learner.filled :] = True
                     query_item = item_id or features.cur_item
                     queries[at] = extractor.query_list(
                         features,
@@ -644,10 +665,13 @@ class EventProcessor:
                         query_item or "",
                         event.skill_ids,
                     )
-                    if ready is not None and at + 1 - handed >= chunk:
-                        upto = at + 1
-                        ready(windows[handed:upto], masks[handed:upto], queries[handed:upto])
-                        handed = upto
+                    if windows is not None and masks is not None:
+                        windows[at] = learner.window
+                        masks[at, window - learner.filled :] = True
+                        if ready is not None and at + 1 - handed >= chunk:
+                            upto = at + 1
+                            ready(windows[handed:upto], masks[handed:upto], queries[handed:upto])
+                            handed = upto
         for learner, at in newest.values():
             learner.prune(at, horizon, max_ids)
         if result.duplicates:
@@ -672,6 +696,11 @@ class EventProcessor:
             metrics.EVENTS_IN.labels(member.value).inc(count)
         result.feature_vectors = vectors[: len(events)]
         n_scored = len(scored)
+        if steps is not None:
+            result.queries = queries[:n_scored]
+            result.steps = steps.build(result.feature_vectors, scored, result.queries)
+            return
+        assert windows is not None and masks is not None
         if ready is not None and handed < n_scored:
             ready(windows[handed:n_scored], masks[handed:n_scored], queries[handed:n_scored])
         result.windows, result.masks, result.queries = (
@@ -708,6 +737,23 @@ class EventProcessor:
         assert result.masks is not None and result.queries is not None
         return result.windows, result.masks, result.queries
 
+    def score(self, result: BatchResult, model: LearnerModel) -> Prediction:
+        """Run the model over the batch; return the scored events' predictions.
+
+        With carried states, every event of the batch takes one recurrent step and the states
+        after the batch go back into the learners' records: run it before :meth:`decide`, and
+        whenever :attr:`BatchResult.for_model`, even with nothing scored. It runs on the
+        model's thread; nothing else touches those records until the batch is decided.
+        """
+        steps = result.steps
+        if steps is None:
+            return model.predict(*self.model_inputs(result))
+        prediction, after = model.step_events(
+            steps.events, steps.slots, steps.hidden, steps.queries
+        )
+        steps.keep(after)
+        return prediction.take(steps.scored)
+
     # -- stage 3: predictions -> interventions and recommendations ------------------------
     def decide(
         self,
@@ -715,8 +761,13 @@ class EventProcessor:
         state: StateView,
         prediction: Prediction,
         score_candidates: CandidateScorer | None = None,
+        score_from_state: StateScorer | None = None,
     ) -> None:
-        """Apply the intervention policy (and, given a scorer, the next-item policy)."""
+        """Apply the intervention policy (and, given a scorer, the next-item policy).
+
+        ``score_from_state`` scores the candidate items of learners whose records carry the
+        model's state (after :meth:`score`); ``score_candidates`` those of the others.
+        """
         result.prediction = prediction
         now = time.time()
         with metrics.stage("policy"):
@@ -771,10 +822,14 @@ class EventProcessor:
                 )
         if score_candidates is not None:
             with metrics.stage("recommend"):
-                self._recommend(result, state, score_candidates)
+                self._recommend(result, state, score_candidates, score_from_state)
 
     def _recommend(
-        self, result: BatchResult, state: StateView, score_candidates: CandidateScorer
+        self,
+        result: BatchResult,
+        state: StateView,
+        score_candidates: CandidateScorer,
+        score_from_state: StateScorer | None,
     ) -> None:
         # Every finished item gets a recommendation, so the rows a replay finds again do not
         # depend on where its batches start. The choice is made once per learner and batch,
@@ -808,17 +863,30 @@ class EventProcessor:
             asks.append((indices, policy, learner))
         if not asks:
             return
-        # one window per learner and its class's items padded to the longest list: the
-        # encoder runs once per learner, not once per item
+        # one window (or carried state) per learner and its class's items padded to the
+        # longest list: the encoder runs at most once per learner, not once per item
         width = max(q.shape[0] for q in queries)
         padded = np.zeros((len(asks), width, queries[0].shape[1]), dtype=np.float32)
         for n, q in enumerate(queries):
             padded[n, : q.shape[0]] = q
-        p = score_candidates(
-            np.stack([learner.window for _, _, learner in asks]),
-            np.stack([learner.mask() for _, _, learner in asks]),
-            padded,
+        carried = self.carried
+        states = (
+            []
+            if carried is None
+            else [
+                h
+                for _, _, learner in asks
+                if (h := learner.carried(carried.ref, carried.shape)) is not None
+            ]
         )
+        if score_from_state is not None and states and len(states) == len(asks):
+            p = score_from_state(np.stack(states), padded)
+        else:
+            p = score_candidates(
+                np.stack([learner.window for _, _, learner in asks]),
+                np.stack([learner.mask() for _, _, learner in asks]),
+                padded,
+            )
         for n, (indices, policy, learner) in enumerate(asks):
             scores = p[n, : queries[n].shape[0]].astype(np.float64)
             choice = policy.choose(learner.features, scores)

@@ -12,6 +12,7 @@ from common.partitioning import PartitionCache
 from inference.runtime import LearnerModel, Prediction
 from schemas.events import LearningEvent
 from streams import outbound
+from streams.carried import CarriedModel
 from streams.policy import InterventionPolicy
 from streams.processor import WINDOW_FALLBACK, EventProcessor, InboundRecord, StateView
 from streams.replay.exceptions import ReplayError
@@ -87,6 +88,7 @@ class Rebuild(Output):
             policy=policy,
             dedupe_window_s=dedupe_window_s,
             dedupe_max_ids=dedupe_max_ids,
+            carried=CarriedModel.of(model),
         )
 
     async def write(self, batch: Batch) -> None:
@@ -121,6 +123,7 @@ class Rebuild(Output):
         result = self.processor.ingest_events(
             pairs, self.state, ready=ready, chunk=self.inference_chunk
         )
+        prediction = None
         if scoring:
             parts = [future.result() for future in scoring]
             prediction = Prediction(
@@ -128,7 +131,17 @@ class Rebuild(Output):
                 p_correct=np.concatenate([p.p_correct for p in parts]),
                 state=np.concatenate([p.state for p in parts]),
             )
-            self.processor.decide(result, self.state, prediction, self.model.score_candidates)
+        elif result.steps is not None:
+            # carried states: the whole batch at once, one recurrent step per event
+            prediction = self._inference.submit(self.processor.score, result, self.model).result()
+        if prediction is not None and result.scored:
+            self.processor.decide(
+                result,
+                self.state,
+                prediction,
+                self.model.score_candidates,
+                self.model.score_candidates_from_state,
+            )
         rows = outbound.store_batch(result, self.model.spec)
         self.state.write_back(result)
         return rows

@@ -27,6 +27,7 @@ from schemas.normalise import normalise, pseudonymiser_for
 from schemas.profiles import BUILTIN_ID, load_profiles
 from schemas.profiles.compiled import CompiledProfile, builtin, compile_profile
 from schemas.topics import LMS_EVENTS
+from streams.carried import CarriedModel
 from streams.policy import InterventionPolicy, PolicySettings
 from streams.processor import EventProcessor, InboundRecord, StateView
 
@@ -144,6 +145,7 @@ def _run_style(
         policy=InterventionPolicy(policy or PolicySettings()),
         profiles=None if profile is None else {"builtin": builtin(), profile.profile_id: profile},
         default_profile="builtin" if profile is None else profile.profile_id,
+        carried=CarriedModel.of(model),
     )
     view = StateView({}, {}, {}, model.window)
     where: dict[str, tuple[int, int]] = {}  # event id -> (learner number, statement index)
@@ -186,10 +188,17 @@ def _run_style(
         if not records:
             continue
         result = processor.ingest(records, view)
-        if result.scored:
-            prediction = model.predict(*processor.model_inputs(result))
-            # with the next-item policy too, as the worker runs it: it reads the same state
-            processor.decide(result, view, prediction, model.score_candidates)
+        if result.for_model:
+            prediction = processor.score(result, model)
+            if result.scored:
+                # with the next-item policy too, as the worker runs it: it reads the same state
+                processor.decide(
+                    result,
+                    view,
+                    prediction,
+                    model.score_candidates,
+                    model.score_candidates_from_state,
+                )
         for out in result.interventions:
             number, index = where[out.event.event_id]
             raised[number].append((index, out.decision.state))

@@ -260,3 +260,36 @@ def test_steps_refuse_bad_shapes_and_models_without_step_graphs(
     assert older.state_shape is None and older.step_session is None
     with pytest.raises(ValueError, match="no step graph"):
         older.step(events[:, -1], hidden, query)
+
+
+def test_a_batch_of_learners_events_steps_as_each_learner_alone(
+    model: LearnerModel, windows: Windows
+) -> None:
+    events, _, query = windows
+    shape = model.state_shape
+    assert shape is not None
+    rng = np.random.default_rng(3)
+    n, learners = 120, 7
+    rows, queries = events[:n, -1], query[:n]
+    slots = rng.integers(0, learners, size=n)
+    start = rng.normal(size=(learners, *shape)).astype(np.float32)
+    batch, after = model.step_events(rows, slots, start, queries)
+    assert len(batch) == n
+    for learner in range(learners):
+        mine = np.flatnonzero(slots == learner)
+        hidden = start[learner : learner + 1]
+        for row in mine:
+            alone, hidden = model.step(rows[row : row + 1], hidden, queries[row : row + 1])
+            assert np.abs(alone.state_probs[0] - batch.state_probs[row]).max() <= 1e-6
+            assert alone.state[0] == batch.state[row]
+        assert np.abs(hidden[0] - after[learner]).max() <= 1e-6
+    # the caller's states stay as given; a learner without events keeps its state
+    assert not np.shares_memory(after, start)
+    idle = np.zeros((learners + 1, *shape), dtype=np.float32)
+    assert np.array_equal(model.step_events(rows, slots, idle, queries)[1][learners], idle[0])
+    empty, same = model.step_events(rows[:0], slots[:0], start, queries[:0])
+    assert len(empty) == 0 and np.array_equal(same, start)
+    with pytest.raises(ValueError, match=r"slots: must lie in \[0, 7\)"):
+        model.step_events(rows, slots + 1, start, queries)
+    with pytest.raises(ValueError, match="hidden: expected shape"):
+        model.step_events(rows, slots, start[:, 0], queries)
