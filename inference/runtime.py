@@ -275,25 +275,10 @@ class LearnerModel:
         Raises:
             ValueError: for a model without step graphs, or a wrong shape.
         """
-        session, (layers, width) = self._step_graph()
-        spec = self.spec
         ev = np.ascontiguousarray(events, dtype=np.float32)
-        hd = np.ascontiguousarray(hidden, dtype=np.float32)
-        qu = np.ascontiguousarray(query, dtype=np.float32)
-        n = ev.shape[0] if ev.ndim == 2 else -1
-        expected = {
-            "events": (ev, (n, len(spec.event_features))),
-            "hidden": (hd, (n, layers, width)),
-            "query": (qu, (n, len(spec.query_features))),
-        }
-        for name, (array, shape) in expected.items():
-            if array.shape != shape or n < 1:
-                want = "[n>=1, " + ", ".join(str(s) for s in shape[1:]) + "]"
-                raise ValueError(f"{name}: expected shape {want}, got {list(array.shape)}")
-        state_probs, p_correct, after = session.run(
-            ["state_probs", "p_correct", "hidden_out"], {"events": ev, "hidden": hd, "query": qu}
-        )
-        return self._decided(state_probs, p_correct), np.asarray(after, dtype=np.float32)
+        if ev.ndim != 2 or len(ev) < 1:
+            raise ValueError(f"events: expected shape [n>=1, F], got {list(ev.shape)}")
+        return self.step_events(ev, np.arange(len(ev)), hidden, query)
 
     def step_events(
         self,
@@ -301,23 +286,23 @@ class LearnerModel:
         slots: npt.ArrayLike,
         hidden: npt.ArrayLike,
         query: npt.ArrayLike,
+        rows: npt.ArrayLike | None = None,
     ) -> tuple[Prediction, npt.NDArray[np.float32]]:
         """Carry ``S`` learners' states through ``n`` events, each learner's in row order.
-
-        The ``k``-th events of all learners are one call of the step graph, so a batch costs
-        as many calls as its busiest learner has events, and each event one recurrent step.
 
         Args:
             events: ``[n, F]`` event features.
             slots: ``[n]`` the learner (``0..S-1``) of each event.
             hidden: ``[S, layers, H]`` each learner's state before its first event here.
-            query: ``[n, Q]`` query features at each event.
+            query: ``[m, Q]`` query features of the events to score.
+            rows: ``[m]`` the events to score (default: all, ``m = n``).
 
         Returns:
-            Each event's predictions and ``[S, layers, H]`` the states after the last events.
+            The scored events' predictions and ``[S, layers, H]`` the states after each
+            learner's last event (unchanged for a learner without events).
 
         Raises:
-            ValueError: for a model without step graphs, or a wrong shape or slot.
+            ValueError: for a model without step graphs, or a wrong shape, slot or row.
         """
         session, shape = self._step_graph()
         spec = self.spec
@@ -326,33 +311,42 @@ class LearnerModel:
         sl = np.asarray(slots, dtype=np.int64)
         state = np.array(hidden, dtype=np.float32)  # a copy: the caller's states stay as given
         n = len(sl)
+        scored = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
         expected = {
             "events": (ev, (n, len(spec.event_features))),
-            "query": (qu, (n, len(spec.query_features))),
+            "query": (qu, (len(scored), len(spec.query_features))),
             "hidden": (state, (state.shape[0] if state.ndim else -1, *shape)),
         }
         for name, (array, want) in expected.items():
             if array.shape != want:
-                raise ValueError(f"{name}: expected shape {list(want)}, got {list(array.shape)}")
+                want_text = "[n>=1, " + ", ".join(str(s) for s in want[1:]) + "]"
+                raise ValueError(f"{name}: expected shape {want_text}, got {list(array.shape)}")
         if n and (sl.min() < 0 or sl.max() >= len(state)):
             raise ValueError(f"slots: must lie in [0, {len(state)}), got {sl.min()}..{sl.max()}")
-        probs = np.empty((n, len(spec.states)), dtype=np.float32)
-        p_correct = np.empty(n, dtype=np.float32)
-        # each event's place among its learner's events: the k-th of all step together
-        order = np.argsort(sl, kind="stable")
-        grouped = sl[order]
-        starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]]) if n else order
-        place = np.empty(n, dtype=np.int64)
-        place[order] = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
-        by_place = np.argsort(place, kind="stable")
-        bounds = np.r_[0, np.cumsum(np.bincount(place))] if n else np.zeros(1, np.int64)
-        for k in range(len(bounds) - 1):
-            rows = by_place[bounds[k] : bounds[k + 1]]
-            learners = sl[rows]
-            probs[rows], p_correct[rows], state[learners] = session.run(
+        if len(scored) and (scored.min() < 0 or scored.max() >= n):
+            raise ValueError(f"rows: must lie in [0, {n})")
+        probs = np.empty((len(scored), len(spec.states)), dtype=np.float32)
+        p_correct = np.empty(len(scored), dtype=np.float32)
+        lengths = np.bincount(sl, minlength=len(state))
+        for group, place, flat in _step_groups(sl, lengths, scored):
+            steps = int(lengths[group].max())
+            index = np.full(len(state), -1, dtype=np.int64)
+            index[group] = np.arange(len(group))
+            mine = index[sl] >= 0
+            packed = np.zeros((len(group), steps, ev.shape[1]), dtype=np.float32)
+            packed[index[sl[mine]], place[mine]] = ev[mine]
+            asked = scored[flat]
+            out = session.run(
                 ["state_probs", "p_correct", "hidden_out"],
-                {"events": ev[rows], "hidden": state[learners], "query": qu[rows]},
+                {
+                    "events": packed,
+                    "hidden": state[group],
+                    "lengths": lengths[group],
+                    "query": qu[flat],
+                    "rows": index[sl[asked]] * steps + place[asked],
+                },
             )
+            probs[flat], p_correct[flat], state[group] = out
         return self._decided(probs, p_correct), state
 
     def step_windows(
@@ -462,6 +456,43 @@ class LearnerModel:
         return scores
 
 
+def _step_groups(
+    slots: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64], scored: npt.NDArray[np.int64]
+) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+    """Split learners into calls of the step graph: ``(learners, place, scored positions)``.
+
+    A call pads every learner to its longest; learners are taken longest first and a call
+    grows while its padded steps stay within four times its real ones (or 8,192), so a batch
+    is one call unless one learner has far more events than the rest. ``place`` is each
+    event's position among its learner's events (the same array for every call).
+    """
+    n = len(slots)
+    order = np.argsort(slots, kind="stable")
+    grouped = slots[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]]) if n else order
+    place = np.empty(n, dtype=np.int64)
+    place[order] = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    active = np.flatnonzero(lengths)
+    active = active[np.argsort(-lengths[active], kind="stable")]
+    groups = []
+    begin = 0
+    while begin < len(active):
+        longest = int(lengths[active[begin]])
+        end, real = begin, 0
+        while end < len(active):
+            grown = real + int(lengths[active[end]])
+            if end > begin and (end + 1 - begin) * longest > max(4 * grown, 8192):
+                break
+            real, end = grown, end + 1
+        groups.append(active[begin:end])
+        begin = end
+    owner = np.full(len(lengths), -1, dtype=np.int64)
+    for k, group in enumerate(groups):
+        owner[group] = k
+    mine = owner[slots[scored]]
+    return [(group, place, np.flatnonzero(mine == k)) for k, group in enumerate(groups)]
+
+
 def step_through(
     session: ort.InferenceSession,
     events: npt.NDArray[np.float32],
@@ -469,7 +500,7 @@ def step_through(
     query: npt.NDArray[np.float32],
     state_shape: tuple[int, int],
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """Run windows through a step graph event by event, each from a zero state.
+    """Run left-padded windows through a step graph, each from a zero state, in one call.
 
     Returns:
         ``(state_probs, p_correct)`` at each window's last event and ``[n, layers, H]`` the
@@ -480,16 +511,21 @@ def step_through(
     """
     if len(mask) == 0 or not mask[:, -1].all():
         raise ValueError("mask: every window must end in a real event (its decision)")
-    hidden = np.zeros((len(events), *state_shape), dtype=np.float32)
-    outputs: list[npt.NDArray[np.float32]] = []
-    for t in np.flatnonzero(mask.any(axis=0)):
-        real = mask[:, t]
-        outputs = session.run(
-            ["state_probs", "p_correct", "hidden_out"],
-            {"events": np.ascontiguousarray(events[:, t]), "hidden": hidden, "query": query},
-        )
-        hidden[real] = outputs[2][real]
-    state_probs, p_correct, _ = outputs
+    n, steps = mask.shape
+    lengths = mask.sum(axis=1).astype(np.int64)
+    # each window's real events first, as the step graph reads a learner's new events
+    shift = (np.arange(steps)[None, :] + (steps - lengths)[:, None]) % steps
+    aligned = np.ascontiguousarray(np.take_along_axis(events, shift[:, :, None], axis=1))
+    state_probs, p_correct, hidden = session.run(
+        ["state_probs", "p_correct", "hidden_out"],
+        {
+            "events": aligned,
+            "hidden": np.zeros((n, *state_shape), dtype=np.float32),
+            "lengths": lengths,
+            "query": query,
+            "rows": np.arange(n) * steps + lengths - 1,
+        },
+    )
     return state_probs, p_correct, hidden
 
 

@@ -45,7 +45,7 @@ class CarriedSteps:
             then the batch's events in order.
         slots: ``[n]`` the learner of each row (index into ``records``).
         hidden: ``[S, layers, H]`` each learner's state before its first row.
-        queries: ``[n, Q]`` query features per row (zeros where nothing is scored).
+        queries: ``[m, Q]`` query features of the scored events.
         scored: ``[m]`` the rows of the scored events, in the batch's ``scored`` order.
         records: the learners' records, per slot.
         model: the model the states belong to.
@@ -111,15 +111,12 @@ class StepGatherer:
             return None
         warm = sum(len(rows) for rows in self._warm_rows)
         events = np.concatenate([*self._warm_rows, vectors]) if warm else vectors
-        rows = warm + np.asarray(scored, dtype=np.int64)
-        padded = np.zeros((len(events), queries.shape[1]), dtype=np.float32)
-        padded[rows] = queries
         return CarriedSteps(
             events=events,
             slots=np.array(self._warm_slots + self._event_slots, dtype=np.int64),
             hidden=np.stack(self._hidden),
-            queries=padded,
-            scored=rows,
+            queries=queries,
+            scored=warm + np.asarray(scored, dtype=np.int64),
             records=self._records,
             model=self.model,
         )

@@ -749,10 +749,10 @@ class EventProcessor:
         if steps is None:
             return model.predict(*self.model_inputs(result))
         prediction, after = model.step_events(
-            steps.events, steps.slots, steps.hidden, steps.queries
+            steps.events, steps.slots, steps.hidden, steps.queries, steps.scored
         )
         steps.keep(after)
-        return prediction.take(steps.scored)
+        return prediction
 
     # -- stage 3: predictions -> interventions and recommendations ------------------------
     def decide(

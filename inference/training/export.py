@@ -38,7 +38,7 @@ OPSET = 17
 FP32_FILE = "model.onnx"
 FP16_FILE = "model.fp16.onnx"
 CANDIDATE_INPUTS = ("events", "mask", "queries")
-STEP_INPUTS = ("events", "hidden", "query")
+STEP_INPUTS = ("events", "hidden", "lengths", "query", "rows")
 STEP_OUTPUTS = ("state_probs", "p_correct", "hidden_out")
 
 
@@ -120,18 +120,29 @@ def candidates_onnx_bytes(model: TutorStreamModel) -> bytes:
 
 
 def step_onnx_bytes(model: TutorStreamModel) -> bytes:
-    """Return the serialised graph that advances carried states by one event (module doc)."""
+    """Return the serialised graph that carries states through new events (module doc)."""
     cfg = model.config
     return _to_onnx(
         StepGraph(_serving_copy(model)),
         (
-            torch.zeros(2, cfg.n_event_features),
+            torch.zeros(2, 3, cfg.n_event_features),
             torch.zeros(2, cfg.num_layers, cfg.hidden_size),
-            torch.zeros(2, cfg.n_query_features),
+            torch.tensor([3, 1]),
+            torch.zeros(4, cfg.n_query_features),
+            torch.tensor([0, 2, 3, 1]),
         ),
         STEP_INPUTS,
         STEP_OUTPUTS,
-        {name: {0: "batch"} for name in STEP_INPUTS + STEP_OUTPUTS},
+        {
+            "events": {0: "learners", 1: "steps"},
+            "hidden": {0: "learners"},
+            "lengths": {0: "learners"},
+            "query": {0: "rows"},
+            "rows": {0: "rows"},
+            "state_probs": {0: "rows"},
+            "p_correct": {0: "rows"},
+            "hidden_out": {0: "learners"},
+        },
     )
 
 

@@ -351,16 +351,19 @@ class CandidateGraph(nn.Module):
 
 
 class StepGraph(nn.Module):
-    """The module exported as ``step.onnx``: one event per learner advances its carried state.
+    """The module exported as ``step.onnx``: learners' carried states through their new events.
 
-    Takes ``events [B, F]`` (each learner's newest event), ``hidden [B, layers, H]`` (its GRU
-    state before that event, zeros for a learner not seen yet) and ``query [B, Q]``; returns
-    ``state_probs [B, S]``, ``p_correct [B]`` and ``hidden_out [B, layers, H]``.
+    Takes ``events [B, K, F]`` (each learner's new events, first ``lengths`` of ``K`` real),
+    ``hidden [B, layers, H]`` (its GRU state before them, zeros for a learner not seen yet),
+    ``lengths [B]`` int64 (at least 1), ``query [N, Q]`` and ``rows [N]`` int64 (the events to
+    score, as ``b * K + k``); returns ``state_probs [N, S]`` and ``p_correct [N]`` at those
+    events, and ``hidden_out [B, layers, H]``, each state after its learner's last real event.
 
     The GRU encoder runs from a zero state over exactly the real events of a window, so stepping
-    a learner's events one at a time from zeros gives what the window graph gives while the
-    history fits the window. Past it, the state carries every event since the first instead of
-    the last ``window``: one recurrent step per event instead of ``window``.
+    a learner's events from zeros gives what the window graph gives while the history fits the
+    window. Past it, the state carries every event since the first instead of the last
+    ``window``: one recurrent step per event instead of ``window`` per decision. A batch is one
+    call, whatever its learners' event counts, and the heads run on the scored events only.
     """
 
     def __init__(self, model: TutorStreamModel) -> None:
@@ -370,25 +373,52 @@ class StepGraph(nn.Module):
         encoder = model.encoder
         assert isinstance(encoder, _GRUEncoder)  # checked by the config above
         self.model = model
-        self.gru = encoder.gru
+        self.layers = nn.ModuleList(_single_layers(encoder.gru))
 
     def forward(
-        self, events: torch.Tensor, hidden: torch.Tensor, query: torch.Tensor
+        self,
+        events: torch.Tensor,
+        hidden: torch.Tensor,
+        lengths: torch.Tensor,
+        query: torch.Tensor,
+        rows: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return ``(state_probs, p_correct, hidden_out)`` in float32."""
         model = self.model
-        # the mask channel of a real event is one (see TutorStreamModel.encode)
-        x = torch.cat([events, events.new_ones(events.shape[0], 1)], dim=1)
-        x = model.event_projection(x).unsqueeze(1)
-        out, state = self.gru(x, hidden.transpose(0, 1).contiguous())
-        encoded = out[:, 0]
+        batch, steps, _ = events.shape
+        # the mask channel of a real event is one (see TutorStreamModel.encode); padded steps
+        # come after a learner's last event and are never read
+        x = torch.cat([events, events.new_ones(batch, steps, 1)], dim=2)
+        x = model.event_projection(x)
+        last = (lengths - 1).clamp(min=0).view(batch, 1, 1).expand(batch, 1, x.shape[2])
+        after = []
+        for k, layer in enumerate(self.layers):
+            x, _ = layer(x, hidden[:, k].unsqueeze(0).contiguous())
+            after.append(torch.gather(x, 1, last).squeeze(1))
+        encoded = x.reshape(batch * steps, x.shape[2]).index_select(0, rows)
         state_logits = model.state_head(encoded)
         next_logit = model.next_head(torch.cat([encoded, model.query_projection(query)], dim=1))
         return (
             torch.softmax(state_logits, dim=1),
             torch.sigmoid(next_logit.squeeze(1)),
-            state.transpose(0, 1),
+            torch.stack(after, dim=1),
         )
+
+
+def _single_layers(gru: nn.GRU) -> list[nn.GRU]:
+    """The layers of ``gru`` as one-layer GRUs, so each layer's state can be read at any step."""
+    if gru.num_layers == 1:
+        return [gru]
+    layers = []
+    for k in range(gru.num_layers):
+        layer = nn.GRU(
+            gru.input_size if k == 0 else gru.hidden_size, gru.hidden_size, batch_first=True
+        )
+        with torch.no_grad():
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(layer, f"{name}_l0").copy_(getattr(gru, f"{name}_l{k}"))
+        layers.append(layer)
+    return layers
 
 
 class StateCandidateGraph(nn.Module):

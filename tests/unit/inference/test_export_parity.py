@@ -115,7 +115,7 @@ def test_step_graph_of_a_gru_carries_the_window_state(tmp_path: Path) -> None:
     result = tiny_gru()
     paths = export_onnx(result.model, tmp_path)
     step = onnx.load(str(paths["step"])).graph
-    assert [i.name for i in step.input] == ["events", "hidden", "query"]
+    assert [i.name for i in step.input] == ["events", "hidden", "lengths", "query", "rows"]
     assert [o.name for o in step.output] == ["state_probs", "p_correct", "hidden_out"]
     cfg = result.model.config
     shape = (cfg.num_layers, cfg.hidden_size)
