@@ -488,17 +488,25 @@ class StoreSink:
         batch: StoreBatch,
         more: asyncio.Future[StoreBatch] | None,
     ) -> dict[str, int]:
-        inserted: dict[str, int] = {}
-        self._fresh_interventions = []
         if more is not None and self._method is not WriteMethod.COPY:
             # the WASM server serves one client at a time: no transaction is left open on it
             # while the rest is computed (awaited again below, it is there at once)
             await more
-        async with conn.transaction():
-            await self._write_tables(conn, batch, inserted)
-            if more is not None:
-                await self._write_tables(conn, await more, inserted)
-        return inserted
+        while True:
+            inserted: dict[str, int] = {}
+            self._fresh_interventions = []
+            try:
+                async with conn.transaction():
+                    await self._write_tables(conn, batch, inserted)
+                    if more is not None:
+                        await self._write_tables(conn, await more, inserted)
+            except _Conflict as conflict:
+                # Rare (a batch redelivered after a restart, a rebuild over stored history):
+                # the transaction again, that table through its staging table. Each time adds
+                # a table, so this ends.
+                self._conflicted.add(conflict.table)
+                continue
+            return inserted
 
     async def _write_tables(
         self, conn: psycopg.AsyncConnection[Any], batch: StoreBatch, inserted: dict[str, int]
@@ -521,11 +529,10 @@ class StoreSink:
         self, conn: psycopg.AsyncConnection[Any], table: Table, rows: Sequence[Row]
     ) -> int:
         """Insert the rows of ``rows`` that ``table`` does not hold yet; return how many."""
-        count = None
-        if self._method is WriteMethod.COPY and table.name not in self._conflicted:
+        staged = self._method is not WriteMethod.COPY or table.name in self._conflicted
+        if not staged:
             count = await self._copy_new(conn, table, rows)
-        staged = count is None
-        if count is None:
+        else:
             count = await self._merge_staged(conn, table, rows)
             if count == len(rows):
                 self._conflicted.discard(table.name)  # all new again: back to the direct COPY
@@ -538,21 +545,24 @@ class StoreSink:
 
     async def _copy_new(
         self, conn: psycopg.AsyncConnection[Any], table: Table, rows: Sequence[Row]
-    ) -> int | None:
-        """COPY ``rows`` straight into ``table``; ``None`` if one of them is already stored.
+    ) -> int:
+        """COPY ``rows`` straight into ``table``; return how many.
 
         Almost every batch is new to the store, and going through the staging table cost the
         database twice the rows: once into it, once out of it with the conflict check. A row
         already stored (a batch redelivered after a restart, a rebuild over the same history)
-        fails the COPY on the unique key; its savepoint undoes this table alone, and the
-        table's rows go through the staging table until a batch is new to it again.
+        fails the COPY on the unique key: the transaction is done again with the table's
+        rows through the staging table, until a batch is new to it again. No savepoint per
+        table: two round trips each, on every batch, for what is rare.
+
+        Raises:
+            _Conflict: a row is already stored.
         """
         try:
-            async with conn.transaction(), conn.cursor() as cur:
+            async with conn.cursor() as cur:
                 await _copy(cur, sql.Identifier(table.name), table, rows)
-        except psycopg.errors.UniqueViolation:
-            self._conflicted.add(table.name)
-            return None
+        except psycopg.errors.UniqueViolation as err:
+            raise _Conflict(table.name) from err
         if table is INTERVENTIONS:
             column = table.column_names.index("intervention_id")
             self._fresh_interventions.extend(str(row[column]) for row in rows)
@@ -675,6 +685,14 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, PackedFloat4Array):
         return value.values()
     raise TypeError(f"{type(value).__name__} has no JSON form")
+
+
+class _Conflict(Exception):
+    """A direct COPY met a row the table holds already (see :meth:`StoreSink._copy_new`)."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(table)
+        self.table = table
 
 
 async def _copy(
