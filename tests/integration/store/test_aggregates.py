@@ -184,3 +184,50 @@ def test_retention_keeps_aggregate_rows_of_dropped_raw_rows(store: Store) -> Non
         remaining = conn.execute("SELECT count(*) FROM predictions").fetchone()
     assert remaining == (1,)
     assert totals(url, schema) == before
+
+
+def test_a_tutors_action_reaches_the_aggregate_after_the_next_refresh(store: Store) -> None:
+    url, _, schema = store
+    migrate(url, schema=schema)
+    now = db_now(url, schema)
+    write(url, schema, cohort(now, [timedelta(hours=2, minutes=7 * n) for n in range(12)], "a"))
+    refresh_aggregates(url, schema=schema)
+    with connect(url, schema=schema, connect_timeout=30) as conn:
+        changed = conn.execute(
+            "UPDATE interventions SET status = 'approved' WHERE status = 'pending_review'"
+        ).rowcount
+    assert changed > 0
+    assert totals(url, schema) != raw_totals(url, schema)  # materialised before the action
+    refresh_aggregates(url, schema=schema)
+    assert totals(url, schema) == raw_totals(url, schema)
+
+
+def test_refresh_recomputes_what_changed_not_the_whole_window(pg_store: Store) -> None:
+    """The fallback's refresh; TimescaleDB's continuous aggregates keep their own log."""
+    url, _, schema = pg_store
+    migrate(url, schema=schema)
+    now = db_now(url, schema)
+    write(url, schema, cohort(now, [timedelta(hours=1, minutes=9 * n) for n in range(20)], "w"))
+    first = {r.name: r for r in refresh_aggregates(url, schema=schema)}
+    assert all(r.window_start is None for r in first.values())  # all history, once
+    marks = {a.name: a.watermark for a in status(url, schema=schema).aggregates}
+
+    # nothing written since: only buckets past the watermark, none of the window's days
+    again = {r.name: r for r in refresh_aggregates(url, schema=schema)}
+    assert all(r.window_start == marks[name] for name, r in again.items())
+
+    # a late row two days back: its bucket on, not the window's start
+    write(url, schema, cohort(now, [timedelta(days=2, minutes=3)], "late"))
+    late = {r.name: r for r in refresh_aggregates(url, schema=schema)}
+    started = late["class_states_1m"].window_start
+    assert started is not None and now - timedelta(days=2, minutes=4) <= started
+    assert started <= now - timedelta(days=2, minutes=3)
+    assert totals(url, schema) == raw_totals(url, schema)
+    with connect(url, schema=schema, connect_timeout=30) as conn:
+        left = conn.execute("SELECT count(*) FROM aggregate_invalidations").fetchone()
+    assert left == (0,)
+
+    # older than the window's start: left as it was, as TimescaleDB leaves it
+    write(url, schema, cohort(now, [timedelta(days=5)], "old"))
+    refresh_aggregates(url, schema=schema)
+    assert totals(url, schema) != raw_totals(url, schema)
