@@ -647,6 +647,7 @@ class Worker:
         self._settling: asyncio.Future[None] | None = None
         self._snapshotting: asyncio.Future[None] | None = None
         self._deciding_s = 0.0  # the last batch's model and decision time, which its store overlaps
+        self._retention_due = 0.0  # monotonic time of the next maintenance that applies retention
         # a record read again (a seek back to the commit after a hole or a stall) that has
         # its dead letter already is not dead-lettered twice
         self._lettered = RecentRecords(LETTERED_MAX)
@@ -806,10 +807,14 @@ class Worker:
     async def _maintain(self) -> None:
         # Refreshes the fallback's aggregates and applies its retention (TimescaleDB's own job
         # scheduler does both when it runs); one worker, the leader, does it for all.
+        store = self.settings.store
+        due = time.monotonic() >= self._retention_due
         try:
             await asyncio.to_thread(
-                maintain, self.settings.database_url, schema=self.settings.store.db_schema
+                maintain, self.settings.database_url, schema=store.db_schema, retention=due
             )
+            if due:
+                self._retention_due = time.monotonic() + store.retention_interval.total_seconds()
         except Exception:
             logger.exception("store maintenance failed; retrying at the next interval")
 

@@ -150,10 +150,17 @@ def scheduler_running(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
-def maintain(target: Target, *, schema: str = "public") -> MaintenanceReport:
+def maintain(
+    target: Target, *, schema: str = "public", retention: bool = True
+) -> MaintenanceReport:
     """Do what background jobs would: refresh aggregates and, in PostgreSQL mode, retention.
 
     Blocking; call it from a thread (``asyncio.to_thread``) in an event loop.
+
+    Args:
+        target: a database URL, or an open connection outside a transaction.
+        schema: the store's schema.
+        retention: apply the retention too (PostgreSQL mode).
     """
     check_schema(schema)
     with session(target, schema=schema) as conn:
@@ -161,7 +168,11 @@ def maintain(target: Target, *, schema: str = "public") -> MaintenanceReport:
         if mode is StoreMode.TIMESCALEDB and scheduler_running(conn):
             return MaintenanceReport((), {})
         refreshed = refresh_aggregates(conn, schema=schema)
-        deleted = apply_retention(conn, schema=schema) if mode is StoreMode.POSTGRESQL else {}
+        deleted = (
+            apply_retention(conn, schema=schema)
+            if retention and mode is StoreMode.POSTGRESQL
+            else {}
+        )
     if any(deleted.values()):
         log.info("retention deleted %s", deleted)
     return MaintenanceReport(refreshed, deleted)

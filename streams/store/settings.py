@@ -47,7 +47,10 @@ class StoreSettings(BaseSettings):
             long; ``None`` waits for the database however long it is down.
         connect_timeout: ``TUTORSTREAM_STORE__CONNECT_TIMEOUT``, per connection attempt.
         maintenance_interval: ``TUTORSTREAM_STORE__MAINTENANCE_INTERVAL``, how often the
-            pipeline refreshes the fallback's aggregates and applies its retention.
+            pipeline refreshes the fallback's aggregates.
+        retention_interval: ``TUTORSTREAM_STORE__RETENTION_INTERVAL``, how often the pipeline
+            applies the fallback's retention (at a maintenance, at most this often): rows age
+            out by the day, and each pass reads the time indexes' new pages.
     """
 
     model_config = SettingsConfigDict(
@@ -64,6 +67,7 @@ class StoreSettings(BaseSettings):
     retry_deadline: timedelta | None = None
     connect_timeout: timedelta = timedelta(seconds=5)
     maintenance_interval: timedelta = timedelta(seconds=30)
+    retention_interval: timedelta = timedelta(hours=1)
 
     @model_validator(mode="after")
     def _check_horizons(self) -> StoreSettings:
