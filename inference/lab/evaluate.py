@@ -57,6 +57,9 @@ class EvalOptions:
         threads: CPU threads for the model.
         batch_size: windows per model call.
         show_progress: print progress lines.
+        windows: score every decision over its window of ``window`` events, even for a model
+            whose stream carries each learner's state from its first event (its step graphs,
+            what the worker serves): for comparing the two.
     """
 
     n_learners: int = 200
@@ -65,6 +68,7 @@ class EvalOptions:
     threads: int = 2
     batch_size: int = 4096
     show_progress: bool = True
+    windows: bool = False
 
 
 def model_outputs(
@@ -79,6 +83,28 @@ def model_outputs(
         nexts.append(out.p_correct)
         states.append(out.state)
     return np.concatenate(probs), np.concatenate(nexts), np.concatenate(states)
+
+
+def carried_outputs(
+    model: LearnerModel, data: WindowDataset, batch_size: int = 4096
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Run the serving runtime as the stream does: each learner's state carried event by event.
+
+    Every event of the cohort takes one recurrent step from the learner's first; the decisions
+    are scored where they fall. ``batch_size`` is unused: the runtime splits the steps itself.
+    """
+    shape = model.state_shape
+    if shape is None:
+        raise ValueError(f"model {model.spec.ref}: no step graphs to carry a state with")
+    learners = np.asarray(data.event_learner, dtype=np.int64)
+    out, _ = model.step_events(
+        data.event_features,
+        learners,
+        np.zeros((int(learners.max()) + 1, *shape), dtype=np.float32),
+        data.Q,
+        data.decision_row,
+    )
+    return out.state_probs, out.p_correct, out.state
 
 
 def _delays(data: WindowDataset, pred: npt.NDArray[np.int64]) -> dict[str, Any]:
@@ -105,14 +131,17 @@ def score_cohort(
     baselines: list[Baseline],
     batch_size: int = 4096,
     ceiling: npt.NDArray[np.floating] | None = None,
+    carried: bool = False,
 ) -> dict[str, Any]:
     """Score the model, every baseline, the observable ceiling and the oracle on one cohort.
 
     Next-answer prediction is scored twice: on every decision window (each answer predicted
     from every event between the previous answer and it), and once per answer from the window
     just before it (``next_answer_per_answer``, the knowledge-tracing protocol the floors use).
+    With ``carried``, the model carries each learner's state (:func:`carried_outputs`).
     """
-    probs, p_correct, pred = model_outputs(model, data, batch_size)
+    outputs = carried_outputs if carried else model_outputs
+    probs, p_correct, pred = outputs(model, data, batch_size)
     states: dict[str, Any] = {
         "model": {
             **state_report(data.y_state, pred, probs).to_dict(),
@@ -276,6 +305,8 @@ def evaluate_model(spec: ModelSpec, options: EvalOptions | None = None) -> dict[
     if set(seeds_used) & set(eval_seeds):
         raise ValueError(f"seed: evaluation seeds {eval_seeds} overlap training seeds {seeds_used}")
     model = LearnerModel(spec, providers=[CPU], intra_op_threads=options.threads)
+    # as the worker serves it: a carried state where the model has step graphs
+    carried = not options.windows and model.state_shape is not None
     say(f"fitting baselines on the training cohort ({family}, seed {seeds_used[0]})")
     # the very cohort the model trained on, so the baselines see the same data
     train_data = build_dataset(
@@ -311,7 +342,9 @@ def evaluate_model(spec: ModelSpec, options: EvalOptions | None = None) -> dict[
         say(f"observable ceiling of the {label} cohort (true parameters and states)")
         ceiling = observable_ceiling(fam, seed, options.n_learners)
         cohorts.append(
-            score_cohort(label, data, model, baselines, options.batch_size, ceiling=ceiling)
+            score_cohort(
+                label, data, model, baselines, options.batch_size, ceiling=ceiling, carried=carried
+            )
         )
     policy = None
     if options.policy_learners > 0:
@@ -326,6 +359,7 @@ def evaluate_model(spec: ModelSpec, options: EvalOptions | None = None) -> dict[
     return {
         "model": spec.ref,
         "trained_on": {"family": family, "seeds": seeds_used},
+        "serving": "carried state" if carried else f"window of {window} events",
         "seeds": {
             "in-family": options.seed,
             "cross-family": options.seed + 1,
@@ -391,7 +425,10 @@ def format_report(report: dict[str, Any]) -> str:
             return "n/a"
         return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
-    lines = [f"evaluation of {report['model']} (trained on {report['trained_on']})"]
+    lines = [
+        f"evaluation of {report['model']} (trained on {report['trained_on']}; "
+        f"scored over a {report.get('serving', 'window')})"
+    ]
     for cohort in report.get("cohorts", []):
         lines += [
             "",

@@ -314,6 +314,14 @@ def eval_model(
     control_learners: Annotated[
         int, typer.Option(min=1, help="With --scenarios: learners per control kind and style.")
     ] = 50,
+    windows: Annotated[
+        bool,
+        typer.Option(
+            "--windows",
+            help="Score each decision over its window of events, as the window graph does, "
+            "instead of carrying each learner's state from its first event as the stream does.",
+        ),
+    ] = False,
 ) -> None:
     """Model vs baselines vs oracle on unseen learners, in-family and cross-family.
 
@@ -337,7 +345,7 @@ def eval_model(
     except RegistryError as err:
         _fail(str(err))
         return
-    options = EvalOptions(n_learners=learners, policy_learners=policy_learners)
+    options = EvalOptions(n_learners=learners, policy_learners=policy_learners, windows=windows)
     if seed is not None:
         options.seed = seed
     if only == "policy":

@@ -293,3 +293,18 @@ def test_a_batch_of_learners_events_steps_as_each_learner_alone(
         model.step_events(rows, slots + 1, start, queries)
     with pytest.raises(ValueError, match="hidden: expected shape"):
         model.step_events(rows, slots, start[:, 0], queries)
+
+
+def test_the_evaluation_scores_carried_states_as_the_stream_does(model: LearnerModel) -> None:
+    from inference.lab.dataset import EVAL_SEED_BASE, build_dataset
+    from inference.lab.evaluate import carried_outputs, model_outputs
+
+    data = build_dataset("bkt", 4, EVAL_SEED_BASE + 7, window=model.window, warmup_learners=0)
+    carried = carried_outputs(model, data)
+    windows = model_outputs(model, data)
+    whole = data.window_index[:, 0] < 0  # the window reaches back to the learner's first event
+    assert whole.sum() > 50 and (~whole).sum() > 50
+    assert np.abs(carried[0][whole] - windows[0][whole]).max() <= 1e-5
+    assert np.abs(carried[1][whole] - windows[1][whole]).max() <= 1e-5
+    # past the window the state keeps what the window forgot
+    assert np.abs(carried[0][~whole] - windows[0][~whole]).max() > 1e-4
