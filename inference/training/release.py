@@ -445,7 +445,12 @@ def model_card(model: TutorStreamModel, metrics: dict[str, Any], name: str, vers
         f", next-answer AUC {_fmt(training.get('validation', {}).get('next_answer_auc'))}.",
         f"- ONNX parity on {parity_row.get('windows')} held-out windows: max abs diff "
         f"{parity_row.get('max_abs_diff', 0):.2e} (tolerance {PARITY_TOLERANCE:.0e}); fp16 "
-        f"graph vs fp32 on the CPU: {parity_row.get('fp16_vs_fp32_max_abs_diff_cpu', 0):.2e}.",
+        f"graph vs fp32 on the CPU: {parity_row.get('fp16_vs_fp32_max_abs_diff_cpu', 0):.2e}"
+        + (
+            f"; the step graph over the same windows, event by event: {step_diff:.2e}."
+            if (step_diff := parity_row.get("step_vs_window_max_abs_diff")) is not None
+            else "."
+        ),
         "",
         "## Metrics against baselines",
         "",
@@ -457,9 +462,20 @@ def model_card(model: TutorStreamModel, metrics: dict[str, Any], name: str, vers
         "mixture and their timing signatures are assumptions; real classrooms will differ, "
         "so thresholds should be re-fit on labelled real data before alerts reach learners, "
         "and every alert goes to a tutor's review queue first.",
-        "- It sees the last "
-        f"{cfg.window} events of a learner; longer histories reach it only through the "
-        "per-skill features.",
+        *(
+            [
+                f"- Its window graph sees the last {cfg.window} events of a learner. The stream "
+                "runs its step graph (`step.onnx`) instead: the GRU's state carried from each "
+                "learner's first event, one recurrent step per event. While a history fits the "
+                "window the two give the same outputs (parity above); past it the state keeps "
+                "what the window forgets, and the per-skill features carry the rest."
+            ]
+            if parity_row.get("step_vs_window_max_abs_diff") is not None
+            else [
+                f"- It sees the last {cfg.window} events of a learner; longer histories reach it "
+                "only through the per-skill features."
+            ]
+        ),
         *_weak_spots(metrics.get("evaluation")),
         "- Features must come from `inference.features` with the same names and order as in "
         "`config.json`; the runtime refuses other shapes.",
