@@ -2,11 +2,12 @@
 
 Every batch writes each learner it touched to the table's changelog, so the packed size is
 the worker's largest per-batch cost after the store. The format is binary: a fixed header,
-the small JSON parts, the window's raw float32 rows, the remembered event ids as 64-bit
-digests and, for a model that carries it, the learner's recurrent state. Versions 1 (no
-recurrent state) and 0 (one JSON document, the window in base64) still load, so a worker
-reads a changelog written by an older one; its learners' states are then stepped once through
-their windows.
+the small JSON parts, the window's raw float32 rows and the remembered event ids as 64-bit
+digests. The recurrent state of a model that carries one is a JSON part too (base64 of its
+float32 values, and the model it belongs to), which a worker that knows nothing of it reads past:
+workers of both kinds can share a group while they are upgraded one at a time, and a record
+without a state starts from its window. Version 0 (one JSON document, the window in base64)
+still loads, so a worker reads a changelog written by an older one.
 """
 
 from __future__ import annotations
@@ -27,11 +28,9 @@ from streams.policy import LearnerAlertState
 
 N_FEATURES = len(EVENT_FEATURES)
 _UNKNOWN = object()
-FORMAT_VERSION = 2
+FORMAT_VERSION = 1
 _HEADER = struct.Struct("<BHHIIQ")
 """version, window rows, filled rows, remembered ids, JSON part bytes, events processed."""
-_STATE = struct.Struct("<HH")
-"""version 2: the recurrent state's layers and width (0, 0: none), after the header."""
 
 
 def event_digest(event_id: str) -> int:
@@ -184,40 +183,42 @@ class LearnerRecord:
                 "c": self.class_id,
                 "o": self.offsets,
                 "p": None if self.forgotten_upto == float("-inf") else self.forgotten_upto,
-                "m": self.hidden_model,
+                **self._state_parts(),
             }
         )
         t = self.rows.shape[0] // 2
         seen = self.seen
-        hidden = self.hidden
-        layers, width = (0, 0) if hidden is None else hidden.shape
         return b"".join(
             (
                 _HEADER.pack(FORMAT_VERSION, t, self.filled, len(seen), len(meta), self.events),
-                _STATE.pack(layers, width),
                 meta,
                 self.recent().tobytes(),
                 np.fromiter(seen.keys(), dtype="<u8", count=len(seen)).tobytes(),
                 np.fromiter(seen.values(), dtype="<f8", count=len(seen)).tobytes(),
-                b"" if hidden is None else hidden.astype("<f4", copy=False).tobytes(),
             )
         )
 
+    def _state_parts(self) -> dict[str, Any]:
+        hidden = self.hidden
+        if hidden is None:
+            return {}
+        return {
+            "m": self.hidden_model,
+            "h": base64.b64encode(hidden.astype("<f4", copy=False).tobytes()).decode(),
+            "hs": list(hidden.shape),
+        }
+
     @classmethod
     def from_bytes(cls, raw: bytes | str | dict[str, Any]) -> LearnerRecord:
-        """Unpack :meth:`to_bytes` output, a version 1 record, or a version 0 one (JSON)."""
-        if isinstance(raw, bytes) and raw[:1] in (b"\x01", b"\x02"):
+        """Unpack :meth:`to_bytes` output, or a version 0 record (JSON, maybe parsed)."""
+        if isinstance(raw, bytes) and raw[:1] == bytes((FORMAT_VERSION,)):
             return cls._unpack(raw)
         return cls._from_json(raw if isinstance(raw, dict) else orjson.loads(raw))
 
     @classmethod
     def _unpack(cls, raw: bytes) -> LearnerRecord:
-        version, t, filled, n_seen, meta_len, events = _HEADER.unpack_from(raw)
+        _, t, filled, n_seen, meta_len, events = _HEADER.unpack_from(raw)
         at = _HEADER.size
-        layers, width = (0, 0)
-        if version >= 2:
-            layers, width = _STATE.unpack_from(raw, at)
-            at += _STATE.size
         meta = orjson.loads(raw[at : at + meta_len])
         at += meta_len
         values = filled * N_FEATURES
@@ -225,11 +226,11 @@ class LearnerRecord:
         at += 4 * values
         keys = np.frombuffer(raw, "<u8", n_seen, at).tolist()
         times = np.frombuffer(raw, "<f8", n_seen, at + 8 * n_seen).tolist()
-        at += 16 * n_seen
+        packed = meta.get("h")
         hidden = (
-            np.frombuffer(raw, "<f4", layers * width, at).reshape(layers, width).copy()
-            if layers
-            else None
+            None
+            if packed is None
+            else np.frombuffer(base64.b64decode(packed), "<f4").reshape(meta["hs"]).copy()
         )
         forgotten = meta.get("p", _UNKNOWN)
         return cls._holding(

@@ -6,12 +6,13 @@ The real normaliser, features and ONNX model (window and step graphs) without Fa
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
 from test_processor import _cohort, _processor, _records
 
 from inference.runtime import LearnerModel
 from streams.carried import CarriedModel
-from streams.learner_state import LearnerRecord
+from streams.learner_state import _HEADER, FORMAT_VERSION, LearnerRecord
 from streams.processor import EventProcessor, InboundRecord, StateView
 
 pytestmark = pytest.mark.unit
@@ -153,3 +154,26 @@ def test_a_batch_with_nothing_scored_still_carries_the_state(model: LearnerModel
         record.window[None], record.mask()[None], np.zeros((1, len(model.spec.query_features)))
     )
     assert np.abs(record.hidden - expected[0]).max() <= 1e-6
+
+
+def test_the_state_rides_in_the_records_json_part(model: LearnerModel) -> None:
+    """A worker that knows nothing of carried states reads past them, and its records load."""
+    processor = _carrying(model)
+    learners: dict[str, object] = {}
+    _run(processor, model, _records(_cohort(2, 4)), learners)
+    raw = next(iter(learners.values()))
+    assert isinstance(raw, bytes) and raw[0] == FORMAT_VERSION
+    record = LearnerRecord.from_bytes(raw)
+    assert record.hidden is not None and record.to_bytes() == raw
+    _, t, filled, n_seen, length, n = _HEADER.unpack_from(raw)
+    meta = orjson.loads(raw[_HEADER.size : _HEADER.size + length])
+    assert {"m", "h", "hs"} <= meta.keys()
+    for key in ("m", "h", "hs"):
+        del meta[key]
+    packed = orjson.dumps(meta)
+    # the record as such a worker writes it back: the same, without the state
+    older = _HEADER.pack(FORMAT_VERSION, t, filled, n_seen, len(packed), n) + packed
+    older += raw[_HEADER.size + length :]
+    plain = LearnerRecord.from_bytes(older)
+    assert plain.hidden is None and plain.hidden_model is None
+    assert np.array_equal(plain.window, record.window) and plain.seen == record.seen

@@ -12,7 +12,7 @@ import pytest
 from common.partitioning import partition_for
 from inference.runtime import LearnerModel
 from streams import outbound
-from streams.learner_state import _HEADER, _STATE, FORMAT_VERSION, LearnerRecord, event_digest
+from streams.learner_state import _HEADER, FORMAT_VERSION, LearnerRecord, event_digest
 from streams.policy import InterventionPolicy, PolicySettings
 from streams.processor import (
     BatchResult,
@@ -413,14 +413,12 @@ def test_a_state_knows_which_ids_it_may_have_forgotten_across_its_formats() -> N
     assert fresh.forgotten_upto == float("-inf")
     # a record written before the horizon was kept: up to its newest id, anything may be gone
     raw = record.to_bytes()
-    _, t, filled, n_seen, length, n = _HEADER.unpack_from(raw)
-    start = _HEADER.size + _STATE.size
-    meta = orjson.loads(raw[start : start + length])
-    del meta["p"], meta["m"]
+    version, t, filled, n_seen, length, n = _HEADER.unpack_from(raw)
+    meta = orjson.loads(raw[_HEADER.size : _HEADER.size + length])
+    del meta["p"]
     packed = orjson.dumps(meta)
-    # version 1: no recurrent state after the header
-    older = _HEADER.pack(1, t, filled, n_seen, len(packed), n) + packed
-    older += raw[start + length :]
+    older = _HEADER.pack(version, t, filled, n_seen, len(packed), n) + packed
+    older += raw[_HEADER.size + length :]
     assert LearnerRecord.from_bytes(older).forgotten_upto == 400.0
 
 
