@@ -2,7 +2,9 @@
 
 ONNX Runtime (the serving path) and PyTorch eager (the training framework, the baseline) run the
 same registered model on the same windows at batch 1, 64 and 512, on the CPU with the same thread
-count, in one run; the ratio is ONNX Runtime's speed over PyTorch's. Where a CUDA provider is
+count, in one run; the ratio is ONNX Runtime's speed over PyTorch's. For a model with step graphs,
+the same decisions as the stream scores them (one recurrent step from each learner's carried
+state, the window's last event) are measured too, against the window graph. Where a CUDA provider is
 present, ONNX Runtime on CUDA is measured too. The micro-batcher is measured with many callers
 sending one window each, the way stream workers call it.
 """
@@ -29,6 +31,9 @@ from inference.runtime import CPU, CUDA, LearnerModel, MicroBatcher
 from tutorstream.bench.report import ratio
 
 BATCHES = (1, 64, 512)
+CARRIED = "onnxruntime-cpu carried state"
+"""The step graph: a decision as one recurrent step from the learner's state (the stream's
+path), against the window graph's 32 steps per decision."""
 FLOOR_WINDOWS_PER_S_AT_512 = 20_000.0
 
 
@@ -58,6 +63,12 @@ class BenchReport:
             torch_m = self.find("pytorch-eager-cpu", batch)
             if onnx_m and torch_m:
                 ratios[str(batch)] = ratio(onnx_m.windows_per_s, torch_m.windows_per_s)
+        carried = {}
+        for batch in BATCHES:
+            window_m = self.find("onnxruntime-cpu", batch)
+            step_m = self.find(CARRIED, batch)
+            if window_m and step_m:
+                carried[str(batch)] = ratio(step_m.windows_per_s, window_m.windows_per_s)
         at_512 = self.find("onnxruntime-cpu", 512)
         return {
             "model": self.model,
@@ -66,6 +77,7 @@ class BenchReport:
             "machine": self.machine,
             "measurements": [asdict(m) for m in self.measurements],
             "onnx_over_pytorch": ratios,
+            "carried_over_window": carried,
             "floor": {
                 "windows_per_s_at_512": FLOOR_WINDOWS_PER_S_AT_512,
                 "measured": at_512.windows_per_s if at_512 else None,
@@ -190,6 +202,16 @@ def run_inference_bench(
         return factory
 
     engines.append(("onnxruntime-cpu", onnx_factory(cpu_model)))
+    shape = cpu_model.state_shape
+    if shape is not None:
+        hidden = np.zeros((len(events), *shape), dtype=np.float32)
+
+        def carried_factory(batch: int) -> Callable[[], object]:
+            # a decision as the stream scores it: one step on from the learner's carried state
+            ev, hd, qu = events[:batch, -1], hidden[:batch], query[:batch]
+            return lambda: cpu_model.step(ev, hd, qu)
+
+        engines.append((CARRIED, carried_factory))
     pytorch = _pytorch_call(spec, threads, events, mask, query)
     if isinstance(pytorch, str):
         report.notes.append(pytorch)
@@ -229,11 +251,15 @@ def format_table(report: BenchReport) -> str:
         f"model {report.model}, {report.threads} threads"
         + (", smoke run (figures not meaningful)" if report.smoke else ""),
         f"{'engine':<34} {'batch':>5} {'windows/s':>12} {'p50 ms':>9} {'p99 ms':>9} "
-        f"{'onnx/torch':>10}",
+        f"{'onnx/torch':>10}  (carried state: against the window graph)",
     ]
     for m in report.measurements:
         ratio = (
-            data["onnx_over_pytorch"].get(str(m.batch)) if m.engine == "onnxruntime-cpu" else None
+            data["onnx_over_pytorch"].get(str(m.batch))
+            if m.engine == "onnxruntime-cpu"
+            else data["carried_over_window"].get(str(m.batch))
+            if m.engine == CARRIED
+            else None
         )
         lines.append(
             f"{m.engine:<34} {m.batch:>5} {m.windows_per_s:>12,.0f} {m.p50_ms:>9.3f} "

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tutorstream.bench.inference import BATCHES, format_table, run_inference_bench
+from tutorstream.bench.inference import BATCHES, CARRIED, format_table, run_inference_bench
 from tutorstream.cli import app
 
 pytestmark = pytest.mark.unit
@@ -14,13 +14,16 @@ pytestmark = pytest.mark.unit
 
 def test_smoke_bench_measures_both_engines_at_every_batch() -> None:
     report = run_inference_bench(threads=1, smoke=True, show_progress=False)
-    for engine in ("onnxruntime-cpu", "pytorch-eager-cpu"):
+    for engine in ("onnxruntime-cpu", "pytorch-eager-cpu", CARRIED):
         for batch in BATCHES:
             m = report.find(engine, batch)
             assert m is not None, (engine, batch)
             assert m.calls >= 3 and m.windows_per_s > 0 and m.p99_ms >= m.p50_ms > 0
     data = report.to_dict()
     assert set(data["onnx_over_pytorch"]) == {"1", "64", "512"}
+    # the shipped model carries each learner's state: its decisions measured both ways
+    assert set(data["carried_over_window"]) == {"1", "64", "512"}
+    assert all(r is not None and r > 0 for r in data["carried_over_window"].values())
     at_512 = report.find("onnxruntime-cpu", 512)
     assert at_512 is not None and data["floor"]["measured"] == at_512.windows_per_s
     assert any(m.engine.startswith("micro-batcher") for m in report.measurements)
