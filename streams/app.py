@@ -1365,13 +1365,7 @@ class Worker:
                 )
             metrics.INFERENCE_LATENCY.observe(time.perf_counter() - started)
             if result.scored:
-                self.processor.decide(
-                    result,
-                    self.state,
-                    prediction,
-                    self.model.score_candidates,
-                    self.model.score_candidates_from_state,
-                )
+                self.processor.decide_with(result, self.state, prediction, self.model)
         self._deciding_s = time.perf_counter() - began
         return outbound.decided_rows(result, self.model.spec)
 

@@ -755,6 +755,14 @@ class EventProcessor:
         return prediction
 
     # -- stage 3: predictions -> interventions and recommendations ------------------------
+    def decide_with(
+        self, result: BatchResult, state: StateView, prediction: Prediction, model: LearnerModel
+    ) -> None:
+        """:meth:`decide`, with ``model`` scoring the next-item candidates (either way)."""
+        self.decide(
+            result, state, prediction, model.score_candidates, model.score_candidates_from_state
+        )
+
     def decide(
         self,
         result: BatchResult,

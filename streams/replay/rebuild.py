@@ -135,13 +135,7 @@ class Rebuild(Output):
             # carried states: the whole batch at once, one recurrent step per event
             prediction = self._inference.submit(self.processor.score, result, self.model).result()
         if prediction is not None and result.scored:
-            self.processor.decide(
-                result,
-                self.state,
-                prediction,
-                self.model.score_candidates,
-                self.model.score_candidates_from_state,
-            )
+            self.processor.decide_with(result, self.state, prediction, self.model)
         rows = outbound.store_batch(result, self.model.spec)
         self.state.write_back(result)
         return rows

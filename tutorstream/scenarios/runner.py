@@ -192,13 +192,7 @@ def _run_style(
             prediction = processor.score(result, model)
             if result.scored:
                 # with the next-item policy too, as the worker runs it: it reads the same state
-                processor.decide(
-                    result,
-                    view,
-                    prediction,
-                    model.score_candidates,
-                    model.score_candidates_from_state,
-                )
+                processor.decide_with(result, view, prediction, model)
         for out in result.interventions:
             number, index = where[out.event.event_id]
             raised[number].append((index, out.decision.state))

@@ -55,13 +55,7 @@ def _run(
                 filled = mask.sum(axis=1).tolist()
             prediction = processor.score(result, model)
             if result.scored:
-                processor.decide(
-                    result,
-                    view,
-                    prediction,
-                    model.score_candidates,
-                    model.score_candidates_from_state,
-                )
+                processor.decide_with(result, view, prediction, model)
             for row, index in enumerate(result.scored):
                 scores[result.events[index].event_id] = (
                     prediction.state_probs[row],
