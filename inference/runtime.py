@@ -69,10 +69,6 @@ class Prediction:
             self.state_probs[start:stop], self.p_correct[start:stop], self.state[start:stop]
         )
 
-    def take(self, indices: npt.NDArray[np.int64]) -> Prediction:
-        """Return the predictions of the rows ``indices``, in that order."""
-        return Prediction(self.state_probs[indices], self.p_correct[indices], self.state[indices])
-
 
 def _default_threads() -> int:
     # a model this small gains nothing past two threads, and the stream needs the other cores
@@ -328,7 +324,8 @@ class LearnerModel:
         probs = np.empty((len(scored), len(spec.states)), dtype=np.float32)
         p_correct = np.empty(len(scored), dtype=np.float32)
         lengths = np.bincount(sl, minlength=len(state))
-        for group, place, flat in _step_groups(sl, lengths, scored):
+        place, groups = _step_groups(sl, lengths, scored)
+        for group, flat in groups:
             steps = int(lengths[group].max())
             index = np.full(len(state), -1, dtype=np.int64)
             index[group] = np.arange(len(group))
@@ -458,13 +455,13 @@ class LearnerModel:
 
 def _step_groups(
     slots: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64], scored: npt.NDArray[np.int64]
-) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
-    """Split learners into calls of the step graph: ``(learners, place, scored positions)``.
+) -> tuple[npt.NDArray[np.int64], list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]]:
+    """Each event's position among its learner's events, and the calls of the step graph.
 
-    A call pads every learner to its longest; learners are taken longest first and a call
-    grows while its padded steps stay within four times its real ones (or 8,192), so a batch
-    is one call unless one learner has far more events than the rest. ``place`` is each
-    event's position among its learner's events (the same array for every call).
+    A call is ``(learners, positions in scored)``. It pads every learner to its longest;
+    learners are taken longest first and a call grows while its padded steps stay within four
+    times its real ones (or 8,192), so a batch is one call unless one learner has far more
+    events than the rest.
     """
     n = len(slots)
     order = np.argsort(slots, kind="stable")
@@ -490,7 +487,7 @@ def _step_groups(
     for k, group in enumerate(groups):
         owner[group] = k
     mine = owner[slots[scored]]
-    return [(group, place, np.flatnonzero(mine == k)) for k, group in enumerate(groups)]
+    return place, [(group, np.flatnonzero(mine == k)) for k, group in enumerate(groups)]
 
 
 def step_through(

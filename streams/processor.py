@@ -877,18 +877,9 @@ class EventProcessor:
         padded = np.zeros((len(asks), width, queries[0].shape[1]), dtype=np.float32)
         for n, q in enumerate(queries):
             padded[n, : q.shape[0]] = q
-        carried = self.carried
-        states = (
-            []
-            if carried is None
-            else [
-                h
-                for _, _, learner in asks
-                if (h := learner.carried(carried.ref, carried.shape)) is not None
-            ]
-        )
-        if score_from_state is not None and states and len(states) == len(asks):
-            p = score_from_state(np.stack(states), padded)
+        states = self._carried_states([learner for _, _, learner in asks])
+        if score_from_state is not None and states is not None:
+            p = score_from_state(states, padded)
         else:
             p = score_candidates(
                 np.stack([learner.window for _, _, learner in asks]),
@@ -917,6 +908,19 @@ class EventProcessor:
                     )
                 )
                 metrics.RECOMMENDATIONS.inc()
+
+    def _carried_states(self, learners: list[LearnerRecord]) -> npt.NDArray[np.float32] | None:
+        """``[L, layers, H]`` the learners' carried states; ``None`` if one lacks them."""
+        carried = self.carried
+        if carried is None:
+            return None
+        states = []
+        for learner in learners:
+            state = learner.carried(carried.ref, carried.shape)
+            if state is None:
+                return None
+            states.append(state)
+        return np.stack(states)
 
     def _course_policy(self, key: str, catalogue: dict[str, list[str]]) -> NextItemPolicy:
         """Return the next-item policy over a class's items, rebuilt when the class grows.

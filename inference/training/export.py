@@ -24,6 +24,7 @@ import onnxruntime as ort
 import torch
 
 from inference.registry import CANDIDATES_FILE, STEP_CANDIDATES_FILE, STEP_FILE
+from inference.runtime import step_through
 from inference.training.modeling import (
     CandidateGraph,
     ServingGraph,
@@ -211,6 +212,30 @@ class ParityReport:
         return max(self.state_probs_max_abs_diff, self.p_correct_max_abs_diff)
 
 
+def _cpu_session(graph: Path | bytes) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    source = str(graph) if isinstance(graph, Path) else graph
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+Outputs = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]
+"""``(state_probs, p_correct)`` of a batch of windows."""
+
+
+def _largest_differences(
+    n: int, batch_size: int, both: Callable[[slice], tuple[Outputs, Outputs]]
+) -> ParityReport:
+    """Compare two ways of scoring the same ``n`` windows, ``batch_size`` at a time."""
+    state_diff = 0.0
+    next_diff = 0.0
+    for start in range(0, n, batch_size):
+        (a_state, a_next), (b_state, b_next) = both(slice(start, start + batch_size))
+        state_diff = max(state_diff, float(np.abs(a_state - b_state).max()))
+        next_diff = max(next_diff, float(np.abs(a_next - b_next).max()))
+    return ParityReport(n, state_diff, next_diff)
+
+
 def parity(
     model: TutorStreamModel,
     onnx_model: Path | bytes,
@@ -229,15 +254,10 @@ def parity(
         query: ``[N, Q]`` query features.
         batch_size: windows per call, so batches of several sizes cross the dynamic axis.
     """
-    source = str(onnx_model) if isinstance(onnx_model, Path) else onnx_model
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    session = _cpu_session(onnx_model)
     model = model.eval()
-    state_diff = 0.0
-    next_diff = 0.0
-    for start in range(0, len(events), batch_size):
-        part = slice(start, start + batch_size)
+
+    def both(part: slice) -> tuple[Outputs, Outputs]:
         feeds = {"events": events[part], "mask": mask[part], "query": query[part]}
         ort_state, ort_next = session.run(list(OUTPUT_NAMES), feeds)
         with torch.no_grad():
@@ -246,9 +266,9 @@ def parity(
                 torch.from_numpy(mask[part]),
                 torch.from_numpy(query[part]),
             )
-        state_diff = max(state_diff, float(np.abs(ort_state - pt_state.numpy()).max()))
-        next_diff = max(next_diff, float(np.abs(ort_next - pt_next.numpy()).max()))
-    return ParityReport(len(events), state_diff, next_diff)
+        return (ort_state, ort_next), (pt_state.numpy(), pt_next.numpy())
+
+    return _largest_differences(len(events), batch_size, both)
 
 
 def step_parity(
@@ -265,28 +285,13 @@ def step_parity(
     Both in ONNX Runtime on the CPU (fp32): a learner's state carried from its first event is
     the window's encoding while the history fits the window.
     """
-    from inference.runtime import step_through  # the serving runtime's own stepping
+    window, step = _cpu_session(window_graph), _cpu_session(step_graph)
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    window, step = (
-        ort.InferenceSession(
-            str(graph) if isinstance(graph, Path) else graph,
-            options,
-            providers=["CPUExecutionProvider"],
-        )
-        for graph in (window_graph, step_graph)
-    )
-    state_diff = 0.0
-    next_diff = 0.0
-    for start in range(0, len(events), batch_size):
-        part = slice(start, start + batch_size)
-        ref_state, ref_next = window.run(
+    def both(part: slice) -> tuple[Outputs, Outputs]:
+        reference = window.run(
             list(OUTPUT_NAMES), {"events": events[part], "mask": mask[part], "query": query[part]}
         )
-        got_state, got_next, _ = step_through(
-            step, events[part], mask[part], query[part], state_shape
-        )
-        state_diff = max(state_diff, float(np.abs(got_state - ref_state).max()))
-        next_diff = max(next_diff, float(np.abs(got_next - ref_next).max()))
-    return ParityReport(len(events), state_diff, next_diff)
+        state, p_correct, _ = step_through(step, events[part], mask[part], query[part], state_shape)
+        return (state, p_correct), (reference[0], reference[1])
+
+    return _largest_differences(len(events), batch_size, both)

@@ -87,7 +87,7 @@ def fp16_difference(folder: Path, events: np.ndarray, mask: np.ndarray, query: n
 
 
 def step_difference(
-    folder: Path, events: np.ndarray, mask: np.ndarray, query: np.ndarray
+    model: TutorStreamModel, folder: Path, events: np.ndarray, mask: np.ndarray, query: np.ndarray
 ) -> float | None:
     """Largest difference between the window graph and the step graph over the same windows.
 
@@ -98,8 +98,7 @@ def step_difference(
     """
     if not (folder / STEP_FILE).is_file():
         return None
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    shape = (int(config.get("num_layers", 1)), int(config["hidden_size"]))
+    shape = (model.config.num_layers, model.config.hidden_size)
     report = step_parity(folder / "model.onnx", folder / STEP_FILE, events, mask, query, shape)
     if report.max_abs_diff > PARITY_TOLERANCE:
         raise RegistryError(
@@ -175,7 +174,7 @@ def write_model_folder(
             "p_correct_max_abs_diff": report.p_correct_max_abs_diff,
             "tolerance": PARITY_TOLERANCE,
             "fp16_vs_fp32_max_abs_diff_cpu": fp16_difference(folder, events, mask, query),
-            "step_vs_window_max_abs_diff": step_difference(folder, events, mask, query),
+            "step_vs_window_max_abs_diff": step_difference(model, folder, events, mask, query),
         },
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "encoder_comparison": encoder_comparison,
@@ -565,7 +564,7 @@ def reexport(spec: ModelSpec, out_root: Path | None = None) -> tuple[Path, Parit
         "state_probs_max_abs_diff": report.state_probs_max_abs_diff,
         "p_correct_max_abs_diff": report.p_correct_max_abs_diff,
         "fp16_vs_fp32_max_abs_diff_cpu": fp16_difference(target, events, mask, query),
-        "step_vs_window_max_abs_diff": step_difference(target, events, mask, query),
+        "step_vs_window_max_abs_diff": step_difference(model, target, events, mask, query),
     }
     refresh_card(target, metrics)
     return target, report

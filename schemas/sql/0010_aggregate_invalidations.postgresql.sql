@@ -46,6 +46,21 @@ CREATE TRIGGER skill_mastery_invalidate_aggregates
     AFTER INSERT ON skill_mastery REFERENCING NEW TABLE AS changed
     FOR EACH STATEMENT EXECUTE FUNCTION invalidate_aggregates('class_skill_mastery_1h');
 
+-- Brings a raw table's time index up to date for the pages written since the last call: a
+-- BRIN range not yet summarised is read in full by every query on time, and the tables'
+-- ranges are otherwise summarised only by autovacuum. A role that does not own the index goes
+-- on without it, reading more.
+CREATE FUNCTION summarize_time_index(p_table text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path FROM CURRENT
+AS $$
+BEGIN
+    PERFORM brin_summarize_new_values(format('%I', p_table || '_time_brin')::regclass);
+EXCEPTION WHEN insufficient_privilege THEN
+    NULL;
+END
+$$;
+
 -- Recomputes each aggregate's buckets from the earlier of its watermark and the first bucket
 -- written to below it since the last refresh (not before the window's start) up to the
 -- window's end, then moves the watermark there and clears the view's invalidations. The first
@@ -81,16 +96,11 @@ BEGIN
                          date_bin(agg.bucket_width, p_now - agg.start_offset, origin)));
         END IF;
         CONTINUE WHEN window_start >= window_end;
-        -- the raw table's time index, up to date for the pages written since the last call, so
-        -- the recompute reads only the ranges it needs (unsummarised ranges are read in full)
-        BEGIN
-            PERFORM brin_summarize_new_values(format('%I', CASE agg.view_name
-                WHEN 'class_states_1m' THEN 'predictions_time_brin'
-                WHEN 'class_interventions_1m' THEN 'interventions_time_brin'
-                ELSE 'skill_mastery_time_brin' END)::regclass);
-        EXCEPTION WHEN insufficient_privilege THEN
-            NULL;  -- a role that does not own the index recomputes all the same, reading more
-        END;
+        -- so the recompute reads only the ranges of its raw table it needs
+        PERFORM summarize_time_index(CASE agg.view_name
+            WHEN 'class_states_1m' THEN 'predictions'
+            WHEN 'class_interventions_1m' THEN 'interventions'
+            ELSE 'skill_mastery' END);
         EXECUTE format('DELETE FROM %I WHERE bucket >= $1 AND bucket < $2',
                        agg.view_name || '_materialized')
             USING window_start, window_end;
@@ -108,8 +118,7 @@ END
 $$;
 
 -- Retention reads only the page ranges that may hold rows past the horizon: the BRIN indexes
--- on time are brought up to date first (new pages since the last call only), as unsummarised
--- ranges are otherwise read in full on every call.
+-- on time are brought up to date first.
 CREATE OR REPLACE FUNCTION apply_retention(p_now timestamptz DEFAULT now())
     RETURNS TABLE (table_name text, deleted_rows bigint)
     LANGUAGE plpgsql
@@ -125,11 +134,7 @@ BEGIN
     FOREACH table_name IN ARRAY ARRAY['events', 'features', 'predictions', 'skill_mastery',
                                       'recommendations', 'interventions']
     LOOP
-        BEGIN
-            PERFORM brin_summarize_new_values(format('%I', table_name || '_time_brin')::regclass);
-        EXCEPTION WHEN insufficient_privilege THEN
-            NULL;  -- a role that does not own the index deletes all the same, reading more
-        END;
+        PERFORM summarize_time_index(table_name);
         EXECUTE format('DELETE FROM %I WHERE time < $1', table_name) USING p_now - horizon;
         GET DIAGNOSTICS deleted_rows = ROW_COUNT;
         RETURN NEXT;

@@ -133,7 +133,7 @@ class Rebuild(Output):
             )
         elif result.steps is not None:
             # carried states: the whole batch at once, one recurrent step per event
-            prediction = self._inference.submit(self.processor.score, result, self.model).result()
+            prediction = self.processor.score(result, self.model)
         if prediction is not None and result.scored:
             self.processor.decide_with(result, self.state, prediction, self.model)
         rows = outbound.store_batch(result, self.model.spec)

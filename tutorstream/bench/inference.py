@@ -55,20 +55,17 @@ class BenchReport:
                 return m
         return None
 
+    def ratios(self, engine: str, baseline: str) -> dict[str, float]:
+        """``engine``'s rate over ``baseline``'s, per batch size both were measured at."""
+        found = {}
+        for batch in BATCHES:
+            measured, against = self.find(engine, batch), self.find(baseline, batch)
+            if measured and against:
+                found[str(batch)] = ratio(measured.windows_per_s, against.windows_per_s)
+        return found
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, with the ONNX/PyTorch ratios and the floor check."""
-        ratios = {}
-        for batch in BATCHES:
-            onnx_m = self.find("onnxruntime-cpu", batch)
-            torch_m = self.find("pytorch-eager-cpu", batch)
-            if onnx_m and torch_m:
-                ratios[str(batch)] = ratio(onnx_m.windows_per_s, torch_m.windows_per_s)
-        carried = {}
-        for batch in BATCHES:
-            window_m = self.find("onnxruntime-cpu", batch)
-            step_m = self.find(CARRIED, batch)
-            if window_m and step_m:
-                carried[str(batch)] = ratio(step_m.windows_per_s, window_m.windows_per_s)
         at_512 = self.find("onnxruntime-cpu", 512)
         return {
             "model": self.model,
@@ -76,8 +73,8 @@ class BenchReport:
             "smoke": self.smoke,
             "machine": self.machine,
             "measurements": [asdict(m) for m in self.measurements],
-            "onnx_over_pytorch": ratios,
-            "carried_over_window": carried,
+            "onnx_over_pytorch": self.ratios("onnxruntime-cpu", "pytorch-eager-cpu"),
+            "carried_over_window": self.ratios(CARRIED, "onnxruntime-cpu"),
             "floor": {
                 "windows_per_s_at_512": FLOOR_WINDOWS_PER_S_AT_512,
                 "measured": at_512.windows_per_s if at_512 else None,
