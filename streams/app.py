@@ -18,8 +18,10 @@ takes them all (up to ``max_batch``), so batches grow with the load. Flow of one
    them ack the records of every settled batch (:mod:`streams.snapshots`). A committed offset
    never runs ahead of durable results nor of the changelog.
 
-Faust acks a message whose agent raised, so nothing in the loop may raise past a batch: bad
-records are dead-lettered, and infrastructure failures are retried until they succeed.
+Records reach the batch queue straight from Faust's fetch loop (:mod:`streams.handover`), and the
+worker acks each itself once it is durable. Nothing in the loop may raise past a batch: bad
+records are dead-lettered, and infrastructure failures are retried until they succeed; an agent
+restarted all the same reads again from the commit.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -40,7 +42,7 @@ from typing import Any, cast
 import faust
 import orjson
 import psycopg
-from faust.types import EventT
+from faust.types import Message
 from faust.types.auth import CredentialsT
 
 from common.kafka import admin_config, consumer_config, ssl_context
@@ -58,7 +60,7 @@ from schemas.topics import (
     TUTOR_INTERVENTIONS,
     TUTOR_RECOMMENDATIONS,
 )
-from streams import eager, metrics, outbound
+from streams import eager, handover, metrics, outbound
 from streams.annotations import GrafanaAnnotations
 from streams.carried import CarriedModel
 from streams.policy import InterventionPolicy
@@ -126,26 +128,6 @@ DELIVERY_START_ATTRIBUTE = "_tutorstream_delivery_start"
 """Attribute of Faust's consumer holding where each source partition's delivery starts, learnt
 at every assignment: the group's committed offset, or the log's first offset where the group
 has none. Faust's own committed offsets are filled only once it seeks to them."""
-
-
-def _report_cleared(flow_control: Any, cleared: Callable[[int], None]) -> None:
-    """Call ``cleared(n)`` whenever Faust's flow control drops ``n`` buffered records.
-
-    Faust clears every stream buffer on each ``flow_control.resume()``, suspended or not, and
-    its recovery resumes the flow right after seeking the stream partitions to their commits.
-    Records the fetch loop handed over in between (the client had already moved past them)
-    were dropped with nothing after them to show the hole: seen as a replacement that left
-    every partition's last records undelivered.
-    """
-    clear = flow_control.clear
-
-    def clear_and_report() -> None:
-        dropped = sum(queue.qsize() for queue in list(flow_control._queues))
-        clear()
-        if dropped:
-            cleared(dropped)
-
-    flow_control.clear = clear_and_report
 
 
 def _commit_only_from_the_committed_offset() -> None:
@@ -340,7 +322,7 @@ class RecordQueue:
     """Records delivered by Faust and not yet in a batch; ``put`` waits while it is full."""
 
     def __init__(self, limit: int) -> None:
-        self._records: collections.deque[EventT[bytes]] = collections.deque()
+        self._records: collections.deque[Message] = collections.deque()
         self._limit = limit
         self._arrived = asyncio.Event()
         self._room = asyncio.Event()
@@ -349,12 +331,12 @@ class RecordQueue:
     def __len__(self) -> int:
         return len(self._records)
 
-    async def put(self, event: EventT[bytes]) -> None:
+    async def put(self, record: Message) -> None:
         """Add a record; wait first while the queue holds ``limit`` records (backpressure)."""
         while len(self._records) >= self._limit:
             self._room.clear()
             await self._room.wait()
-        self._records.append(event)
+        self._records.append(record)
         self._arrived.set()
 
     @property
@@ -383,7 +365,7 @@ class RecordQueue:
         self._room.set()
         return dropped
 
-    def take(self, most: int) -> list[EventT[bytes]]:
+    def take(self, most: int) -> list[Message]:
         """Remove and return up to ``most`` records, oldest first."""
         records = self._records
         batch = [records.popleft() for _ in range(min(most, len(records)))]
@@ -519,7 +501,8 @@ class Worker:
         self.order = DeliveryOrder()
         self.watch = StallWatch()
         self._hole_seen = asyncio.Event()
-        self._queue: RecordQueue | None = None
+        self._queue = RecordQueue(limit=4 * s.max_batch)
+        self._runs = 0  # starts of the agent: a restarted one reads again from the commit
         self._processing = False
         self._learning: asyncio.Future[None] | None = None
         Path(s.data_dir).mkdir(parents=True, exist_ok=True)
@@ -563,9 +546,7 @@ class Worker:
             recovery_consistency_check=False,
             logging_config=None,
         )
-        self._seeking = False
         self._seek_reason = "hole"
-        _report_cleared(self.app.flow_control, self._on_cleared)
         self.model = model or LearnerModel.load(
             s.model,
             registry_roots=[] if s.model_dir is None else [Path(s.model_dir)],
@@ -616,7 +597,7 @@ class Worker:
         self.snapshots = SnapshotClock(s.snapshot_interval_s, s.snapshot_max_records)
         # settled batches' records, acked by the next snapshot; ``_generation`` counts
         # revocations, which drop what was held (see ``revoked``)
-        self._covered: list[list[EventT[bytes]]] = []
+        self._covered: list[list[Message]] = []
         self._generation = 0
         # a profile file with an error stops the worker here, naming file, line and field
         profiles = s.profiles.load()
@@ -668,12 +649,17 @@ class Worker:
             self._covered.clear()
             self.snapshots.taken()
             metrics.AWAITING_SNAPSHOT.set(0)
-            if self._queue is not None:
-                self._queue.clear()
+            self._queue.clear()
 
         self.app.on_partitions_assigned.connect(assigned)
         self.app.on_partitions_revoked.connect(revoked)
         self.agent = self.app.agent(channel, name="process-events", concurrency=1)(self._run)
+        # the agent's stream subscribes the topics; their records skip it (streams.handover)
+        handover.deliver_directly(
+            self.app.topics,
+            {self.raw_topic.get_topic_name(), self.rekeyed_topic.get_topic_name()},
+            self._deliver,
+        )
         self.app.page("/metrics")(_metrics_view)
         self.app.page("/healthz")(_healthz_view)
         worker = self
@@ -906,7 +892,7 @@ class Worker:
         return (
             not self._processing
             and not self.snapshots.records
-            and (self._queue is None or not len(self._queue))
+            and not len(self._queue)
             and all(task is None or task.done() for task in (self._settling, self._snapshotting))
         )
 
@@ -914,12 +900,7 @@ class Worker:
         app, consumer = self.app, cast(Any, self.app.consumer)
         tps = self._source_partitions()
         queue = self._queue
-        if (
-            app.rebalancing
-            or getattr(app, "in_recovery", False)
-            or not tps
-            or (queue is not None and queue.full)
-        ):
+        if app.rebalancing or getattr(app, "in_recovery", False) or not tps or queue.full:
             # a partition that delivers nothing while the worker's own queue is full waits
             # for room (a store outage, a backlog), not for a fetch
             self.watch.forget()
@@ -943,8 +924,9 @@ class Worker:
             _fetch_state(consumer, stalled) if stalled else "",
         )
         metrics.PARTITION_SEEKS.labels(reason).inc()
-        # Faust drops the records of a fetch it is iterating when the flow stops, and the
-        # stream buffers are cleared when it resumes: all of them come again from the commit.
+        # Faust drops the records of a fetch it is iterating when the flow stops, and what
+        # waits in the batch queue is dropped once sought: all of them come again from the
+        # commit, in order.
         generation = app.consumer_generation_id
         app.flow_control.suspend()
         consumer.stop_flow()
@@ -960,30 +942,13 @@ class Worker:
                 if consumer._committed_offset.get(tp) is None and tp in starts:
                     # no commit to seek to: Faust's seek leaves the position where it was
                     await consumer.seek(tp, starts[tp])
+            self._queue.clear()
             self.order.reset()
             self.watch.forget()
         finally:
             if not app.rebalancing and app.consumer_generation_id == generation:
-                # what the resume clears was handed over before the flow stopped: it comes
-                # again from the commit just sought
-                self._seeking = True
-                try:
-                    app.flow_control.resume()
-                finally:
-                    self._seeking = False
+                app.flow_control.resume()
                 consumer.resume_flow()
-
-    def _on_cleared(self, dropped: int) -> None:
-        """Faust's flow control dropped ``dropped`` buffered records: read them again."""
-        if self._seeking:
-            return
-        logger.info(
-            "%d records were cleared from the stream buffer when the flow resumed; reading "
-            "every partition again from its committed offset",
-            dropped,
-        )
-        self._seek_reason = "cleared"
-        self._hole_seen.set()
 
     @staticmethod
     async def _fetch_parked(consumer: Any, timeout: float = 5.0) -> None:
@@ -1012,14 +977,21 @@ class Worker:
         self.watch.forget()
 
     async def _run(self, stream: Any) -> None:
-        """Feed the stream's records to the batching loop until the agent stops.
+        """Take the delivered records in batches until the agent stops.
 
         Records gather while a batch is being processed, and the next batch takes all of them
         (up to ``max_batch``): under load batches grow and their fixed costs (a commit, a
         changelog write per touched learner, two model calls) are shared by more records;
-        when the stream is quiet a record waits at most ``max_delay_ms`` for company.
+        when the stream is quiet a record waits at most ``max_delay_ms`` for company. The
+        records come from :meth:`_deliver`, not through ``stream``, which only subscribes the
+        agent's topics (:mod:`streams.handover`).
         """
-        stream.enable_acks = False  # acked by _settle, only once a batch is durable
+        self._runs += 1
+        if self._runs > 1:
+            # a restarted agent: the batch that failed is unacked and behind what is queued
+            self._queue.clear()
+            self._seek_reason = "restart"
+            self._hole_seen.set()
         # Faust's Monitor keeps statistics per record and per event for Faust's own web views,
         # which the worker does not serve (its metrics are its own): out of the sensors, it
         # costs no calls per record.
@@ -1032,49 +1004,43 @@ class Worker:
         # in full collections. Start-up objects leave the collector, and it runs less often.
         gc.freeze()
         gc.set_threshold(max(gc.get_threshold()[0], _YOUNG_COLLECTION), *gc.get_threshold()[1:])
-        queue = self._queue = RecordQueue(limit=4 * self.settings.max_batch)
-        feeding = asyncio.ensure_future(self._feed(stream, queue))
-        batching = asyncio.ensure_future(self._batches(stream, queue))
         try:
-            done, _ = await asyncio.wait({feeding, batching}, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()  # a failure restarts the agent, with the batch unacked
+            await self._batches(self._queue)
         finally:
-            for task in (feeding, batching):
-                task.cancel()
-            await asyncio.gather(feeding, batching, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self._settle_previous()
                 await self._snapshot_previous()
                 if self.snapshots.records:  # a graceful stop leaves nothing to take again
-                    await asyncio.wait_for(self._snapshot(stream, wait=True), 10.0)
+                    await asyncio.wait_for(self._snapshot(wait=True), 10.0)
 
-    async def _feed(self, stream: Any, queue: RecordQueue) -> None:
+    async def _deliver(self, message: Message) -> None:
+        """Take one record from Faust's fetch loop into the batch queue, checking its order."""
+        flow = self.app.flow_control
+        if not flow.is_active():
+            await flow.acquire()  # a rebalance or a seek: the fetch loop abandons this wait
+        tp = message.tp
         # the consumer's committed offsets have no public face
-        order, consumer = self.order, cast(Any, self.app.consumer)
-        async for event in stream.events():
-            message = event.message
-            tp = message.tp
-            committed = consumer._committed_offset.get(tp)
-            if committed is None:  # not known to Faust yet: where the delivery started
-                committed = getattr(consumer, DELIVERY_START_ATTRIBUTE, {}).get(tp)
-            skipped = order.check(tp, message.offset, committed)
-            if skipped is not None:
-                # the commit stays before them; the worker seeks back to it at once
-                self._hole_seen.set()
-                logger.warning(
-                    "%s delivered offset %d after %d: offsets %d..%d were skipped; "
-                    "reading again from the committed offset",
-                    tp,
-                    message.offset,
-                    skipped - 1,
-                    skipped,
-                    message.offset - 1,
-                )
-                metrics.DELIVERY_HOLES.inc()
-            await queue.put(event)
+        consumer = cast(Any, self.app.consumer)
+        committed = consumer._committed_offset.get(tp)
+        if committed is None:  # not known to Faust yet: where the delivery started
+            committed = getattr(consumer, DELIVERY_START_ATTRIBUTE, {}).get(tp)
+        skipped = self.order.check(tp, message.offset, committed)
+        if skipped is not None:
+            # the commit stays before them; the worker seeks back to it at once
+            self._hole_seen.set()
+            logger.warning(
+                "%s delivered offset %d after %d: offsets %d..%d were skipped; "
+                "reading again from the committed offset",
+                tp,
+                message.offset,
+                skipped - 1,
+                skipped,
+                message.offset - 1,
+            )
+            metrics.DELIVERY_HOLES.inc()
+        await self._queue.put(message)
 
-    async def _batches(self, stream: Any, queue: RecordQueue) -> None:
+    async def _batches(self, queue: RecordQueue) -> None:
         max_batch, linger = self.settings.max_batch, self.settings.max_delay_ms / 1000.0
         while True:
             # Records that came while the last batch was processed make the next one at once;
@@ -1082,18 +1048,18 @@ class Worker:
             idle = not len(queue)
             await queue.wait_for_records(self.snapshots.wait_s())
             if self.snapshots.due():
-                await self._snapshot(stream)
+                await self._snapshot()
             if not len(queue):
                 continue
             if idle and len(queue) < max_batch and linger > 0:
                 await asyncio.sleep(linger)  # a burst that is arriving joins this batch
             self._processing = True
             try:
-                await self.process(stream, queue.take(max_batch))
+                await self.process(queue.take(max_batch))
             finally:
                 self._processing = False
 
-    async def process(self, stream: Any, events: list[EventT[bytes]]) -> None:
+    async def process(self, messages: list[Message]) -> None:
         """Process one micro-batch, then hand its confirmation and acks to a settle task.
 
         Waiting for the broker to confirm a batch's records is the slowest step and needs no
@@ -1107,17 +1073,16 @@ class Worker:
         # A record fetched before the last rebalance comes again from the commit; taken now,
         # it would meet a state that no longer holds what the batches before it held.
         current = self.app.consumer_generation_id
-        events = [e for e in events if e.message.generation_id == current]
-        if not events:
+        messages = [m for m in messages if m.generation_id == current]
+        if not messages:
             return
-        metrics.BATCH_SIZE.observe(len(events))
+        metrics.BATCH_SIZE.observe(len(messages))
         # A revocation from here on drops what the batch held; its records are then not acked
         # but read again from the commit, and skipped where the held state shows them durable.
         generation = self._generation
         rekeyed = self.rekeyed_topic.get_topic_name()
         records = []
-        for e in events:
-            message = e.message
+        for message in messages:
             forwarded = message.topic == rekeyed
             origin, origin_offset = _origin(message.headers) if forwarded else ("", -1)
             records.append(
@@ -1156,10 +1121,10 @@ class Worker:
                         await self._step([record], sending)
                     except Exception as alone:
                         await self._reject([record], alone, sending)
-        self.snapshots.add(len(events))
+        self.snapshots.add(len(messages))
         metrics.AWAITING_SNAPSHOT.set(self.snapshots.records)
         await self._settle_previous()
-        self._settling = asyncio.ensure_future(self._settle(events, sending, generation))
+        self._settling = asyncio.ensure_future(self._settle(messages, sending, generation))
 
     async def _step(self, records: list[InboundRecord], sending: Sending) -> None:
         """Compute, store, send and write the state of ``records``; raise before any send."""
@@ -1211,7 +1176,7 @@ class Worker:
         with metrics.stage("publish"):
             await self._publish(result, letters, (), sending)
 
-    async def _settle(self, events: list[EventT[bytes]], sending: Sending, generation: int) -> None:
+    async def _settle(self, messages: list[Message], sending: Sending, generation: int) -> None:
         with metrics.stage("confirm"):
             await self._confirm(sending)
             if sending.published:
@@ -1224,10 +1189,10 @@ class Worker:
                         "could not mark %d interventions published", len(sending.published)
                     )
         if generation == self._generation:
-            self._covered.append(events)  # acked by the next snapshot
-        self._observe_lag(events)
+            self._covered.append(messages)  # acked by the next snapshot
+        self._observe_lag(messages)
 
-    async def _snapshot(self, stream: Any, *, wait: bool = False) -> None:
+    async def _snapshot(self, *, wait: bool = False) -> None:
         """Write the state held since the last snapshot to the changelogs; then ack.
 
         Runs between batches, once the last batch has settled, so what is written is exactly
@@ -1237,7 +1202,6 @@ class Worker:
         is acked before the broker has every value.
 
         Args:
-            stream: the agent's stream, whose records are acked.
             wait: return only once the values are confirmed and the records acked.
         """
         await self._settle_previous()
@@ -1255,16 +1219,15 @@ class Worker:
                 for key, value, _ in values:
                     data[key] = value  # what the table reads once nothing is held for it
         self._snapshotting = asyncio.ensure_future(
-            self._write_snapshot(stream, taken, covered, owned, generation)
+            self._write_snapshot(taken, covered, owned, generation)
         )
         if wait:
             await self._snapshot_previous()
 
     async def _write_snapshot(
         self,
-        stream: Any,
         taken: list[list[tuple[Any, bytes, int]]],
-        covered: list[list[EventT[bytes]]],
+        covered: list[list[Message]],
         owned: set[int],
         generation: int,
     ) -> None:
@@ -1283,11 +1246,12 @@ class Worker:
         metrics.SNAPSHOT_RECORDS.inc(sum(len(values) for values in taken))
         if generation != self._generation:
             return  # revoked meanwhile: the records come again from the commit
-        for events in covered:
-            for event in events:
+        consumer = self.app.consumer
+        for messages in covered:
+            for message in messages:
                 # a record's learner state is written to the partition it came from
-                if event.message.partition in owned:
-                    await stream.ack(event)
+                if message.partition in owned:
+                    message.ack(consumer)
 
     async def _snapshot_previous(self) -> None:
         # A failure raises here, in the agent, as it did before it left the batches' path:
@@ -1541,10 +1505,10 @@ class Worker:
         except Exception:
             logger.exception("outbox sweep failed; retrying at the next interval")
 
-    def _observe_lag(self, events: list[EventT[bytes]]) -> None:
+    def _observe_lag(self, messages: list[Message]) -> None:
         last: dict[Any, int] = {}
-        for event in events:
-            last[event.message.tp] = max(last.get(event.message.tp, -1), event.message.offset)
+        for message in messages:
+            last[message.tp] = max(last.get(message.tp, -1), message.offset)
         for tp, offset in last.items():
             try:
                 high = self.app.consumer.highwater(tp)

@@ -12,10 +12,9 @@ pipeline`, that machinery was the largest single share of the worker's main thre
 there. One that must wait goes on from that very point inside the same ``wait_first`` as
 before, so a rebalance still abandons it.
 
-What does change: the stream task no longer runs between one record and the next, so more
-records sit in the stream buffer at a time. Faust clears that buffer on every flow resume, and
-its recovery resumes right after seeking; the worker reads what a resume clears again from the
-commit (``streams.app._report_cleared``).
+The callback of the worker's source partitions is its own (:mod:`streams.handover`): it puts
+the record in the batch queue, and waits only while that queue is full or the flow is
+suspended.
 """
 
 from __future__ import annotations

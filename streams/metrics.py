@@ -81,7 +81,7 @@ PARTITION_SEEKS = Counter(
     "Times the worker read its partitions again from their committed offsets, by reason: "
     "hole (records skipped), stall (a partition held records past its commit and delivered "
     "none for a whole check), rejoin (still stalled after a seek: the group was rejoined), "
-    "cleared (Faust dropped records from the stream buffer when the flow resumed).",
+    "restart (the agent restarted after a failure, its batch unacked).",
     ["reason"],
     registry=REGISTRY,
 )

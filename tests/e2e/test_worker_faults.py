@@ -9,9 +9,9 @@ partition's delivery), and before the worker's fixes its commit rule could pass 
 record was lost, or a partition kept records nobody delivered until the next rebalance (the
 "stalled replacement"). The cause is in the client, not the embedded broker: a plain aiokafka
 group consumer on the same broker, through joins and leaves, gets every offset in order. The
-worker reads its partitions again from the commit when it sees a hole, a stall, or records
-Faust cleared from its stream buffer (``tutorstream_partition_seeks_total``), and these tests
-run in ``make test``.
+worker reads its partitions again from the commit when it sees a hole or a stall
+(``tutorstream_partition_seeks_total``); the source records skip Faust's stream buffers, which
+it clears on every flow resume (``streams.handover``). These tests run in ``make test``.
 """
 
 from __future__ import annotations

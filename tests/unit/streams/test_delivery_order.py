@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter, defaultdict
 from types import SimpleNamespace
@@ -16,7 +15,6 @@ from streams.app import (
     _commit_only_from_the_committed_offset,
     _fetched_end,
     _known_end,
-    _report_cleared,
 )
 
 pytestmark = pytest.mark.unit
@@ -196,27 +194,3 @@ def test_records_the_retention_deleted_before_processing_are_reported(
     assert counter._value.get() == before + 250
     (record,) = caplog.records
     assert "250 records of lms.events.v1[7] (offsets 100 to 349)" in record.getMessage()
-
-
-def test_records_a_flow_resume_clears_from_a_stream_buffer_are_reported() -> None:
-    """Faust clears every stream buffer on each resume; the worker reads them again."""
-    from mode.utils.queues import FlowControlEvent, FlowControlQueue
-
-    async def run() -> list[int]:
-        flow = FlowControlEvent(initially_suspended=False)
-        buffer: FlowControlQueue[int] = FlowControlQueue(
-            maxsize=10, flow_control=flow, clear_on_resume=True
-        )
-        reported: list[int] = []
-        _report_cleared(flow, reported.append)
-        flow.resume()  # nothing buffered: nothing to report
-        for record in range(3):
-            await buffer.put(record)
-        flow.resume()
-        assert buffer.qsize() == 0, "Faust's resume still clears the buffer"
-        await buffer.put(3)
-        flow.suspend()
-        flow.clear()  # a rebalance clears without resuming
-        return reported
-
-    assert asyncio.run(run()) == [3, 1]
