@@ -534,9 +534,9 @@ class Worker:
             producer_compression_type=None if s.compression == "none" else s.compression,
             stream_buffer_maxsize=4 * s.max_batch,
             table_cleanup_interval=60.0,
-            # noack_take holds unacked events in its buffer; waiting for them to be acked
-            # before a rebalance or shutdown deadlocks. Not waiting is safe here: only durable
-            # batches are acked, and a batch redelivered after a rebalance is idempotent.
+            # The batch queue holds records Faust never sees acked until a snapshot; waiting
+            # for them before a rebalance or shutdown would stall it. Not waiting is safe: only
+            # durable batches are acked, and a batch redelivered after a rebalance is idempotent.
             stream_wait_empty=False,
             # Tansu 0.6 reports a partition's high watermark as its last batch's base offset
             # plus one, short of the true end by the rest of that batch. Faust's check that a
