@@ -54,12 +54,17 @@ class Pipeline:
         env.update(extra)
         return env
 
-    def start_worker(self, **extra: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, prelude: str = "", **extra: str) -> subprocess.Popen[bytes]:
+        """Start a worker; ``prelude`` is Python run in its process before the worker starts
+        (a test's fault injection)."""
         port = services.free_port()
         n = len(self.workers)
         log = (self.log_dir / f"worker-{n}.log").open("wb")
+        argv = services.worker_command(port)
+        if prelude:
+            argv[2] = f"{prelude}\n{argv[2]}"  # the ``-c`` program
         proc = subprocess.Popen(
-            services.worker_command(port),
+            argv,
             env=self.env(**extra),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -189,6 +189,62 @@ def test_workers_joining_and_leaving_under_a_backlog_store_every_event(pipeline:
     assert _duplicates(pipeline) == dict.fromkeys(TABLES, 0)
 
 
+_CRASH_THIRD_BATCH = """
+import streams.app as _app
+
+_process, _calls = _app.Worker.process, 0
+
+
+async def _crashing(self, messages):
+    global _calls
+    _calls += 1
+    if _calls == 3:
+        raise RuntimeError("injected: a bug escapes the batch")
+    await _process(self, messages)
+
+
+_app.Worker.process = _crashing
+"""
+"""Makes the worker's third batch raise out of the agent, as a bug outside a record would."""
+
+
+def test_an_agent_that_crashes_is_restarted_and_reads_again_from_the_commit(
+    pipeline: Any,
+) -> None:
+    """An exception that escapes a batch crashes the agent, and Faust's supervisor restarts it.
+
+    The failed batch was taken from the queue and never acked, and records after it wait in
+    the queue: the restarted agent must drop them and read again from the commit at once, in
+    order. Taking the queue as it stood, the worker would pass the failed batch, and only
+    the stall watch would bring it back, later and out of order (hundreds of records "taken
+    late"). The fault is injected into the worker's own process (the test's prelude makes
+    its third batch raise); the broker, database and model are real.
+    """
+    rng = random.Random(int(os.environ.get("TUTORSTREAM_E2E_SEED", "0")) or None)
+    start = datetime.now(UTC) - timedelta(days=1)
+    events = [e for e, _ in labelled_cohort(LEARNERS, 40, rng.randrange(1 << 30), start=start)]
+    produced = {str(e["event_id"]) for e in events}
+    pipeline.produce(_keyed_as_producers_do(events))  # a backlog: batches queue behind the crash
+    worker = pipeline.start_worker(prelude=_CRASH_THIRD_BATCH)
+    stored = _wait_for_ids(pipeline, produced, timeout=120.0)
+    missing = produced - stored
+    assert not missing, (
+        f"{len(missing)} of {len(produced)} produced events never stored, e.g. "
+        f"{sorted(missing)[:5]}\n{pipeline.log_tail()}"
+    )
+    assert "injected: a bug escapes the batch" in pipeline.log_tail(10**7)
+    assert worker.poll() is None, "the worker process must outlive its agent's crash"
+    seeks = {
+        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+        for line in pipeline.metrics().splitlines()
+        if line.startswith("tutorstream_partition_seeks_total{")
+    }
+    # at once on the restart, not later through the stall watch's slower rescue
+    assert {reason: n for reason, n in seeks.items() if n} == {"restart": 1.0}
+    time.sleep(2.0)  # a late duplicate would land now
+    assert _duplicates(pipeline) == dict.fromkeys(TABLES, 0)
+
+
 def _bad_records(rng: random.Random, oversized: int) -> list[tuple[bytes | None, bytes, str]]:
     """Bad records of every kind, each with what kind it is."""
     actorless = {
