@@ -130,6 +130,18 @@ at every assignment: the group's committed offset, or the log's first offset whe
 has none. Faust's own committed offsets are filled only once it seeks to them."""
 
 
+def _next_to_read(consumer: Any, tp: Any) -> int | None:
+    """Return the first offset of ``tp`` not yet durable.
+
+    That is the committed offset, or, before Faust knows it, where the partition's delivery
+    started (:data:`DELIVERY_START_ATTRIBUTE`).
+    """
+    committed: int | None = consumer._committed_offset.get(tp)  # no public face
+    if committed is None:
+        committed = getattr(consumer, DELIVERY_START_ATTRIBUTE, {}).get(tp)
+    return committed
+
+
 def _commit_only_from_the_committed_offset() -> None:
     """Stop Faust from committing past a record it never acknowledged.
 
@@ -149,12 +161,9 @@ def _commit_only_from_the_committed_offset() -> None:
         if not acked:
             return None
         acked.sort()
-        committed = self._committed_offset[tp]
-        starts = getattr(self, DELIVERY_START_ATTRIBUTE, None)
-        if committed is None and starts is not None:
-            committed = starts.get(tp)
-            if committed is None:
-                return None  # not known yet: commit later rather than past a hole
+        committed = _next_to_read(self, tp)
+        if committed is None and hasattr(self, DELIVERY_START_ATTRIBUTE):
+            return None  # not known yet: commit later rather than past a hole
         if committed is not None:
             # acks from before a seek forward (a rebalance took the commit further) are moot
             stale = bisect.bisect_left(acked, committed)
@@ -1019,12 +1028,7 @@ class Worker:
         if not flow.is_active():
             await flow.acquire()  # a rebalance or a seek: the fetch loop abandons this wait
         tp = message.tp
-        # the consumer's committed offsets have no public face
-        consumer = cast(Any, self.app.consumer)
-        committed = consumer._committed_offset.get(tp)
-        if committed is None:  # not known to Faust yet: where the delivery started
-            committed = getattr(consumer, DELIVERY_START_ATTRIBUTE, {}).get(tp)
-        skipped = self.order.check(tp, message.offset, committed)
+        skipped = self.order.check(tp, message.offset, _next_to_read(self.app.consumer, tp))
         if skipped is not None:
             # the commit stays before them; the worker seeks back to it at once
             self._hole_seen.set()

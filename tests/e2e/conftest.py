@@ -62,7 +62,8 @@ class Pipeline:
         log = (self.log_dir / f"worker-{n}.log").open("wb")
         argv = services.worker_command(port)
         if prelude:
-            argv[2] = f"{prelude}\n{argv[2]}"  # the ``-c`` program
+            program = argv.index("-c") + 1
+            argv[program] = f"{prelude}\n{argv[program]}"
         proc = subprocess.Popen(
             argv,
             env=self.env(**extra),
